@@ -1,0 +1,80 @@
+"""$connect: verify the JWT, check the room, store the connection (CONTRACT.md section 3).
+
+Checks run in the contract's order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
+Nothing is stored unless every check passes; a failed write refuses the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.auth import AuthError, TokenVerifier
+from shared.config import AuthConfig, TableConfig
+from shared.connections import ConnectionStore
+from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
+from shared.protocol import is_valid_room_id
+
+# A browser can't set headers on a WebSocket, but it can offer subprotocols: ["chat.v1", "bearer.<JWT>"].
+SUBPROTOCOL = "chat.v1"
+BEARER_PREFIX = "bearer."
+
+store = ConnectionStore(TableConfig.from_env().table_name)
+verifier = TokenVerifier(AuthConfig.from_env())
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
+@tracer.capture_lambda_handler
+@event_source(data_class=APIGatewayWebSocketEvent)
+def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
+    connection_id = event.request_context.connection_id
+    params = event.get("queryStringParameters") or {}
+    offered = _offered_subprotocols(event)
+    logger.append_keys(connection_id=connection_id, room_id=params.get("room_id"))
+
+    try:
+        identity = verifier.verify(params.get("token") or _bearer_subprotocol(offered))
+    except AuthError as error:
+        return _refuse(error.status, error.reason)
+    room_id = params.get("room_id")
+    if not is_valid_room_id(room_id):
+        return _refuse(400, "room_id is required and must match ^[A-Za-z0-9_.:-]{1,64}$")
+    if "user_id" in params and params["user_id"] != identity.user_id:
+        return _refuse(403, "user_id does not match the token's subject")
+    if not identity.may_join(room_id):
+        return _refuse(403, "the token does not grant this room")
+
+    store.put(connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name)
+    logger.info("connected", extra={"user_id": identity.user_id})
+    count("ConnectionsOpened")
+    response: dict[str, Any] = {"statusCode": 200}
+    chosen = _choose_subprotocol(offered)
+    if chosen is not None:
+        response["headers"] = {"Sec-WebSocket-Protocol": chosen}
+    return response
+
+
+def _refuse(status: int, reason: str) -> dict[str, Any]:
+    logger.info("connection refused", extra={"status": status, "reason": reason})
+    count("ConnectionsRefused")
+    return {"statusCode": status, "body": reason}
+
+
+def _offered_subprotocols(event: APIGatewayWebSocketEvent) -> list[str]:
+    header = event.headers.get("Sec-WebSocket-Protocol") or ""
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _bearer_subprotocol(offered: list[str]) -> str | None:
+    return next((p[len(BEARER_PREFIX) :] for p in offered if p.startswith(BEARER_PREFIX)), None)
+
+
+def _choose_subprotocol(offered: list[str]) -> str | None:
+    """The subprotocol to echo: API Gateway fails the browser's handshake unless one offered is chosen.
+    Never the bearer entry: that would echo the token."""
+    if SUBPROTOCOL in offered:
+        return SUBPROTOCOL
+    return next((p for p in offered if not p.startswith(BEARER_PREFIX)), None)

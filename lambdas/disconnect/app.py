@@ -1,0 +1,34 @@
+"""$disconnect: delete the connection's record.
+
+Best effort on AWS's side: API Gateway can miss a $disconnect, so records also carry a TTL and the
+broadcast path removes connections the management API reports gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.config import TableConfig
+from shared.connections import ConnectionStore
+from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
+
+store = ConnectionStore(TableConfig.from_env().table_name)
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
+@tracer.capture_lambda_handler
+@event_source(data_class=APIGatewayWebSocketEvent)
+def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
+    request = event.request_context
+    logger.append_keys(connection_id=request.connection_id)
+    store.delete(request.connection_id)
+    logger.info(
+        "disconnected",
+        extra={"status_code": request.disconnect_status_code, "reason": request.disconnect_reason},
+    )
+    count("ConnectionsClosed")
+    return {"statusCode": 200}

@@ -1,0 +1,159 @@
+"""Configuration, parsed and validated once per cold start.
+
+Every setting comes from an environment variable that Terraform sets for the function (see
+``terraform/functions.tf``). A missing or malformed value raises :class:`ConfigError` naming the variable,
+so the function fails at init (``Runtime.ImportModuleError`` / init error) instead of on the first request.
+An empty string counts as unset: Terraform passes ``""`` for optional settings.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class ConfigError(RuntimeError):
+    """A required environment variable is missing or has a bad value (the message names it)."""
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = _optional(env, name)
+    if value is None:
+        raise ConfigError(f"environment variable {name} is required but not set")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, *, default: int, minimum: int, maximum: int) -> int:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"environment variable {name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, *, default: float, minimum: float, maximum: float) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"environment variable {name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableConfig:
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> TableConfig:
+        return cls(table_name=_required(env, "DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthConfig:
+    """Where the token-signing key comes from, and what a token must say.
+
+    Exactly one key source: ``JWT_SECRET`` (HS*, local development), ``JWT_SECRET_ARN`` (HS*, the secret
+    in Secrets Manager) or ``JWT_JWKS_URL`` (RS*/ES*/PS*/EdDSA, e.g. Cognito or Auth0). The accepted
+    algorithms are pinned here (``JWT_ALGORITHMS``), never taken from the token.
+    """
+
+    secret: str | None
+    secret_arn: str | None
+    jwks_url: str | None
+    algorithms: tuple[str, ...]
+    issuer: str | None
+    audience: str | None
+    jwks_timeout_seconds: float
+    leeway_seconds: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> AuthConfig:
+        sources = {name: _optional(env, name) for name in ("JWT_SECRET", "JWT_SECRET_ARN", "JWT_JWKS_URL")}
+        given = [name for name, value in sources.items() if value is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ConfigError(
+                "exactly one of JWT_SECRET, JWT_SECRET_ARN or JWT_JWKS_URL must be set (found: " + found + ")"
+            )
+        symmetric = given[0] != "JWT_JWKS_URL"
+        default_algorithms = "HS256" if symmetric else "RS256"
+        raw_algorithms = _optional(env, "JWT_ALGORITHMS") or default_algorithms
+        algorithms = tuple(a.strip() for a in raw_algorithms.split(",") if a.strip())
+        allowed = SYMMETRIC_ALGORITHMS if symmetric else ASYMMETRIC_ALGORITHMS
+        bad = [a for a in algorithms if a not in allowed]
+        if not algorithms or bad:
+            kind = "a shared secret" if symmetric else "JWT_JWKS_URL"
+            raise ConfigError(
+                f"environment variable JWT_ALGORITHMS has {', '.join(bad) or 'no algorithm'}; with {kind} "
+                f"it must list some of {', '.join(sorted(allowed))}"
+            )
+        jwks_url = sources["JWT_JWKS_URL"]
+        if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
+            raise ConfigError(f"environment variable JWT_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
+        return cls(
+            secret=sources["JWT_SECRET"],
+            secret_arn=sources["JWT_SECRET_ARN"],
+            jwks_url=jwks_url,
+            algorithms=algorithms,
+            issuer=_optional(env, "JWT_ISSUER"),
+            audience=_optional(env, "JWT_AUDIENCE"),
+            jwks_timeout_seconds=_float(
+                env, "JWT_JWKS_TIMEOUT_SECONDS", default=3.0, minimum=0.1, maximum=20
+            ),
+            leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", default=0, minimum=0, maximum=300),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessagingConfig:
+    """How messages are checked and delivered.
+
+    ``callback_url`` is the management API base URL; when unset it is built from each event
+    (``https://{domainName}/{stage}``), as CONTRACT.md section 6 says.
+    """
+
+    callback_url: str | None
+    max_message_bytes: int
+    broadcast_concurrency: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> MessagingConfig:
+        return cls(
+            callback_url=callback_url_from_env(env),
+            # API Gateway refuses frames over 128 KiB anyway; a message can't be bigger than that.
+            max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", default=4096, minimum=1, maximum=128 * 1024),
+            broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", default=32, minimum=1, maximum=256),
+        )
+
+
+def callback_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
+    """``WEBSOCKET_CALLBACK_URL`` without a trailing slash, or None to build it from each event."""
+    callback_url = _optional(env, "WEBSOCKET_CALLBACK_URL")
+    if callback_url is None:
+        return None
+    if not callback_url.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"environment variable WEBSOCKET_CALLBACK_URL must be an http(s) URL, got {callback_url!r}"
+        )
+    return callback_url.rstrip("/")

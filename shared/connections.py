@@ -1,0 +1,165 @@
+"""The connection store: one DynamoDB item per WebSocket connection (CONTRACT.md section 5).
+
+Reads skip records whose ``ttl`` has passed: DynamoDB deletes expired items up to 48 hours late, and a
+connection API Gateway has closed (it closes every connection at 2 hours) must not be delivered to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+# API Gateway closes every connection after 2 hours; the record outlives it by a margin for clock skew.
+TTL_SECONDS = 2 * 3600 + 10 * 60
+ROOM_INDEX = "room_id-index"
+USER_INDEX = "user_id-index"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    connection_id: str
+    room_id: str
+    user_id: str
+    ttl: int
+    name: str | None = None
+    created_at: str | None = None
+
+    def expired(self, now: float) -> bool:
+        return self.ttl <= now
+
+
+@dataclass(kw_only=True)
+class RoomMembers:
+    """The live connections of a room, and what reading them cost."""
+
+    connections: list[Connection] = field(default_factory=list)
+    pages: int = 0
+    items_read: int = 0
+    expired_skipped: int = 0
+
+
+class ConnectionStore:
+    """Data access for connection records. Takes a low-level DynamoDB client (injectable for tests)."""
+
+    def __init__(
+        self, table_name: str, *, client: Any = None, clock: Any = time.time, page_size: int | None = None
+    ) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("dynamodb")
+        self.table_name = table_name
+        self._client = client
+        self._clock = clock
+        # Items per Query page; None lets DynamoDB fill each page up to 1 MB.
+        self.page_size = page_size
+
+    def put(self, *, connection_id: str, room_id: str, user_id: str, name: str | None = None) -> Connection:
+        now = self._clock()
+        connection = Connection(
+            connection_id=connection_id,
+            room_id=room_id,
+            user_id=user_id,
+            name=name,
+            ttl=int(now) + TTL_SECONDS,
+            created_at=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        item = {
+            "connection_id": {"S": connection.connection_id},
+            "room_id": {"S": connection.room_id},
+            "user_id": {"S": connection.user_id},
+            "ttl": {"N": str(connection.ttl)},
+            "created_at": {"S": connection.created_at},
+        }
+        if name is not None:
+            item["name"] = {"S": name}
+        self._client.put_item(TableName=self.table_name, Item=item)
+        return connection
+
+    def get(self, connection_id: str) -> Connection | None:
+        """The live record of a connection, or None when there is none or it has expired."""
+        response = self._client.get_item(
+            TableName=self.table_name, Key={"connection_id": {"S": connection_id}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        if item is None:
+            return None
+        connection = _from_item(item)
+        return None if connection.expired(self._clock()) else connection
+
+    def delete(self, connection_id: str) -> None:
+        """Remove a record; removing one that is already gone is not an error."""
+        self._client.delete_item(TableName=self.table_name, Key={"connection_id": {"S": connection_id}})
+
+    def delete_if_exists(self, connection_id: str) -> bool:
+        """Remove exactly this connection's record; False when there was none (e.g. $disconnect won)."""
+        try:
+            self._client.delete_item(
+                TableName=self.table_name,
+                Key={"connection_id": {"S": connection_id}},
+                ConditionExpression="attribute_exists(connection_id)",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def room_members(self, room_id: str) -> RoomMembers:
+        """Every live connection in a room, following ``LastEvaluatedKey`` through every page."""
+        now = self._clock()
+        members = RoomMembers()
+        for page in self._query_pages(ROOM_INDEX, "room_id", room_id):
+            members.pages += 1
+            for item in page.get("Items", []):
+                members.items_read += 1
+                connection = _from_item(item, room_id=room_id)
+                if connection.expired(now):
+                    members.expired_skipped += 1
+                else:
+                    members.connections.append(connection)
+        return members
+
+    def user_connections(self, user_id: str) -> list[Connection]:
+        """Every live connection of a user (all pages)."""
+        now = self._clock()
+        connections = []
+        for page in self._query_pages(USER_INDEX, "user_id", user_id):
+            for item in page.get("Items", []):
+                connection = _from_item(item, user_id=user_id)
+                if not connection.expired(now):
+                    connections.append(connection)
+        return connections
+
+    def _query_pages(self, index: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("query")
+        yield from paginator.paginate(
+            PaginationConfig={"PageSize": self.page_size} if self.page_size else {},
+            TableName=self.table_name,
+            IndexName=index,
+            KeyConditionExpression="#k = :v",
+            ExpressionAttributeNames={"#k": key},
+            ExpressionAttributeValues={":v": {"S": value}},
+        )
+
+
+def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") -> Connection:
+    def text(name: str, default: str | None = None) -> str | None:
+        value = item.get(name)
+        return value["S"] if value is not None else default
+
+    ttl = item.get("ttl")
+    return Connection(
+        connection_id=item["connection_id"]["S"],
+        room_id=text("room_id", room_id) or "",
+        user_id=text("user_id", user_id) or "",
+        name=text("name"),
+        # A record without ttl (written by hand) never expires here; DynamoDB would never delete it either.
+        ttl=int(ttl["N"]) if ttl is not None else 2**62,
+        created_at=text("created_at"),
+    )

@@ -1,0 +1,168 @@
+"""Posting frames through the API Gateway management API, one connection or a whole room at once.
+
+Outcomes per connection:
+- delivered: ``PostToConnection`` returned 200;
+- gone: 410 ``GoneException`` — the connection is closed; ``on_gone`` removes exactly that record;
+- failed: anything else after retries. 429 ``LimitExceededException``, 5xx and network errors are retried
+  with exponential backoff and full jitter; 403 and 413 are not (retrying cannot help). A failed
+  connection is never deleted: it may be alive.
+
+Backpressure: a broadcast holds at most ``pool_size`` posts in flight on one shared client whose
+connection pool has the same size, so every worker thread gets a kept-alive connection. Each post spends
+one request of the account's API Gateway throttle (10,000 RPS shared with every API).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.observability import logger
+
+RETRYABLE_CODES = frozenset(
+    {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "InternalServerError"}
+)
+
+
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    GONE = "gone"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BroadcastResult:
+    recipients: int
+    delivered: int
+    gone: int
+    failed: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Our own retry loop instead of botocore's: its standard mode sleeps up to 1 s, then 2 s — too long
+    for a chat message — and cannot be told which codes must never be retried."""
+
+    max_attempts: int = 3
+    base_delay: float = 0.05
+    max_delay: float = 1.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))  # noqa: S311
+
+
+def management_client(endpoint_url: str, *, pool_size: int) -> Any:
+    import boto3
+
+    config = Config(
+        max_pool_connections=pool_size,
+        retries={"total_max_attempts": 1},  # RetryPolicy retries
+        connect_timeout=2,
+        read_timeout=5,
+        tcp_keepalive=True,
+    )
+    return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url, config=config)
+
+
+def classify(error: Exception) -> tuple[Outcome, bool]:
+    """(outcome if final, whether to retry) for an error raised by ``post_to_connection``."""
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        # boto3 raises the typed GoneException only when the response names it; a bare 410 is a ClientError.
+        if code in ("GoneException", "410") or status == 410:
+            return Outcome.GONE, False
+        retry = code in RETRYABLE_CODES or status == 429 or status >= 500 or code in ("429", "500", "503")
+        return Outcome.FAILED, retry
+    if isinstance(error, BotoCoreError):  # connection refused/reset, timeouts
+        return Outcome.FAILED, True
+    raise error
+
+
+class Sender:
+    """Posts frames with bounded concurrency. One instance per execution environment."""
+
+    def __init__(
+        self,
+        *,
+        pool_size: int,
+        on_gone: Callable[[str], object],
+        client_factory: Callable[[str], Any] | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.pool_size = pool_size
+        self._on_gone = on_gone
+        self._client_factory = client_factory or (lambda url: management_client(url, pool_size=pool_size))
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+        self._retry = retry
+        self._sleep = sleep
+        self._executor: ThreadPoolExecutor | None = None
+
+    def client(self, endpoint_url: str) -> Any:
+        with self._clients_lock:
+            if endpoint_url not in self._clients:
+                self._clients[endpoint_url] = self._client_factory(endpoint_url)
+            return self._clients[endpoint_url]
+
+    def post(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+        client = self.client(endpoint_url)
+        attempt = 1
+        while True:
+            try:
+                client.post_to_connection(ConnectionId=connection_id, Data=data)
+                return Outcome.DELIVERED
+            except (ClientError, BotoCoreError) as error:
+                outcome, retry = classify(error)
+                reason = str(error)
+            if outcome is Outcome.GONE:
+                self._forget(connection_id)
+                return outcome
+            if not retry or attempt >= self._retry.max_attempts:
+                logger.warning(
+                    "post_to_connection failed",
+                    extra={"connection_id": connection_id, "attempts": attempt, "error": reason},
+                )
+                return outcome
+            self._sleep(self._retry.delay(attempt))
+            attempt += 1
+
+    def broadcast(self, endpoint_url: str, connection_ids: Iterable[str], data: bytes) -> BroadcastResult:
+        ids = list(connection_ids)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="fanout")
+        outcomes = list(self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data), ids))
+        return BroadcastResult(
+            recipients=len(ids),
+            delivered=outcomes.count(Outcome.DELIVERED),
+            gone=outcomes.count(Outcome.GONE),
+            failed=outcomes.count(Outcome.FAILED),
+        )
+
+    def _post_safely(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+        try:
+            return self.post(endpoint_url, connection_id, data)
+        except Exception:  # one recipient's surprise must not cost the others their message
+            logger.exception("unexpected error posting", extra={"connection_id": connection_id})
+            return Outcome.FAILED
+
+    def _forget(self, connection_id: str) -> None:
+        try:
+            self._on_gone(connection_id)
+        except Exception:  # the record expires by TTL anyway; the next broadcast tries again
+            logger.exception("could not delete gone connection", extra={"connection_id": connection_id})
+
+
+def endpoint_url(configured: str | None, *, domain_name: str, stage: str) -> str:
+    """The management API base URL: ``WEBSOCKET_CALLBACK_URL`` when set, else this API's own."""
+    return configured or f"https://{domain_name}/{stage}"

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.management_api import FakeManagementApi
+from tests.support.tables import create_connections_table
+from tests.support.tokens import SECRET
+
+TABLE = "chat_connections"
+
+
+@pytest.fixture
+def management_api() -> Iterator[FakeManagementApi]:
+    api = FakeManagementApi().start()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def function_env(monkeypatch: pytest.MonkeyPatch, management_api: FakeManagementApi) -> dict[str, str]:
+    """The environment Terraform gives the functions, with local values."""
+    env = {
+        "DYNAMO_TABLE_NAME_CHAT_CONNECTIONS": TABLE,
+        "JWT_SECRET": SECRET,
+        "WEBSOCKET_CALLBACK_URL": management_api.endpoint_url,
+        "MAX_MESSAGE_BYTES": "4096",
+        "BROADCAST_CONCURRENCY": "8",
+    }
+    for name in ("JWT_SECRET_ARN", "JWT_JWKS_URL", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def dynamodb(function_env: dict[str, str]) -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_connections_table(client, TABLE)
+        yield client

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_function
+from tests.support.events import FakeContext, message_event
+from tests.support.management_api import FakeManagementApi
+
+CID = "DEFAULTxxxxxxx0="
+
+
+@pytest.fixture
+def default(function_env: dict[str, str], management_api: FakeManagementApi) -> Any:
+    management_api.live.add(CID)
+    return load_function("default")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ("hello", "invalid_json"),
+        ("42", "invalid_json"),
+        ('"text"', "invalid_json"),
+        ('{"message": "no action"}', "unknown_action"),
+        ('{"action": "joinRoom"}', "unknown_action"),
+        ('{"action": 5}', "unknown_action"),
+    ],
+)
+def test_default_answers_sender_with_contract_error(
+    default: Any, management_api: FakeManagementApi, body: str, code: str
+) -> None:
+    response = default.handler(message_event(body, connection_id=CID, route="$default"), FakeContext())
+    assert response["statusCode"] == 200
+    [frame] = management_api.frames_to(CID)
+    assert frame["action"] == "error" and frame["code"] == code and frame["message"]
+
+
+def test_default_names_the_unknown_action(default: Any, management_api: FakeManagementApi) -> None:
+    default.handler(
+        message_event('{"action": "joinRoom"}', connection_id=CID, route="$default"), FakeContext()
+    )
+    assert "joinRoom" in management_api.frames_to(CID)[0]["message"]
+
+
+def test_default_gone_sender_is_not_an_error(default: Any, management_api: FakeManagementApi) -> None:
+    event = message_event("x", connection_id="GONExxxxxxxxxx0=", route="$default")
+    assert default.handler(event, FakeContext())["statusCode"] == 200

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_function
+from tests.support.events import FakeContext, connect_event, disconnect_event
+from tests.support.tokens import make_token
+
+TABLE = "chat_connections"
+
+
+@pytest.fixture
+def functions(dynamodb: Any) -> tuple[Any, Any]:
+    return load_function("connect"), load_function("disconnect")
+
+
+def test_disconnect_deletes_exactly_that_connection(functions: tuple[Any, Any], dynamodb: Any) -> None:
+    connect, disconnect = functions
+    for cid in ("AAAAAAAAAAAAAA0=", "BBBBBBBBBBBBBB0="):
+        connect.handler(
+            connect_event({"token": make_token(), "room_id": "r"}, connection_id=cid), FakeContext()
+        )
+    response = disconnect.handler(disconnect_event(connection_id="AAAAAAAAAAAAAA0="), FakeContext())
+    assert response["statusCode"] == 200
+    left = [item["connection_id"]["S"] for item in dynamodb.scan(TableName=TABLE)["Items"]]
+    assert left == ["BBBBBBBBBBBBBB0="]
+
+
+def test_disconnect_of_unknown_connection_succeeds(functions: tuple[Any, Any], dynamodb: Any) -> None:
+    _, disconnect = functions
+    event = disconnect_event(connection_id="ZZZZZZZZZZZZZZ0=", status=1006, reason="")
+    assert disconnect.handler(event, FakeContext())["statusCode"] == 200
