@@ -136,6 +136,8 @@ class MessagingConfig:
     callback_url: str | None
     max_message_bytes: int
     broadcast_concurrency: int
+    rate_limit_per_second: float
+    rate_limit_burst: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> MessagingConfig:
@@ -144,6 +146,9 @@ class MessagingConfig:
             # API Gateway refuses frames over 128 KiB anyway; a message can't be bigger than that.
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", default=4096, minimum=1, maximum=128 * 1024),
             broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", default=32, minimum=1, maximum=256),
+            # 0 turns the per-connection limit off (stage throttling still applies).
+            rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", default=10, minimum=0, maximum=10_000),
+            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", default=20, minimum=1, maximum=100_000),
         )
 
 

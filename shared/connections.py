@@ -14,6 +14,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.rate_limit import TokenBucket
+
 # API Gateway closes every connection after 2 hours; the record outlives it by a margin for clock skew.
 TTL_SECONDS = 2 * 3600 + 10 * 60
 ROOM_INDEX = "room_id-index"
@@ -28,6 +30,8 @@ class Connection:
     ttl: int
     name: str | None = None
     created_at: str | None = None
+    rate_tokens: float | None = None
+    rate_updated_at: float | None = None
 
     def expired(self, now: float) -> bool:
         return self.ttl <= now
@@ -110,6 +114,39 @@ class ConnectionStore:
             raise
         return True
 
+    def take_message_token(self, connection: Connection, bucket: TokenBucket) -> bool:
+        """Spend one token of the connection's bucket; False when it is empty (or the record is gone)."""
+        for _ in range(3):
+            now = self._clock()
+            tokens = bucket.available(connection.rate_tokens, connection.rate_updated_at, now)
+            if tokens < 1:
+                return False
+            values: dict[str, Any] = {":t": {"N": f"{tokens - 1:.4f}"}, ":now": {"N": f"{now:.3f}"}}
+            condition = "attribute_exists(connection_id) AND "
+            if connection.rate_updated_at is None:
+                condition += "attribute_not_exists(rate_updated_at)"
+            else:
+                condition += "rate_updated_at = :seen"
+                values[":seen"] = {"N": f"{connection.rate_updated_at:.3f}"}
+            try:
+                self._client.update_item(
+                    TableName=self.table_name,
+                    Key={"connection_id": {"S": connection.connection_id}},
+                    UpdateExpression="SET rate_tokens = :t, rate_updated_at = :now",
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+                return True
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+            # Another invocation for this connection spent a token first: read its bucket and try again.
+            fresh = self.get(connection.connection_id)
+            if fresh is None:
+                return False
+            connection = fresh
+        return False
+
     def room_members(self, room_id: str) -> RoomMembers:
         """Every live connection in a room, following ``LastEvaluatedKey`` through every page."""
         now = self._clock()
@@ -154,6 +191,7 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         return value["S"] if value is not None else default
 
     ttl = item.get("ttl")
+    tokens, updated_at = item.get("rate_tokens"), item.get("rate_updated_at")
     return Connection(
         connection_id=item["connection_id"]["S"],
         room_id=text("room_id", room_id) or "",
@@ -162,4 +200,6 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         # A record without ttl (written by hand) never expires here; DynamoDB would never delete it either.
         ttl=int(ttl["N"]) if ttl is not None else 2**62,
         created_at=text("created_at"),
+        rate_tokens=float(tokens["N"]) if tokens is not None else None,
+        rate_updated_at=float(updated_at["N"]) if updated_at is not None else None,
     )

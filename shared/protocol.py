@@ -21,6 +21,7 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     MESSAGE_TOO_LARGE = "message_too_large"
     FORBIDDEN_ROOM = "forbidden_room"
+    RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
 
 

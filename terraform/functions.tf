@@ -48,7 +48,7 @@ locals {
       description        = "Validates a message and broadcasts it to the sender's room"
       timeout            = 29
       memory_size        = 512
-      dynamodb_actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+      dynamodb_actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
       dynamodb_indexes   = ["room_id-index"]
       manage_connections = true
       route_response     = false
@@ -57,6 +57,8 @@ locals {
         WEBSOCKET_CALLBACK_URL             = local.callback_url
         MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
       }
     }
     default = {

@@ -25,6 +25,7 @@ from shared.protocol import (
     utc_timestamp,
     validate_chat_message,
 )
+from shared.rate_limit import TokenBucket
 from shared.sender import Sender, endpoint_url
 
 ACTION = "sendMessage"
@@ -32,6 +33,7 @@ ACTION = "sendMessage"
 config = MessagingConfig.from_env()
 store = ConnectionStore(TableConfig.from_env().table_name)
 sender = Sender(pool_size=config.broadcast_concurrency, on_gone=store.delete_if_exists)
+bucket = TokenBucket(rate=config.rate_limit_per_second, burst=config.rate_limit_burst)
 
 
 @metrics.log_metrics
@@ -68,6 +70,11 @@ def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) ->
     message = validate_chat_message(
         frame, connection_room=sender_record.room_id, max_bytes=config.max_message_bytes
     )
+    if bucket.enabled and not store.take_message_token(sender_record, bucket):
+        raise FrameError(
+            ErrorCode.RATE_LIMITED,
+            f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst}); try again soon",
+        )
 
     members = store.room_members(message.room_id)
     data = message_frame(

@@ -218,3 +218,35 @@ def test_send_message_error_frame_is_valid_json_object(send: Any, management_api
     call(send, "{")
     raw = management_api.delivered[0][1]
     assert json.loads(raw)["code"] == "invalid_json"
+
+
+def test_send_message_rate_limit_allows_burst_then_refuses(
+    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "3")
+    put(dynamodb, SENDER, "general", "alice", ttl=2_000_000)
+    management_api.live.add(SENDER)
+    module = load_function("send_message")
+    now = [1_000_000.0]
+    module.store._clock = lambda: now[0]
+    for i in range(5):
+        call(module, {"action": "sendMessage", "message": f"m{i}"})
+    frames = management_api.frames_to(SENDER)
+    assert [f.get("message") for f in frames[:3]] == ["m0", "m1", "m2"]
+    assert [f["code"] for f in frames[3:]] == ["rate_limited", "rate_limited"]
+    now[0] += 1.0  # one token refilled
+    call(module, {"action": "sendMessage", "message": "later"})
+    assert management_api.frames_to(SENDER)[-1]["message"] == "later"
+
+
+def test_send_message_rate_limit_zero_disables_it(
+    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "0")
+    put(dynamodb, SENDER, "general", "alice")
+    management_api.live.add(SENDER)
+    module = load_function("send_message")
+    for i in range(30):
+        call(module, {"action": "sendMessage", "message": f"m{i}"})
+    assert all(f["action"] == "message" for f in management_api.frames_to(SENDER))
