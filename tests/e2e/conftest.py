@@ -1,0 +1,313 @@
+"""Browser tests: the chat client (web/) in Debian's Chromium, driven by Playwright, against the real local
+stack (``python -m local_stack up``) started once per session on free ports.
+
+Artifacts land in ``test-artifacts/e2e/`` (git-ignored): the stack's log, screenshots taken on every run, and
+a screenshot of every open page of a test that failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+JWT_SECRET = "e2e-local-only-secret-0123456789abcdef"
+STAGE = "dev"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+pytestmark = pytest.mark.browser
+
+
+def _unavailable(reason: str) -> None:
+    """In CI a missing browser is a failure, elsewhere a skip with the reason."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Stack:
+    """The real local stack as a subprocess, on its own ports, restartable on the same ports."""
+
+    def __init__(self) -> None:
+        self.ws_port = _free_port()
+        self.web_port = _free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = ARTIFACTS / "stack.log"
+        self.starts = 0
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ws_port}/{STAGE}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.ws_port}/{STAGE}/@connections"
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = dict(os.environ)
+        env.update(
+            WS_PORT=str(self.ws_port),
+            WEB_PORT=str(self.web_port),
+            STAGE=STAGE,
+            JWT_SECRET=JWT_SECRET,
+            PYTHONUNBUFFERED="1",
+        )
+        env.pop("DYNAMODB_ENDPOINT", None)
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"\n===== start #{self.starts} (ws {self.ws_port}, web {self.web_port}) =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "local_stack", "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"local stack exited with {self.proc.returncode}; see {self.log_path}")
+            if self._ready():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"local stack not ready after {timeout:.0f} s; see {self.log_path}")
+
+    def _ready(self) -> bool:
+        try:
+            status, body = _http("GET", f"{self.web_url}config.json", timeout=1)
+            if status != 200 or json.loads(body).get("wsUrl") != self.ws_url:
+                return False
+            # Any HTTP answer from the gateway (426 for a plain GET) means it listens.
+            status, _ = _http("GET", f"http://127.0.0.1:{self.ws_port}/{STAGE}", timeout=1)
+            return status > 0
+        except (OSError, ValueError):
+            return False
+
+    def stop(self, timeout: float = 20.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make dev` sends
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    # -- the @connections API and the connection table, as an operator would use them
+
+    def delete_connection(self, connection_id: str) -> int:
+        status, _ = _http("DELETE", f"{self.management_url}/{connection_id}")
+        return status
+
+    def connection_ids(self, *, user_id: str, room_id: str | None = None, timeout: float = 10.0) -> list[str]:
+        """Connection ids of a user, read from the stack's connection table (waits until there is one)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [
+                item["connection_id"]
+                for item in self._connections()
+                if item.get("user_id") == user_id and (room_id is None or item.get("room_id") == room_id)
+            ]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
+
+    def _connections(self) -> list[dict[str, Any]]:
+        import boto3
+
+        endpoint = self._dynamodb_endpoint()
+        table = os.environ.get("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", "chat_connections")
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=endpoint,
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        items = client.scan(TableName=table)["Items"]
+        return [{key: next(iter(value.values())) for key, value in item.items()} for item in items]
+
+    def _dynamodb_endpoint(self) -> str:
+        # The stack prints the embedded DynamoDB's endpoint when it is ready ("DynamoDB      : http://...").
+        text = self.log_path.read_text(errors="replace")
+        found = re.findall(r"(?i)dynamodb[^\n]*?(http://127\.0\.0\.1:\d+)", text)
+        if not found:
+            raise RuntimeError(f"no DynamoDB endpoint in {self.log_path}")
+        return found[-1]
+
+
+def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600, **claims: Any) -> str:
+    payload: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + expires_in, **claims}
+    if name:
+        payload["name"] = name
+    return jwt.encode(payload, JWT_SECRET, algorithm="HS256")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(ARTIFACTS / "failures", ignore_errors=True)  # only this run's failures
+    (ARTIFACTS / "failures").mkdir()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def stack(artifacts: Path) -> Iterator[Stack]:
+    stack = Stack()
+    stack.log_path.write_bytes(b"")
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        _unavailable(f"Playwright for Python is not installed: {error}")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+class Pages:
+    """Opens pages (each in its own browser context, like separate people) and records what went wrong."""
+
+    def __init__(self, browser: Any, stack: Stack) -> None:
+        self.browser = browser
+        self.stack = stack
+        self.opened: list[tuple[str, Any]] = []
+        self.problems: list[str] = []
+
+    def open(
+        self,
+        label: str,
+        *,
+        width: int = 1280,
+        height: int = 800,
+        color_scheme: str = "light",
+        config: dict[str, Any] | None = None,
+    ) -> Any:
+        """A new page on the client. ``config`` is merged into the stack's /config.json for this page."""
+        context = self.browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme=color_scheme
+        )
+        context.set_default_timeout(15_000)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.problems.append(f"{label}: page error: {error}"))
+        page.on(
+            "dialog",
+            lambda dialog: (self.problems.append(f"{label}: dialog {dialog.message!r}"), dialog.dismiss()),
+        )
+        page.on("console", lambda message: self._console(label, message))
+        if config:
+            page.route("**/config.json", lambda route: self._patch_config(route, config))
+        page.goto(self.stack.web_url)
+        page.wait_for_selector("body[data-ready=true]")
+        self.opened.append((label, page))
+        return page
+
+    @staticmethod
+    def _patch_config(route: Any, extra: dict[str, Any]) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), **extra})
+
+    def _console(self, label: str, message: Any) -> None:
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            self.problems.append(f"{label}: CSP: {message.text}")
+
+    def close(self) -> None:
+        for _, page in self.opened:
+            page.context.close()
+
+
+@pytest.fixture
+def pages(browser: Any, stack: Stack, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Pages]:
+    opened = Pages(browser, stack)
+    yield opened
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        for label, page in opened.opened:
+            try:
+                page.screenshot(path=str(artifacts / "failures" / f"{slug}-{label}.png"), full_page=True)
+            except Exception as error:
+                print(f"could not screenshot {label}: {error}")
+    problems = list(opened.problems)
+    opened.close()
+    if report is not None and report.passed:
+        assert not problems, "\n".join(problems)

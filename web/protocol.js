@@ -1,0 +1,201 @@
+// The chat protocol as the browser sees it (CONTRACT.md sections 2-4), with no DOM and no I/O:
+// URLs, frames, error wording, token claims and the reconnect schedule. app.js does the I/O.
+
+export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
+export const SUBPROTOCOL = "chat.v1";
+
+const numberFormat = new Intl.NumberFormat("en-US");
+
+/** UTF-8 length of a string, as the server counts it. */
+export function utf8Bytes(text) {
+  return new TextEncoder().encode(text).length;
+}
+
+/** The connect URL and subprotocols for `new WebSocket(url, protocols)`.
+ *  transport "query": ?token=JWT&room_id=ROOM (the seed article's form, the default);
+ *  transport "subprotocol": the token travels as Sec-WebSocket-Protocol "bearer.<JWT>" beside "chat.v1". */
+export function connectRequest(baseUrl, { token, roomId, transport = "query" }) {
+  const url = new URL(baseUrl);
+  if (transport === "subprotocol") {
+    url.searchParams.set("room_id", roomId);
+    return { url: url.toString(), protocols: [SUBPROTOCOL, `bearer.${token}`] };
+  }
+  url.searchParams.set("token", token);
+  url.searchParams.set("room_id", roomId);
+  return { url: url.toString(), protocols: [] };
+}
+
+export function sendMessageFrame(roomId, message) {
+  return JSON.stringify({ action: "sendMessage", room_id: roomId, message });
+}
+
+/** Classifies one server frame: {kind: "message"|"error"|"gateway"|"unknown", ...}. */
+export function parseFrame(data) {
+  let frame;
+  try {
+    frame = JSON.parse(data);
+  } catch {
+    return { kind: "unknown", raw: String(data) };
+  }
+  if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
+    return { kind: "unknown", raw: String(data) };
+  }
+  if (frame.action === "message" && typeof frame.message === "string") {
+    return {
+      kind: "message",
+      id: typeof frame.message_id === "string" ? frame.message_id : null,
+      roomId: String(frame.room_id ?? ""),
+      userId: String(frame.user_id ?? ""),
+      name: typeof frame.name === "string" && frame.name.trim() ? frame.name : null,
+      text: frame.message,
+      timestamp: typeof frame.timestamp === "string" ? frame.timestamp : null,
+    };
+  }
+  if (frame.action === "error") {
+    return { kind: "error", code: String(frame.code ?? ""), message: String(frame.message ?? "") };
+  }
+  // API Gateway's own frames: {"message": "Forbidden", "connectionId": ..., "requestId": ...}
+  if (typeof frame.message === "string" && "requestId" in frame) {
+    return { kind: "gateway", message: frame.message, requestId: String(frame.requestId) };
+  }
+  return { kind: "unknown", raw: String(data) };
+}
+
+/** Plain words for a contract error frame. `context.bytes` is the size of what was sent. */
+export function explainError(code, serverMessage, context = {}) {
+  switch (code) {
+    case "message_too_large": {
+      const limit = limitFrom(serverMessage) ?? context.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+      const yours = context.bytes ? ` (yours was ${numberFormat.format(context.bytes)})` : "";
+      return `Message too long — ${numberFormat.format(limit)} bytes at most${yours}. It was not sent.`;
+    }
+    case "invalid_message":
+      return "That message is empty — type something first.";
+    case "forbidden_room":
+      return "You can only post to the room you joined.";
+    case "invalid_json":
+    case "unknown_action":
+      return "The server did not understand that request. Reload the page and try again.";
+    case "internal":
+      return "The server hit a problem and did not send that message. Try again.";
+    default:
+      return serverMessage ? `The server refused that: ${serverMessage}` : "The server refused that message.";
+  }
+}
+
+export function explainGatewayFrame(message) {
+  if (message === "Forbidden") return "The server has no route for that request (Forbidden).";
+  if (message === "Internal server error") return "The server hit a problem and did not send that message. Try again.";
+  return `The server said: ${message}`;
+}
+
+/** The limit stated in the server's reason ("... at most 4,096 bytes ..."), if it states one. */
+function limitFrom(text) {
+  const match = /(?:at most|maximum(?: is)?|limit(?: is)?|up to)\s*(\d[\d,]*)/i.exec(text || "");
+  return match ? Number(match[1].replaceAll(",", "")) : null;
+}
+
+/** The claims of a JWT, without verifying it (only the server can). null if it isn't one. */
+export function decodeToken(token) {
+  const parts = String(token || "").split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const b64 = parts[1].replaceAll("-", "+").replaceAll("_", "/");
+    const padded = b64 + "=".repeat((4 - (b64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === "object" && !Array.isArray(claims) ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What the client can tell, before connecting or after a refused handshake, about why the server
+ *  would say no. Browsers hide the handshake's HTTP status (a refusal is a close 1006 before open), so
+ *  this mirrors the contract's checks that need no secret: 401 (not a JWT, expired), 400 (room), 403
+ *  (room not in the `rooms` claim). null when nothing client-side explains a refusal. */
+export function diagnoseHandshake({ token, roomId, nowSeconds = Date.now() / 1000 }) {
+  if (!token) return { status: 401, fatal: true, text: "No token — sign in again to get one." };
+  const claims = decodeToken(token);
+  if (!claims) return { status: 401, fatal: true, text: "That token is not a valid JWT — paste the whole token." };
+  if (typeof claims.exp === "number" && claims.exp <= nowSeconds) {
+    return { status: 401, fatal: true, expired: true, text: `Your session expired ${ago(nowSeconds - claims.exp)}. Sign in again to get a new token.` };
+  }
+  if (!ROOM_PATTERN.test(roomId || "")) {
+    return { status: 400, fatal: true, text: roomRule() };
+  }
+  if (Array.isArray(claims.rooms) && !claims.rooms.includes(roomId)) {
+    return { status: 403, fatal: true, text: `Your token does not let you into room “${roomId}”.` };
+  }
+  return null;
+}
+
+/** Plain words for a handshake status (from the local stack's preflight, where it has one). */
+export function explainStatus(status, roomId) {
+  switch (status) {
+    case 401:
+      return "Your session expired or the token was not accepted. Sign in again.";
+    case 400:
+      return roomRule();
+    case 403:
+      return `You are not allowed into room “${roomId}” with this token.`;
+    default:
+      return null;
+  }
+}
+
+export function roomRule() {
+  return "Room names are 1–64 letters, digits or . _ : - (no spaces).";
+}
+
+function ago(seconds) {
+  if (seconds < 90) return "just now";
+  if (seconds < 5400) return `${Math.round(seconds / 60)} minutes ago`;
+  if (seconds < 129600) return `${Math.round(seconds / 3600)} hours ago`;
+  return `${Math.round(seconds / 86400)} days ago`;
+}
+
+/** Plain words for a close after the socket was open. */
+export function explainClose(code, reason) {
+  const said = reason ? ` (“${reason}”)` : "";
+  switch (code) {
+    case 1000:
+      return `The server closed the connection${said}.`;
+    case 1001:
+      return `The server went away${said}.`;
+    case 1003:
+      return "The server refused a binary frame.";
+    case 1006:
+      return "The connection dropped.";
+    case 1008:
+      return `The server closed the connection for a policy reason${said}.`;
+    case 1009:
+      return "A frame was too big for the server (32 KB per frame).";
+    case 1011:
+      return `The server hit an error${said}.`;
+    case 1012:
+      return "The server is restarting.";
+    default:
+      return `The connection closed (code ${code})${said}.`;
+  }
+}
+
+/** Exponential backoff with "equal jitter": half the step is fixed, half random, capped.
+ *  attempt 0 -> 0.5-1 s, 1 -> 1-2 s, 2 -> 2-4 s, ... up to maxMs. */
+export function backoffDelay(attempt, { baseMs = 1000, maxMs = 30000, random = Math.random } = {}) {
+  const step = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
+  return Math.round(step / 2 + random() * (step / 2));
+}
+
+/** A user id the local token endpoint accepts, derived from a display name. */
+export function userIdFor(name, fallback) {
+  const slug = String(name)
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 40);
+  return slug || fallback;
+}
