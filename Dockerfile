@@ -1,0 +1,38 @@
+# One image per function, all from one base: `docker build --target connect .` (see `make build`).
+#
+# Base: the AWS Lambda Python image, pinned by digest (the tag moves). Its /lambda-entrypoint.sh runs
+# awslambdaric (python -m awslambdaric <CMD>) under Lambda, and its bundled Runtime Interface Emulator
+# when run elsewhere, so `docker run -p 9000:8080 <image>` is invokable locally with no extra binary.
+# That is why the entry point is kept rather than replaced by ENTRYPOINT ["python", "-m", "awslambdaric"].
+# To move to a newer base, resolve the digest of the multi-arch index and replace it here:
+#   docker buildx imagetools inspect public.ecr.aws/lambda/python:3.12 --format '{{json .Manifest.Digest}}'
+#   (or: skopeo inspect --format '{{.Digest}}' docker://public.ecr.aws/lambda/python:3.12)
+ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12@sha256:0628ddc11919f85f4261517d356392dbbc6b3181568d87a376ae2e814464c230
+
+# The runtime dependencies are pyproject.toml's [project] dependencies. Only that list reaches the next
+# stage, so editing anything else in pyproject.toml keeps the dependency layer cached.
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt
+
+FROM ${BASE_IMAGE} AS base
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY shared/ ${LAMBDA_TASK_ROOT}/shared/
+
+FROM base AS connect
+COPY lambdas/connect/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS disconnect
+COPY lambdas/disconnect/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS send_message
+COPY lambdas/send_message/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS default
+COPY lambdas/default/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]

@@ -1,0 +1,118 @@
+resource "aws_apigatewayv2_api" "websocket" {
+  name                       = var.name
+  description                = "WebSocket chat API"
+  protocol_type              = "WEBSOCKET"
+  route_selection_expression = "$request.body.action"
+
+  tags = local.tags
+}
+
+resource "aws_apigatewayv2_integration" "this" {
+  for_each = local.functions
+
+  api_id             = aws_apigatewayv2_api.websocket.id
+  description        = "${each.value.route_key} -> ${local.function_names[each.key]}"
+  integration_type   = "AWS_PROXY"
+  integration_method = "POST"
+  integration_uri    = aws_lambda_function.this[each.key].invoke_arn
+}
+
+resource "aws_apigatewayv2_route" "this" {
+  for_each = local.functions
+  #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because CONTRACT.md section 3 needs 401/400/403 handshake statuses an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
+
+  api_id             = aws_apigatewayv2_api.websocket.id
+  route_key          = each.value.route_key
+  target             = "integrations/${aws_apigatewayv2_integration.this[each.key].id}"
+  authorization_type = "NONE"
+
+  route_response_selection_expression = each.value.route_response ? "$default" : null
+}
+
+resource "aws_apigatewayv2_route_response" "this" {
+  for_each = { for key, fn in local.functions : key => fn if fn.route_response }
+
+  api_id             = aws_apigatewayv2_api.websocket.id
+  route_id           = aws_apigatewayv2_route.this[each.key].id
+  route_response_key = "$default"
+}
+
+# WebSocket stages do not auto-deploy: a new deployment is cut whenever a route, integration or route
+# response changes, and created before the old one is destroyed so the stage always has one.
+resource "aws_apigatewayv2_deployment" "this" {
+  api_id      = aws_apigatewayv2_api.websocket.id
+  description = "Routes: ${join(", ", sort([for fn in local.functions : fn.route_key]))}"
+
+  triggers = {
+    redeployment = sha1(jsonencode([
+      aws_apigatewayv2_route.this,
+      aws_apigatewayv2_integration.this,
+      aws_apigatewayv2_route_response.this,
+    ]))
+  }
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_cloudwatch_log_group" "access" {
+  name              = "/aws/apigateway/${var.name}/${var.stage_name}/access"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.this.arn
+
+  tags = local.tags
+}
+
+resource "aws_apigatewayv2_stage" "this" {
+  #checkov:skip=CKV2_AWS_51:Client certificates authenticate API Gateway to HTTP backends; every integration here is a Lambda proxy.
+  api_id        = aws_apigatewayv2_api.websocket.id
+  name          = var.stage_name
+  description   = "${var.name} WebSocket stage"
+  deployment_id = aws_apigatewayv2_deployment.this.id
+
+  default_route_settings {
+    throttling_rate_limit  = var.throttling_rate_limit
+    throttling_burst_limit = var.throttling_burst_limit
+    logging_level          = var.execution_logging_level
+    data_trace_enabled     = false
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      extendedRequestId  = "$context.extendedRequestId"
+      requestTime        = "$context.requestTime"
+      eventType          = "$context.eventType"
+      routeKey           = "$context.routeKey"
+      status             = "$context.status"
+      connectionId       = "$context.connectionId"
+      messageId          = "$context.messageId"
+      sourceIp           = "$context.identity.sourceIp"
+      userAgent          = "$context.identity.userAgent"
+      integrationStatus  = "$context.integration.status"
+      integrationLatency = "$context.integration.latency"
+      integrationError   = "$context.integration.error"
+      errorMessage       = "$context.error.message"
+      errorResponseType  = "$context.error.responseType"
+    })
+  }
+
+  tags = local.tags
+
+  # With execution logging on, the account's CloudWatch role must be in place first.
+  depends_on = [aws_api_gateway_account.this]
+}
+
+# The exact route ARN (arn:...:{api}/{stage}/{route_key}); built from the stage name so the permission
+# exists before the stage starts routing to the function.
+resource "aws_lambda_permission" "this" {
+  for_each = local.functions
+
+  statement_id  = "AllowApiGatewayInvoke"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this[each.key].function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${local.stage_execution_arn}/${each.value.route_key}"
+}

@@ -1,0 +1,206 @@
+# WebSocket metrics in AWS/ApiGateway carry the dimensions ApiId and (ApiId, Stage): never ApiName or Route.
+locals {
+  alarm_actions = var.alarm_topic_arn == null ? [] : [var.alarm_topic_arn]
+
+  api_dimensions = {
+    ApiId = aws_apigatewayv2_api.websocket.id
+    Stage = aws_apigatewayv2_stage.this.name
+  }
+
+  api_alarms = {
+    integration-error = {
+      metric      = "IntegrationError"
+      statistic   = "Sum"
+      threshold   = 0
+      description = "A function behind a route returned an error to API Gateway (4xx/5xx from the integration)."
+    }
+    execution-error = {
+      metric      = "ExecutionError"
+      statistic   = "Sum"
+      threshold   = 0
+      description = "API Gateway failed to invoke an integration."
+    }
+    client-error-spike = {
+      metric      = "ClientError"
+      statistic   = "Sum"
+      threshold   = var.alarm_client_error_threshold
+      description = "Unusual number of 4xx responses (rejected handshakes, throttling)."
+    }
+  }
+
+  lambda_alarms = {
+    for pair in setproduct(keys(local.functions), ["Errors", "Throttles"]) : "${pair[0]}-${lower(pair[1])}" => {
+      function = pair[0]
+      metric   = pair[1]
+    }
+  }
+
+  dynamodb_alarms = {
+    read-throttles  = "ReadThrottleEvents"
+    write-throttles = "WriteThrottleEvents"
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "api" {
+  for_each = local.api_alarms
+
+  alarm_name          = "${var.name}-${var.stage_name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = "AWS/ApiGateway"
+  metric_name         = each.value.metric
+  dimensions          = local.api_dimensions
+  statistic           = each.value.statistic
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "api_integration_latency" {
+  alarm_name          = "${var.name}-${var.stage_name}-integration-latency-p99"
+  alarm_description   = "p99 integration latency above ${var.alarm_integration_latency_p99_ms} ms for 15 minutes."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = "IntegrationLatency"
+  dimensions          = local.api_dimensions
+  extended_statistic  = "p99"
+  period              = 300
+  evaluation_periods  = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_integration_latency_p99_ms
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "lambda" {
+  for_each = local.lambda_alarms
+
+  alarm_name          = "${local.function_names[each.value.function]}-${lower(each.value.metric)}"
+  alarm_description   = "${each.value.metric} of ${local.function_names[each.value.function]}."
+  namespace           = "AWS/Lambda"
+  metric_name         = each.value.metric
+  dimensions          = { FunctionName = aws_lambda_function.this[each.value.function].function_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "dynamodb" {
+  for_each = local.dynamodb_alarms
+
+  alarm_name          = "${aws_dynamodb_table.connections.name}-${each.key}"
+  alarm_description   = "${each.value} on the connections table or its indexes."
+  namespace           = "AWS/DynamoDB"
+  metric_name         = each.value
+  dimensions          = { TableName = aws_dynamodb_table.connections.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+resource "aws_cloudwatch_dashboard" "this" {
+  dashboard_name = "${var.name}-${var.stage_name}"
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type   = "metric"
+        x      = 0
+        y      = 0
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Connections and messages"
+          region = local.region
+          stat   = "Sum"
+          period = 60
+          metrics = [
+            for metric in ["ConnectCount", "MessageCount", "ClientError", "IntegrationError", "ExecutionError"] :
+            ["AWS/ApiGateway", metric, "ApiId", aws_apigatewayv2_api.websocket.id, "Stage", var.stage_name]
+          ]
+        }
+      },
+      {
+        type   = "metric"
+        x      = 12
+        y      = 0
+        width  = 12
+        height = 6
+        properties = {
+          title  = "Integration latency (p50, p99)"
+          region = local.region
+          period = 60
+          metrics = [
+            ["AWS/ApiGateway", "IntegrationLatency", "ApiId", aws_apigatewayv2_api.websocket.id, "Stage", var.stage_name, { stat = "p50" }],
+            ["AWS/ApiGateway", "IntegrationLatency", "ApiId", aws_apigatewayv2_api.websocket.id, "Stage", var.stage_name, { stat = "p99" }],
+          ]
+        }
+      },
+      {
+        type   = "metric"
+        x      = 0
+        y      = 6
+        width  = 12
+        height = 6
+        properties = {
+          title   = "Lambda errors and throttles"
+          region  = local.region
+          stat    = "Sum"
+          period  = 60
+          metrics = flatten([for key in keys(local.functions) : [for metric in ["Errors", "Throttles"] : [["AWS/Lambda", metric, "FunctionName", local.function_names[key]]]]])
+        }
+      },
+      {
+        type   = "metric"
+        x      = 12
+        y      = 6
+        width  = 12
+        height = 6
+        properties = {
+          title   = "Lambda duration (p99)"
+          region  = local.region
+          stat    = "p99"
+          period  = 60
+          metrics = [for key in keys(local.functions) : ["AWS/Lambda", "Duration", "FunctionName", local.function_names[key]]]
+        }
+      },
+      {
+        type   = "metric"
+        x      = 0
+        y      = 12
+        width  = 24
+        height = 6
+        properties = {
+          title  = "Connections table"
+          region = local.region
+          stat   = "Sum"
+          period = 60
+          metrics = [
+            for metric in ["ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits", "ReadThrottleEvents", "WriteThrottleEvents"] :
+            ["AWS/DynamoDB", metric, "TableName", aws_dynamodb_table.connections.name]
+          ]
+        }
+      },
+    ]
+  })
+}

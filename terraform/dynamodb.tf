@@ -1,0 +1,53 @@
+# Only key attributes are declared: ttl, created_at and the rest are schemaless. The room index projects
+# ttl so readers can skip records DynamoDB has not expired yet (CONTRACT.md section 5).
+resource "aws_dynamodb_table" "connections" {
+  name                        = "${var.name}-connections"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "connection_id"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "connection_id"
+    type = "S"
+  }
+
+  attribute {
+    name = "room_id"
+    type = "S"
+  }
+
+  attribute {
+    name = "user_id"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name               = "room_id-index"
+    hash_key           = "room_id"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["ttl", "user_id"]
+  }
+
+  global_secondary_index {
+    name               = "user_id-index"
+    hash_key           = "user_id"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["ttl", "room_id"]
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  tags = local.tags
+}

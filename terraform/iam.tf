@@ -1,0 +1,172 @@
+# One role per function, granted exactly what its code calls (local.functions: dynamodb_actions,
+# dynamodb_indexes, manage_connections; the JWT secret only for a function whose environment names it),
+# plus writing to its own log group, X-Ray and decrypting with the module key (environment, table).
+locals {
+  dynamodb_item_actions = {
+    for key, fn in local.functions : key => [for action in fn.dynamodb_actions : action if action != "dynamodb:Query"]
+  }
+
+  # Query is granted on the listed indexes only (on the table itself when none is listed).
+  dynamodb_query_resources = {
+    for key, fn in local.functions : key => (
+      !contains(fn.dynamodb_actions, "dynamodb:Query") ? [] :
+      length(fn.dynamodb_indexes) == 0 ? [aws_dynamodb_table.connections.arn] :
+      [for index in fn.dynamodb_indexes : "${aws_dynamodb_table.connections.arn}/index/${index}"]
+    )
+  }
+
+  reads_jwt_secret = {
+    for key, fn in local.functions : key => contains(keys(fn.environment), "JWT_SECRET_ARN") && var.jwt_secret_arn != null
+  }
+}
+
+data "aws_iam_policy_document" "lambda_assume_role" {
+  statement {
+    sid     = "LambdaAssumesTheRole"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  for_each = local.functions
+
+  name               = local.function_names[each.key]
+  description        = "Execution role of ${local.function_names[each.key]} (${each.value.route_key})"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
+
+  tags = local.tags
+}
+
+data "aws_iam_policy_document" "function" {
+  for_each = local.functions
+
+  statement {
+    sid       = "WriteOwnLogGroup"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function[each.key].arn}:*"]
+  }
+
+  statement {
+    sid       = "XRayTracing"
+    actions   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "DecryptEnvironmentAndTable"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.this.arn]
+  }
+
+  dynamic "statement" {
+    for_each = length(local.dynamodb_item_actions[each.key]) > 0 ? [1] : []
+
+    content {
+      sid       = "ConnectionItems"
+      actions   = local.dynamodb_item_actions[each.key]
+      resources = [aws_dynamodb_table.connections.arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.dynamodb_query_resources[each.key]) > 0 ? [1] : []
+
+    content {
+      sid       = "QueryConnectionIndexes"
+      actions   = ["dynamodb:Query"]
+      resources = local.dynamodb_query_resources[each.key]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = each.value.manage_connections ? [1] : []
+
+    content {
+      sid       = "PostToConnections"
+      actions   = ["execute-api:ManageConnections"]
+      resources = ["${local.stage_execution_arn}/POST/@connections/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.reads_jwt_secret[each.key] ? [1] : []
+
+    content {
+      sid       = "ReadJwtSecret"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [var.jwt_secret_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.reads_jwt_secret[each.key] && var.jwt_secret_kms_key_arn != null ? [1] : []
+
+    content {
+      sid       = "DecryptJwtSecret"
+      actions   = ["kms:Decrypt"]
+      resources = [var.jwt_secret_kms_key_arn]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+
+  name   = "least-privilege"
+  role   = aws_iam_role.function[each.key].id
+  policy = data.aws_iam_policy_document.function[each.key].json
+}
+
+################################################################################
+# Opt-in: the region-wide role API Gateway needs for stage execution logging
+################################################################################
+
+data "aws_iam_policy_document" "api_gateway_assume_role" {
+  count = var.create_api_gateway_account_role ? 1 : 0
+
+  statement {
+    sid     = "ApiGatewayAssumesTheRole"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["apigateway.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "api_gateway_cloudwatch" {
+  count = var.create_api_gateway_account_role ? 1 : 0
+
+  name               = "${var.name}-apigateway-cloudwatch"
+  description        = "Lets API Gateway write execution logs to CloudWatch Logs (region-wide account setting)"
+  assume_role_policy = data.aws_iam_policy_document.api_gateway_assume_role[0].json
+
+  tags = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "api_gateway_cloudwatch" {
+  count = var.create_api_gateway_account_role ? 1 : 0
+
+  role       = aws_iam_role.api_gateway_cloudwatch[0].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+}
+
+resource "aws_api_gateway_account" "this" {
+  count = var.create_api_gateway_account_role ? 1 : 0
+
+  cloudwatch_role_arn = aws_iam_role.api_gateway_cloudwatch[0].arn
+
+  depends_on = [aws_iam_role_policy_attachment.api_gateway_cloudwatch]
+}

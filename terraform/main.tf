@@ -1,0 +1,32 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  region     = data.aws_region.current.region
+
+  tags = merge(var.tags, {
+    "terraform-module" = "ws-chat-backend"
+  })
+
+  # Per-function resource names: "<name>-send-message" etc.
+  function_names = { for key, fn in local.functions : key => "${var.name}-${replace(key, "_", "-")}" }
+
+  # Built from the API (never the stage): the functions' environment must not depend on the stage,
+  # which depends on the deployment, routes, integrations and so the functions (a cycle).
+  callback_url = "${replace(aws_apigatewayv2_api.websocket.api_endpoint, "wss://", "https://")}/${var.stage_name}"
+
+  # "arn:aws:execute-api:region:account:api-id/stage": the stage's execution_arn, without depending on it.
+  stage_execution_arn = "${aws_apigatewayv2_api.websocket.execution_arn}/${var.stage_name}"
+
+  # Drop unset optional settings (e.g. JWT_JWKS_URL when a secret is used): the code treats absent as default.
+  function_env = {
+    for key, fn in local.functions : key => {
+      for name, value in merge(local.common_env, fn.environment) : name => value if value != null && value != ""
+    }
+  }
+}

@@ -1,0 +1,59 @@
+output "websocket_url" {
+  description = "URL clients connect to: wss://{api}.execute-api.{region}.amazonaws.com/{stage} (add ?token=JWT&room_id=ROOM)."
+  value       = "${aws_apigatewayv2_api.websocket.api_endpoint}/${aws_apigatewayv2_stage.this.name}"
+}
+
+output "callback_url" {
+  description = "Management (@connections) API base URL the functions post to (WEBSOCKET_CALLBACK_URL)."
+  value       = local.callback_url
+}
+
+output "api_id" {
+  description = "ID of the WebSocket API."
+  value       = aws_apigatewayv2_api.websocket.id
+}
+
+output "stage_name" {
+  description = "Name of the stage."
+  value       = aws_apigatewayv2_stage.this.name
+}
+
+output "table_name" {
+  description = "Name of the connections table (DYNAMO_TABLE_NAME_CHAT_CONNECTIONS)."
+  value       = aws_dynamodb_table.connections.name
+}
+
+output "table_arn" {
+  description = "ARN of the connections table."
+  value       = aws_dynamodb_table.connections.arn
+}
+
+output "ecr_repository_urls" {
+  description = "ECR repository URL per function key (make build-push pushes each target here)."
+  value       = { for key, repo in aws_ecr_repository.this : key => repo.repository_url }
+}
+
+output "function_names" {
+  description = "Lambda function name per function key."
+  value       = { for key, fn in aws_lambda_function.this : key => fn.function_name }
+}
+
+output "function_role_arns" {
+  description = "Execution role ARN per function key."
+  value       = { for key, role in aws_iam_role.function : key => role.arn }
+}
+
+output "kms_key_arn" {
+  description = "ARN of the module's customer-managed KMS key."
+  value       = aws_kms_key.this.arn
+}
+
+output "access_log_group_name" {
+  description = "CloudWatch Logs group of the stage's JSON access logs."
+  value       = aws_cloudwatch_log_group.access.name
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard."
+  value       = aws_cloudwatch_dashboard.this.dashboard_name
+}

@@ -1,0 +1,323 @@
+################################################################################
+# General
+################################################################################
+
+variable "name" {
+  description = "Name prefix of every resource (API, table, functions, repositories, roles, alarms)."
+  type        = string
+  default     = "ws-chat"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}[a-z0-9]$", var.name))
+    error_message = "name must be 3-32 characters of lower-case letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "stage_name" {
+  description = "API Gateway stage name: clients connect to wss://{api}/{stage_name}."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,128}$", var.stage_name))
+    error_message = "stage_name may contain only letters, digits, hyphens and underscores (1-128 characters)."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Lambda
+################################################################################
+
+variable "image_digests" {
+  description = "Image digest (sha256:...) per function key of local.functions, written by `make build-push` to image-digests.auto.tfvars.json. Functions are deployed by digest, never by tag."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for digest in values(var.image_digests) : can(regex("^sha256:[0-9a-f]{64}$", digest))])
+    error_message = "Every image digest must look like sha256:<64 hex digits>."
+  }
+}
+
+variable "architecture" {
+  description = "Instruction set of the images and functions: x86_64 (docker --platform linux/amd64) or arm64."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions per function key; functions not listed are unreserved (-1). New accounts have too little concurrency to reserve any, hence the empty default."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for value in values(var.reserved_concurrency) : value == -1 || (value >= 0 && floor(value) == value)])
+    error_message = "Reserved concurrency values must be whole numbers >= 0, or -1 for unreserved."
+  }
+}
+
+variable "log_level" {
+  description = "POWERTOOLS_LOG_LEVEL of every function."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], var.log_level)
+    error_message = "log_level must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL."
+  }
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the functions' EMF metrics (POWERTOOLS_METRICS_NAMESPACE)."
+  type        = string
+  default     = "WsChat"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/#:-]{1,255}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 characters of letters, digits and . _ / # : - and must not start with AWS/."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the functions' and the API's log groups, in days."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ..., 365, ..., 3653)."
+  }
+}
+
+variable "max_message_bytes" {
+  description = "Largest chat message in UTF-8 bytes (MAX_MESSAGE_BYTES of send_message). API Gateway's frame limit is 32 KB."
+  type        = number
+  default     = 4096
+
+  validation {
+    condition     = var.max_message_bytes >= 1 && var.max_message_bytes <= 32768 && floor(var.max_message_bytes) == var.max_message_bytes
+    error_message = "max_message_bytes must be a whole number between 1 and 32768."
+  }
+}
+
+variable "broadcast_concurrency" {
+  description = "Concurrent PostToConnection calls per broadcast (BROADCAST_CONCURRENCY of send_message)."
+  type        = number
+  default     = 32
+
+  validation {
+    condition     = var.broadcast_concurrency >= 1 && var.broadcast_concurrency <= 256 && floor(var.broadcast_concurrency) == var.broadcast_concurrency
+    error_message = "broadcast_concurrency must be a whole number between 1 and 256."
+  }
+}
+
+################################################################################
+# Tokens (CONTRACT.md section 2): a Secrets Manager HS256 secret or a JWKS URL
+################################################################################
+
+variable "jwt_secret_arn" {
+  description = "ARN of a Secrets Manager secret whose SecretString is the HS256 key (JWT_SECRET_ARN). Set this or jwt_jwks_url."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.jwt_secret_arn))
+    error_message = "jwt_secret_arn must be a Secrets Manager secret ARN."
+  }
+}
+
+variable "jwt_secret_kms_key_arn" {
+  description = "ARN of the customer-managed KMS key encrypting jwt_secret_arn, if any: the connect function gets kms:Decrypt on it."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_secret_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.jwt_secret_kms_key_arn))
+    error_message = "jwt_secret_kms_key_arn must be a KMS key ARN (arn:aws:kms:region:account:key/id)."
+  }
+}
+
+variable "jwt_jwks_url" {
+  description = "HTTPS URL of the identity provider's JWKS (RS256/ES256 tokens, e.g. Cognito or Auth0): JWT_JWKS_URL. Set this or jwt_secret_arn."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.jwt_jwks_url == null || can(regex("^https://[^\\s]+$", var.jwt_jwks_url))
+    error_message = "jwt_jwks_url must be an https:// URL."
+  }
+}
+
+variable "jwt_algorithms" {
+  description = "Accepted JWT algorithms (JWT_ALGORITHMS), pinned here and never taken from the token: HS* with jwt_secret_arn, RS*/ES* with jwt_jwks_url."
+  type        = list(string)
+  default     = ["HS256"]
+
+  validation {
+    condition     = length(var.jwt_algorithms) > 0 && alltrue([for alg in var.jwt_algorithms : contains(["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512"], alg)])
+    error_message = "jwt_algorithms must be a non-empty list of HS256/384/512, RS256/384/512, ES256/384/512 (never none)."
+  }
+}
+
+variable "jwt_issuer" {
+  description = "Required iss claim (JWT_ISSUER); null accepts any issuer."
+  type        = string
+  default     = null
+}
+
+variable "jwt_audience" {
+  description = "Required aud claim (JWT_AUDIENCE); null accepts any audience."
+  type        = string
+  default     = null
+}
+
+################################################################################
+# API Gateway
+################################################################################
+
+variable "throttling_rate_limit" {
+  description = "Default route steady-state rate limit of the stage (requests per second)."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.throttling_rate_limit > 0 && var.throttling_rate_limit <= 10000
+    error_message = "throttling_rate_limit must be greater than 0 and at most 10000 (the account limit)."
+  }
+}
+
+variable "throttling_burst_limit" {
+  description = "Default route burst limit of the stage (requests)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.throttling_burst_limit > 0 && var.throttling_burst_limit <= 5000 && floor(var.throttling_burst_limit) == var.throttling_burst_limit
+    error_message = "throttling_burst_limit must be a whole number between 1 and 5000 (the account limit)."
+  }
+}
+
+variable "execution_logging_level" {
+  description = "Stage execution logging (OFF, ERROR or INFO). Anything but OFF needs the region's API Gateway CloudWatch role: set create_api_gateway_account_role or configure it elsewhere."
+  type        = string
+  default     = "OFF"
+
+  validation {
+    condition     = contains(["OFF", "ERROR", "INFO"], var.execution_logging_level)
+    error_message = "execution_logging_level must be OFF, ERROR or INFO."
+  }
+}
+
+variable "create_api_gateway_account_role" {
+  description = "Create the IAM role API Gateway pushes execution logs with and set it on the region-wide aws_api_gateway_account (one per account and region: opt in only if nothing else manages it)."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Data, keys, images
+################################################################################
+
+variable "deletion_protection" {
+  description = "Protect the connections table from deletion. Turn off only to destroy the stack."
+  type        = bool
+  default     = true
+}
+
+variable "kms_deletion_window_in_days" {
+  description = "Waiting period before the module's KMS key is deleted."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
+    error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
+
+variable "ecr_keep_images" {
+  description = "Images kept per ECR repository (older ones expire). Keep enough to roll back."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.ecr_keep_images >= 1 && var.ecr_keep_images <= 1000 && floor(var.ecr_keep_images) == var.ecr_keep_images
+    error_message = "ecr_keep_images must be a whole number between 1 and 1000."
+  }
+}
+
+variable "ecr_force_delete" {
+  description = "Let terraform destroy delete ECR repositories that still hold images."
+  type        = bool
+  default     = false
+}
+
+################################################################################
+# Alarms
+################################################################################
+
+variable "alarm_topic_arn" {
+  description = "SNS topic ARN every alarm notifies (alarm and OK). null creates the alarms without actions."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alarm_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:.+$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be an SNS topic ARN."
+  }
+}
+
+variable "alarm_client_error_threshold" {
+  description = "ClientError count per 5 minutes (4xx: rejected handshakes, throttling) that raises the client error spike alarm."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.alarm_client_error_threshold >= 1
+    error_message = "alarm_client_error_threshold must be at least 1."
+  }
+}
+
+variable "alarm_integration_latency_p99_ms" {
+  description = "p99 IntegrationLatency in milliseconds that raises the latency alarm."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.alarm_integration_latency_p99_ms >= 1 && var.alarm_integration_latency_p99_ms <= 29000
+    error_message = "alarm_integration_latency_p99_ms must be between 1 and 29000 (the integration timeout)."
+  }
+}
+
+variable "rate_limit_per_second" {
+  description = "Messages a second one connection may send (token bucket refill rate); 0 turns the per-connection limit off."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.rate_limit_per_second >= 0 && var.rate_limit_per_second <= 10000
+    error_message = "rate_limit_per_second must be between 0 and 10000."
+  }
+}
+
+variable "rate_limit_burst" {
+  description = "Messages one connection may send at once before the per-second limit applies (token bucket size)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.rate_limit_burst >= 1 && var.rate_limit_burst == floor(var.rate_limit_burst)
+    error_message = "rate_limit_burst must be a whole number of at least 1."
+  }
+}

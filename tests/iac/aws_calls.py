@@ -1,0 +1,140 @@
+"""pytest plugin: record what each function does to AWS and reads from its environment while tests run.
+
+Enable with ``-p tests.iac.aws_calls`` and ``AWS_CALLS_OUTPUT=<file.json>``. Every botocore API call and
+every ``os.environ`` read made by project code (``shared/`` or ``lambdas/``) is attributed to the function
+whose ``lambdas/<name>/app.py`` frame is on the stack (or, in a worker thread, was on the stack when the
+work was submitted), and written at the end of the session as::
+
+    {"calls": {"send_message": [{"service": "dynamodb", "operation": "Query", "params": {...}}, ...]},
+     "env": {"send_message": ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", ...]}}
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+OUTPUT_ENV = "AWS_CALLS_OUTPUT"
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDAS = ROOT / "lambdas"
+CODE_DIRS = (str(ROOT / "shared") + os.sep, str(LAMBDAS) + os.sep)
+RECORDED_PARAMS = ("TableName", "IndexName", "SecretId", "ConnectionId")
+
+_calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
+_env_reads: dict[str, set[str]] = defaultdict(set)
+_local = threading.local()
+_undo: list[Callable[[], None]] = []
+
+
+def _function_on_stack(frame: FrameType | None) -> str | None:
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if path.name == "app.py" and path.parent.parent == LAMBDAS:
+            return path.parent.name
+        frame = frame.f_back
+    return getattr(_local, "function", None)
+
+
+def _is_code(frame: FrameType | None) -> bool:
+    return frame is not None and frame.f_code.co_filename.startswith(CODE_DIRS)
+
+
+def _patch(owner: Any, name: str, replacement: Any) -> None:
+    if name in owner.__dict__:
+        original = owner.__dict__[name]
+        _undo.append(lambda: setattr(owner, name, original))
+    else:
+        _undo.append(lambda: delattr(owner, name))
+    setattr(owner, name, replacement)
+
+
+def install() -> None:
+    import botocore.client
+
+    make_api_call = botocore.client.BaseClient._make_api_call
+
+    def recording_make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        function = _function_on_stack(sys._getframe(1))
+        if function is not None:
+            params = {k: str(api_params[k]) for k in RECORDED_PARAMS if k in api_params}
+            _calls[function].append(
+                {
+                    "service": self.meta.service_model.service_name,
+                    "operation": operation_name,
+                    "params": params,
+                }
+            )
+        return make_api_call(self, operation_name, api_params)
+
+    _patch(botocore.client.BaseClient, "_make_api_call", recording_make_api_call)
+
+    submit = concurrent.futures.ThreadPoolExecutor.submit
+
+    def attributing_submit(self: Any, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        function = _function_on_stack(sys._getframe(1))
+
+        def run(*a: Any, **kw: Any) -> Any:
+            previous = getattr(_local, "function", None)
+            _local.function = function
+            try:
+                return fn(*a, **kw)
+            finally:
+                _local.function = previous
+
+        return submit(self, run, *args, **kwargs)
+
+    _patch(concurrent.futures.ThreadPoolExecutor, "submit", attributing_submit)
+
+    environ_type = type(os.environ)
+    getitem = environ_type.__getitem__
+    contains = getattr(environ_type, "__contains__")  # noqa: B009 - inherited from Mapping
+
+    def note(key: Any) -> None:
+        # Only reads made by project code count; boto3's and Powertools' own reads are theirs.
+        caller: FrameType | None = sys._getframe(2)
+        while caller is not None and caller.f_code.co_filename.endswith(
+            ("os.py", "_collections_abc.py", "<frozen os>", "<frozen _collections_abc>")
+        ):
+            caller = caller.f_back
+        if _is_code(caller):
+            function = _function_on_stack(caller)
+            if function is not None:
+                _env_reads[function].add(str(key))
+
+    def recording_getitem(self: Any, key: Any) -> Any:
+        note(key)
+        return getitem(self, key)
+
+    def recording_contains(self: Any, key: Any) -> bool:
+        note(key)
+        return contains(self, key)
+
+    _patch(environ_type, "__getitem__", recording_getitem)
+    _patch(environ_type, "__contains__", recording_contains)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(OUTPUT_ENV):
+        install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    output = os.environ.get(OUTPUT_ENV)
+    while _undo:
+        _undo.pop()()
+    if output:
+        record = {
+            "calls": {name: calls for name, calls in sorted(_calls.items())},
+            "env": {name: sorted(names) for name, names in sorted(_env_reads.items())},
+        }
+        Path(output).write_text(json.dumps(record, indent=2, sort_keys=True))

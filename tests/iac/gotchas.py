@@ -1,0 +1,417 @@
+"""The Terraform rules of shared/AWS-FACTS.md, each a check returning the problems it finds in a module.
+
+test_gotchas.py runs every check on terraform/ (no problem allowed) and on the seed article's HCL in
+fixtures/seed/ (at least one problem required), so no check can pass by looking at nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from tests.iac.hcl import (
+    Evaluator,
+    HclError,
+    Module,
+    Ref,
+    expand_dynamic,
+    expression_source,
+    instances,
+    parse_expression,
+    references,
+    unquote,
+)
+
+Problems = list[str]
+Check = Callable[[Module, Evaluator], Problems]
+CHECKS: dict[str, Check] = {}
+
+
+def check(function: Check) -> Check:
+    CHECKS[function.__name__] = function
+    return function
+
+
+def of_type(module: Module, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for address, body in module.resources.items():
+        if address.split(".")[0] == rtype:
+            yield address, body
+
+
+def evaluated(module: Module, evaluator: Evaluator, rtype: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every instance of every resource of a type, its attributes evaluated (blocks stay lists)."""
+    for address, body in of_type(module, rtype):
+        for key, inner in instances(module, evaluator, address).items():
+            attrs = {
+                name: inner.value(value)
+                for name, value in body.items()
+                if name not in ("depends_on", "lifecycle", "dynamic", "provider")
+            }
+            yield (address if key is None else f"{address}[{json.dumps(key)}]"), attrs
+
+
+def graph(module: Module) -> dict[str, set[str]]:
+    """Resource/data dependency edges from references and depends_on (what Terraform orders by)."""
+    edges: dict[str, set[str]] = {}
+    blocks = {**module.resources, **{f"data.{k}": v for k, v in module.data.items()}}
+    local_refs: dict[str, set[str]] = {}
+
+    def targets(raw: Any, seen: frozenset[str]) -> set[str]:
+        found: set[str] = set()
+        for path in references(raw):
+            if path[0] == "local" and len(path) > 1 and path[1] not in seen and path[1] in module.locals:
+                if path[1] not in local_refs:
+                    local_refs[path[1]] = targets(module.locals[path[1]], seen | {path[1]})
+                found |= local_refs[path[1]]
+            elif path[0] == "data" and len(path) > 2:
+                found.add(f"data.{path[1]}.{path[2]}")
+            elif len(path) > 1 and f"{path[0]}.{path[1]}" in module.resources:
+                found.add(f"{path[0]}.{path[1]}")
+        return found
+
+    for address, body in blocks.items():
+        edges[address] = targets({k: v for k, v in body.items() if k != "lifecycle"}, frozenset())
+    return edges
+
+
+def reachable(edges: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    stack = list(edges.get(start, ()))
+    while stack:
+        node = stack.pop()
+        if node not in seen:
+            seen.add(node)
+            stack.extend(edges.get(node, ()))
+    return seen
+
+
+def policy_statements(module: Module, evaluator: Evaluator) -> Iterator[tuple[str, dict[str, list[str]]]]:
+    """(policy address, {"actions": [...], "resources": [...]}) per Allow statement of every IAM policy."""
+    for rtype in ("aws_iam_role_policy", "aws_iam_policy"):
+        for address, attrs in evaluated(module, evaluator, rtype):
+            policy = attrs["policy"]
+            if isinstance(policy, Ref) and policy.address.startswith("data.aws_iam_policy_document."):
+                match = re.fullmatch(
+                    r"data\.aws_iam_policy_document\.(\w+)(?:\[(\".*\")\])?\.json", policy.address
+                )
+                assert match is not None, policy.address
+                name, key = match.group(1), json.loads(match.group(2)) if match.group(2) else None
+                body = module.data[f"aws_iam_policy_document.{name}"]
+                inner = instances(module, evaluator, f"data.aws_iam_policy_document.{name}")[key]
+                for statement in expand_dynamic(inner, body, "statement"):
+                    if statement.get("effect", "Allow") == "Allow":
+                        yield (
+                            address,
+                            {
+                                "actions": list(statement.get("actions", [])),
+                                "resources": [str(r) for r in statement.get("resources", [])],
+                            },
+                        )
+            elif isinstance(policy, str):
+                for statement in json.loads(policy)["Statement"]:
+                    if statement.get("Effect") == "Allow":
+                        actions, resources = statement.get("Action", []), statement.get("Resource", [])
+                        yield (
+                            address,
+                            {
+                                "actions": [actions] if isinstance(actions, str) else actions,
+                                "resources": [resources] if isinstance(resources, str) else resources,
+                            },
+                        )
+            else:
+                raise HclError(f"{address}: policy is neither jsonencode() nor an aws_iam_policy_document")
+
+
+# --------------------------------------------------------------------------------------------- DynamoDB
+
+
+@check
+def dynamodb_attributes_are_only_keys(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, table in evaluated(module, evaluator, "aws_dynamodb_table"):
+        keys = {table.get("hash_key"), table.get("range_key")}
+        for gsi in table.get("global_secondary_index", []):
+            keys |= {gsi.get("hash_key"), gsi.get("range_key")}
+        for attribute in table.get("attribute", []):
+            if attribute["name"] not in keys:
+                problems.append(
+                    f"{address}: attribute {attribute['name']!r} is not a key (all must be indexed)"
+                )
+    return problems
+
+
+@check
+def dynamodb_indexes_project_ttl(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, table in evaluated(module, evaluator, "aws_dynamodb_table"):
+        for gsi in table.get("global_secondary_index", []):
+            projection = gsi.get("projection_type")
+            if projection is None:
+                problems.append(f"{address}: GSI {gsi['name']} has no projection_type")
+            elif projection == "KEYS_ONLY" or (
+                projection == "INCLUDE" and "ttl" not in gsi.get("non_key_attributes", [])
+            ):
+                problems.append(
+                    f"{address}: GSI {gsi['name']} does not project ttl (expired records can't be skipped)"
+                )
+    return problems
+
+
+@check
+def dynamodb_table_settings_are_explicit(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, table in evaluated(module, evaluator, "aws_dynamodb_table"):
+        if table.get("billing_mode") != "PAY_PER_REQUEST":
+            problems.append(f"{address}: billing_mode must be PAY_PER_REQUEST (it defaults to PROVISIONED)")
+        if not any(p.get("enabled") for p in table.get("point_in_time_recovery", [])):
+            problems.append(f"{address}: point-in-time recovery is off")
+        sse = table.get("server_side_encryption", [])
+        if not (sse and sse[0].get("enabled") and sse[0].get("kms_key_arn")):
+            problems.append(f"{address}: no server-side encryption with a customer-managed key")
+        if "deletion_protection_enabled" not in table:
+            problems.append(f"{address}: deletion protection is not set")
+        ttl = table.get("ttl", [])
+        if not (ttl and ttl[0].get("enabled") and ttl[0].get("attribute_name") == "ttl"):
+            problems.append(f"{address}: TTL on attribute ttl is not enabled")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------- API Gateway
+
+
+@check
+def websocket_api_selects_routes_by_action(module: Module, evaluator: Evaluator) -> Problems:
+    apis = list(evaluated(module, evaluator, "aws_apigatewayv2_api"))
+    if not apis:
+        return ["no aws_apigatewayv2_api"]
+    return [
+        f"{address}: route_selection_expression is {api.get('route_selection_expression')!r}"
+        for address, api in apis
+        if api.get("protocol_type") != "WEBSOCKET"
+        or api.get("route_selection_expression") != "$request.body.action"
+    ]
+
+
+@check
+def alarms_use_api_id_and_stage(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    found = False
+    for address, alarm in evaluated(module, evaluator, "aws_cloudwatch_metric_alarm"):
+        if alarm.get("namespace") != "AWS/ApiGateway":
+            continue
+        found = True
+        dimensions = set(alarm.get("dimensions", {}))
+        if dimensions not in ({"ApiId"}, {"ApiId", "Stage"}):
+            problems.append(
+                f"{address}: dimensions {sorted(dimensions)} (WebSocket metrics have ApiId and ApiId+Stage)"
+            )
+    if not found:
+        problems.append("no alarm on AWS/ApiGateway metrics")
+    return problems
+
+
+@check
+def stage_has_explicit_deployment(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    stages = list(of_type(module, "aws_apigatewayv2_stage"))
+    if not stages:
+        return ["no aws_apigatewayv2_stage"]
+    for address, stage in stages:
+        if unquote(stage.get("auto_deploy", False)) in (True, "true"):
+            problems.append(
+                f"{address}: auto_deploy is for HTTP APIs; WebSocket stages need an explicit deployment"
+            )
+        targets = {p[:2] for p in references(stage.get("deployment_id", '"none"'))}
+        deployments = [f"{t}.{n}" for t, n in targets if t == "aws_apigatewayv2_deployment"]
+        if not deployments:
+            problems.append(f"{address}: deployment_id does not reference an aws_apigatewayv2_deployment")
+        for deployment in deployments:
+            body = module.resources.get(deployment, {})
+            if "triggers" not in body:
+                problems.append(
+                    f"{deployment}: no triggers (route and integration changes are never deployed)"
+                )
+            lifecycle = body.get("lifecycle", [{}])[0]
+            if unquote(lifecycle.get("create_before_destroy")) not in (True, "true"):
+                problems.append(f"{deployment}: no create_before_destroy")
+    return problems
+
+
+@check
+def execution_logging_is_opt_in(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, stage in of_type(module, "aws_apigatewayv2_stage"):
+        for settings in stage.get("default_route_settings", [{}]):
+            raw = settings.get("logging_level", '"OFF"')
+            value = evaluator.value(raw)
+            if value != "OFF":
+                problems.append(
+                    f"{address}: logging_level {value!r} by default needs the account's CloudWatch role"
+                )
+            if not any(p[0] == "var" for p in references(raw)):
+                problems.append(
+                    f"{address}: logging_level is not a variable (execution logging must be opt-in)"
+                )
+    return problems
+
+
+@check
+def lambda_permissions_name_the_exact_route(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    permissions = list(evaluated(module, evaluator, "aws_lambda_permission"))
+    if not permissions:
+        return ["no aws_lambda_permission"]
+    route_keys = {route["route_key"] for _, route in evaluated(module, evaluator, "aws_apigatewayv2_route")}
+    for address, permission in permissions:
+        source = str(permission.get("source_arn", ""))
+        if "*" in source:
+            problems.append(
+                f"{address}: source_arn {source!r} has a wildcard (use .../{{stage}}/{{route_key}})"
+            )
+        if not any(source.endswith("/" + key) for key in route_keys):
+            problems.append(f"{address}: source_arn {source!r} names none of the routes")
+    return problems
+
+
+@check
+def callback_url_does_not_depend_on_the_stage(module: Module, evaluator: Evaluator) -> Problems:
+    edges = graph(module)
+    problems = []
+    for address, _ in of_type(module, "aws_lambda_function"):
+        stages = {n for n in reachable(edges, address) if n.startswith("aws_apigatewayv2_stage.")}
+        if stages:
+            problems.append(
+                f"{address} depends on {sorted(stages)}: a cycle through deployment, routes, integrations"
+            )
+    return problems
+
+
+@check
+def dependency_graph_is_acyclic(module: Module, evaluator: Evaluator) -> Problems:
+    edges = graph(module)
+    return [f"{address} depends on itself" for address in edges if address in reachable(edges, address)]
+
+
+# --------------------------------------------------------------------------------------------- Lambda
+
+
+@check
+def image_functions_are_deployed_by_digest(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    functions = list(of_type(module, "aws_lambda_function"))
+    if not functions:
+        return ["no aws_lambda_function"]
+    for address, body in functions:
+        if unquote(body.get("package_type")) != "Image":
+            problems.append(f"{address}: package_type is not Image")
+        for argument in ("handler", "runtime", "layers"):
+            if argument in body:
+                problems.append(f"{address}: {argument} is not allowed with package_type = Image")
+        source = expression_source(body.get("image_uri", '""'))
+        template = parse_expression(source)
+        tail = template[1][-1] if template[0] == "tmpl" else None
+        if not (isinstance(template[1], list) and any(isinstance(p, str) and "@" in p for p in template[1])):
+            problems.append(f"{address}: image_uri {source} is not pinned by digest (repo@sha256:...)")
+        elif isinstance(tail, str) and ":" in tail:
+            problems.append(f"{address}: image_uri {source} ends with a tag")
+    return problems
+
+
+@check
+def each_function_has_its_own_role(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    seen: dict[str, str] = {}
+    for address, function in evaluated(module, evaluator, "aws_lambda_function"):
+        role = str(function.get("role"))
+        if role in seen:
+            problems.append(f"{address} shares its role with {seen[role]}")
+        seen[role] = address
+    return problems
+
+
+@check
+def each_function_has_a_log_group_created_first(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    groups = {str(g.get("name")) for _, g in evaluated(module, evaluator, "aws_cloudwatch_log_group")}
+    edges = graph(module)
+    for address, function in evaluated(module, evaluator, "aws_lambda_function"):
+        name = str(function.get("function_name"))
+        logging = function.get("logging_config", [{}])[0]
+        group = logging.get("log_group", f"/aws/lambda/{name}")
+        base = address.split("[")[0]
+        if isinstance(group, Ref) and group.address.startswith("aws_cloudwatch_log_group."):
+            continue
+        if str(group) not in groups:
+            problems.append(f"{address}: no aws_cloudwatch_log_group named {group}")
+        elif not any(n.startswith("aws_cloudwatch_log_group.") for n in edges.get(base, ())):
+            problems.append(f"{address}: does not depend on its log group (Lambda would create it first)")
+    return problems
+
+
+@check
+def functions_are_traced_and_encrypted(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, function in evaluated(module, evaluator, "aws_lambda_function"):
+        if function.get("tracing_config", [{}])[0].get("mode") != "Active":
+            problems.append(f"{address}: X-Ray tracing is not Active")
+        if not function.get("kms_key_arn"):
+            problems.append(f"{address}: environment not encrypted with a customer-managed key")
+        if "reserved_concurrent_executions" not in function:
+            problems.append(f"{address}: reserved concurrency is not set")
+    return problems
+
+
+# --------------------------------------------------------------------------------------------- IAM, ECR
+
+
+@check
+def iam_grants_no_scan_or_wildcards(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    for address, statement in policy_statements(module, evaluator):
+        for action in statement["actions"]:
+            if action == "dynamodb:Scan" or "*" in action:
+                problems.append(f"{address}: grants {action}")
+        for resource in statement["resources"]:
+            if resource.endswith("/index/*"):
+                problems.append(f"{address}: grants every index ({resource})")
+    return problems
+
+
+@check
+def manage_connections_is_post_on_the_stage(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    found = False
+    for address, statement in policy_statements(module, evaluator):
+        if "execute-api:ManageConnections" not in statement["actions"]:
+            continue
+        found = True
+        for resource in statement["resources"]:
+            if not re.fullmatch(r".+/[A-Za-z0-9_-]+/POST/@connections/\*", resource):
+                problems.append(
+                    f"{address}: ManageConnections on {resource} (only {{stage}}/POST/@connections/*)"
+                )
+    if not found:
+        problems.append("no policy grants execute-api:ManageConnections")
+    return problems
+
+
+@check
+def ecr_repositories_are_hardened(module: Module, evaluator: Evaluator) -> Problems:
+    problems = []
+    repositories = list(evaluated(module, evaluator, "aws_ecr_repository"))
+    if not repositories:
+        return ["no aws_ecr_repository"]
+    policies = [a for a, _ in of_type(module, "aws_ecr_lifecycle_policy")]
+    for address, repo in repositories:
+        if repo.get("image_tag_mutability") != "IMMUTABLE":
+            problems.append(f"{address}: tags are mutable")
+        if not repo.get("image_scanning_configuration", [{}])[0].get("scan_on_push"):
+            problems.append(f"{address}: no scan on push")
+        encryption = repo.get("encryption_configuration", [{}])[0]
+        if encryption.get("encryption_type") != "KMS" or not encryption.get("kms_key"):
+            problems.append(f"{address}: not encrypted with a customer-managed KMS key")
+    if not policies:
+        problems.append("no aws_ecr_lifecycle_policy")
+    return problems

@@ -1,0 +1,90 @@
+"""Every environment variable a function's code reads is set by Terraform for that function (or is listed
+in terraform/README.md as read but deliberately left unset), and every variable Terraform sets is read."""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+import pytest
+
+from tests.iac.hcl import MODULE_DIR, ROOT, Evaluator
+
+FUNCTIONS = ("connect", "disconnect", "send_message", "default")
+# Read by Powertools for AWS Lambda itself, for every function.
+POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
+
+def documented_unset() -> set[str]:
+    """The backticked names under the README heading 'Read by the code, not set by Terraform'."""
+    text = (MODULE_DIR / "README.md").read_text()
+    match = re.search(
+        r"^#+ Read by the code, not set by Terraform\n(.*?)(?=^#)", text, re.MULTILINE | re.DOTALL
+    )
+    assert match, "terraform/README.md has no 'Read by the code, not set by Terraform' section"
+    return set(re.findall(r"^\| `([A-Z0-9_]+)`", match.group(1), re.MULTILINE))
+
+
+def terraform_env(evaluator: Evaluator) -> dict[str, set[str]]:
+    functions = evaluator.local("functions")
+    common = set(evaluator.local("common_env"))
+    return {name: common | set(fn["environment"]) for name, fn in functions.items()}
+
+
+def names_in_source() -> set[str]:
+    """Every env-var-like string literal in shared/ and lambdas/ (what the code could read)."""
+    names: set[str] = set()
+    for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "lambdas").rglob("*.py")]:
+        tree = ast.parse(path.read_text())
+        exported = {  # __all__ lists names of the module, not variables
+            id(node)
+            for assign in ast.walk(tree)
+            if isinstance(assign, ast.Assign)
+            and any(getattr(t, "id", None) == "__all__" for t in assign.targets)
+            for node in ast.walk(assign.value)
+        }
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and ENV_NAME.fullmatch(node.value)
+                and id(node) not in exported
+            ):
+                names.add(node.value)
+    return names
+
+
+def test_common_env_is_what_powertools_reads(defaults: Evaluator) -> None:
+    assert set(defaults.local("common_env")) == POWERTOOLS
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_variable_the_code_reads_is_set(
+    function: str, recording: dict[str, Any], complete: Evaluator
+) -> None:
+    read = set(recording["env"].get(function, []))
+    assert read, f"no environment read was recorded for {function}"
+    missing = read - terraform_env(complete)[function] - documented_unset()
+    assert missing == set(), f"{function} reads {sorted(missing)}, which Terraform does not set"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_variable_terraform_sets_is_read(
+    function: str, recording: dict[str, Any], complete: Evaluator
+) -> None:
+    read = set(recording["env"].get(function, []))
+    unused = terraform_env(complete)[function] - POWERTOOLS - read
+    assert unused == set(), f"Terraform sets {sorted(unused)} for {function}, which its code never reads"
+
+
+def test_every_name_in_the_source_is_set_or_documented(complete: Evaluator) -> None:
+    known = set().union(*terraform_env(complete).values()) | documented_unset()
+    assert names_in_source() - known == set()
+
+
+def test_documented_unset_variables_are_really_unset(complete: Evaluator) -> None:
+    documented = documented_unset()
+    assert "JWT_SECRET" in documented, "the local-only JWT_SECRET must be documented as never set in AWS"
+    assert documented & set().union(*terraform_env(complete).values()) == set()

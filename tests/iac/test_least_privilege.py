@@ -1,0 +1,127 @@
+"""Each function's IAM policy allows every AWS call its code makes, and grants nothing it never calls.
+
+The calls are recorded while tests/unit runs (tests/iac/aws_calls.py hooks botocore), attributed to the
+function whose handler was on the stack; the policies are evaluated from terraform/ with the values of a
+real deployment (image digests, a JWT secret in Secrets Manager, an alarm topic).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.iac.gotchas import policy_statements
+from tests.iac.hcl import Evaluator, Module
+
+FUNCTIONS = ("connect", "disconnect", "send_message", "default")
+# Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
+PLATFORM_ACTIONS = {
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "kms:Decrypt",
+}
+MANAGEMENT_METHODS = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}
+
+
+def _glob(pattern: str, value: str) -> bool:
+    """IAM resource matching: * and ? are wildcards, everything else literal."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value) is not None
+
+
+def _statements(module: Module, evaluator: Evaluator, function: str) -> list[dict[str, list[str]]]:
+    address = f'aws_iam_role_policy.function["{function}"]'
+    return [s for a, s in policy_statements(module, evaluator) if a == address]
+
+
+def _iam_request(call: dict[str, Any], evaluator: Evaluator) -> tuple[str, str]:
+    service, operation, params = call["service"], call["operation"], call["params"]
+    if service == "dynamodb":
+        table = str(evaluator.value('"${aws_dynamodb_table.connections.arn}"'))
+        index = params.get("IndexName")
+        return f"dynamodb:{operation}", f"{table}/index/{index}" if index else table
+    if service == "apigatewaymanagementapi":
+        stage = evaluator.local("stage_execution_arn")
+        method = MANAGEMENT_METHODS[operation]
+        return "execute-api:ManageConnections", f"{stage}/{method}/@connections/{params['ConnectionId']}"
+    if service == "secretsmanager" and operation == "GetSecretValue":
+        return "secretsmanager:GetSecretValue", str(evaluator.variables["jwt_secret_arn"])
+    raise AssertionError(f"no IAM mapping for {service}:{operation}: add one to this test")
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_calls_were_recorded(function: str, recording: dict[str, Any]) -> None:
+    assert recording["calls"].get(function), (
+        f"no AWS call was recorded for {function}: tests/unit must exercise it (or the recorder is broken)"
+    )
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_policy_allows_every_recorded_call(
+    function: str, recording: dict[str, Any], module: Module, complete: Evaluator
+) -> None:
+    statements = _statements(module, complete, function)
+    for call in recording["calls"].get(function, []):
+        action, resource = _iam_request(call, complete)
+        assert any(
+            action in s["actions"] and any(_glob(p, resource) for p in s["resources"]) for s in statements
+        ), f"{function} calls {action} on {resource}, which its policy does not allow"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_policy_grants_nothing_never_called(
+    function: str, recording: dict[str, Any], module: Module, complete: Evaluator
+) -> None:
+    requests = [_iam_request(call, complete) for call in recording["calls"].get(function, [])]
+    for statement in _statements(module, complete, function):
+        for action in statement["actions"]:
+            if action in PLATFORM_ACTIONS:
+                continue
+            for pattern in statement["resources"]:
+                assert any(a == action and _glob(pattern, r) for a, r in requests), (
+                    f"{function} is granted {action} on {pattern} but never calls it"
+                )
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_platform_grants_are_scoped(function: str, module: Module, complete: Evaluator) -> None:
+    key = str(complete.value('"${aws_kms_key.this.arn}"'))
+    secret_key = complete.variables["jwt_secret_kms_key_arn"]
+    reads_secret = any(
+        "secretsmanager:GetSecretValue" in s["actions"] for s in _statements(module, complete, function)
+    )
+    for statement in _statements(module, complete, function):
+        for action in set(statement["actions"]) & PLATFORM_ACTIONS:
+            for resource in statement["resources"]:
+                if action.startswith("logs:"):
+                    assert resource == f'${{aws_cloudwatch_log_group.function["{function}"].arn}}:*', resource
+                elif action.startswith("xray:"):
+                    assert resource == "*"  # X-Ray has no resource-level permissions
+                else:
+                    assert resource == key or (reads_secret and resource == secret_key), resource
+
+
+def test_only_a_function_given_the_secret_may_read_it(
+    module: Module, defaults: Evaluator, complete: Evaluator
+) -> None:
+    for function in FUNCTIONS:
+        granted = [a for s in _statements(module, defaults, function) for a in s["actions"]]
+        assert "secretsmanager:GetSecretValue" not in granted, (
+            f"{function} may read a secret nobody configured"
+        )
+    readers = [
+        f
+        for f in FUNCTIONS
+        if any("secretsmanager:GetSecretValue" in s["actions"] for s in _statements(module, complete, f))
+    ]
+    assert readers == ["connect"]
+
+
+def test_glob_is_literal_outside_wildcards() -> None:
+    assert _glob("arn/prod/POST/@connections/*", "arn/prod/POST/@connections/abc=")
+    assert not _glob("arn/prod/POST/@connections/*", "arn/prod/DELETE/@connections/abc=")
+    assert not _glob('${x["a"]}', '${x["b"]}')

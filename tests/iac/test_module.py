@@ -1,0 +1,253 @@
+"""The module parses, every reference resolves, every variable is used, and every resource evaluates."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.iac.gotchas import evaluated
+from tests.iac.hcl import (
+    EXAMPLE_DIR,
+    MODULE_DIR,
+    ROOT,
+    Evaluator,
+    HclError,
+    Module,
+    parse_file,
+    references,
+    unquote,
+)
+
+ALL_TF = sorted([*MODULE_DIR.glob("*.tf"), *EXAMPLE_DIR.glob("*.tf")])
+BUILTIN_ROOTS = {"each", "count", "path", "self", "terraform"}
+UNTAGGABLE = {
+    "aws_kms_alias",
+    "aws_ecr_lifecycle_policy",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+    "aws_lambda_permission",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route",
+    "aws_apigatewayv2_route_response",
+    "aws_apigatewayv2_deployment",
+    "aws_cloudwatch_dashboard",
+    "aws_api_gateway_account",
+    "aws_secretsmanager_secret_version",
+    "aws_sns_topic_subscription",
+    "random_password",
+}
+
+
+@pytest.mark.parametrize("path", ALL_TF, ids=lambda p: str(p.relative_to(MODULE_DIR)))
+def test_tf_file_parses(path: Path) -> None:
+    assert parse_file(path), f"{path} is empty"
+
+
+def test_conventional_files_exist() -> None:
+    for name in ("versions.tf", "variables.tf", "outputs.tf", "main.tf", "README.md"):
+        assert (MODULE_DIR / name).is_file(), name
+    for name in ("main.tf", "versions.tf", "variables.tf", "outputs.tf"):
+        assert (EXAMPLE_DIR / name).is_file(), f"examples/complete/{name}"
+
+
+def test_versions_pin_terraform_and_aws_provider(module: Module) -> None:
+    [terraform] = module.files["versions.tf"]["terraform"]
+    assert unquote(terraform["required_version"]) == ">= 1.5"
+    aws = terraform["required_providers"][0]["aws"]
+    assert unquote(aws["source"]) == "hashicorp/aws"
+    assert re.fullmatch(r">= \d+\.\d+, < \d+\.\d+", unquote(aws["version"]))
+
+
+def _dynamic_iterators(body: Any) -> set[str]:
+    names: set[str] = set()
+    if isinstance(body, dict):
+        for dynamic in body.get("dynamic", []):
+            for name, spec in dynamic.items():
+                names.add(unquote(spec.get("iterator", name)))
+        for value in body.values():
+            names |= _dynamic_iterators(value)
+    elif isinstance(body, list):
+        for value in body:
+            names |= _dynamic_iterators(value)
+    return names
+
+
+def _providers(module: Module) -> list[Any]:
+    return [block for parsed in module.files.values() for block in parsed.get("provider", [])]
+
+
+def _unresolved(module: Module, child_outputs: dict[str, set[str]]) -> list[str]:
+    problems = []
+    blocks: dict[str, Any] = {
+        **{f"resource {k}": v for k, v in module.resources.items()},
+        **{f"data {k}": v for k, v in module.data.items()},
+        **{f"output {k}": v for k, v in module.outputs.items()},
+        **{f"module {k}": v for k, v in module.modules.items()},
+        **{f"local {k}": v for k, v in module.locals.items()},
+        **{f"variable {k}": {n: x for n, x in v.items() if n != "type"} for k, v in module.variables.items()},
+        **{f"provider {i}": p for i, p in enumerate(_providers(module))},
+    }
+    for where, body in blocks.items():
+        bound = _dynamic_iterators(body)
+        for path in references(body):
+            root = path[0]
+            if root in BUILTIN_ROOTS or root in bound:
+                continue
+            if root == "var" and path[1] not in module.variables:
+                problems.append(f"{where}: var.{path[1]} is not declared")
+            elif root == "local" and path[1] not in module.locals:
+                problems.append(f"{where}: local.{path[1]} is not declared")
+            elif root == "data" and f"{path[1]}.{path[2]}" not in module.data:
+                problems.append(f"{where}: data.{path[1]}.{path[2]} is not declared")
+            elif root == "module":
+                if path[1] not in module.modules:
+                    problems.append(f"{where}: module.{path[1]} is not declared")
+                elif len(path) > 2 and path[2] not in child_outputs.get(path[1], set()):
+                    problems.append(f"{where}: module.{path[1]} has no output {path[2]}")
+            elif (
+                root not in ("var", "local", "data", "module") and f"{root}.{path[1]}" not in module.resources
+            ):
+                problems.append(f"{where}: {root}.{path[1]} is not declared")
+    return problems
+
+
+def test_every_reference_resolves_in_the_module(module: Module) -> None:
+    assert _unresolved(module, {}) == []
+
+
+def test_every_reference_resolves_in_the_example(example: Module, module: Module) -> None:
+    assert _unresolved(example, {"chat": set(module.outputs)}) == []
+
+
+def test_unresolved_reference_is_reported(seed: Module) -> None:
+    assert any("is not declared" in p for p in _unresolved(seed, {}))
+
+
+def test_example_passes_only_declared_variables_and_all_required_ones(
+    example: Module, module: Module
+) -> None:
+    call = example.modules["chat"]
+    assert unquote(call["source"]) == "../../"
+    passed = set(call) - {"source", "providers", "depends_on", "count", "for_each"}
+    assert passed - set(module.variables) == set()
+    required = {name for name, body in module.variables.items() if "default" not in body}
+    assert required - passed == set()
+
+
+@pytest.mark.parametrize("which", ["module", "example"])
+def test_every_variable_is_used(which: str, module: Module, example: Module) -> None:
+    target = module if which == "module" else example
+    used = {
+        path[1]
+        for address, body in [
+            *target.resources.items(),
+            *target.data.items(),
+            *target.outputs.items(),
+            *target.modules.items(),
+            *target.locals.items(),
+            *enumerate(_providers(target)),
+        ]
+        for path in references(body)
+        if path[0] == "var"
+    }
+    assert set(target.variables) - used == set()
+
+
+def test_variables_are_typed_and_described(module: Module) -> None:
+    for name, body in module.variables.items():
+        assert "type" in body, f"var.{name} has no type"
+        assert unquote(body.get("description", "")).strip(), f"var.{name} has no description"
+
+
+def test_variables_that_can_be_wrong_are_validated(module: Module) -> None:
+    free_form = {
+        "tags",
+        "jwt_issuer",
+        "jwt_audience",
+        "deletion_protection",
+        "ecr_force_delete",
+        "create_api_gateway_account_role",
+    }
+    for name, body in module.variables.items():
+        if name in free_form or "bool" in str(body.get("type")):
+            continue
+        assert body.get("validation"), f"var.{name} has no validation block"
+
+
+def test_outputs_are_described(module: Module) -> None:
+    for name in ("websocket_url", "callback_url", "table_name", "ecr_repository_urls", "function_names"):
+        assert name in module.outputs, name
+    for name, body in module.outputs.items():
+        assert unquote(body.get("description", "")).strip(), f"output {name} has no description"
+
+
+@pytest.mark.parametrize("variables", ["defaults", "complete"])
+def test_every_resource_and_output_evaluates(
+    variables: str, module: Module, request: pytest.FixtureRequest
+) -> None:
+    evaluator: Evaluator = request.getfixturevalue(variables)
+    types = {address.split(".")[0] for address in module.resources}
+    for rtype in sorted(types):
+        assert list(evaluated(module, evaluator, rtype)) is not None
+    for body in module.outputs.values():
+        evaluator.value(body["value"])
+
+
+def test_every_taggable_resource_is_tagged(module: Module, example: Module, complete: Evaluator) -> None:
+    for address, body in module.resources.items():
+        if address.split(".")[0] not in UNTAGGABLE:
+            assert "tags" in body, f"{address} has no tags"
+            assert "local.tags" in str(body["tags"]), f"{address} does not carry local.tags"
+    provider = example.files["main.tf"]["provider"][0]["aws"]
+    assert provider.get("default_tags"), "the example sets no default_tags"
+
+
+def test_image_digest_precondition_guards_the_functions(
+    module: Module, defaults: Evaluator, complete: Evaluator
+) -> None:
+    body = module.resources["aws_lambda_function.this"]
+    preconditions = body["lifecycle"][0]["precondition"]
+    from tests.iac.hcl import instances
+
+    for key, inner in instances(module, complete, "aws_lambda_function.this").items():
+        assert all(inner.value(p["condition"]) for p in preconditions), key
+    for key, inner in instances(module, defaults, "aws_lambda_function.this").items():
+        assert not all(inner.value(p["condition"]) for p in preconditions), f"{key} applies without a digest"
+
+
+def test_variable_validations_accept_defaults(module: Module, defaults: Evaluator) -> None:
+    for name, body in module.variables.items():
+        for validation in body.get("validation", []):
+            try:
+                ok = defaults.value(validation["condition"])
+            except HclError as error:
+                raise AssertionError(f"var.{name}: {error}") from error
+            assert ok, f"the default of var.{name} fails its own validation"
+
+
+def test_functions_map_matches_lambdas_and_dockerfile(defaults: Evaluator) -> None:
+    functions = defaults.local("functions")
+    folders = {p.parent.name for p in (ROOT / "lambdas").glob("*/app.py")}
+    targets = set(re.findall(r"^FROM base AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
+    assert set(functions) == folders == targets
+    routes = [fn["route_key"] for fn in functions.values()]
+    assert sorted(routes) == sorted({"$connect", "$disconnect", "sendMessage", "$default"})
+    for name, fn in functions.items():
+        assert set(fn) >= {
+            "route_key",
+            "timeout",
+            "memory_size",
+            "dynamodb_actions",
+            "manage_connections",
+            "environment",
+        }, name
+        assert 1 <= fn["timeout"] <= 29, f"{name}: API Gateway gives an integration 29 s"
+
+
+def test_readme_lists_every_input_and_output(module: Module) -> None:
+    readme = (MODULE_DIR / "README.md").read_text()
+    for name in [*module.variables, *module.outputs]:
+        assert f"| `{name}` |" in readme, f"terraform/README.md does not document {name}"
