@@ -1,0 +1,81 @@
+"""Section 4: new connections per second the local stack accepts, each ``$connect`` doing real JWT
+verification and a DynamoDB write (one distinct user and token per connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.clients import close_clients, open_clients
+from bench.report import median, percentile, table
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectConfig:
+    connections: int = 300
+    concurrency: tuple[int, ...] = (1, 8, 32)
+    workers: int = 4
+    timeout_s: float = 60.0
+    dynamodb: str = "embedded"
+
+
+async def _attempt(urls: list[str], concurrency: int, timeout_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    conns, handshakes, refused = await open_clients(urls, concurrency=concurrency, timeout_s=timeout_s)
+    elapsed = time.perf_counter() - started
+    await close_clients(conns)
+    ms = [h * 1000 for h in handshakes]
+    return {
+        "concurrency": concurrency,
+        "attempted": len(urls),
+        "accepted": len(conns),
+        "refused": refused,
+        "elapsed_s": elapsed,
+        "per_s": len(conns) / elapsed if elapsed else 0.0,
+        "handshake_p50_ms": median(ms),
+        "handshake_p95_ms": percentile(ms, 95),
+    }
+
+
+def run(config: ConnectConfig) -> dict[str, Any]:
+    from bench.e2e import _wait_for_disconnects
+    from bench.stack_proc import local_stack
+    from local_stack.tokens import make_token
+
+    out: dict[str, Any] = {"config": asdict(config), "rows": []}
+    with local_stack(config.workers, config.dynamodb) as stack:
+        info = stack.info
+        for concurrency in config.concurrency:
+            room = f"connect-{concurrency}"
+            tokens = [
+                make_token(info["jwt_secret"], f"c{concurrency}u{i}")[0] for i in range(config.connections)
+            ]
+            urls = [f"{info['ws_url']}?token={token}&room_id={room}" for token in tokens]
+            out["rows"].append(asyncio.run(_attempt(urls, concurrency, config.timeout_s)))
+            out["rows"][-1]["records_left_after_disconnect"] = _wait_for_disconnects(
+                info["dynamodb"], config.timeout_s
+            )
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    return table(
+        f"connect rate: {cfg['connections']} connections per row, $connect = HS256 verify + PutItem, "
+        f"{cfg['workers']} workers, DynamoDB {cfg['dynamodb']} (API Gateway's quota: 500 new connections/s)",
+        ["at once", "accepted", "refused", "seconds", "connections/s", "handshake p50 ms", "p95 ms"],
+        [
+            [
+                r["concurrency"],
+                r["accepted"],
+                r["refused"],
+                r["elapsed_s"],
+                r["per_s"],
+                r["handshake_p50_ms"],
+                r["handshake_p95_ms"],
+            ]
+            for r in result["rows"]
+        ],
+    )
