@@ -145,7 +145,8 @@ class MessagingConfig:
             callback_url=callback_url_from_env(env),
             # API Gateway refuses frames over 128 KiB anyway; a message can't be bigger than that.
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", default=4096, minimum=1, maximum=128 * 1024),
-            broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", default=32, minimum=1, maximum=256),
+            # 200 posts in flight at a 20 ms round trip is the account's 10,000 RPS callback throttle.
+            broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", default=32, minimum=1, maximum=200),
             # 0 turns the per-connection limit off (stage throttling still applies).
             rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", default=10, minimum=0, maximum=10_000),
             rate_limit_burst=_int(env, "RATE_LIMIT_BURST", default=20, minimum=1, maximum=100_000),

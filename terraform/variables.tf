@@ -117,8 +117,8 @@ variable "broadcast_concurrency" {
   default     = 32
 
   validation {
-    condition     = var.broadcast_concurrency >= 1 && var.broadcast_concurrency <= 256 && floor(var.broadcast_concurrency) == var.broadcast_concurrency
-    error_message = "broadcast_concurrency must be a whole number between 1 and 256."
+    condition     = var.broadcast_concurrency >= 1 && var.broadcast_concurrency <= 200 && floor(var.broadcast_concurrency) == var.broadcast_concurrency
+    error_message = "broadcast_concurrency must be a whole number between 1 and 200 (200 posts in flight at 20 ms each reach the account's 10,000 RPS throttle)."
   }
 }
 

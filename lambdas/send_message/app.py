@@ -34,6 +34,8 @@ config = MessagingConfig.from_env()
 store = ConnectionStore(TableConfig.from_env().table_name)
 sender = Sender(pool_size=config.broadcast_concurrency, on_gone=store.delete_if_exists)
 bucket = TokenBucket(rate=config.rate_limit_per_second, burst=config.rate_limit_burst)
+if config.callback_url:
+    sender.client(config.callback_url)  # build the boto3 client during init, not on the first message
 
 
 @metrics.log_metrics
