@@ -1,0 +1,163 @@
+"""The local DynamoDB: moto's server in-process (or any endpoint), the Terraform table, a TTL reaper."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .terraform import TableSpec
+
+__all__ = ["DUMMY_CREDENTIALS", "EmbeddedDynamoDB", "TtlReaper", "dynamodb_client", "ensure_table"]
+
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+
+
+def dynamodb_client(endpoint: str, region: str) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+    )
+
+
+class EmbeddedDynamoDB:
+    """moto's server on a free 127.0.0.1 port, in a thread of this process."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> str:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self.endpoint
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self._server.stop()
+
+
+def ensure_table(client: Any, name: str, spec: TableSpec) -> bool:
+    """Create the table of ``spec`` unless it exists; returns True when it was created."""
+    keys = [{"AttributeName": spec.hash_key, "KeyType": "HASH"}]
+    if spec.range_key:
+        keys.append({"AttributeName": spec.range_key, "KeyType": "RANGE"})
+    params: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": k, "AttributeType": t} for k, t in spec.attributes.items()
+        ],
+        "KeySchema": keys,
+    }
+    if spec.indexes:
+        gsis = []
+        for index in spec.indexes:
+            schema = [{"AttributeName": index.hash_key, "KeyType": "HASH"}]
+            if index.range_key:
+                schema.append({"AttributeName": index.range_key, "KeyType": "RANGE"})
+            projection: dict[str, Any] = {"ProjectionType": index.projection_type}
+            if index.projection_type == "INCLUDE":
+                projection["NonKeyAttributes"] = list(index.non_key_attributes)
+            gsis.append({"IndexName": index.name, "KeySchema": schema, "Projection": projection})
+        params["GlobalSecondaryIndexes"] = gsis
+    try:
+        client.create_table(**params)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        return False
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50})
+    if spec.ttl_attribute:
+        client.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+        )
+    return True
+
+
+class TtlReaper:
+    """Deletes items whose TTL attribute has passed, as DynamoDB would (moto never does).
+
+    DynamoDB deletes expired items "within a few days"; readers must skip them anyway (CONTRACT.md 5).
+    The reaper scans every ``interval_s`` and deletes conditionally, so it never removes an item that was
+    refreshed in between.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        spec: TableSpec,
+        *,
+        interval_s: float = 30.0,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.spec = spec
+        self.interval_s = interval_s
+        self.deleted = 0
+        self._log = log or (lambda line: None)
+
+    def reap_once(self, now: float | None = None) -> int:
+        attr = self.spec.ttl_attribute
+        if not attr:
+            return 0
+        now_s = int(now if now is not None else time.time())
+        key_names = [self.spec.hash_key] + ([self.spec.range_key] if self.spec.range_key else [])
+        names = {"#ttl": attr, **{f"#k{i}": k for i, k in enumerate(key_names)}}
+        deleted = 0
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "#ttl < :now",
+            "ProjectionExpression": ", ".join(f"#k{i}" for i in range(len(key_names))),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":now": {"N": str(now_s)}},
+        }
+        for _ in range(1000):  # bounded pagination
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                key = {k: item[k] for k in key_names if k in item}
+                try:
+                    self.client.delete_item(
+                        TableName=self.table,
+                        Key=key,
+                        ConditionExpression="#ttl < :now",
+                        ExpressionAttributeNames={"#ttl": attr},
+                        ExpressionAttributeValues={":now": {"N": str(now_s)}},
+                    )
+                    deleted += 1
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                        raise
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        self.deleted += deleted
+        return deleted
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                n = await asyncio.to_thread(self.reap_once)
+            except Exception as exc:
+                self._log(f"TTL reaper: {exc}")
+                continue
+            if n:
+                self._log(f"TTL reaper deleted {n} expired item(s) from {self.table}")

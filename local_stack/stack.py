@@ -1,0 +1,428 @@
+"""Wires the parts together: Terraform model -> DynamoDB -> Lambda runtime -> gateway -> web server.
+
+Programmatic API (see README.md):
+
+* ``async with run_stack(config) as stack:`` in an event loop;
+* ``with StackThread(config) as stack:`` from synchronous code (tests): the stack runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .config import StackConfig
+from .dynamodb import DUMMY_CREDENTIALS, EmbeddedDynamoDB, TtlReaper, dynamodb_client, ensure_table
+from .events import new_api_id
+from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
+from .runtime import FunctionPool, LambdaRuntime
+from .terraform import Evaluator, FunctionSpec, TerraformModel, load_model
+from .tokens import make_token
+from .web import make_web_app
+
+__all__ = ["PortInUseError", "Stack", "StackThread", "function_environment", "run_stack"]
+
+T = TypeVar("T")
+PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+
+
+class PortInUseError(RuntimeError):
+    """A port the stack must listen on is taken."""
+
+
+def _bind(host: str, port: int, what: str, flag: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"{what} port {host}:{port} is already in use: stop what uses it, "
+                f"or choose another with {flag}"
+            ) from exc
+        raise
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def function_environment(
+    config: StackConfig,
+    model: TerraformModel,
+    spec: FunctionSpec,
+    *,
+    callback_url: str,
+    dynamodb_endpoint: str,
+    task_root: Path,
+    unresolved: list[str] | None = None,
+) -> dict[str, str]:
+    """The function's Terraform environment with local values, plus Lambda's runtime variables."""
+    variables = dict(model.variables)
+    variables.update(config.tf_vars)
+    evaluator = Evaluator(
+        variables=variables,
+        references={
+            "local.callback_url": callback_url,
+            "aws_dynamodb_table.connections.name": config.table_name,
+        },
+        locals=model.locals,
+    )
+    env: dict[str, str] = {name: evaluator.value(raw) for name, raw in spec.environment.items()}
+    if unresolved is not None:
+        unresolved.extend(evaluator.unresolved)
+    if "JWT_SECRET_ARN" in env:
+        env["JWT_SECRET_ARN"] = ""  # locally the secret is given directly
+    if "JWT_JWKS_URL" in env:
+        env["JWT_JWKS_URL"] = config.jwt_jwks_url
+    if any(name.startswith("JWT_") for name in spec.environment):
+        env["JWT_SECRET"] = config.jwt_secret
+        if not config.jwt_jwks_url:
+            env["JWT_ALGORITHMS"] = "HS256"
+    base = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
+    base.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_REGION": config.region,
+            "AWS_DEFAULT_REGION": config.region,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            "_HANDLER": "app.handler",
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "TZ": "UTC",
+            "PYTHONPATH": os.pathsep.join([str(task_root), str(config.repo_root)]),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **DUMMY_CREDENTIALS,
+        }
+    )
+    base.update(env)
+    base.update(config.extra_env)
+    return base
+
+
+@dataclass
+class Stack:
+    """A running local stack (what :func:`run_stack` yields)."""
+
+    config: StackConfig
+    model: TerraformModel
+    ws_port: int
+    web_port: int | None
+    dynamodb_endpoint: str
+    runtime: LambdaRuntime
+    gateway: Gateway
+    logs: deque[str] = field(default_factory=lambda: deque(maxlen=20000))
+    reaper: TtlReaper | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.config.host}:{self.ws_port}/{self.config.stage}"
+
+    @property
+    def callback_url(self) -> str:
+        """boto3 ``apigatewaymanagementapi`` endpoint_url."""
+        return f"http://{self.config.host}:{self.ws_port}/{self.config.stage}"
+
+    @property
+    def web_url(self) -> str | None:
+        return None if self.web_port is None else f"http://{self.config.host}:{self.web_port}/"
+
+    @property
+    def pools(self) -> dict[str, FunctionPool]:
+        return self.runtime.pools
+
+    def token(self, user: str, *, name: str | None = None, room: str | None = None, ttl_s: int = 3600) -> str:
+        return make_token(self.config.jwt_secret, user, name=name, room=room, ttl_s=ttl_s)[0]
+
+    def function_logs(self, function: str) -> list[str]:
+        prefix = f"[{function}] "
+        return [line[len(prefix) :] for line in list(self.logs) if line.startswith(prefix)]
+
+    def connection_ids(self) -> list[str]:
+        return list(self.gateway.connections)
+
+
+async def _watch(stack: Stack, dirs: list[Path]) -> None:
+    """Poll the mtimes of the functions' and shared layer's sources; recycle workers on change."""
+
+    def snapshot() -> dict[str, int]:
+        result: dict[str, int] = {}
+        for root in dirs:
+            if not root.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
+                for name in filenames:
+                    if name.endswith((".py", ".json")):
+                        path = os.path.join(dirpath, name)
+                        with contextlib.suppress(OSError):
+                            result[path] = os.stat(path).st_mtime_ns
+        return result
+
+    before = await asyncio.to_thread(snapshot)
+    functions_dir = str(stack.config.functions_dir.resolve()) + os.sep
+    while True:
+        await asyncio.sleep(stack.config.reload_interval_s)
+        after = await asyncio.to_thread(snapshot)
+        if after == before:
+            continue
+        changed = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+        before = after
+        affected: set[str] = set()
+        for path in changed:
+            if path.startswith(functions_dir):
+                affected.add(path[len(functions_dir) :].split(os.sep, 1)[0])
+            else:
+                affected = set(stack.pools)
+                break
+        pools = [p for name, p in stack.pools.items() if name in affected]
+        if pools:
+            names = ", ".join(sorted(p.name for p in pools))
+            stack.logs.append(f"[reload] {len(changed)} file(s) changed: recycling {names}")
+            if stack.config.echo_logs:
+                print(f"[reload] {len(changed)} file(s) changed: recycling {names}", flush=True)
+            for pool in pools:
+                await pool.recycle()
+
+
+@asynccontextmanager
+async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
+    """Start the whole local stack; stop everything (every child process) on exit."""
+    model = load_model(config.terraform_dirs)
+    logs: deque[str] = deque(maxlen=20000)
+
+    def log(name: str, line: str) -> None:
+        text = f"[{name}] {line}"
+        logs.append(text)
+        if config.echo_logs:
+            print(text, flush=True)
+
+    ws_sock = _bind(config.host, config.ws_port, "WebSocket (WS_PORT)", "WS_PORT / --ws-port")
+    web_sock = None
+    try:
+        if config.web_port is not None:
+            web_sock = _bind(config.host, config.web_port, "web client (WEB_PORT)", "WEB_PORT / --web-port")
+    except BaseException:
+        ws_sock.close()
+        raise
+    ws_port = ws_sock.getsockname()[1]
+    web_port = web_sock.getsockname()[1] if web_sock else None
+    callback_url = f"http://{config.host}:{ws_port}/{config.stage}"
+
+    cleanup: list[Any] = []
+    tasks: list[asyncio.Task[Any]] = []
+    embedded: EmbeddedDynamoDB | None = None
+    runtime = LambdaRuntime(host=config.host, log=log)
+    gateway_runner: web.AppRunner | None = None
+    web_runner: web.AppRunner | None = None
+    gateway: Gateway | None = None
+    try:
+        if config.dynamodb_endpoint:
+            endpoint = config.dynamodb_endpoint
+        else:
+            embedded = EmbeddedDynamoDB(host=config.host)
+            endpoint = await asyncio.to_thread(embedded.start)
+        client = dynamodb_client(endpoint, config.region)
+        created = await asyncio.to_thread(ensure_table, client, config.table_name, model.table)
+        log("dynamodb", f"{'created' if created else 'using'} table {config.table_name} at {endpoint}")
+
+        await runtime.start()
+        routes: dict[str, Route] = {}
+        unresolved: list[str] = []
+        for name, spec in model.functions.items():
+            if config.only_functions is not None and name not in config.only_functions:
+                continue
+            integration: Integration
+            if name in config.function_urls:
+                integration = RemoteIntegration(config.function_urls[name])
+                log("gateway", f"route {spec.route_key} -> {config.function_urls[name]}")
+            else:
+                task_root = (config.functions_dir / name).resolve()
+                if not (task_root / "app.py").is_file():
+                    log(name, f"WARNING: {task_root}/app.py does not exist: invocations will fail to import")
+                env = function_environment(
+                    config,
+                    model,
+                    spec,
+                    callback_url=callback_url,
+                    dynamodb_endpoint=endpoint,
+                    task_root=task_root,
+                    unresolved=unresolved,
+                )
+                pool = await runtime.add_function(
+                    name,
+                    task_root=task_root,
+                    env=env,
+                    timeout_s=spec.timeout,
+                    max_workers=config.max_workers,
+                    min_workers=config.min_workers,
+                )
+                integration = LocalIntegration(pool)
+            routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
+        for expr in sorted(set(unresolved)):
+            log("terraform", f"cannot evaluate {expr} locally (no default in the module): passing ''")
+
+        gateway = Gateway(
+            stage=config.stage,
+            routes=routes,
+            route_selection_expression=model.route_selection_expression,
+            limits=GatewayLimits(
+                frame_bytes=config.frame_bytes,
+                message_bytes=config.message_bytes,
+                idle_timeout_s=config.idle_timeout_s,
+                max_duration_s=config.max_duration_s,
+                integration_timeout_s=config.integration_timeout_s,
+            ),
+            api_id=new_api_id(),
+            forwarded_port=ws_port,
+            log=lambda line: log("gateway", line),
+        )
+        gateway_runner = web.AppRunner(
+            gateway.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await gateway_runner.setup()
+        await web.SockSite(gateway_runner, ws_sock).start()
+        if web_sock is not None:
+            web_app = make_web_app(
+                web_dir=config.web_dir,
+                ws_url=f"ws://{config.host}:{ws_port}/{config.stage}",
+                stage=config.stage,
+                jwt_secret=config.jwt_secret,
+            )
+            web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+            await web_runner.setup()
+            await web.SockSite(web_runner, web_sock).start()
+
+        stack = Stack(
+            config=config,
+            model=model,
+            ws_port=ws_port,
+            web_port=web_port,
+            dynamodb_endpoint=endpoint,
+            runtime=runtime,
+            gateway=gateway,
+            logs=logs,
+        )
+        for pool in runtime.pools.values():
+            await pool.warm()
+        if model.table.ttl_attribute and config.ttl_reaper_interval_s > 0:
+            stack.reaper = TtlReaper(
+                client,
+                config.table_name,
+                model.table,
+                interval_s=config.ttl_reaper_interval_s,
+                log=lambda line: log("dynamodb", line),
+            )
+            tasks.append(asyncio.get_running_loop().create_task(stack.reaper.run()))
+        if config.reload:
+            watch_dirs = [config.functions_dir.resolve(), config.shared_dir.resolve()]
+            tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs)))
+        yield stack
+    finally:
+        if gateway is not None:
+            with contextlib.suppress(Exception):
+                await gateway.close()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        for runner in (web_runner, gateway_runner):
+            if runner is not None:
+                with contextlib.suppress(Exception):
+                    await runner.cleanup()
+        with contextlib.suppress(Exception):
+            await runtime.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        for item in cleanup:
+            item.close()
+        ws_sock.close()
+        if web_sock is not None:
+            web_sock.close()
+
+
+class StackThread:
+    """Run the stack in a background thread with its own event loop (for synchronous callers).
+
+    ``with StackThread(config) as stack:`` returns once the stack is ready and stops it on exit.
+    ``run(coro)`` runs a coroutine on the stack's loop and returns its result.
+    """
+
+    def __init__(self, config: StackConfig, *, start_timeout_s: float = 60.0) -> None:
+        self.config = config
+        self.start_timeout_s = start_timeout_s
+        self.stack: Stack | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="local-stack", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with run_stack(self.config) as stack:
+                self.stack = stack
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def __enter__(self) -> Stack:
+        self._thread.start()
+        if not self._ready.wait(self.start_timeout_s):
+            raise TimeoutError("the local stack did not start in time")
+        if self._error is not None or self.stack is None:
+            raise RuntimeError(f"the local stack failed to start: {self._error!r}") from self._error
+        return self.stack
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            print("local stack thread did not stop in time", file=sys.stderr)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until true or ``timeout`` (bounded; for tests)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

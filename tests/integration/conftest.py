@@ -1,0 +1,59 @@
+"""Fixtures that start the real local stack (in a thread of the test process) on free ports.
+
+For other suites (browser, bench, reliability), use:
+
+* ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test.
+* ``chat_stack``: the real stack (terraform/ + lambdas/), session-scoped; skips until lambdas/ exists.
+* ``test_stack`` (session): terraform/ + the test route table ``terraform/full`` over ``functions/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from local_stack import Stack, StackConfig, StackThread
+
+from .helpers import REPO, EventLog, test_config
+
+
+@pytest.fixture(scope="session")
+def event_log(tmp_path_factory: pytest.TempPathFactory) -> EventLog:
+    return EventLog(tmp_path_factory.mktemp("events"))
+
+
+@pytest.fixture(scope="session")
+def test_stack(event_log: EventLog) -> Iterator[Stack]:
+    with StackThread(test_config(event_log.directory, ttl_reaper_interval_s=0.5)) as stack:
+        yield stack
+
+
+@pytest.fixture
+def local_stack_factory() -> Iterator[Callable[..., Stack]]:
+    started: list[StackThread] = []
+
+    def start(**overrides: Any) -> Stack:
+        thread = StackThread(test_config(**overrides))
+        stack = thread.__enter__()
+        started.append(thread)
+        return stack
+
+    yield start
+    for thread in reversed(started):
+        thread.stop()
+
+
+@pytest.fixture(scope="session")
+def chat_stack() -> Iterator[Stack]:
+    missing = [
+        f
+        for f in ("connect", "disconnect", "send_message", "default")
+        if not (REPO / "lambdas" / f / "app.py").is_file()
+    ]
+    if missing:
+        pytest.skip(f"lambdas/{{{','.join(missing)}}}/app.py not written yet")
+    config = StackConfig(ws_port=0, web_port=0, min_workers=1, reload=False, echo_logs=False)
+    with StackThread(config) as stack:
+        yield stack

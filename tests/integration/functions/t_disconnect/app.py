@@ -1,0 +1,13 @@
+"""$disconnect for tests: records the event."""
+
+import json
+import os
+
+
+def handler(event, context):
+    directory = os.environ.get("EVENT_LOG_DIR")
+    if directory:
+        path = os.path.join(directory, event["requestContext"]["connectionId"] + ".jsonl")
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event) + "\n")
+    return {"statusCode": 200}

@@ -1,0 +1,89 @@
+"""Helpers for the integration tests (paths, configs, WebSocket shortcuts, the recorded-event log)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import websockets.sync.client
+
+from local_stack import StackConfig
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+FUNCTIONS = HERE / "functions"
+TF_FULL = (REPO / "terraform", HERE / "terraform" / "full")
+TF_NO_DEFAULT = (REPO / "terraform", HERE / "terraform" / "no_default")
+
+
+def test_config(event_log_dir: Path | None = None, **overrides: Any) -> StackConfig:
+    """A stack config on free ports over the test functions (not a test: a helper)."""
+    base: dict[str, Any] = dict(
+        ws_port=0,
+        web_port=0,
+        terraform_dirs=TF_FULL,
+        functions_dir=FUNCTIONS,
+        min_workers=0,
+        max_workers=3,
+        reload=False,
+        echo_logs=False,
+        tf_vars={"event_log_dir": str(event_log_dir or "")},
+        web_dir=REPO / "web",
+    )
+    base.update(overrides)
+    return StackConfig(**base)
+
+
+test_config.__test__ = False  # type: ignore[attr-defined]
+
+
+class EventLog:
+    """Reads what the recording test functions wrote for a connection."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def events(self, connection_id: str) -> list[dict[str, Any]]:
+        path = self.directory / f"{connection_id}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def wait_for(self, connection_id: str, route_key: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for event in self.events(connection_id):
+                if event["requestContext"]["routeKey"] == route_key:
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no {route_key} event for {connection_id} within {timeout}s")
+
+
+def connect(url: str, **kwargs: Any) -> websockets.sync.client.ClientConnection:
+    kwargs.setdefault("open_timeout", 15)
+    kwargs.setdefault("close_timeout", 5)
+    return websockets.sync.client.connect(url, **kwargs)
+
+
+def request(
+    ws: websockets.sync.client.ClientConnection, frame: dict[str, Any] | str, timeout: float = 15
+) -> Any:
+    ws.send(frame if isinstance(frame, str) else json.dumps(frame))
+    return ws.recv(timeout=timeout)
+
+
+def connection_id(ws: websockets.sync.client.ClientConnection) -> str:
+    reply = json.loads(request(ws, {"action": "echo"}))
+    return str(reply["event"]["requestContext"]["connectionId"])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,148 @@
+"""The @connections management API, driven by boto3 as the functions drive it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from websockets.exceptions import ConnectionClosed
+
+from local_stack import Stack
+
+from .helpers import EventLog, connect, connection_id, request
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def api(test_stack: Stack) -> Iterator[Any]:
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=test_stack.callback_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    yield client
+    client.close()
+
+
+def test_get_connection_returns_times_and_identity(test_stack: Stack, api: Any) -> None:
+    with connect(test_stack.ws_url, user_agent_header="integration-test/1") as ws:
+        cid = connection_id(ws)
+        info = api.get_connection(ConnectionId=cid)
+    assert info["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert isinstance(info["ConnectedAt"], dt.datetime) and isinstance(info["LastActiveAt"], dt.datetime)
+    assert info["LastActiveAt"] >= info["ConnectedAt"]
+    assert info["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": "integration-test/1"}
+
+
+def test_get_connection_raw_keys_are_lower_case(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        conn = http.client.HTTPConnection("127.0.0.1", test_stack.ws_port, timeout=10)
+        conn.request("GET", f"/{test_stack.config.stage}/@connections/{cid}")
+        doc = json.loads(conn.getresponse().read())
+        conn.close()
+    assert set(doc) == {"connectedAt", "lastActiveAt", "identity"}
+    assert doc["connectedAt"].endswith("Z")
+
+
+def test_post_to_connection_delivers(test_stack: Stack, api: Any) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        response = api.post_to_connection(ConnectionId=cid, Data=b'{"hello": "world"}')
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert json.loads(ws.recv(timeout=10)) == {"hello": "world"}
+
+
+def test_post_to_unknown_connection_raises_gone(api: Any) -> None:
+    with pytest.raises(api.exceptions.GoneException) as info:
+        api.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
+    assert info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == "GoneException"
+
+
+def test_post_to_closed_connection_raises_gone(test_stack: Stack, api: Any) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and cid in test_stack.connection_ids():
+        time.sleep(0.05)
+    with pytest.raises(api.exceptions.GoneException):
+        api.post_to_connection(ConnectionId=cid, Data=b"x")
+    with pytest.raises(api.exceptions.GoneException):
+        api.get_connection(ConnectionId=cid)
+
+
+def test_post_over_128kb_is_413(test_stack: Stack, api: Any) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        with pytest.raises(ClientError) as info:
+            api.post_to_connection(ConnectionId=cid, Data=b"x" * (128 * 1024 + 1))
+        assert info.value.response["Error"]["Code"] == "PayloadTooLargeException"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        api.post_to_connection(ConnectionId=cid, Data=b"y" * (128 * 1024))  # exactly the limit is fine
+        assert len(ws.recv(timeout=10)) == 128 * 1024
+
+
+def test_delete_connection_closes_and_fires_disconnect(
+    test_stack: Stack, api: Any, event_log: EventLog
+) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        response = api.delete_connection(ConnectionId=cid)
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 204
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    with pytest.raises(api.exceptions.GoneException):
+        api.get_connection(ConnectionId=cid)
+    event = event_log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1000
+
+
+def test_delete_unknown_connection_raises_gone(api: Any) -> None:
+    with pytest.raises(api.exceptions.GoneException):
+        api.delete_connection(ConnectionId="AAAAAAAAAAAAAAA=")
+
+
+def test_wrong_stage_is_forbidden(test_stack: Stack) -> None:
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"http://127.0.0.1:{test_stack.ws_port}/nope",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    with pytest.raises(client.exceptions.ForbiddenException):
+        client.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
+
+
+def test_management_api_keeps_connections_alive(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        conn = http.client.HTTPConnection("127.0.0.1", test_stack.ws_port, timeout=10)
+        sockets = set()
+        for i in range(5):
+            conn.request("POST", f"/{test_stack.config.stage}/@connections/{cid}", body=f"m{i}".encode())
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200 and not response.will_close
+            sockets.add(id(conn.sock))
+        conn.close()
+        assert len(sockets) == 1
+        assert [ws.recv(timeout=10) for _ in range(5)] == [f"m{i}" for i in range(5)]
+
+
+def test_function_reaches_connections_api_through_callback_url(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        assert json.loads(request(ws, {"action": "callback"})) == {"callback": True, "sourceIp": "127.0.0.1"}

@@ -1,0 +1,398 @@
+"""The gateway behaves like API Gateway: handshake, events, route selection, frames, limits, timeouts."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from local_stack import Stack
+
+from .helpers import HERE, TF_NO_DEFAULT, EventLog, connect, connection_id, request, test_config
+
+pytestmark = pytest.mark.timeout(60)
+
+CAPTURED = {
+    name: json.loads((HERE / "events" / f"{name}.json").read_text())
+    for name in ("connect", "message", "disconnect")
+}
+ID = re.compile(r"^[A-Za-z0-9]{15}=$")
+CLF = re.compile(r"^\d{2}/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d{2}:\d{2}:\d{2} \+0000$")
+FRAME = re.compile(
+    r'^\{"message": "(?P<msg>[^"]+)", "connectionId":"(?P<cid>[A-Za-z0-9]{15}=)", '
+    r'"requestId":"(?P<rid>[A-Za-z0-9]{15}=)"\}$'
+)
+
+
+@pytest.fixture(scope="module")
+def no_default_stack(local_stack_factory_module: Any) -> Stack:
+    return local_stack_factory_module(terraform_dirs=TF_NO_DEFAULT)
+
+
+@pytest.fixture(scope="module")
+def local_stack_factory_module() -> Any:
+    from local_stack import StackThread
+
+    started: list[StackThread] = []
+
+    def start(**overrides: Any) -> Stack:
+        thread = StackThread(test_config(**overrides))
+        started.append(thread)
+        return thread.__enter__()
+
+    yield start
+    for thread in reversed(started):
+        thread.stop()
+
+
+@pytest.fixture(scope="module")
+def short_stack(
+    local_stack_factory_module: Any, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Stack, EventLog]:
+    directory = tmp_path_factory.mktemp("short-events")
+    stack = local_stack_factory_module(event_log_dir=directory, idle_timeout_s=1.5, max_duration_s=4.0)
+    return stack, EventLog(directory)
+
+
+def handshake_status(url: str) -> tuple[int, bytes]:
+    with pytest.raises(InvalidStatus) as info:
+        connect(url)
+    return info.value.response.status_code, info.value.response.body or b""
+
+
+# -- handshake -----------------------------------------------------------------------------------------
+def test_connect_2xx_upgrades_to_101(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url + "?room_id=general") as ws:
+        assert ws.response.status_code == 101
+        assert ID.match(connection_id(ws))
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 429])
+def test_connect_non_2xx_gives_that_status_and_body(test_stack: Stack, status: int) -> None:
+    code, body = handshake_status(f"{test_stack.ws_url}?status={status}")
+    assert code == status
+    assert json.loads(body) == {"message": f"status {status} on purpose"}
+
+
+def test_connect_exception_gives_502(test_stack: Stack) -> None:
+    code, _ = handshake_status(f"{test_stack.ws_url}?raise=1")
+    assert code == 502
+
+
+def test_connect_malformed_response_gives_502(test_stack: Stack) -> None:
+    code, _ = handshake_status(f"{test_stack.ws_url}?bad=1")
+    assert code == 502
+
+
+def test_connect_timeout_gives_502(test_stack: Stack) -> None:
+    started = time.monotonic()
+    code, _ = handshake_status(f"{test_stack.ws_url}?sleep=8")  # t_connect's Terraform timeout is 5 s
+    assert code == 502
+    assert 4.5 < time.monotonic() - started < 8
+
+
+def test_connect_handshake_waits_for_connect(test_stack: Stack) -> None:
+    started = time.monotonic()
+    with connect(f"{test_stack.ws_url}?sleep=1"):
+        assert time.monotonic() - started >= 1.0
+
+
+def test_connect_subprotocol_is_echoed(test_stack: Stack) -> None:
+    with connect(f"{test_stack.ws_url}?protocol=chat.v1", subprotocols=["chat.v1", "other"]) as ws:
+        assert ws.subprotocol == "chat.v1"
+
+
+def test_no_connect_route_accepts(no_default_stack: Stack) -> None:
+    with connect(no_default_stack.ws_url) as ws:
+        assert ws.response.status_code == 101
+
+
+def test_plain_http_gets_426(test_stack: Stack) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(test_stack.callback_url, timeout=10)
+    assert info.value.code == 426
+
+
+def test_other_path_is_forbidden(test_stack: Stack) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"ws://127.0.0.1:{test_stack.ws_port}/otherstage")
+    assert info.value.response.status_code == 403
+
+
+# -- events ----------------------------------------------------------------------------------------------
+def test_connect_event_keys_equal_captured(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(f"{test_stack.ws_url}?token=t&room_id=general") as ws:
+        cid = connection_id(ws)
+    event = event_log.wait_for(cid, "$connect")
+    real = CAPTURED["connect"]
+    assert set(event) == set(real) | {"queryStringParameters", "multiValueQueryStringParameters"}
+    assert set(event["requestContext"]) == set(real["requestContext"])
+    assert set(event["identity"] if "identity" in event else event["requestContext"]["identity"]) <= {
+        "sourceIp",
+        "userAgent",
+    }
+    forwarded = {
+        "X-Amzn-Trace-Id",
+        "X-Forwarded-For",
+        "X-Forwarded-Port",
+        "X-Forwarded-Proto",
+        "Host",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+    }
+    assert forwarded <= set(event["headers"])
+    assert "Connection" not in event["headers"] and "Upgrade" not in event["headers"]
+    assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
+    assert event["queryStringParameters"] == {"token": "t", "room_id": "general"}
+    assert event["multiValueQueryStringParameters"] == {"token": ["t"], "room_id": ["general"]}
+    assert event["isBase64Encoded"] is False
+
+
+def test_connect_event_without_query_has_no_query_keys(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+    event = event_log.wait_for(cid, "$connect")
+    assert set(event) == set(CAPTURED["connect"])
+
+
+def test_message_event_keys_equal_captured(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        event = json.loads(request(ws, {"action": "echo", "x": 1}))["event"]
+    real = CAPTURED["message"]
+    assert set(event) == set(real)
+    assert set(event["requestContext"]) == set(real["requestContext"])
+    assert event["body"] == json.dumps({"action": "echo", "x": 1})
+    ctx = event["requestContext"]
+    assert ctx["eventType"] == "MESSAGE" and ctx["routeKey"] == "echo" and ctx["messageDirection"] == "IN"
+    assert ID.match(ctx["messageId"]) and ctx["messageId"] != ctx["requestId"]
+
+
+def test_disconnect_event_keys_equal_captured(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        ws.close(code=1000, reason="bye")
+    event = event_log.wait_for(cid, "$disconnect")
+    real = CAPTURED["disconnect"]
+    assert set(event) == set(real)
+    assert set(event["requestContext"]) == set(real["requestContext"])
+    assert set(event["headers"]) == set(real["headers"])
+    assert event["requestContext"]["disconnectStatusCode"] == 1000
+    assert event["requestContext"]["disconnectReason"] == "bye"
+
+
+def test_disconnect_without_close_code_is_1005(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        with ws.protocol_mutex:  # a close frame without a status code (browsers send these)
+            ws.protocol.send_close()
+            ws.send_data()
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    event = event_log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1005
+    assert event["requestContext"]["disconnectReason"] == "Client-side close frame status not set"
+
+
+def test_event_ids_and_times_have_aws_shapes(test_stack: Stack, event_log: EventLog) -> None:
+    before = int(time.time() * 1000)
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        message = json.loads(request(ws, {"action": "echo"}))["event"]["requestContext"]
+    connect_ctx = event_log.wait_for(cid, "$connect")["requestContext"]
+    for ctx in (connect_ctx, message):
+        assert ID.match(ctx["connectionId"]) and ctx["connectionId"] == cid
+        assert ID.match(ctx["requestId"]) and ctx["requestId"] == ctx["extendedRequestId"]
+        assert CLF.match(ctx["requestTime"])
+        assert before - 1000 <= ctx["connectedAt"] <= ctx["requestTimeEpoch"] <= before + 60_000
+        assert ctx["stage"] == test_stack.config.stage
+        assert ctx["identity"]["sourceIp"] == "127.0.0.1"
+        assert re.fullmatch(r"[a-z0-9]{10}", ctx["apiId"])
+    assert connect_ctx["connectedAt"] == message["connectedAt"]
+    assert connect_ctx["requestId"] != message["requestId"]
+
+
+# -- route selection and frames ---------------------------------------------------------------------------
+def test_non_json_frame_goes_to_default(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        assert json.loads(request(ws, "hello, not json")) == {"route": "$default", "body": "hello, not json"}
+
+
+def test_unmatched_action_goes_to_default(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        reply = json.loads(request(ws, {"action": "noSuchRoute"}))
+        assert reply["route"] == "$default"
+        assert json.loads(request(ws, {"no_action": 1}))["route"] == "$default"
+        assert json.loads(request(ws, "[1, 2]"))["route"] == "$default"
+
+
+def test_reserved_route_keys_are_never_selected(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        for key in ("$connect", "$disconnect"):
+            assert json.loads(request(ws, {"action": key}))["route"] == "$default"
+
+
+def test_forbidden_frame_without_default_route(no_default_stack: Stack) -> None:
+    with connect(no_default_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        frame = request(ws, {"action": "nothing-takes-this"})
+        match = FRAME.match(frame)
+        assert match, frame
+        assert match["msg"] == "Forbidden" and match["cid"] == cid
+        assert request(ws, "not json").startswith('{"message": "Forbidden", "connectionId":"')
+        assert json.loads(request(ws, {"action": "echo"}))["event"]["requestContext"]["connectionId"] == cid
+
+
+def test_internal_server_error_frame_when_integration_throws(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        match = FRAME.match(request(ws, {"action": "boom"}))
+        assert match and match["msg"] == "Internal server error" and match["cid"] == cid
+        assert json.loads(request(ws, {"action": "echo"}))["function"] == "echo"  # still open
+
+
+def test_body_reaches_client_only_with_route_response(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        ws.send(json.dumps({"action": "noreply"}))
+        time.sleep(0.5)
+        first = json.loads(request(ws, {"action": "echo"}))
+        assert first["function"] == "echo"
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=0.5)
+
+
+# -- limits ------------------------------------------------------------------------------------------------
+def test_frame_over_32kb_closes_1009(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url, max_size=None) as ws:
+        cid = connection_id(ws)
+        ws.send(json.dumps({"action": "echo", "pad": "x" * (33 * 1024)}))
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+    event = event_log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1009
+
+
+def test_frame_of_32kb_is_accepted(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url, max_size=None) as ws:
+        body = "x" * (32 * 1024)
+        assert json.loads(request(ws, body))["body"] == body
+
+
+def test_fragmented_message_under_128kb_is_accepted(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url, max_size=None) as ws:
+        parts = ["y" * (30 * 1024)] * 3  # three 30 KB frames: each under 32 KB, 90 KB in all
+        ws.send(iter(parts))
+        assert json.loads(ws.recv(timeout=15))["body"] == "".join(parts)
+
+
+def test_message_over_128kb_is_refused(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url, max_size=None) as ws:
+        ws.send(iter(["z" * (30 * 1024)] * 5))  # 150 KB in frames of 30 KB
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+def test_binary_frame_closes_1003(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        ws.send(b"\x00\x01binary")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1003
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1003
+
+
+def test_idle_timeout_closes_and_fires_disconnect(short_stack: tuple[Stack, EventLog]) -> None:
+    stack, log = short_stack
+    with connect(stack.ws_url) as ws:
+        cid = connection_id(ws)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert 1.0 < time.monotonic() - started < 4
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    event = log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1001
+    assert event["requestContext"]["disconnectReason"] == "Going away"
+
+
+def test_activity_postpones_idle_timeout(short_stack: tuple[Stack, EventLog]) -> None:
+    stack, _ = short_stack
+    with connect(stack.ws_url) as ws:
+        started = time.monotonic()
+        for _ in range(3):  # 3 x 0.8 s of chatting: longer than the 1.5 s idle timeout
+            time.sleep(0.8)
+            request(ws, {"action": "echo"})
+        assert time.monotonic() - started > 2.0
+
+
+def test_maximum_duration_closes_an_active_connection(short_stack: tuple[Stack, EventLog]) -> None:
+    stack, log = short_stack
+    with connect(stack.ws_url) as ws:
+        cid = connection_id(ws)
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as info:
+            for _ in range(20):
+                request(ws, {"action": "echo"})
+                time.sleep(0.5)
+    assert 3.0 < time.monotonic() - started < 6.5
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+    assert log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1001
+
+
+def test_client_close_fires_disconnect(test_stack: Stack, event_log: EventLog) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        ws.close(code=1001)
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1001
+
+
+# -- concurrency ------------------------------------------------------------------------------------------
+def test_concurrent_invocations_overlap(test_stack: Stack) -> None:
+    results: list[dict[str, Any]] = []
+
+    def one() -> None:
+        with connect(test_stack.ws_url) as ws:
+            results.append(json.loads(request(ws, {"action": "slow", "seconds": 1.5}, timeout=20)))
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 2
+    a, b = results
+    assert a["pid"] != b["pid"]
+    assert max(a["start"], b["start"]) < min(a["end"], b["end"])  # the two runs overlapped in time
+
+
+def test_messages_of_one_connection_run_concurrently(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        ws.send(json.dumps({"action": "slow", "seconds": 1.5}))
+        ws.send(json.dumps({"action": "slow", "seconds": 1.5}))
+        a, b = (json.loads(ws.recv(timeout=20)) for _ in range(2))
+    assert max(a["start"], b["start"]) < min(a["end"], b["end"])
+
+
+def test_function_timeout_gives_internal_server_error_and_recovers(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        started = time.monotonic()
+        match = FRAME.match(request(ws, {"action": "slow", "seconds": 10}, timeout=20))  # timeout is 3 s
+        assert match and match["msg"] == "Internal server error"
+        assert 2.5 < time.monotonic() - started < 8
+        assert "start" in json.loads(request(ws, {"action": "slow", "seconds": 0.1}))
+    assert any("Task timed out after 3.00 seconds" in line for line in test_stack.function_logs("slow"))
+
+
+def test_unused_path_helpers_are_importable() -> None:
+    assert Path(HERE).is_dir() and websockets.__version__

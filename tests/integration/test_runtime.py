@@ -1,0 +1,214 @@
+"""The Lambda runtime: environment from Terraform, errors like AWS, RIE endpoint, reload, DynamoDB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from local_stack import Stack
+
+from .helpers import FUNCTIONS, TF_NO_DEFAULT, connect, request, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def rie_post(url: str, payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=30) as response:
+        return json.loads(response.read()), dict(response.headers)
+
+
+def test_function_that_fails_to_import_is_reported_clearly(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        frame = request(ws, {"action": "broken"})
+    assert frame.startswith('{"message": "Internal server error", "connectionId":"')
+    logs = "\n".join(test_stack.function_logs("broken"))
+    assert "Runtime.ImportModuleError" in logs
+    assert "No module named 'module_that_does_not_exist'" in logs
+    assert test_stack.pools["broken"].last_init_error is not None
+    assert test_stack.pools["broken"].last_init_error["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_init_error_reaches_rie_caller(test_stack: Stack) -> None:
+    body, headers = rie_post(test_stack.pools["broken"].invoke_url, {"hello": 1})
+    assert headers.get("X-Amz-Function-Error") == "Unhandled"
+    assert body["errorType"] == "Runtime.ImportModuleError"
+
+
+def test_handler_error_reported_like_lambda(test_stack: Stack) -> None:
+    body, headers = rie_post(test_stack.pools["boom"].invoke_url, {"requestContext": {}})
+    assert headers.get("X-Amz-Function-Error") == "Unhandled"
+    assert body["errorType"] == "ValueError" and body["errorMessage"] == "boom on purpose"
+    assert isinstance(body["stackTrace"], list) and body["requestId"]
+
+
+def test_rie_endpoint_invokes_the_function(test_stack: Stack) -> None:
+    body, headers = rie_post(test_stack.pools["echo"].invoke_url, {"requestContext": {"routeKey": "rie"}})
+    assert "X-Amz-Function-Error" not in headers
+    assert json.loads(body["body"])["event"] == {"requestContext": {"routeKey": "rie"}}
+    assert test_stack.pools["echo"].invoke_url.endswith("/2015-03-31/functions/function/invocations")
+
+
+def test_timeout_answers_sandbox_timedout(test_stack: Stack) -> None:
+    started = time.monotonic()
+    body, headers = rie_post(test_stack.pools["slow"].invoke_url, {"body": json.dumps({"seconds": 10})})
+    assert 2.5 < time.monotonic() - started < 8
+    assert headers.get("X-Amz-Function-Error") == "Unhandled"
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 3.00 seconds" in body["errorMessage"]
+
+
+def test_context_deadline_comes_from_terraform_timeout(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        reply = json.loads(request(ws, {"action": "echo"}))
+    assert 5000 < reply["remaining_ms"] <= 7000  # echo's timeout is 7 s
+
+
+def test_environment_from_terraform_with_local_values(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        reply = json.loads(request(ws, {"action": "env"}))
+    env = reply["env"]
+    task_root = str((FUNCTIONS / "env").resolve())
+    assert env["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"] == "chat_connections"
+    assert env["WEBSOCKET_CALLBACK_URL"] == test_stack.callback_url
+    assert env["TEST_NUMBER"] == "4096" and env["TEST_JOINED"] == "HS256,RS256"
+    assert env["TEST_LITERAL"] == "literal-value"
+    assert env["JWT_SECRET_ARN"] == "" and env["JWT_SECRET"] == test_stack.config.jwt_secret
+    assert env["JWT_ALGORITHMS"] == "HS256"
+    assert env["EVENT_LOG_DIR"]  # from common_env
+    expected = {
+        "AWS_LAMBDA_FUNCTION_NAME": "env",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/env",
+        "AWS_REGION": "us-east-1",
+        "_HANDLER": "app.handler",
+        "LAMBDA_TASK_ROOT": task_root,
+        "TZ": "UTC",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_ENDPOINT_URL_DYNAMODB": test_stack.dynamodb_endpoint,
+    }
+    assert {k: env.get(k) for k in expected} == expected
+    for name in (
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    ):
+        assert env.get(name)
+    assert env["PYTHONPATH"].split(":")[:2] == [task_root, str(FUNCTIONS.parent.parent.parent)]
+    assert reply["cwd"] == task_root
+
+
+def test_table_created_from_terraform(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        reply = json.loads(request(ws, {"action": "env"}))
+    assert reply["key_schema"] == [{"AttributeName": "connection_id", "KeyType": "HASH"}]
+    assert reply["indexes"] == ["room_id-index", "user_id-index"]
+    assert reply["ttl"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
+    table = boto3.client(
+        "dynamodb",
+        endpoint_url=test_stack.dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    ).describe_table(TableName="chat_connections")["Table"]
+    room = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "room_id-index")
+    assert (
+        room["Projection"]["ProjectionType"] == "INCLUDE" and "ttl" in room["Projection"]["NonKeyAttributes"]
+    )
+
+
+def test_ttl_reaper_deletes_expired_items(test_stack: Stack) -> None:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=test_stack.dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    now = int(time.time())
+    client.put_item(
+        TableName="chat_connections",
+        Item={
+            "connection_id": {"S": "expired-item"},
+            "room_id": {"S": "r"},
+            "user_id": {"S": "u"},
+            "ttl": {"N": str(now - 10)},
+        },
+    )
+    client.put_item(
+        TableName="chat_connections",
+        Item={
+            "connection_id": {"S": "live-item"},
+            "room_id": {"S": "r"},
+            "user_id": {"S": "u"},
+            "ttl": {"N": str(now + 3600)},
+        },
+    )
+
+    def gone() -> bool:
+        return "Item" not in client.get_item(
+            TableName="chat_connections", Key={"connection_id": {"S": "expired-item"}}
+        )
+
+    assert wait_until(gone, timeout=10, interval=0.2)
+    assert "Item" in client.get_item(TableName="chat_connections", Key={"connection_id": {"S": "live-item"}})
+
+
+def test_function_logs_are_prefixed_with_its_name(test_stack: Stack) -> None:
+    with connect(test_stack.ws_url) as ws:
+        request(ws, {"action": "echo"})
+    assert wait_until(lambda: any(line == "[echo] echo handled echo" for line in list(test_stack.logs)))
+    assert any(line.startswith("[echo] REPORT RequestId: ") for line in list(test_stack.logs))
+
+
+def test_gateway_targets_any_rie_endpoint(
+    test_stack: Stack, local_stack_factory: Any, tmp_path: Path
+) -> None:
+    """A second stack sends its `echo` route to the first stack's RIE endpoint (as it would to a
+    container running the real RIE), and keeps its table in the first stack's DynamoDB."""
+    other = local_stack_factory(
+        terraform_dirs=TF_NO_DEFAULT,
+        web_port=None,
+        function_urls={"echo": test_stack.pools["echo"].invoke_url},
+        dynamodb_endpoint=test_stack.dynamodb_endpoint,
+        table_name="other_table",
+    )
+    assert "echo" not in other.pools
+    with connect(other.ws_url) as ws:
+        reply = json.loads(request(ws, {"action": "echo"}))
+    assert reply["event"]["requestContext"]["apiId"] == other.gateway.api_id
+    assert reply["pid"] in {w.process.pid for w in test_stack.pools["echo"].workers if w.process}
+    tables = boto3.client(
+        "dynamodb",
+        endpoint_url=test_stack.dynamodb_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    ).list_tables()["TableNames"]
+    assert "other_table" in tables
+
+
+def test_code_changes_recycle_workers(local_stack_factory: Any, tmp_path: Path) -> None:
+    functions = tmp_path / "functions"
+    shutil.copytree(FUNCTIONS, functions)
+    stack = local_stack_factory(functions_dir=functions, reload=True, reload_interval_s=0.2, web_port=None)
+    with connect(stack.ws_url) as ws:
+        assert request(ws, {"action": "version"}) == "1"
+        app = functions / "version" / "app.py"
+        app.write_text(app.read_text().replace('VERSION = "1"', 'VERSION = "2"'))
+        deadline = time.monotonic() + 15
+        seen = "1"
+        while time.monotonic() < deadline and seen != "2":
+            time.sleep(0.3)
+            seen = request(ws, {"action": "version"})
+    assert seen == "2"
+    assert any("recycling" in line and "version" in line for line in stack.logs)

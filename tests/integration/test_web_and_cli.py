@@ -1,0 +1,235 @@
+"""The web server's local endpoints, the CLI, and `make dev` as a developer runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psutil
+import pytest
+
+from local_stack import DEFAULT_JWT_SECRET, Stack
+
+from .helpers import FUNCTIONS, REPO, TF_FULL, connect, request
+
+pytestmark = pytest.mark.timeout(120)
+PY = sys.executable
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_config_json(test_stack: Stack) -> None:
+    status, headers, body = get(f"{test_stack.web_url}config.json")
+    assert status == 200
+    assert json.loads(body) == {"wsUrl": test_stack.ws_url, "stage": "dev", "local": True}
+    assert "no-store" in headers["Cache-Control"]
+
+
+def test_dev_token_with_room(test_stack: Stack) -> None:
+    status, _, body = get(f"{test_stack.web_url}dev/token?user=alice&name=Alice&room=general&ttl=120")
+    assert status == 200
+    doc = json.loads(body)
+    claims = jwt.decode(doc["token"], DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice" and claims["name"] == "Alice" and claims["rooms"] == ["general"]
+    assert claims["exp"] - claims["iat"] == 120 and doc["expires_at"] == claims["exp"]
+    assert doc["user_id"] == "alice"
+
+
+def test_dev_token_without_room_allows_any_room(test_stack: Stack) -> None:
+    _, _, body = get(f"{test_stack.web_url}dev/token?user=bob")
+    claims = jwt.decode(json.loads(body)["token"], DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert "rooms" not in claims and claims["sub"] == "bob"
+
+
+def test_dev_token_needs_a_user(test_stack: Stack) -> None:
+    assert get(f"{test_stack.web_url}dev/token")[0] == 400
+    assert get(f"{test_stack.web_url}dev/token?user=a&ttl=abc")[0] == 400
+
+
+def test_static_files_served_without_caching(local_stack_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<!doctype html><title>chat</title>")
+    (tmp_path / "app.js").write_text("console.log('hi')")
+    stack = local_stack_factory(web_dir=tmp_path)
+    status, headers, body = get(stack.web_url or "")
+    assert status == 200 and body.startswith(b"<!doctype html>") and "no-store" in headers["Cache-Control"]
+    assert get(f"{stack.web_url}app.js")[2] == b"console.log('hi')"
+    assert get(f"{stack.web_url}../../etc/passwd")[0] == 404
+    assert get(f"{stack.web_url}missing.css")[0] == 404
+
+
+def test_placeholder_until_web_client_exists(local_stack_factory: Any, tmp_path: Path) -> None:
+    stack = local_stack_factory(web_dir=tmp_path / "nothing-here")
+    status, _, body = get(stack.web_url or "")
+    assert status == 200 and b"/config.json" in body
+
+
+def test_cli_token() -> None:
+    out = subprocess.run(
+        [PY, "-m", "local_stack", "token", "--user", "carol", "--room", "r1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
+    claims = jwt.decode(out, DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
+
+
+def test_cli_invoke_like_sam_local_invoke(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"requestContext": {"routeKey": "cli"}}))
+    args = [
+        PY,
+        "-m",
+        "local_stack",
+        "invoke",
+        "echo",
+        "--event",
+        str(event),
+        "--functions-dir",
+        str(FUNCTIONS),
+    ]
+    for directory in TF_FULL:
+        args += ["--terraform-dir", str(directory)]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(json.loads(done.stdout)["body"])["event"] == {"requestContext": {"routeKey": "cli"}}
+    assert "[echo] echo handled cli" in done.stderr
+
+
+def test_cli_invoke_reports_function_error(tmp_path: Path) -> None:
+    event = tmp_path / "event.json"
+    event.write_text("{}")
+    args = [
+        PY,
+        "-m",
+        "local_stack",
+        "invoke",
+        "boom",
+        "--event",
+        str(event),
+        "--functions-dir",
+        str(FUNCTIONS),
+    ]
+    for directory in TF_FULL:
+        args += ["--terraform-dir", str(directory)]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["errorType"] == "ValueError"
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = dict(os.environ, WS_PORT=str(port), WEB_PORT="0")
+        done = subprocess.run(
+            [PY, "-m", "local_stack", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2
+    assert f"127.0.0.1:{port} is already in use" in done.stderr and "WS_PORT" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+class LineReader:
+    """Collects a child's output lines in a thread (bounded waits, no blocking reads in the test)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, needle: str, timeout: float) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(needle in line for line in list(self.lines)):
+                return list(self.lines)
+            time.sleep(0.05)
+        raise AssertionError(f"{needle!r} not printed in {timeout}s:\n" + "\n".join(self.lines))
+
+
+def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    ws_port, web_port = free_port(), free_port()
+    env = dict(os.environ, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev", PYTHONUNBUFFERED="1")
+    # -o: never re-run the install step from inside the test (make test already ran it)
+    proc = subprocess.Popen(
+        ["make", "-s", "-o", ".venv/.installed-stamp", "dev"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = LineReader(proc).wait_for("Client URL", timeout=60)
+        text = "\n".join(lines)
+        assert f"ws://127.0.0.1:{ws_port}/dev" in text and f"http://127.0.0.1:{web_port}/" in text
+        token_line = next(line for line in lines if "Token (" in line)
+        token = token_line.rsplit(" ", 1)[-1]
+        assert jwt.decode(token, DEFAULT_JWT_SECRET, algorithms=["HS256"])["sub"] == "alice"
+        status, _, body = get(f"http://127.0.0.1:{web_port}/config.json")
+        assert status == 200 and json.loads(body)["wsUrl"] == f"ws://127.0.0.1:{ws_port}/dev"
+        status, _, _ = get(f"http://127.0.0.1:{ws_port}/dev")
+        assert status == 426
+        with connect(f"ws://127.0.0.1:{ws_port}/dev?token={token}&room_id=general", open_timeout=30) as ws:
+            ws.send(json.dumps({"action": "sendMessage", "message": "hi"}))
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        workers = [p for p in descendants if "awslambdaric" in " ".join(p.cmdline())]
+        assert workers, "no awslambdaric worker was started"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    os.killpg(proc.pid, signal.SIGTERM)  # what a terminal's Ctrl-C / a supervisor's stop does to the group
+    try:
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_connecting_through_a_real_token_and_the_contract(chat_stack: Stack) -> None:
+    """Against the real functions (skips until lambdas/ exists): a valid token connects, a bad one 401s."""
+    token = chat_stack.token("alice", room="general")
+    with connect(f"{chat_stack.ws_url}?token={token}&room_id=general", open_timeout=30) as ws:
+        ws.send(json.dumps({"action": "sendMessage", "message": "hello"}))
+        frame = json.loads(ws.recv(timeout=20))
+        assert frame["action"] == "message" and frame["message"] == "hello" and frame["user_id"] == "alice"
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"{chat_stack.ws_url}?token=not-a-jwt&room_id=general", open_timeout=30)
+    assert info.value.response.status_code == 401
+    assert request  # helper imported for symmetry with the other modules
