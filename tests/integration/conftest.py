@@ -3,8 +3,8 @@
 For other suites (browser, bench, reliability), use:
 
 * ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test.
-* ``chat_stack``: the real stack (terraform/ + lambdas/), session-scoped; skips until lambdas/ exists.
-* ``test_stack`` (session): terraform/ + the test route table ``terraform/full`` over ``functions/``.
+* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped; skips until lambdas/ exists.
+* ``test_stack`` (package): terraform/ + the test route table ``terraform/full`` over ``functions/``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from local_stack import Stack, StackConfig, StackThread
 from .helpers import REPO, EventLog, test_config
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def event_log(tmp_path_factory: pytest.TempPathFactory) -> EventLog:
     return EventLog(tmp_path_factory.mktemp("events"))
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: these stacks run moto in this process, and their TTL reapers would
+# otherwise go on deleting expired items from the same in-memory backend that later suites' mock_aws uses.
+@pytest.fixture(scope="package")
 def test_stack(event_log: EventLog) -> Iterator[Stack]:
     with StackThread(test_config(event_log.directory, ttl_reaper_interval_s=0.5)) as stack:
         yield stack
@@ -45,7 +47,7 @@ def local_stack_factory() -> Iterator[Callable[..., Stack]]:
         thread.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chat_stack() -> Iterator[Stack]:
     missing = [
         f

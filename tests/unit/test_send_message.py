@@ -225,10 +225,10 @@ def test_send_message_rate_limit_allows_burst_then_refuses(
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
     monkeypatch.setenv("RATE_LIMIT_BURST", "3")
-    put(dynamodb, SENDER, "general", "alice", ttl=2_000_000)
+    put(dynamodb, SENDER, "general", "alice")
     management_api.live.add(SENDER)
     module = load_function("send_message")
-    now = [1_000_000.0]
+    now = [time.time()]
     module.store._clock = lambda: now[0]
     for i in range(5):
         call(module, {"action": "sendMessage", "message": f"m{i}"})
