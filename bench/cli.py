@@ -39,11 +39,11 @@ def _fanout(sub: Any) -> None:
     p.add_argument(
         "--sweep-recipients", type=int, default=1000, help="N of the pool sweep; 0 skips it (1000)"
     )
-    p.add_argument("--sweep-pools", type=ints, default=(8, 16, 32, 64, 128, 200, 256))
+    p.add_argument("--sweep-pools", type=ints, default=(8, 16, 32, 64, 128, 200))
     p.add_argument("--sweep-repeats", type=int, default=1)
-    p.add_argument("--sweep-client", default="boto3", choices=("boto3", "lean"))
+    p.add_argument("--sweep-client", default="lean", choices=("boto3", "lean"))
     p.add_argument(
-        "--clients", type=words, default=("boto3", "lean"), help="boto3 (code under test), lean (prototype)"
+        "--clients", type=words, default=("boto3", "lean"), help="lean (shipped), boto3 (previous)"
     )
     p.add_argument(
         "--page-size", type=int, default=None, help="Query Limit per page (default: DynamoDB's 1 MB)"
@@ -73,7 +73,7 @@ def _fanout(sub: Any) -> None:
 
 
 def _post(sub: Any) -> None:
-    p = sub.add_parser("post", help="CPU per post_to_connection: boto3 vs lean prototype vs raw; cProfile")
+    p = sub.add_parser("post", help="CPU per post_to_connection: shipped client vs boto3 vs raw; cProfile")
     p.add_argument("--posts", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile-posts", type=int, default=300, help="0 skips the cProfile table")

@@ -1,6 +1,7 @@
-"""CPU per PostToConnection on the sender's side, by client: boto3 (as shared/sender.py builds it), the
-lean SigV4 + urllib3 prototype (bench/lean_client.py) and an unsigned urllib3 POST (the floor), each
-sequential against the fake management API with no latency; then where boto3's time goes (cProfile).
+"""CPU per PostToConnection on the sender's side, by client: boto3 (as the functions used it before,
+bench/boto3_client.py), the shipped SigV4 + urllib3 client (shared/management_api.py, what
+shared/sender.py builds) and an unsigned urllib3 POST (the floor), each sequential against the fake
+management API with no latency; then where each signed client's time goes (cProfile).
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from bench.boto3_client import boto3_management_client
 from bench.fake_api import FakeApiProcess
 from bench.report import median, table
+from shared.sender import management_client
 
+LEAN = "lean: shared.management_api"
 DATA = b'{"action": "message", "room_id": "general", "user_id": "alice", "message": "hello room"}'
 
 
@@ -29,15 +33,12 @@ class PostCostConfig:
 def _clients(endpoint: str) -> dict[str, Callable[[str], Any]]:
     import urllib3
 
-    from bench.lean_client import LeanManagementClient
-    from shared.sender import management_client
-
-    boto = management_client(endpoint, pool_size=1)
-    lean = LeanManagementClient(endpoint, pool_size=1)
+    boto = boto3_management_client(endpoint, pool_size=1)
+    lean = management_client(endpoint, pool_size=1)
     raw = urllib3.PoolManager(maxsize=1, retries=False)
     return {
         "boto3": lambda cid: boto.post_to_connection(ConnectionId=cid, Data=DATA),
-        "lean (SigV4 + urllib3)": lambda cid: lean.post_to_connection(ConnectionId=cid, Data=DATA),
+        LEAN: lambda cid: lean.post_to_connection(ConnectionId=cid, Data=DATA),
         "raw urllib3, unsigned": lambda cid: raw.request(
             "POST", f"{endpoint}/@connections/{cid}", body=DATA, retries=False
         ),
@@ -64,10 +65,7 @@ def _area(filename: str) -> str:
     return f"stdlib {name}" if "/lib/python3" in filename else name
 
 
-def profile_boto3(endpoint: str, n: int) -> dict[str, Any]:
-    from shared.sender import management_client
-
-    client = management_client(endpoint, pool_size=1)
+def profile_client(client: Any, n: int) -> dict[str, Any]:
     client.post_to_connection(ConnectionId="warmup=", Data=DATA)
     profiler = cProfile.Profile()
     profiler.enable()
@@ -117,7 +115,12 @@ def run(config: PostCostConfig) -> dict[str, Any]:
                 }
             )
         if config.profile_posts:
-            out["profile"] = profile_boto3(api.endpoint_url, config.profile_posts)
+            out["profile"] = profile_client(
+                management_client(api.endpoint_url, pool_size=1), config.profile_posts
+            )
+            out["profile_boto3"] = profile_client(
+                boto3_management_client(api.endpoint_url, pool_size=1), config.profile_posts
+            )
     return out
 
 
@@ -141,15 +144,16 @@ def render(result: dict[str, Any]) -> str:
             digits=3,
         )
     ]
-    profile = result.get("profile")
-    if profile:
-        parts.append(
-            table(
-                f"where boto3's post_to_connection spends CPU (cProfile, {profile['posts']} posts; "
-                f"profiled total {profile['total_ms_per_post']:.3f} ms/post)",
-                ["area (self time)", "ms/post"],
-                list(profile["by_area_ms_per_post"].items()),
-                digits=3,
+    for key, name in (("profile", "the shipped client's"), ("profile_boto3", "boto3's")):
+        profile = result.get(key)
+        if profile:
+            parts.append(
+                table(
+                    f"where {name} post_to_connection spends CPU (cProfile, {profile['posts']} posts; "
+                    f"profiled total {profile['total_ms_per_post']:.3f} ms/post)",
+                    ["area (self time)", "ms/post"],
+                    list(profile["by_area_ms_per_post"].items()),
+                    digits=3,
+                )
             )
-        )
     return "\n\n".join(parts)

@@ -1,9 +1,11 @@
 """pytest plugin: record what each function does to AWS and reads from its environment while tests run.
 
-Enable with ``-p tests.iac.aws_calls`` and ``AWS_CALLS_OUTPUT=<file.json>``. Every botocore API call and
-every ``os.environ`` read made by project code (``shared/`` or ``lambdas/``) is attributed to the function
-whose ``lambdas/<name>/app.py`` frame is on the stack (or, in a worker thread, was on the stack when the
-work was submitted), and written at the end of the session as::
+Enable with ``-p tests.iac.aws_calls`` and ``AWS_CALLS_OUTPUT=<file.json>``. Every botocore API call,
+every post of the management-API client that bypasses botocore's API layer (shared/management_api.py,
+recorded as ``apigatewaymanagementapi:PostToConnection``) and every ``os.environ`` read made by project
+code (``shared/`` or ``lambdas/``) is attributed to the function whose ``lambdas/<name>/app.py`` frame is
+on the stack (or, in a worker thread, was on the stack when the work was submitted), and written at the
+end of the session as::
 
     {"calls": {"send_message": [{"service": "dynamodb", "operation": "Query", "params": {...}}, ...]},
      "env": {"send_message": ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", ...]}}
@@ -58,25 +60,35 @@ def _patch(owner: Any, name: str, replacement: Any) -> None:
     setattr(owner, name, replacement)
 
 
+def _record(frame: FrameType | None, service: str, operation: str, api_params: dict[str, Any]) -> None:
+    function = _function_on_stack(frame)
+    if function is not None:
+        params = {k: str(api_params[k]) for k in RECORDED_PARAMS if k in api_params}
+        _calls[function].append({"service": service, "operation": operation, "params": params})
+
+
 def install() -> None:
     import botocore.client
+
+    from shared.management_api import ManagementApiClient
 
     make_api_call = botocore.client.BaseClient._make_api_call
 
     def recording_make_api_call(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        function = _function_on_stack(sys._getframe(1))
-        if function is not None:
-            params = {k: str(api_params[k]) for k in RECORDED_PARAMS if k in api_params}
-            _calls[function].append(
-                {
-                    "service": self.meta.service_model.service_name,
-                    "operation": operation_name,
-                    "params": params,
-                }
-            )
+        _record(sys._getframe(1), self.meta.service_model.service_name, operation_name, api_params)
         return make_api_call(self, operation_name, api_params)
 
     _patch(botocore.client.BaseClient, "_make_api_call", recording_make_api_call)
+
+    # The production management-API client signs and sends itself (no _make_api_call): record its posts
+    # as the boto3 operation they replace, which IAM authorises as execute-api:ManageConnections.
+    post_to_connection = ManagementApiClient.post_to_connection
+
+    def recording_post_to_connection(self: Any, **api_params: Any) -> Any:
+        _record(sys._getframe(1), "apigatewaymanagementapi", "PostToConnection", api_params)
+        return post_to_connection(self, **api_params)
+
+    _patch(ManagementApiClient, "post_to_connection", recording_post_to_connection)
 
     submit = concurrent.futures.ThreadPoolExecutor.submit
 

@@ -1,0 +1,407 @@
+"""The production management-API client (SigV4 + urllib3) against boto3's: the same bytes on the wire, the
+same exceptions, a bounded pool, timeouts as BotoCoreError."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import botocore.auth
+import botocore.session
+import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+from urllib3 import HTTPResponse
+
+from shared.management_api import ManagementApiClient, region_of
+from shared.sender import Outcome, classify
+from tests.support.management_api import FakeManagementApi
+
+FROZEN = datetime.datetime(2026, 11, 29, 12, 34, 56)
+# A real-looking id with every character base64 can hold that needs encoding.
+CONNECTION_ID = "BFHp+/hfCWIAMCKlQ="
+DATA = b'{"action": "message", "message": "h\xc3\xa9llo"}'
+
+
+@dataclass
+class Answer:
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b"{}"
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ScriptedApi:
+    """Answers every request with ``answer``; records what arrived (raw path, headers, body)."""
+
+    def __init__(self) -> None:
+        self.answer = Answer()
+        self.delay = 0.0
+        self.seen: list[Seen] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.seen.append(Seen("POST", self.path, dict(self.headers.items()), body))
+                answer = api.answer
+                time.sleep(api.delay)
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:  # the client gave up (timeout tests)
+                    self.close_connection = True
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/prod"
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedApi]:
+    api = ScriptedApi()
+    yield api
+    api.server.shutdown()
+    api.server.server_close()
+
+
+@pytest.fixture
+def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: FROZEN)
+
+
+@pytest.fixture
+def session_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lambda-like environment credentials, with a session token (which is signed too)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE//token==")
+
+
+def boto3_client(endpoint_url: str, region: str = "us-east-1") -> Any:
+    """As shared/sender.py built it before this client (one attempt; RetryPolicy retries)."""
+    config = Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5)
+    session = boto3.session.Session()  # the default session may hold credentials of an earlier test
+    return session.client(
+        "apigatewaymanagementapi", endpoint_url=endpoint_url, region_name=region, config=config
+    )
+
+
+SIGNED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "Host")
+
+
+def test_wire_request_and_signature_equal_boto3s(
+    scripted: ScriptedApi, frozen_time: None, session_credentials: None
+) -> None:
+    boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+    ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
+        ConnectionId=CONNECTION_ID, Data=DATA
+    )
+    boto, lean = scripted.seen
+    assert lean.path == boto.path == "/prod/@connections/BFHp%2B%2FhfCWIAMCKlQ%3D"
+    assert unquote(lean.path.rsplit("/", 1)[1]) == CONNECTION_ID
+    assert (lean.method, lean.body) == (boto.method, boto.body) == ("POST", DATA)
+    assert {h: lean.headers[h] for h in SIGNED} == {h: boto.headers[h] for h in SIGNED}
+    assert "SignedHeaders=host;x-amz-date;x-amz-security-token," in lean.headers["Authorization"]
+    assert "/20261129/us-east-1/execute-api/aws4_request" in lean.headers["Authorization"]
+
+
+def test_signature_equals_boto3s_for_an_execute_api_host(
+    monkeypatch: pytest.MonkeyPatch, frozen_time: None, session_credentials: None
+) -> None:
+    """HTTPS (payload hash as AWS gets it), region taken from the host although the session says us-east-1."""
+    endpoint = "https://abc123defg.execute-api.eu-west-2.amazonaws.com/prod"
+    sent: dict[str, Any] = {}
+
+    def before_send(request: Any, **kwargs: Any) -> AWSResponse:
+        sent["boto3"] = (
+            request.url,
+            {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()},
+        )
+        raw = HTTPResponse(body=io.BytesIO(b"{}"), status=200, preload_content=False)
+        return AWSResponse(request.url, 200, {}, raw)
+
+    boto = boto3_client(endpoint, region="eu-west-2")
+    boto.meta.events.register("before-send", before_send)
+    boto.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+
+    lean = ManagementApiClient(endpoint, pool_size=1)
+    assert lean.region == "eu-west-2"
+
+    def urlopen(method: str, url: str, **kwargs: Any) -> HTTPResponse:
+        sent["lean"] = (url, kwargs["headers"], kwargs["body"])
+        return HTTPResponse(body=b"{}", status=200)
+
+    monkeypatch.setattr(lean._pool, "urlopen", urlopen)
+    lean.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+
+    boto_url, boto_headers = sent["boto3"]
+    lean_path, lean_headers, lean_body = sent["lean"]
+    assert boto_url == endpoint.removesuffix("/prod") + lean_path
+    assert lean_body == DATA
+    for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
+        assert lean_headers[name] == boto_headers[name], name
+
+
+def test_region_comes_from_an_execute_api_host_else_the_session() -> None:
+    assert region_of("https://abc123.execute-api.ap-southeast-2.amazonaws.com/prod") == "ap-southeast-2"
+    assert region_of("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod") == "cn-north-1"
+    assert region_of("https://chat.example.com/prod") is None
+    assert region_of("http://127.0.0.1:3001/prod") is None
+    assert ManagementApiClient("https://chat.example.com/prod", pool_size=1).region == "us-east-1"
+
+
+def test_no_region_anywhere_fails_at_construction_like_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(NoRegionError):
+        ManagementApiClient("https://chat.example.com/prod", pool_size=1)
+
+
+def test_no_credentials_fails_each_post_as_a_botocore_error(
+    monkeypatch: pytest.MonkeyPatch, scripted: ScriptedApi
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    client = ManagementApiClient(scripted.endpoint_url, pool_size=1)
+    with pytest.raises(NoCredentialsError) as raised:
+        client.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert scripted.seen == []
+
+
+def test_refreshable_credentials_are_frozen_per_request(scripted: ScriptedApi) -> None:
+    keys = iter(["AKIDFIRST", "AKIDSECOND"])
+
+    def refresh() -> dict[str, str]:
+        # within botocore's 15-minute advisory window: every read of the credentials refreshes them
+        expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        return {
+            "access_key": next(keys),
+            "secret_key": "secret",
+            "token": "token",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
+    client = ManagementApiClient(scripted.endpoint_url, pool_size=1, credentials=credentials)
+    client.post_to_connection(ConnectionId="A", Data=b"{}")
+    assert [s.headers["Authorization"].split("/")[0] for s in scripted.seen] == [
+        "AWS4-HMAC-SHA256 Credential=AKIDSECOND"
+    ]
+
+
+ERROR_CASES = [
+    # (status, headers, body)
+    (410, {"x-amzn-ErrorType": "GoneException"}, b'{"message": null}'),
+    (410, {}, b'{"message": null}'),
+    (403, {"x-amzn-ErrorType": "ForbiddenException"}, b'{"message": "Forbidden"}'),
+    (403, {}, b'{"message": "Forbidden"}'),
+    (413, {"x-amzn-ErrorType": "PayloadTooLargeException"}, b'{"message": "Request entity too large"}'),
+    (413, {}, b'{"message": "Request entity too large"}'),
+    (429, {"x-amzn-ErrorType": "LimitExceededException:http://internal.amazon.com/"}, b'{"message": "x"}'),
+    (429, {}, b'{"message": "Too Many Requests"}'),
+    (500, {"x-amzn-ErrorType": "InternalServerError"}, b'{"message": "Internal server error"}'),
+    (500, {}, b'{"message": "Internal server error"}'),
+    (500, {"x-amzn-ErrorType": "InternalServerError"}, b""),  # generic: botocore ignores the header
+    (503, {}, b"<html><body>Service Unavailable</body></html>"),
+    (410, {}, b'{"code": "GoneException", "message": "gone"}'),
+    (400, {}, b'{"__type": "com.amazonaws#BadRequestException", "Message": "bad"}'),
+    (502, {"x-amzn-RequestId": "req-1"}, b"not json"),
+]
+
+
+@pytest.mark.parametrize(("status", "headers", "body"), ERROR_CASES)
+def test_errors_are_the_client_errors_boto3_raises(
+    scripted: ScriptedApi, status: int, headers: dict[str, str], body: bytes
+) -> None:
+    scripted.answer = Answer(status, {"Content-Type": "application/json", **headers}, body)
+    with pytest.raises(ClientError) as from_boto3:
+        boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+    with pytest.raises(ClientError) as from_lean:
+        ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
+            ConnectionId=CONNECTION_ID, Data=DATA
+        )
+    lean, boto = from_lean.value, from_boto3.value
+    assert lean.operation_name == "PostToConnection"
+    assert lean.response["Error"] == boto.response["Error"]
+    lean_meta, boto_meta = lean.response["ResponseMetadata"], boto.response["ResponseMetadata"]
+    assert lean_meta["HTTPStatusCode"] == status
+    lean_meta["HTTPHeaders"].pop("date"), boto_meta["HTTPHeaders"].pop("date")  # may tick between the two
+    assert lean_meta == boto_meta
+    assert str(lean) == str(boto)
+    assert classify(lean) == classify(boto)
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "code", "expected"),
+    [
+        (410, "GoneException", "GoneException", (Outcome.GONE, False)),
+        (410, None, "410", (Outcome.GONE, False)),
+        (403, "ForbiddenException", "ForbiddenException", (Outcome.FAILED, False)),
+        (403, None, "403", (Outcome.FAILED, False)),
+        (413, "PayloadTooLargeException", "PayloadTooLargeException", (Outcome.FAILED, False)),
+        (413, None, "413", (Outcome.FAILED, False)),
+        (429, "LimitExceededException", "LimitExceededException", (Outcome.FAILED, True)),
+        (429, None, "429", (Outcome.FAILED, True)),
+        (500, "InternalServerError", "InternalServerError", (Outcome.FAILED, True)),
+        (500, None, "500", (Outcome.FAILED, True)),
+    ],
+)
+def test_error_codes_and_how_the_sender_treats_them(
+    scripted: ScriptedApi, status: int, error_type: str | None, code: str, expected: tuple[Outcome, bool]
+) -> None:
+    headers = {"x-amzn-ErrorType": error_type} if error_type else {}
+    scripted.answer = Answer(status, headers, b'{"message": "no"}')
+    with pytest.raises(ClientError) as raised:
+        ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
+            ConnectionId=CONNECTION_ID, Data=DATA
+        )
+    assert raised.value.response["Error"] == {"Code": code, "Message": "no"}
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert classify(raised.value) == expected
+
+
+def test_200_returns_none_and_delivers(management_api: FakeManagementApi) -> None:
+    management_api.live.add(CONNECTION_ID)
+    client = ManagementApiClient(management_api.endpoint_url, pool_size=1)
+    assert client.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA) is None
+    assert management_api.delivered == [(CONNECTION_ID, DATA)]
+
+
+def test_200_concurrent_posts_never_exceed_the_pool(management_api: FakeManagementApi) -> None:
+    management_api.latency = 0.02
+    ids = [f"P{i:014d}=" for i in range(200)]
+    management_api.live.update(ids)
+    client = ManagementApiClient(management_api.endpoint_url, pool_size=8)
+    with ThreadPoolExecutor(max_workers=50) as executor:  # more callers than connections
+        list(executor.map(lambda cid: client.post_to_connection(ConnectionId=cid, Data=b"{}"), ids))
+    assert sorted(cid for cid, _ in management_api.delivered) == ids
+    assert 1 < management_api.max_in_flight <= 8
+    assert client._pool.num_connections <= 8  # block=True: callers waited, no throw-away connections
+
+
+def test_connections_are_kept_alive(scripted: ScriptedApi) -> None:
+    client = ManagementApiClient(scripted.endpoint_url, pool_size=2)
+    for i in range(5):
+        client.post_to_connection(ConnectionId=f"K{i}", Data=b"{}")
+    assert client._pool.num_connections == 1
+    assert len(scripted.seen) == 5
+
+
+def test_read_timeout_is_a_retried_botocore_error(scripted: ScriptedApi) -> None:
+    scripted.delay = 0.3
+    client = ManagementApiClient(scripted.endpoint_url, pool_size=1, read_timeout=0.05)
+    with pytest.raises(ReadTimeoutError) as raised:
+        client.post_to_connection(ConnectionId="SLOW", Data=b"{}")
+    assert isinstance(raised.value, BotoCoreError)
+    assert classify(raised.value) == (Outcome.FAILED, True)
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A listening socket whose accept queue is full: a further connect's SYN is dropped, so it times out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+def test_connect_timeout_is_a_retried_botocore_error(unanswered_port: int) -> None:
+    client = ManagementApiClient(f"http://127.0.0.1:{unanswered_port}/prod", pool_size=1, connect_timeout=0.1)
+    with pytest.raises(ConnectTimeoutError) as raised:
+        client.post_to_connection(ConnectionId="ANY", Data=b"{}")
+    assert classify(raised.value) == (Outcome.FAILED, True)
+
+
+def test_refused_connection_is_an_endpoint_connection_error() -> None:
+    client = ManagementApiClient("http://127.0.0.1:9/prod", pool_size=1)
+    with pytest.raises(EndpointConnectionError) as raised:
+        client.post_to_connection(ConnectionId="ANY", Data=b"{}")
+    assert classify(raised.value) == (Outcome.FAILED, True)
+
+
+def test_connection_closed_without_an_answer_is_a_botocore_error() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def hang_up() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    client = ManagementApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}/prod", pool_size=1)
+    try:
+        with pytest.raises(ConnectionClosedError) as raised:
+            client.post_to_connection(ConnectionId="ANY", Data=b"{}")
+    finally:
+        listener.close()
+    assert classify(raised.value) == (Outcome.FAILED, True)
+
+
+def test_text_data_is_sent_as_utf8_like_boto3(management_api: FakeManagementApi) -> None:
+    management_api.live.add("TEXT")
+    ManagementApiClient(management_api.endpoint_url, pool_size=1).post_to_connection(
+        ConnectionId="TEXT",
+        Data="héllo",  # type: ignore[arg-type]
+    )
+    assert management_api.delivered == [("TEXT", "héllo".encode())]
