@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shared.rate_limit import TokenBucket
@@ -20,6 +21,21 @@ from shared.rate_limit import TokenBucket
 TTL_SECONDS = 2 * 3600 + 10 * 60
 ROOM_INDEX = "room_id-index"
 USER_INDEX = "user_id-index"
+
+
+def dynamodb_client(*, pool_size: int = 10) -> Any:
+    """A DynamoDB client that fails fast enough for an API Gateway route (29 s, $connect 10 s):
+    botocore's legacy default gives DynamoDB 10 attempts; 3 with standard backoff stay within ~2 s."""
+    import boto3
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=3,
+        max_pool_connections=pool_size,
+        tcp_keepalive=True,
+    )
+    return boto3.client("dynamodb", config=config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,7 +47,8 @@ class Connection:
     name: str | None = None
     created_at: str | None = None
     rate_tokens: float | None = None
-    rate_updated_at: float | None = None
+    rate_updated_ms: int | None = None
+    rate_version: int | None = None
 
     def expired(self, now: float) -> bool:
         return self.ttl <= now
@@ -53,12 +70,8 @@ class ConnectionStore:
     def __init__(
         self, table_name: str, *, client: Any = None, clock: Any = time.time, page_size: int | None = None
     ) -> None:
-        if client is None:
-            import boto3
-
-            client = boto3.client("dynamodb")
         self.table_name = table_name
-        self._client = client
+        self._client = client if client is not None else dynamodb_client()
         self._clock = clock
         # Items per Query page; None lets DynamoDB fill each page up to 1 MB.
         self.page_size = page_size
@@ -115,24 +128,31 @@ class ConnectionStore:
         return True
 
     def take_message_token(self, connection: Connection, bucket: TokenBucket) -> bool:
-        """Spend one token of the connection's bucket; False when it is empty (or the record is gone)."""
-        for _ in range(3):
-            now = self._clock()
-            tokens = bucket.available(connection.rate_tokens, connection.rate_updated_at, now)
+        """Spend one token of the connection's bucket; False when it is empty (or the record is gone).
+
+        Each write is conditional on the version it read. Losing the race means another invocation spent a
+        token, so after at most ``burst`` lost races the bucket is honestly empty: retry until then.
+        """
+        for _ in range(bucket.burst + 2):
+            now_ms = round(self._clock() * 1000)
+            tokens = bucket.available(connection.rate_tokens, connection.rate_updated_ms, now_ms)
             if tokens < 1:
                 return False
-            values: dict[str, Any] = {":t": {"N": f"{tokens - 1:.4f}"}, ":now": {"N": f"{now:.3f}"}}
-            condition = "attribute_exists(connection_id) AND "
-            if connection.rate_updated_at is None:
-                condition += "attribute_not_exists(rate_updated_at)"
+            values: dict[str, Any] = {
+                ":t": {"N": f"{tokens - 1:.6f}"},
+                ":now": {"N": str(now_ms)},
+                ":one": {"N": "1"},
+            }
+            if connection.rate_version is None:
+                condition = "attribute_exists(connection_id) AND attribute_not_exists(rate_version)"
             else:
-                condition += "rate_updated_at = :seen"
-                values[":seen"] = {"N": f"{connection.rate_updated_at:.3f}"}
+                condition = "rate_version = :seen"
+                values[":seen"] = {"N": str(connection.rate_version)}
             try:
                 self._client.update_item(
                     TableName=self.table_name,
                     Key={"connection_id": {"S": connection.connection_id}},
-                    UpdateExpression="SET rate_tokens = :t, rate_updated_at = :now",
+                    UpdateExpression="SET rate_tokens = :t, rate_updated_ms = :now ADD rate_version :one",
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
                 )
@@ -140,7 +160,6 @@ class ConnectionStore:
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
-            # Another invocation for this connection spent a token first: read its bucket and try again.
             fresh = self.get(connection.connection_id)
             if fresh is None:
                 return False
@@ -191,7 +210,11 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         return value["S"] if value is not None else default
 
     ttl = item.get("ttl")
-    tokens, updated_at = item.get("rate_tokens"), item.get("rate_updated_at")
+    tokens, updated_ms, version = (
+        item.get("rate_tokens"),
+        item.get("rate_updated_ms"),
+        item.get("rate_version"),
+    )
     return Connection(
         connection_id=item["connection_id"]["S"],
         room_id=text("room_id", room_id) or "",
@@ -201,5 +224,6 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         ttl=int(ttl["N"]) if ttl is not None else 2**62,
         created_at=text("created_at"),
         rate_tokens=float(tokens["N"]) if tokens is not None else None,
-        rate_updated_at=float(updated_at["N"]) if updated_at is not None else None,
+        rate_updated_ms=int(updated_ms["N"]) if updated_ms is not None else None,
+        rate_version=int(version["N"]) if version is not None else None,
     )

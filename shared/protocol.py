@@ -46,7 +46,11 @@ def is_valid_room_id(value: object) -> TypeGuard[str]:
 
 
 def encode(frame: dict[str, Any]) -> bytes:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the client (e.g. an "action" of "\ud800")
+        return json.dumps(frame, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def error_frame(code: ErrorCode, message: str) -> bytes:

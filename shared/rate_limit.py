@@ -2,8 +2,8 @@
 
 Each accepted message takes one token; tokens refill at ``rate`` per second up to ``burst``. The bucket
 lives in DynamoDB (Lambda has no memory shared between invocations), updated with an optimistic
-condition on the previous refill time, so concurrent invocations for one connection cannot both spend
-the same token.
+condition on a version counter, so concurrent invocations for one connection cannot both spend the same
+token.
 """
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ class TokenBucket:
     def enabled(self) -> bool:
         return self.rate > 0
 
-    def available(self, tokens: float | None, updated_at: float | None, now: float) -> float:
-        """Tokens in the bucket at ``now``; a connection that never sent has a full bucket."""
-        if tokens is None or updated_at is None:
+    def available(self, tokens: float | None, updated_ms: int | None, now_ms: int) -> float:
+        """Tokens in the bucket at ``now_ms``; a connection that never sent has a full bucket.
+
+        Times are whole milliseconds, exactly as stored, so a refill never loses a rounding error.
+        """
+        if tokens is None or updated_ms is None:
             return float(self.burst)
-        return min(float(self.burst), tokens + max(0.0, now - updated_at) * self.rate)
+        return min(float(self.burst), tokens + max(0, now_ms - updated_ms) * self.rate / 1000)

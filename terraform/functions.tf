@@ -17,7 +17,7 @@ locals {
       description        = "Verifies the JWT and stores the connection"
       timeout            = 10
       memory_size        = 256
-      dynamodb_actions   = ["dynamodb:PutItem"]
+      dynamodb_actions   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
       dynamodb_indexes   = []
       manage_connections = false
       route_response     = false

@@ -6,10 +6,12 @@ Nothing is stored unless every check passes; a failed write refuses the connecti
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.auth import AuthError, TokenVerifier
 from shared.config import AuthConfig, TableConfig
@@ -47,11 +49,23 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     if not identity.may_join(room_id):
         return _refuse(403, "the token does not grant this room")
 
-    store.put(connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name)
+    chosen = _choose_subprotocol(offered)
+    if offered and chosen is None:
+        return _refuse(400, f'offer the "{SUBPROTOCOL}" subprotocol beside the bearer token')
+
+    try:
+        store.put(connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name)
+    except (ClientError, BotoCoreError):
+        # Refused (API Gateway answers 502), so no record may stay: the write may have landed before
+        # its response was lost.
+        logger.exception("could not store the connection")
+        count("ConnectionStoreErrors")
+        with contextlib.suppress(Exception):
+            store.delete(connection_id)
+        raise
     logger.info("connected", extra={"user_id": identity.user_id})
     count("ConnectionsOpened")
     response: dict[str, Any] = {"statusCode": 200}
-    chosen = _choose_subprotocol(offered)
     if chosen is not None:
         response["headers"] = {"Sec-WebSocket-Protocol": chosen}
     return response

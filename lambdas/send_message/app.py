@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.config import MessagingConfig, TableConfig
-from shared.connections import ConnectionStore
+from shared.connections import ConnectionStore, dynamodb_client
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import (
     ErrorCode,
@@ -31,7 +31,10 @@ from shared.sender import Sender, endpoint_url
 ACTION = "sendMessage"
 
 config = MessagingConfig.from_env()
-store = ConnectionStore(TableConfig.from_env().table_name)
+# Gone connections are deleted from the fan-out threads: one pooled connection each.
+store = ConnectionStore(
+    TableConfig.from_env().table_name, client=dynamodb_client(pool_size=config.broadcast_concurrency)
+)
 sender = Sender(pool_size=config.broadcast_concurrency, on_gone=store.delete_if_exists)
 bucket = TokenBucket(rate=config.rate_limit_per_second, burst=config.rate_limit_burst)
 if config.callback_url:
@@ -94,6 +97,7 @@ def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) ->
             "recipients": result.recipients,
             "delivered": result.delivered,
             "gone": result.gone,
+            "gone_kept": result.gone_kept,
             "failed": result.failed,
             "query_pages": members.pages,
             "expired_skipped": members.expired_skipped,
@@ -102,5 +106,6 @@ def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) ->
     count("MessagesBroadcast")
     count("RecipientsDelivered", result.delivered)
     count("GoneConnectionsRemoved", result.gone)
+    count("GoneDeletesFailed", result.gone_kept)
     count("DeliveryFailures", result.failed)
     return {"statusCode": 200}
