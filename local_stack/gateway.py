@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from . import faults
 from .events import (
     ConnectionInfo,
     connect_event,
@@ -253,6 +254,7 @@ class Gateway:
         self.api_id = api_id
         self.forwarded_port = forwarded_port
         self.connections: dict[str, _Connection] = {}
+        self.faults = faults.from_env().get("connections")  # the fault switch: None unless it is on
         self._log = log or (lambda line: print(f"[gateway] {line}", flush=True))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._open_handlers = 0
@@ -486,6 +488,8 @@ class Gateway:
                 return self._aws_error(413, "PayloadTooLargeException", "Request entity too large")
             if conn is None or conn.closing:
                 return self._aws_error(410, "GoneException", None)
+            if self.faults is not None and self.faults.fires(conn.info.connection_id, body):
+                return await self._fault(request, self.faults.kind)
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
@@ -513,6 +517,15 @@ class Gateway:
             self.close_connection(conn, 1000, "")
             return web.Response(status=204)
         return self._aws_error(403, "ForbiddenException", "Forbidden")
+
+    async def _fault(self, request: web.Request, kind: str) -> web.StreamResponse:
+        if kind == "timeout":  # held past the caller's read timeout, then dropped unanswered
+            await asyncio.sleep(faults.hold_seconds())
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=504)
+        status = int(kind)
+        return self._aws_error(status, faults.CONNECTION_ERRORS[status], "injected by LOCAL_STACK_FAULTS")
 
     async def _forbidden(self, request: web.Request) -> web.StreamResponse:
         return self._aws_error(403, "ForbiddenException", "Forbidden")

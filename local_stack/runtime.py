@@ -138,6 +138,9 @@ class FunctionPool:
         self.handler = handler
         self.generation = 0
         self.workers: list[_Worker] = []
+        # Spawns scheduled but not yet in ``workers`` (their port is still being opened): counted as live,
+        # or a burst of invocations would schedule a spawn each and overshoot max_workers.
+        self._spawning = 0
         self.pending: deque[_Invocation] = deque()
         self.last_init_error: dict[str, Any] | None = None
         self.invoke_url = ""
@@ -215,9 +218,14 @@ class FunctionPool:
                 return
         self.pending.append(inv)
         live = [w for w in self.workers if not w.exited and not w.doomed]
-        starting = sum(1 for w in live if not w.ready)
-        if len(self.pending) > starting and len(live) < self.max_workers and not self._closing:
-            asyncio.get_running_loop().create_task(self._spawn())
+        starting = sum(1 for w in live if not w.ready) + self._spawning
+        if (
+            len(self.pending) > starting
+            and len(live) + self._spawning < self.max_workers
+            and not self._closing
+        ):
+            self._spawning += 1
+            asyncio.get_running_loop().create_task(self._spawn(reserved=True))
 
     def _start(self, w: _Worker, inv: _Invocation) -> None:
         w.current = inv
@@ -308,14 +316,18 @@ class FunctionPool:
             self._finish(inv, InvokeResult(json.dumps(payload).encode(), err_type))
 
     # -- processes ---------------------------------------------------------------------------------------
-    async def _spawn(self) -> None:
-        if self._closing:
-            return
-        wid = next(self._ids)
-        sock = _listening_socket(self.runtime.host)
-        port = sock.getsockname()[1]
-        site = web.SockSite(self.runtime.runner, sock)
-        await site.start()
+    async def _spawn(self, *, reserved: bool = False) -> None:
+        try:
+            if self._closing:
+                return
+            wid = next(self._ids)
+            sock = _listening_socket(self.runtime.host)
+            port = sock.getsockname()[1]
+            site = web.SockSite(self.runtime.runner, sock)
+            await site.start()
+        finally:
+            if reserved:
+                self._spawning -= 1
         w = _Worker(wid=wid, port=port, site=site, generation=self.generation)
         self.workers.append(w)
         self.runtime.register_worker(port, self, w)
@@ -424,7 +436,7 @@ class FunctionPool:
         elif self.pending and not self._closing:
             # invocations still queued (their worker was recycled or killed) need another environment
             live = [x for x in self.workers if not x.exited and not x.doomed]
-            if len(live) < self.max_workers and not any(not x.ready for x in live):
+            if len(live) + self._spawning < self.max_workers and not any(not x.ready for x in live):
                 await self._spawn()
 
 

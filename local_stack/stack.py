@@ -28,6 +28,7 @@ from aiohttp import web
 from .config import StackConfig
 from .dynamodb import DUMMY_CREDENTIALS, EmbeddedDynamoDB, TtlReaper, dynamodb_client, ensure_table
 from .events import new_api_id
+from .faults import worker_env
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .runtime import FunctionPool, LambdaRuntime
 from .terraform import Evaluator, FunctionSpec, TerraformModel, load_model
@@ -117,6 +118,10 @@ def function_environment(
     )
     base.update(env)
     base.update(config.extra_env)
+    fault_env = worker_env({**os.environ, **config.extra_env})  # the fault switch: {} unless it is on
+    if fault_env:
+        site = fault_env.pop("LOCAL_STACK_FAULT_SITE")
+        base.update(fault_env, PYTHONPATH=os.pathsep.join([site, base["PYTHONPATH"]]))
     return base
 
 

@@ -212,3 +212,25 @@ def test_code_changes_recycle_workers(local_stack_factory: Any, tmp_path: Path) 
             seen = request(ws, {"action": "version"})
     assert seen == "2"
     assert any("recycling" in line and "version" in line for line in stack.logs)
+
+
+def test_burst_of_invocations_never_exceeds_max_workers() -> None:
+    # Eight invocations dispatched in one tick: spawns scheduled but not yet started must count too.
+    import asyncio
+
+    from local_stack import StackThread
+
+    from .helpers import test_config
+
+    thread = StackThread(test_config(max_workers=2, min_workers=0))
+    with thread as stack:
+        pool = stack.pools["slow"]
+        event = {"body": json.dumps({"seconds": 0.2})}
+
+        async def burst() -> list[Any]:
+            return list(await asyncio.gather(*(pool.invoke(event) for _ in range(8))))
+
+        results = thread.run(burst())
+        assert len(results) == 8 and all(r.error_type is None for r in results)
+        assert pool.cold_starts == 2
+        assert len(pool.workers) == 2

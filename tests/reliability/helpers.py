@@ -1,0 +1,263 @@
+"""Small tools of the reliability families: hand-made JWTs, local HTTP endpoints that misbehave on purpose,
+and reading the connections table."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from tests.support.management_api import FakeManagementApi
+
+TABLE = "chat_connections"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def segment(value: dict[str, Any]) -> str:
+    return b64url(json.dumps(value, separators=(",", ":")).encode())
+
+
+def hs_sign(header: dict[str, Any], payload: dict[str, Any], key: bytes, digest: Any = hashlib.sha256) -> str:
+    """A token signed by hand with HMAC (PyJWT refuses to HMAC with a PEM key, an attacker does not)."""
+    signing_input = f"{segment(header)}.{segment(payload)}"
+    signature = hmac.new(key, signing_input.encode(), digest).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def unsigned(header: dict[str, Any], payload: dict[str, Any], signature: str = "") -> str:
+    return f"{segment(header)}.{segment(payload)}.{signature}"
+
+
+def retamper(token: str, **claims: Any) -> str:
+    """The token with its payload changed and its original signature kept."""
+    header, payload, signature = token.split(".")
+    padded = payload + "=" * (-len(payload) % 4)
+    body = json.loads(base64.urlsafe_b64decode(padded))
+    body.update(claims)
+    return f"{header}.{segment(body)}.{signature}"
+
+
+def secret_parts(token: str) -> list[str]:
+    """The whole token and each long segment of it: none may appear in any log line."""
+    parts = [token] + [part for part in token.split(".") if len(part) >= 16]
+    return [part for part in parts if part]
+
+
+def leaks(lines: list[str], tokens: list[str]) -> int:
+    """How many (line, token part) pairs show a token or one of its segments."""
+    parts = [part for token in tokens if token for part in secret_parts(token)]
+    # The JOSE header of an ordinary HS256/RS256 token is public knowledge, and shared by every token.
+    parts = [p for p in parts if not _is_common_header(p)]
+    return sum(1 for line in lines for part in parts if part in line)
+
+
+def _is_common_header(part: str) -> bool:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) <= {"alg", "typ", "kid"}
+
+
+def records(dynamodb: Any) -> list[dict[str, Any]]:
+    return dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+
+
+def record_ids(dynamodb: Any) -> set[str]:
+    return {item["connection_id"]["S"] for item in records(dynamodb)}
+
+
+def put_record(dynamodb: Any, cid: str, room: str, user: str = "u", *, ttl: int | None = None) -> None:
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={
+            "connection_id": {"S": cid},
+            "room_id": {"S": room},
+            "user_id": {"S": user},
+            "ttl": {"N": str(ttl if ttl is not None else int(time.time()) + 7200)},
+            "created_at": {"S": "2026-11-29T00:00:00Z"},
+        },
+    )
+
+
+@dataclass
+class Endpoint:
+    """A local HTTP endpoint answering every GET with ``answer(path)``: (status, body, delay seconds)."""
+
+    url: str
+    seen: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def http_endpoint(
+    answer: Callable[[str], tuple[int, bytes, float]], path: str = "/.well-known/jwks.json"
+) -> Iterator[Endpoint]:
+    endpoint = Endpoint(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            endpoint.seen.append(self.path)
+            status, body, delay = answer(self.path)
+            if delay:
+                time.sleep(delay)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client gave up first
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    endpoint.url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    try:
+        yield endpoint
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def blackhole() -> Iterator[str]:
+    """A URL whose port accepts TCP connections (into the backlog) and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/.well-known/jwks.json"
+    finally:
+        sock.close()
+
+
+def closed_port_url() -> str:
+    """A URL on a port nothing listens on (connection refused)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/.well-known/jwks.json"
+
+
+# --- fault injection -------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultyManagementApi(FakeManagementApi):
+    """The shared fake management API, plus network faults queued per connection id before its status
+    script: ``"hang"`` (hold the request ``hang_seconds``, then drop it unanswered) and ``"reset"`` (drop
+    it at once)."""
+
+    faults: dict[str, list[str]] = field(default_factory=dict)
+    hang_seconds: float = 2.0
+
+    def start(self) -> FaultyManagementApi:
+        super().start()
+        assert self._server is not None
+        base: Any = self._server.RequestHandlerClass
+        api = self
+
+        class Handler(base):  # type: ignore[misc, valid-type]
+            def do_POST(self) -> None:
+                connection_id = self._connection_id()
+                with api._lock:
+                    queue = api.faults.get(connection_id)
+                    fault = queue.pop(0) if queue else None
+                    if fault is not None:
+                        api.attempts[connection_id] += 1
+                if fault is None:
+                    super().do_POST()
+                    return
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if fault == "hang":
+                    time.sleep(api.hang_seconds)
+                self.close_connection = True
+
+        self._server.RequestHandlerClass = Handler
+        return self
+
+
+class _RawBody(io.BytesIO):
+    def stream(self, **kwargs: Any) -> Iterator[bytes]:
+        chunk = self.read()
+        while chunk:
+            yield chunk
+            chunk = self.read()
+
+
+DYNAMODB_ERRORS = {
+    "throttle": (400, "ProvisionedThroughputExceededException"),
+    "500": (500, "InternalServerError"),
+    "unavailable": (503, "ServiceUnavailable"),
+}
+
+
+class DynamoFaults:
+    """botocore ``before-send`` fault injection on one DynamoDB client: per operation, a queue of faults, one
+    per HTTP attempt (botocore's retries included). A fault is one of ``DYNAMODB_ERRORS`` (answered without
+    the request reaching the table), ``"write-then-500"`` (the request is applied, then answered 500: the
+    response is lost) or None (passes through).
+
+    botocore calls *every* ``before-send`` handler and uses the first response; moto's stub is one of them
+    and would still apply the request. So a refused request has its URL pointed at an unmatched host first,
+    which moto ignores (a new request is built for every attempt)."""
+
+    UNMATCHED_URL = "https://fault-injected.invalid/"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.queues: dict[str, list[str | None]] = {}
+        self.attempts: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        # register_first: ahead of moto's stub (a built-in handler), so its response is the one used.
+        client.meta.events.register_first("before-send.dynamodb", self._before_send)
+
+    def script(self, operation: str, *faults: str | None) -> DynamoFaults:
+        self.queues.setdefault(operation, []).extend(faults)
+        return self
+
+    def always(self, operation: str, fault: str, attempts: int = 50) -> DynamoFaults:
+        return self.script(operation, *([fault] * attempts))
+
+    def remove(self) -> None:
+        self.client.meta.events.unregister("before-send.dynamodb", self._before_send)
+
+    def _before_send(self, request: Any, **kwargs: Any) -> Any:
+        target = request.headers.get("X-Amz-Target", b"")
+        operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
+        self.attempts[operation] += 1
+        queue = self.queues.get(operation)
+        fault = queue.pop(0) if queue else None
+        if fault is None:
+            return None
+        self.injected[operation] += 1
+        url = request.url
+        if fault == "write-then-500":
+            status, code = DYNAMODB_ERRORS["500"]
+        else:
+            status, code = DYNAMODB_ERRORS[fault]
+            request.url = self.UNMATCHED_URL
+        payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
+        headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
+        return AWSResponse(url, status, headers, _RawBody(payload.encode()))

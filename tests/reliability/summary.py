@@ -1,0 +1,68 @@
+"""One line of figures per reliability family, printed at the end of the test run.
+
+Tests record what they observed *before* they assert, so a failing run still reports true figures.
+``tests/reliability/conftest.py`` prints the lines from ``pytest_terminal_summary``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+# family -> format of its line; the keys of each family's counter fill the format.
+FORMATS: dict[str, str] = {
+    "auth": "{attacks} attacks, {refused} refused, {records_written} records written, "
+    "{token_leaks} token leaks in {log_lines} log lines",
+    "subprotocol": "{attacks} attacks, {refused} refused, {records_written} records written, "
+    "{bearer_echoed} bearer entries echoed, {token_leaks} token leaks",
+    "fuzz": "{frames} frames, {connects} query strings, {uncaught} uncaught exceptions, "
+    "{non_contract} non-contract answers, {invalid_broadcasts} invalid broadcasts, "
+    "{valid_broadcasts} valid broadcasts checked",
+    "rate_limit": "{sent} messages sent, {accepted} accepted, {rate_limited} rate_limited, "
+    "{refused_broadcasts} refused ones broadcast, {refilled} accepted after refill",
+    "faults": "{scenarios} scenarios, {reachable_delivered}/{reachable} reachable recipients delivered, "
+    "{live_deleted} live connections deleted, {half_stored} half-stored connects, "
+    "{uncounted} failures missing from metrics/logs; {stack}",
+    "missed_disconnect": "{dropped} $disconnects dropped, {removed_by_410} removed by the 410 path, "
+    "{skipped_by_ttl} skipped by TTL, {reaped} reaped, {delivered_to_dead} delivered to dead connections",
+    "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated "
+    "({burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); {steady}",
+    "storm": "{clients} clients closed at once, {left} records left after {waited}",
+}
+
+_lock = threading.Lock()
+_counters: dict[str, Counter[str]] = {}
+_texts: dict[str, dict[str, str]] = {}
+
+
+def record(family: str, **counts: int) -> None:
+    """Add counts to a family's line (a family appears once something is recorded for it)."""
+    with _lock:
+        _counters.setdefault(family, Counter()).update(counts)
+
+
+def note(family: str, **texts: str) -> None:
+    """Set free-text fields of a family's line (e.g. a memory figure)."""
+    with _lock:
+        _counters.setdefault(family, Counter())
+        _texts.setdefault(family, {}).update(texts)
+
+
+def lines() -> list[str]:
+    with _lock:
+        out = []
+        for family, counter in _counters.items():
+            values: dict[str, object] = dict(_texts.get(family, {}))
+            fmt = FORMATS.get(family, "")
+            out.append(f"{family}: {fmt.format_map(_Defaults(counter, values))}".rstrip(": "))
+        return out
+
+
+class _Defaults(dict[str, object]):
+    """Missing counters read 0 (a family whose tests were partly deselected still prints)."""
+
+    def __init__(self, counter: Counter[str], texts: dict[str, object]) -> None:
+        super().__init__({**counter, **texts})
+
+    def __missing__(self, key: str) -> object:
+        return "n/a" if key in ("steady", "waited", "burst_workers", "burst_timeouts", "stack") else 0

@@ -1,0 +1,375 @@
+"""Token attacks against ``$connect`` (issue 7), HS256 and RS256-via-JWKS.
+
+Every attack goes through ``lambdas/connect/app.py``'s handler with moto's table and the shared Powertools
+logger captured at DEBUG, together with every standard-library logger. Each must be refused with the
+contract status (CONTRACT.md section 3), write no record, and leave the token out of every log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from shared.observability import logger as powertools_logger
+from tests.conftest import load_function
+from tests.reliability import summary
+from tests.reliability.conftest import Captured
+from tests.reliability.helpers import (
+    Endpoint,
+    blackhole,
+    closed_port_url,
+    hs_sign,
+    http_endpoint,
+    leaks,
+    records,
+    retamper,
+    unsigned,
+)
+from tests.support.events import FakeContext, connect_event
+from tests.support.jwks import KID, RsaKey
+from tests.support.tokens import SECRET
+
+ISSUER = "https://issuer.test/"
+AUDIENCE = "chat-api"
+ROOM = "general"
+JWKS_TIMEOUT = 0.5
+# "Within the timeout": one fetch plus the one refresh PyJWKClient may do, and a wide margin for a busy
+# two-core machine. A hang would be the JWKS delay (30 s) or more.
+JWKS_BOUND_SECONDS = 10 * JWKS_TIMEOUT
+
+
+@cache
+def key() -> RsaKey:
+    return RsaKey()
+
+
+@cache
+def attacker_same_kid() -> RsaKey:
+    return RsaKey(kid=KID)
+
+
+@cache
+def attacker() -> RsaKey:
+    return RsaKey(kid="attacker")
+
+
+@cache
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    """Claims of a token that would be accepted; a value of None removes the claim."""
+    now = int(time.time())
+    base: dict[str, Any] = {"sub": "alice", "exp": now + 3600, "iat": now, "iss": ISSUER, "aud": AUDIENCE}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def hs(**changes: Any) -> str:
+    return jwt.encode(claims(**changes), SECRET, algorithm="HS256")
+
+
+def rs(signer: RsaKey | None = None, headers: dict[str, Any] | None = None, **changes: Any) -> str:
+    signer = signer or key()
+    return jwt.encode(
+        claims(**changes), signer.private, algorithm="RS256", headers={"kid": signer.kid, **(headers or {})}
+    )
+
+
+@dataclass
+class Attack:
+    query: dict[str, str]
+    status: int = 401
+    headers: dict[str, str] = field(default_factory=dict)
+    tokens: list[str] = field(default_factory=list)  # must not appear in any log line
+    traps: list[Endpoint] = field(default_factory=list)  # must never be fetched
+
+    def __post_init__(self) -> None:
+        self.tokens += [v for k, v in self.query.items() if k != "room_id"] + list(self.headers.values())
+
+
+def in_query(token: str, status: int = 401, **extra: str) -> Attack:
+    return Attack({"token": token, "room_id": ROOM, **extra}, status=status)
+
+
+# --- the corpus -----------------------------------------------------------------------------------------
+
+HS_ATTACKS: dict[str, Callable[[], Attack]] = {
+    "alg-none": lambda: in_query(unsigned({"alg": "none", "typ": "JWT"}, claims())),
+    "alg-None-capitalised": lambda: in_query(unsigned({"alg": "None", "typ": "JWT"}, claims())),
+    "alg-none-keeping-a-valid-signature": lambda: in_query(
+        unsigned({"alg": "none"}, claims(), hs().split(".")[2])
+    ),
+    "rs256-by-an-attacker-key": lambda: in_query(rs(attacker())),
+    "hs512-with-the-right-secret": lambda: in_query(jwt.encode(claims(), SECRET, algorithm="HS512")),
+    "hs256-with-a-wrong-secret": lambda: in_query(
+        jwt.encode(claims(), "a-wrong-secret-that-is-32-bytes-long!!", algorithm="HS256")
+    ),
+    "hs256-with-an-empty-secret": lambda: in_query(hs_sign({"alg": "HS256", "typ": "JWT"}, claims(), b"")),
+    "expired": lambda: in_query(hs(exp=int(time.time()) - 5)),
+    "nbf-in-the-future": lambda: in_query(hs(nbf=int(time.time()) + 600)),
+    "wrong-iss": lambda: in_query(hs(iss="https://evil.test/")),
+    "missing-iss": lambda: in_query(hs(iss=None)),
+    "wrong-aud": lambda: in_query(hs(aud="another-api")),
+    "aud-list-without-ours": lambda: in_query(hs(aud=["another-api", "third-api"])),
+    "missing-aud": lambda: in_query(hs(aud=None)),
+    "missing-sub": lambda: in_query(hs(sub=None)),
+    "sub-integer": lambda: in_query(hs(sub=42)),
+    "sub-list": lambda: in_query(hs(sub=["alice", "admin"])),
+    "sub-object": lambda: in_query(hs(sub={"id": "alice"})),
+    "sub-blank": lambda: in_query(hs(sub="   ")),
+    "sub-300-chars": lambda: in_query(hs(sub="a" * 300)),
+    "missing-exp": lambda: in_query(hs(exp=None)),
+    "exp-not-a-number": lambda: in_query(hs(exp="tomorrow")),
+    "rooms-claim-a-string": lambda: in_query(hs(rooms="general-and-more")),
+    "tampered-payload-sub": lambda: in_query(retamper(hs(), sub="admin")),
+    "tampered-payload-exp": lambda: in_query(retamper(hs(exp=int(time.time()) - 5), exp=2**31)),
+    "tampered-payload-rooms": lambda: in_query(retamper(hs(rooms=["support"]), rooms=["general"])),
+    "signature-stripped": lambda: in_query(hs().rsplit(".", 1)[0] + "."),
+    "two-segments": lambda: in_query(hs().rsplit(".", 1)[0]),
+    "8kb-token": lambda: in_query(hs(pad="x" * 8200)),
+    "empty-token": lambda: in_query(""),
+    "token-only-in-access_token": lambda: Attack({"access_token": hs(), "room_id": ROOM}),
+    "token-only-in-jwt": lambda: Attack({"jwt": hs(), "room_id": ROOM}),
+    "token-only-in-authorization-header": lambda: Attack(
+        {"room_id": ROOM}, headers={"Authorization": f"Bearer {hs()}"}
+    ),
+    "token-only-in-cookie": lambda: Attack({"room_id": ROOM}, headers={"Cookie": f"token={hs()}"}),
+    "room-outside-rooms-claim": lambda: in_query(hs(rooms=["support", "random"]), status=403),
+    "user_id-other-than-sub": lambda: in_query(hs(), status=403, user_id="mallory"),
+}
+
+RS_ATTACKS: dict[str, Callable[[], Attack]] = {
+    "alg-none": lambda: in_query(unsigned({"alg": "none", "kid": KID}, claims())),
+    "hs256-signed-with-the-rsa-public-key-pem": lambda: in_query(
+        hs_sign({"alg": "HS256", "kid": KID}, claims(), key().public_pem)
+    ),
+    "hs256-signed-with-the-pem-without-newline": lambda: in_query(
+        hs_sign({"alg": "HS256", "kid": KID}, claims(), key().public_pem.strip())
+    ),
+    "hs256-signed-with-the-jwk-json": lambda: in_query(
+        hs_sign({"alg": "HS256", "kid": KID}, claims(), json.dumps(key().jwk()).encode())
+    ),
+    "hs512-signed-with-the-rsa-public-key": lambda: in_query(
+        hs_sign({"alg": "HS512", "kid": KID}, claims(), key().public_pem, hashlib.sha512)
+    ),
+    "es256-by-an-attacker-key-with-our-kid": lambda: in_query(
+        jwt.encode(claims(), ec_key(), algorithm="ES256", headers={"kid": KID})
+    ),
+    "another-rsa-key-with-our-kid": lambda: in_query(rs(attacker_same_kid())),
+    "unknown-kid": lambda: in_query(rs(attacker())),
+    "no-kid": lambda: in_query(jwt.encode(claims(), attacker().private, algorithm="RS256")),
+    "kid-path-traversal": lambda: in_query(rs(attacker(), headers={"kid": "../../../../etc/passwd"})),
+    "expired": lambda: in_query(rs(exp=int(time.time()) - 5)),
+    "nbf-in-the-future": lambda: in_query(rs(nbf=int(time.time()) + 600)),
+    "wrong-iss": lambda: in_query(rs(iss="https://evil.test/")),
+    "wrong-aud": lambda: in_query(rs(aud="another-api")),
+    "missing-sub": lambda: in_query(rs(sub=None)),
+    "sub-object": lambda: in_query(rs(sub={"id": "alice"})),
+    "tampered-payload-sub": lambda: in_query(retamper(rs(), sub="admin")),
+    "tampered-header-kid": lambda: in_query(
+        ".".join([unsigned({"alg": "RS256", "kid": "other"}, {}).split(".")[0], *rs().split(".")[1:]])
+    ),
+    "jwk-header-embedding-the-attacker-key": lambda: in_query(
+        rs(attacker(), headers={"jwk": attacker().jwk()})
+    ),
+    "jwk-header-with-our-kid": lambda: in_query(
+        rs(attacker_same_kid(), headers={"jwk": attacker_same_kid().jwk()})
+    ),
+    "8kb-token": lambda: in_query(rs(pad="x" * 8200)),
+    "empty-token": lambda: in_query(""),
+    "token-only-in-access_token": lambda: Attack({"access_token": rs(), "room_id": ROOM}),
+    "token-only-in-authorization-header": lambda: Attack(
+        {"room_id": ROOM}, headers={"Authorization": f"Bearer {rs()}"}
+    ),
+    "room-outside-rooms-claim": lambda: in_query(rs(rooms=["support"]), status=403),
+}
+
+
+# --- running one attack ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def debug_logs(captured: Captured, caplog: pytest.LogCaptureFixture) -> Iterator[Captured]:
+    """Every logger at DEBUG: a token must not leak even at the most verbose level."""
+    level = powertools_logger.log_level
+    powertools_logger.setLevel(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)
+    try:
+        yield captured
+    finally:
+        powertools_logger.setLevel(level)
+
+
+@pytest.fixture
+def hs_connect(monkeypatch: pytest.MonkeyPatch, dynamodb: Any) -> Any:
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    return load_function("connect")
+
+
+@pytest.fixture
+def jwks() -> Iterator[Endpoint]:
+    body = json.dumps({"keys": [key().jwk()]}).encode()
+    with http_endpoint(lambda path: (200, body, 0.0)) as endpoint:
+        yield endpoint
+
+
+def rs_connect(monkeypatch: pytest.MonkeyPatch, jwks_url: str) -> Any:
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.setenv("JWT_JWKS_URL", jwks_url)
+    monkeypatch.setenv("JWT_JWKS_TIMEOUT_SECONDS", str(JWKS_TIMEOUT))
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    return load_function("connect")
+
+
+def attempt(module: Any, attack: Attack) -> dict[str, Any]:
+    event = connect_event(attack.query, headers=attack.headers)
+    return module.handler(event, FakeContext())
+
+
+def run_attack(module: Any, attack: Attack, dynamodb: Any, logs: Captured) -> dict[str, Any]:
+    response = attempt(module, attack)
+    stored = len(records(dynamodb))
+    lines = logs.lines()
+    leaked = leaks(lines, attack.tokens)
+    fetched = sum(len(trap.seen) for trap in attack.traps)
+    summary.record(
+        "auth",
+        attacks=1,
+        refused=int(response["statusCode"] == attack.status and stored == 0),
+        records_written=stored,
+        token_leaks=leaked,
+        log_lines=len(lines),
+    )
+    assert response["statusCode"] == attack.status, response
+    assert stored == 0
+    assert leaked == 0, [line for line in lines if any(t in line for t in attack.tokens if t)]
+    assert fetched == 0
+    body = response.get("body", "")
+    assert not any(t and t in body for t in attack.tokens)
+    return response
+
+
+# --- the tests -------------------------------------------------------------------------------------------
+
+
+def test_auth_hs256_control_valid_token_is_accepted(hs_connect: Any, dynamodb: Any) -> None:
+    # Without this, a harness that refused everything would pass every attack below.
+    assert attempt(hs_connect, in_query(hs()))["statusCode"] == 200
+    assert len(records(dynamodb)) == 1
+
+
+@pytest.mark.parametrize("name", list(HS_ATTACKS))
+def test_auth_hs256_attack_is_refused(
+    hs_connect: Any, dynamodb: Any, debug_logs: Captured, name: str
+) -> None:
+    run_attack(hs_connect, HS_ATTACKS[name](), dynamodb, debug_logs)
+
+
+def test_auth_rs256_control_valid_token_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint
+) -> None:
+    connect = rs_connect(monkeypatch, jwks.url)
+    assert attempt(connect, in_query(rs()))["statusCode"] == 200
+    assert len(records(dynamodb)) == 1
+
+
+@pytest.mark.parametrize("name", list(RS_ATTACKS))
+def test_auth_rs256_attack_is_refused(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint, debug_logs: Captured, name: str
+) -> None:
+    connect = rs_connect(monkeypatch, jwks.url)
+    run_attack(connect, RS_ATTACKS[name](), dynamodb, debug_logs)
+    # Only the configured JWKS URL is ever fetched, whatever the token's kid/jku/x5u/jwk say.
+    assert set(jwks.seen) <= {"/.well-known/jwks.json"}
+
+
+@pytest.mark.parametrize("header", ["jku", "x5u"])
+def test_auth_rs256_url_header_is_never_fetched(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint, debug_logs: Captured, header: str
+) -> None:
+    evil_keys = json.dumps({"keys": [attacker().jwk()]}).encode()
+    with http_endpoint(lambda path: (200, evil_keys, 0.0)) as trap:
+        connect = rs_connect(monkeypatch, jwks.url)
+        attack = in_query(rs(attacker(), headers={header: trap.url}))
+        attack.traps.append(trap)
+        run_attack(connect, attack, dynamodb, debug_logs)
+    # The same header on our own key's token changes nothing: it is ignored, not obeyed.
+    with http_endpoint(lambda path: (200, evil_keys, 0.0)) as trap:
+        assert attempt(connect, in_query(rs(headers={header: trap.url})))["statusCode"] == 200
+        assert trap.seen == []
+
+
+def test_auth_hs256_jku_header_is_never_fetched(hs_connect: Any, dynamodb: Any, debug_logs: Captured) -> None:
+    evil_keys = json.dumps({"keys": [attacker().jwk()]}).encode()
+    with http_endpoint(lambda path: (200, evil_keys, 0.0)) as trap:
+        attack = in_query(rs(attacker(), headers={"jku": trap.url}))
+        attack.traps.append(trap)
+        run_attack(hs_connect, attack, dynamodb, debug_logs)
+
+
+JWKS_FAILURES: dict[str, Callable[[Any], Any]] = {
+    "down-connection-refused": lambda stack: closed_port_url(),
+    "blackhole-never-answers": lambda stack: stack.enter_context(blackhole()),
+    "slow-30s": lambda stack: (
+        stack.enter_context(
+            http_endpoint(lambda path: (200, json.dumps({"keys": [key().jwk()]}).encode(), 30.0))
+        ).url
+    ),
+    "http-500": lambda stack: stack.enter_context(http_endpoint(lambda path: (500, b"oops", 0.0))).url,
+    "not-json": lambda stack: stack.enter_context(http_endpoint(lambda path: (200, b"<html>", 0.0))).url,
+    "empty-key-set": lambda stack: (
+        stack.enter_context(http_endpoint(lambda path: (200, b'{"keys": []}', 0.0))).url
+    ),
+    "json-array": lambda stack: stack.enter_context(http_endpoint(lambda path: (200, b"[1,2]", 0.0))).url,
+}
+
+
+@pytest.mark.parametrize("failure", list(JWKS_FAILURES))
+def test_auth_rs256_jwks_failure_is_401_within_the_timeout(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, debug_logs: Captured, failure: str
+) -> None:
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        connect = rs_connect(monkeypatch, JWKS_FAILURES[failure](stack))
+        started = time.monotonic()
+        response = run_attack(connect, in_query(rs()), dynamodb, debug_logs)
+        elapsed = time.monotonic() - started
+    assert response["statusCode"] == 401  # never a 5xx, never an exception
+    assert elapsed < JWKS_BOUND_SECONDS, f"took {elapsed:.1f} s with a {JWKS_TIMEOUT} s JWKS timeout"
+
+
+def test_auth_rs256_unknown_kid_flood_does_not_refetch_the_jwks_each_time(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint
+) -> None:
+    connect = rs_connect(monkeypatch, jwks.url)
+    assert attempt(connect, in_query(rs()))["statusCode"] == 200  # keys cached
+    for i in range(20):
+        forged = jwt.encode(claims(), attacker().private, algorithm="RS256", headers={"kid": f"k{i}"})
+        assert attempt(connect, in_query(forged))["statusCode"] == 401
+    # One fetch at start and at most one refresh in the cooldown: an attacker can't make us hammer the IdP.
+    assert len(jwks.seen) <= 2, jwks.seen
+
+
+def test_auth_leak_detector_sees_a_logged_token(debug_logs: Captured) -> None:
+    # The detector itself: a token written by the shared logger (or any other) is found in the capture.
+    token = hs()
+    powertools_logger.debug("careless", extra={"query": {"token": token}})
+    logging.getLogger("botocore.careless").debug("Authorization: Bearer %s", token.split(".")[2])
+    lines = debug_logs.lines()
+    assert any(line.startswith("{") and token in line for line in lines)  # the Powertools JSON line
+    assert leaks(lines, [token]) >= 3

@@ -1,0 +1,96 @@
+"""Missed ``$disconnect`` (API Gateway's is best-effort): clients vanish without a close frame and their
+``$disconnect`` never runs. Their records must be removed by the 410 path on the next broadcast, skipped
+once their TTL has passed, and never delivered to.
+
+Unit level: real ``$connect`` and ``sendMessage`` handlers, moto, the fake management API (a vanished
+client's id answers 410, as API Gateway's does). The end-to-end version runs through the local stack.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import load_function
+from tests.reliability import summary
+from tests.reliability.conftest import Captured
+from tests.reliability.helpers import put_record, record_ids
+from tests.support.events import FakeContext, connect_event, message_event
+from tests.support.management_api import FakeManagementApi
+from tests.support.tokens import make_token
+
+CLIENTS = [f"CLIENT{i}xxxxxxxx=" for i in range(6)]
+
+
+def broadcast(module: Any, sender: str, text: str) -> None:
+    event = message_event({"action": "sendMessage", "message": text}, connection_id=sender)
+    assert module.handler(event, FakeContext()) == {"statusCode": 200}
+
+
+def test_missed_disconnect_gone_records_are_removed_by_the_next_broadcast(
+    dynamodb: Any, management_api: FakeManagementApi, captured: Captured
+) -> None:
+    connect, send = load_function("connect"), load_function("send_message")
+    for i, cid in enumerate(CLIENTS):
+        event = connect_event({"token": make_token(f"user{i}"), "room_id": "general"}, connection_id=cid)
+        assert connect.handler(event, FakeContext())["statusCode"] == 200
+        management_api.live.add(cid)
+    alive, dead = CLIENTS[:3], CLIENTS[3:]
+    management_api.live.difference_update(dead)  # killed without a close frame; $disconnect dropped
+
+    broadcast(send, alive[0], "first")
+    after_first = record_ids(dynamodb)
+    attempts_first = {cid: management_api.attempts[cid] for cid in dead}
+    broadcast(send, alive[1], "second")
+    delivered_to_dead = sum(len(management_api.frames_to(cid)) for cid in dead)
+    summary.record(
+        "missed_disconnect",
+        dropped=len(dead),
+        removed_by_410=len(set(dead) - after_first),
+        delivered_to_dead=delivered_to_dead,
+    )
+    assert after_first == set(alive)
+    assert attempts_first == dict.fromkeys(dead, 1)  # one 410 each, never retried
+    assert {cid: management_api.attempts[cid] for cid in dead} == attempts_first  # not even tried again
+    assert delivered_to_dead == 0
+    for cid in alive:
+        assert [f["message"] for f in management_api.frames_to(cid)] == ["first", "second"]
+    assert captured.metrics()["GoneConnectionsRemoved"] == len(dead)
+
+
+def test_missed_disconnect_expired_records_are_never_posted_to(
+    dynamodb: Any, management_api: FakeManagementApi, captured: Captured
+) -> None:
+    now = int(time.time())
+    put_record(dynamodb, CLIENTS[0], "general", "alice")
+    management_api.live.add(CLIENTS[0])
+    # Connected over 2 h 10 min ago: API Gateway has closed them; DynamoDB deletes up to 48 h late.
+    expired = CLIENTS[1:]
+    for offset, cid in enumerate(expired):
+        put_record(dynamodb, cid, "general", ttl=now - offset)  # ttl == now counts as passed
+        management_api.live.add(cid)  # worst case: the id would still accept a post
+    send = load_function("send_message")
+    broadcast(send, CLIENTS[0], "hello")
+    posted = sum(management_api.attempts[cid] for cid in expired)
+    [line] = [line for line in captured.logs() if line.get("message") == "broadcast"]
+    summary.record(
+        "missed_disconnect",
+        dropped=len(expired),
+        skipped_by_ttl=int(line["expired_skipped"]),
+        delivered_to_dead=sum(len(management_api.frames_to(cid)) for cid in expired),
+    )
+    assert posted == 0
+    assert line["expired_skipped"] == len(expired) and line["recipients"] == 1
+    assert [f["message"] for f in management_api.frames_to(CLIENTS[0])] == ["hello"]
+
+
+def test_missed_disconnect_expired_sender_cannot_post(
+    dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, CLIENTS[0], "general", "alice", ttl=int(time.time()) - 1)
+    put_record(dynamodb, CLIENTS[1], "general", "bob")
+    management_api.live.update(CLIENTS[:2])
+    send = load_function("send_message")
+    broadcast(send, CLIENTS[0], "from beyond")
+    assert [f.get("code") for f in management_api.frames_to(CLIENTS[0])] == ["forbidden_room"]
+    assert management_api.frames_to(CLIENTS[1]) == []

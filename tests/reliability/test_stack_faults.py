@@ -1,0 +1,135 @@
+"""Fault switch of the local stack (local_stack/faults.py): with every ``@connections`` POST and every
+distinct DynamoDB request of the functions failing once (500 / throttling), chat still works end to end:
+every message reaches every member exactly once, and no live connection is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from local_stack.config import REPO_ROOT
+from local_stack.faults import SITE
+from tests.reliability import summary
+from tests.reliability.stack import Client, StackProcess, table_client, table_ids
+
+FAULTS = "connections=500,dynamodb=throttle"
+ROOM_SIZE = 5
+
+
+@pytest.fixture(scope="module")
+def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
+    stack = StackProcess(
+        tmp_path_factory.mktemp("faulty-stack") / "stack.log", env={"LOCAL_STACK_FAULTS": FAULTS}
+    ).start()
+    yield stack
+    stack.stop()
+
+
+def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: StackProcess) -> None:
+    # The gateway: a POST fails once, its retry (same connection, same body) passes.
+    async def one_client() -> tuple[Client, str]:
+        client = await Client.open(faulty_stack.url("probe", "probe"), "probe")
+        await asyncio.sleep(0.5)
+        [cid] = [i["connection_id"]["S"] for i in _items(faulty_stack) if i["user_id"]["S"] == "probe"]
+        return client, cid
+
+    async def run() -> list[str]:
+        client, cid = await one_client()
+        api = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=faulty_stack.callback_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"total_max_attempts": 1}),
+        )
+        data = json.dumps({"action": "message", "message": "probe"}).encode()
+        outcomes = []
+        for _ in range(2):
+            try:
+                await asyncio.to_thread(api.post_to_connection, ConnectionId=cid, Data=data)
+                outcomes.append("200")
+            except ClientError as error:
+                outcomes.append(error.response["Error"]["Code"])
+        await asyncio.sleep(0.5)
+        assert client.received["probe"] == 1
+        await client.close()
+        return outcomes
+
+    assert asyncio.run(run()) == ["InternalServerError", "200"]
+    # The workers: the site directory leads their PYTHONPATH, and it makes a DynamoDB client fail once.
+    workers = faulty_stack.worker_environments()
+    assert workers and all(env.get("PYTHONPATH", "").startswith(str(SITE)) for env in workers)
+    probe = (
+        "import boto3, botocore.config as c\n"
+        f"d = boto3.client('dynamodb', endpoint_url='{faulty_stack.dynamodb_endpoint}',"
+        " region_name='us-east-1', aws_access_key_id='t', aws_secret_access_key='t',"
+        " config=c.Config(retries={'total_max_attempts': 1}))\n"
+        "for _ in range(2):\n"
+        "    try: d.describe_table(TableName='chat_connections'); print('ok')\n"
+        "    except d.exceptions.ProvisionedThroughputExceededException: print('throttled')\n"
+    )
+    env = {**workers[0], "PYTHONPATH": f"{SITE}:{REPO_ROOT}"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["throttled", "ok"], out.stderr
+
+
+def _items(stack: StackProcess) -> list[dict[str, dict[str, str]]]:
+    return list(table_client(stack.dynamodb_endpoint).scan(TableName="chat_connections")["Items"])
+
+
+@pytest.mark.timeout(300)
+def test_stack_faults_every_post_and_dynamodb_call_failing_once_loses_nothing(
+    faulty_stack: StackProcess,
+) -> None:
+    async def run() -> tuple[int, int, Counter[str], int]:
+        clients = [
+            await Client.open(faulty_stack.url(f"f{i}", f"faults-{i // ROOM_SIZE}"), f"f{i}")
+            for i in range(10)
+        ]
+        stored = table_ids(table_client(faulty_stack.dynamodb_endpoint))
+        for k in range(5):
+            for i, client in enumerate(clients):
+                await client.send(f"f{i}:{k}")
+            await asyncio.sleep(0.5)
+        expected = {
+            i: Counter(f"f{j}:{k}" for j in range(10) if j // ROOM_SIZE == i // ROOM_SIZE for k in range(5))
+            for i in range(10)
+        }
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(
+            c.received[t] < n for i, c in enumerate(clients) for t, n in expected[i].items()
+        ):
+            await asyncio.sleep(0.25)
+        lost = sum(max(0, n - c.received[t]) for i, c in enumerate(clients) for t, n in expected[i].items())
+        duplicated = sum(
+            max(0, c.received[t] - n) for i, c in enumerate(clients) for t, n in expected[i].items()
+        )
+        errors = sum((c.errors for c in clients), start=Counter[str]())
+        live_deleted = len(stored - table_ids(table_client(faulty_stack.dynamodb_endpoint)))
+        for client in clients:
+            await client.close()
+        return lost, duplicated, errors, live_deleted
+
+    lost, duplicated, errors, live_deleted = asyncio.run(run())
+    summary.record(
+        "faults",
+        scenarios=1,
+        reachable=10 * 25,
+        reachable_delivered=10 * 25 - lost,
+        live_deleted=live_deleted,
+    )
+    summary.note("faults", stack=f"stack switch {FAULTS}: {lost} lost, {duplicated} duplicated")
+    assert (lost, duplicated, live_deleted) == (0, 0, 0)
+    assert not errors, errors

@@ -1,0 +1,114 @@
+"""Missed ``$disconnect`` end to end, through the local stack (in a thread of this process, so the test can
+drop the ``$disconnect`` route): clients killed without a close frame leave records behind; the next
+broadcast's 410s remove them, an expired record is skipped and reaped by the TTL reaper, and nothing is
+ever delivered to a dead connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local_stack import Stack, StackConfig, StackThread
+from tests.reliability import summary
+from tests.reliability.stack import Client, table_client, token
+
+ROOM = "ghosts"
+
+
+@pytest.fixture(scope="module")
+def thread_stack() -> Iterator[Stack]:
+    config = StackConfig(
+        ws_port=0,
+        web_port=None,
+        min_workers=1,
+        max_workers=2,
+        reload=False,
+        echo_logs=False,
+        ttl_reaper_interval_s=0.5,
+    )
+    with StackThread(config) as stack:
+        yield stack
+
+
+def records_by_user(db: Any) -> dict[str, dict[str, Any]]:
+    items = db.scan(TableName="chat_connections", ConsistentRead=True)["Items"]
+    return {i["user_id"]["S"]: i for i in items if i["room_id"]["S"] == ROOM}
+
+
+async def wait_for(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(predicate):
+            return True
+        await asyncio.sleep(0.1)
+    return bool(await asyncio.to_thread(predicate))
+
+
+@pytest.mark.timeout(180)
+def test_missed_disconnect_end_to_end_410_path_and_ttl(thread_stack: Stack) -> None:
+    db = table_client(thread_stack.dynamodb_endpoint)
+    users = [f"ghost{i}" for i in range(6)]
+    figures: dict[str, int] = {}
+
+    async def run() -> None:
+        clients = {
+            u: await Client.open(f"{thread_stack.ws_url}?token={token(u)}&room_id={ROOM}", u) for u in users
+        }
+        assert await wait_for(lambda: len(records_by_user(db)) == 6, 15)
+        before = len(thread_stack.gateway.connections)
+        disconnect_route = thread_stack.gateway.routes.pop("$disconnect")  # API Gateway missed them
+        try:
+            dead, alive = users[3:], users[:3]
+            for u in dead:
+                clients[u].abort()
+            assert await wait_for(lambda: len(thread_stack.gateway.connections) <= before - 3, 15)
+            await asyncio.sleep(0.5)
+            left_behind = set(records_by_user(db)) & set(dead)
+            figures["dropped"] = len(left_behind)
+
+            # The next broadcast: each dead id answers 410 and its record goes.
+            await clients[alive[0]].send("after the crash")
+            assert await wait_for(lambda: all(clients[u].received["after the crash"] for u in alive), 30)
+            assert await wait_for(lambda: not set(records_by_user(db)) & set(dead), 15)
+            figures["removed_by_410"] = len(left_behind - set(records_by_user(db)))
+
+            # TTL: this record's connection is past its 2 h (API Gateway would have closed it). Even while
+            # the socket still answers, it is skipped, then reaped.
+            expired = alive[2]
+            db.update_item(
+                TableName="chat_connections",
+                Key={"connection_id": records_by_user(db)[expired]["connection_id"]},
+                UpdateExpression="SET #t = :past",
+                ExpressionAttributeNames={"#t": "ttl"},
+                ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+            )
+            await clients[alive[0]].send("past the ttl")
+            assert await wait_for(lambda: clients[alive[1]].received["past the ttl"] == 1, 30)
+            await asyncio.sleep(1.0)  # the broadcast had every recipient in hand already
+            figures["skipped_by_ttl"] = int(clients[expired].received["past the ttl"] == 0)
+            assert await wait_for(lambda: expired not in records_by_user(db), 15)
+            figures["reaped"] = 1
+            figures["delivered_to_dead"] = clients[expired].received["past the ttl"] + sum(
+                sum(clients[u].received.values()) for u in dead
+            )
+        finally:
+            thread_stack.gateway.routes["$disconnect"] = disconnect_route
+            for u in users[:3]:
+                await clients[u].close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        summary.record("missed_disconnect", **figures)
+    assert figures == {
+        "dropped": 3,
+        "removed_by_410": 3,
+        "skipped_by_ttl": 1,
+        "reaped": 1,
+        "delivered_to_dead": 0,
+    }

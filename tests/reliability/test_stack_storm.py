@@ -1,0 +1,55 @@
+"""Disconnect storm through the local stack: 200 clients closing at once leave no record within 10 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.reliability import summary
+from tests.reliability.stack import Client, StackProcess, table_client
+
+CLIENTS = 200
+WITHIN_SECONDS = 10.0  # the issue's bound
+
+
+def storm_records(client: object) -> int:
+    page = client.scan(  # type: ignore[attr-defined]
+        TableName="chat_connections",
+        ConsistentRead=True,
+        FilterExpression="room_id = :r",
+        ExpressionAttributeValues={":r": {"S": "storm"}},
+        Select="COUNT",
+    )
+    return int(page["Count"])
+
+
+@pytest.mark.timeout(300)
+def test_storm_200_clients_closing_at_once_leave_no_record_within_10_s(stack_process: StackProcess) -> None:
+    db = table_client(stack_process.dynamodb_endpoint)
+
+    async def run() -> tuple[int, int, float]:
+        gate = asyncio.Semaphore(20)
+
+        async def one(i: int) -> Client:
+            async with gate:
+                return await Client.open(stack_process.url(f"storm{i}", "storm"), f"storm{i}")
+
+        clients = list(await asyncio.gather(*(one(i) for i in range(CLIENTS))))
+        stored = await asyncio.to_thread(storm_records, db)
+        started = time.monotonic()
+        await asyncio.gather(*(c.close() for c in clients))
+        left = stored
+        while time.monotonic() - started < WITHIN_SECONDS:
+            left = await asyncio.to_thread(storm_records, db)
+            if left == 0:
+                break
+            await asyncio.sleep(0.2)
+        return stored, left, time.monotonic() - started
+
+    stored, left, waited = asyncio.run(run())
+    summary.record("storm", clients=CLIENTS, left=left)
+    summary.note("storm", waited=f"{waited:.1f} s (bound {WITHIN_SECONDS:.0f} s)")
+    assert stored == CLIENTS
+    assert left == 0, f"{left} records left {waited:.1f} s after {CLIENTS} clients closed"
