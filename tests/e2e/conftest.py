@@ -212,7 +212,7 @@ def chromium_path() -> str:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(artifacts: Path) -> Iterator[Stack]:
     stack = Stack()
     stack.log_path.write_bytes(b"")
@@ -223,7 +223,9 @@ def stack(artifacts: Path) -> Iterator[Stack]:
         stack.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an asyncio loop running in the main thread while it is
+# open, and later suites call asyncio.run().
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
