@@ -91,10 +91,10 @@ def function_environment(
         env["JWT_SECRET_ARN"] = ""  # locally the secret is given directly
     if "JWT_JWKS_URL" in env:
         env["JWT_JWKS_URL"] = config.jwt_jwks_url
-    if any(name.startswith("JWT_") for name in spec.environment):
+    if any(name.startswith("JWT_") for name in spec.environment) and not config.jwt_jwks_url:
+        # The functions accept exactly one key source: the local secret unless a JWKS is configured.
         env["JWT_SECRET"] = config.jwt_secret
-        if not config.jwt_jwks_url:
-            env["JWT_ALGORITHMS"] = "HS256"
+        env["JWT_ALGORITHMS"] = "HS256"
     base = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
     base.update(
         {
@@ -254,6 +254,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         await runtime.start()
         routes: dict[str, Route] = {}
         unresolved: list[str] = []
+        client_settings: dict[str, str] = {}
         for name, spec in model.functions.items():
             if config.only_functions is not None and name not in config.only_functions:
                 continue
@@ -274,6 +275,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                     task_root=task_root,
                     unresolved=unresolved,
                 )
+                if env.get("MAX_MESSAGE_BYTES"):
+                    client_settings["maxMessageBytes"] = env["MAX_MESSAGE_BYTES"]
                 pool = await runtime.add_function(
                     name,
                     task_root=task_root,
@@ -313,6 +316,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                 ws_url=f"ws://{config.host}:{ws_port}/{config.stage}",
                 stage=config.stage,
                 jwt_secret=config.jwt_secret,
+                max_message_bytes=int(client_settings.get("maxMessageBytes", "4096")),
             )
             web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await web_runner.setup()

@@ -11,6 +11,14 @@ from .tokens import make_token
 __all__ = ["make_web_app"]
 
 NO_CACHE = {"Cache-Control": "no-store, max-age=0"}
+# index.html carries the full Content-Security-Policy in a meta tag; frame-ancestors only works as a header
+# (browsers enforce every policy they are given, so the two combine).
+PAGE_HEADERS = {
+    **NO_CACHE,
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 MAX_TOKEN_TTL_S = 7 * 24 * 3600
 
 _PLACEHOLDER = """<!doctype html>
@@ -21,11 +29,14 @@ _PLACEHOLDER = """<!doctype html>
 """
 
 
-def make_web_app(*, web_dir: Path, ws_url: str, stage: str, jwt_secret: str) -> web.Application:
+def make_web_app(
+    *, web_dir: Path, ws_url: str, stage: str, jwt_secret: str, max_message_bytes: int = 4096
+) -> web.Application:
     root = web_dir.resolve()
+    settings = {"wsUrl": ws_url, "stage": stage, "local": True, "maxMessageBytes": max_message_bytes}
 
     async def config(_: web.Request) -> web.Response:
-        return web.json_response({"wsUrl": ws_url, "stage": stage, "local": True}, headers=NO_CACHE)
+        return web.json_response(settings, headers=NO_CACHE)
 
     async def token(request: web.Request) -> web.Response:
         user = request.query.get("user", "").strip()
@@ -60,9 +71,9 @@ def make_web_app(*, web_dir: Path, ws_url: str, stage: str, jwt_secret: str) -> 
         if target.is_dir():
             target = target / "index.html"
         if target.is_file():
-            return web.FileResponse(target, headers=NO_CACHE)
+            return web.FileResponse(target, headers=PAGE_HEADERS)
         if rel == "index.html":
-            return web.Response(text=_PLACEHOLDER, content_type="text/html", headers=NO_CACHE)
+            return web.Response(text=_PLACEHOLDER, content_type="text/html", headers=PAGE_HEADERS)
         raise web.HTTPNotFound()
 
     app = web.Application()

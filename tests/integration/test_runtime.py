@@ -234,3 +234,24 @@ def test_burst_of_invocations_never_exceeds_max_workers() -> None:
         assert len(results) == 8 and all(r.error_type is None for r in results)
         assert pool.cold_starts == 2
         assert len(pool.workers) == 2
+
+
+def test_environment_with_jwks_gives_connect_exactly_one_key_source(tmp_path: Path) -> None:
+    # The functions refuse to start with two key sources: a configured JWKS replaces the local secret.
+    from local_stack import StackConfig
+    from local_stack.config import REPO_ROOT
+    from local_stack.stack import function_environment
+    from local_stack.terraform import load_model
+
+    model = load_model([REPO_ROOT / "terraform"])
+    config = StackConfig(jwt_jwks_url="http://127.0.0.1:9/jwks.json")
+    env = function_environment(
+        config,
+        model,
+        model.functions["connect"],
+        callback_url="http://127.0.0.1:1/dev",
+        dynamodb_endpoint="http://127.0.0.1:2",
+        task_root=tmp_path,
+    )
+    assert env["JWT_JWKS_URL"] == "http://127.0.0.1:9/jwks.json"
+    assert "JWT_SECRET" not in env and env["JWT_SECRET_ARN"] == ""

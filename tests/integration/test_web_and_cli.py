@@ -44,7 +44,12 @@ def free_port() -> int:
 def test_config_json(test_stack: Stack) -> None:
     status, headers, body = get(f"{test_stack.web_url}config.json")
     assert status == 200
-    assert json.loads(body) == {"wsUrl": test_stack.ws_url, "stage": "dev", "local": True}
+    assert json.loads(body) == {
+        "wsUrl": test_stack.ws_url,
+        "stage": "dev",
+        "local": True,
+        "maxMessageBytes": 4096,  # send_message's MAX_MESSAGE_BYTES: the Terraform variable's default
+    }
     assert "no-store" in headers["Cache-Control"]
 
 
@@ -75,6 +80,8 @@ def test_static_files_served_without_caching(local_stack_factory: Any, tmp_path:
     stack = local_stack_factory(web_dir=tmp_path)
     status, headers, body = get(stack.web_url or "")
     assert status == 200 and body.startswith(b"<!doctype html>") and "no-store" in headers["Cache-Control"]
+    assert headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert headers["X-Content-Type-Options"] == "nosniff"
     assert get(f"{stack.web_url}app.js")[2] == b"console.log('hi')"
     assert get(f"{stack.web_url}../../etc/passwd")[0] == 404
     assert get(f"{stack.web_url}missing.css")[0] == 404
