@@ -3,7 +3,7 @@
 For other suites (browser, bench, reliability), use:
 
 * ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test.
-* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped; skips until lambdas/ exists.
+* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped.
 * ``test_stack`` (package): terraform/ + the test route table ``terraform/full`` over ``functions/``.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from local_stack import Stack, StackConfig, StackThread
 
-from .helpers import REPO, EventLog, test_config
+from .helpers import EventLog, test_config
 
 
 @pytest.fixture(scope="package")
@@ -49,13 +49,6 @@ def local_stack_factory() -> Iterator[Callable[..., Stack]]:
 
 @pytest.fixture(scope="package")
 def chat_stack() -> Iterator[Stack]:
-    missing = [
-        f
-        for f in ("connect", "disconnect", "send_message", "default")
-        if not (REPO / "lambdas" / f / "app.py").is_file()
-    ]
-    if missing:
-        pytest.skip(f"lambdas/{{{','.join(missing)}}}/app.py not written yet")
     config = StackConfig(ws_port=0, web_port=0, min_workers=1, reload=False, echo_logs=False)
     with StackThread(config) as stack:
         yield stack

@@ -21,7 +21,7 @@ import pytest
 
 from local_stack import DEFAULT_JWT_SECRET, Stack
 
-from .helpers import FUNCTIONS, REPO, TF_FULL, connect, request
+from .helpers import FUNCTIONS, REPO, TF_FULL, connect
 
 pytestmark = pytest.mark.timeout(120)
 PY = sys.executable
@@ -228,7 +228,7 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_connecting_through_a_real_token_and_the_contract(chat_stack: Stack) -> None:
-    """Against the real functions (skips until lambdas/ exists): a valid token connects, a bad one 401s."""
+    """Against the real functions: a valid token connects, a bad one 401s."""
     token = chat_stack.token("alice", room="general")
     with connect(f"{chat_stack.ws_url}?token={token}&room_id=general", open_timeout=30) as ws:
         ws.send(json.dumps({"action": "sendMessage", "message": "hello"}))
@@ -239,4 +239,3 @@ def test_connecting_through_a_real_token_and_the_contract(chat_stack: Stack) -> 
     with pytest.raises(InvalidStatus) as info:
         connect(f"{chat_stack.ws_url}?token=not-a-jwt&room_id=general", open_timeout=30)
     assert info.value.response.status_code == 401
-    assert request  # helper imported for symmetry with the other modules
