@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import itertools
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
-from bench.env import LAMBDAS
+from tests.support.functions import load_function
 
-_counter = itertools.count()
-
-
-def load_function(name: str) -> ModuleType:
-    """Import ``lambdas/<name>/app.py`` afresh: its module-level init (config, clients) runs again."""
-    path = LAMBDAS / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"bench_lambda_{name}_{next(_counter)}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+__all__ = ["load_function", "quiet_stdout"]
 
 
 @contextlib.contextmanager

@@ -1,16 +1,12 @@
-"""Shared by every test folder: safe AWS defaults and loading a function's handler module by path."""
+"""Shared by every test folder: safe AWS defaults, and ``load_function`` (tests/support/functions.py)."""
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-LAMBDAS = ROOT / "lambdas"
 
 # Never reach a real account from a test, whatever the developer's shell holds.
 for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
@@ -27,14 +23,6 @@ os.environ.update(
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-_counter = itertools.count()
+from tests.support.functions import load_function  # noqa: E402  (needs the path set up above)
 
-
-def load_function(name: str) -> ModuleType:
-    """Import ``lambdas/<name>/app.py`` afresh (its cold start runs again), as the image's ``app`` module."""
-    path = LAMBDAS / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"lambda_{name}_{next(_counter)}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+__all__ = ["load_function"]
