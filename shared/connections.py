@@ -60,8 +60,11 @@ class RoomMembers:
 
     connections: list[Connection] = field(default_factory=list)
     pages: int = 0
-    items_read: int = 0
     expired_skipped: int = 0
+
+    @property
+    def items_read(self) -> int:
+        return len(self.connections) + self.expired_skipped
 
 
 class ConnectionStore:
@@ -173,7 +176,6 @@ class ConnectionStore:
         for page in self._query_pages(ROOM_INDEX, "room_id", room_id):
             members.pages += 1
             for item in page.get("Items", []):
-                members.items_read += 1
                 connection = _from_item(item, room_id=room_id)
                 if connection.expired(now):
                     members.expired_skipped += 1

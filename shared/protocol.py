@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeGuard
@@ -32,12 +31,6 @@ class FrameError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True, kw_only=True)
-class ChatMessage:
-    room_id: str
-    text: str
 
 
 def is_valid_room_id(value: object) -> TypeGuard[str]:
@@ -103,8 +96,9 @@ def unknown_action_error(frame: dict[str, Any]) -> FrameError:
     return FrameError(ErrorCode.UNKNOWN_ACTION, f'unknown action "{shown}"; use "sendMessage"')
 
 
-def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_bytes: int) -> ChatMessage:
-    """Check a ``sendMessage`` frame, in the contract's order: forbidden_room, invalid_message, too large."""
+def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_bytes: int) -> str:
+    """The text of a ``sendMessage`` frame, checked in the contract's order: forbidden_room,
+    invalid_message, message_too_large. The message goes to ``connection_room``: no other is allowed."""
     room_id = frame.get("room_id", connection_room)
     if room_id != connection_room:
         raise FrameError(
@@ -123,4 +117,4 @@ def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_by
             ErrorCode.MESSAGE_TOO_LARGE,
             f"message is {size:,} bytes; at most {max_bytes:,} bytes (UTF-8) are allowed",
         )
-    return ChatMessage(room_id=connection_room, text=text)
+    return text

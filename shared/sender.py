@@ -79,9 +79,9 @@ def classify(error: Exception) -> tuple[Outcome, bool]:
         code = error.response.get("Error", {}).get("Code", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         # boto3 raises the typed GoneException only when the response names it; a bare 410 is a ClientError.
-        if code in ("GoneException", "410") or status == 410:
+        if code == "GoneException" or status == 410:
             return Outcome.GONE, False
-        retry = code in RETRYABLE_CODES or status == 429 or status >= 500 or code in ("429", "500", "503")
+        retry = code in RETRYABLE_CODES or status == 429 or status >= 500
         return Outcome.FAILED, retry
     if isinstance(error, BotoCoreError):  # connection refused/reset, timeouts
         return Outcome.FAILED, True

@@ -16,7 +16,7 @@ callback_url = callback_url_from_env()
 # The default route never deletes records (no table access): a gone sender is left to $disconnect and TTL.
 sender = Sender(pool_size=1, on_gone=lambda connection_id: None)
 if callback_url:
-    sender.client(callback_url)  # build the boto3 client during init, not on the first frame
+    sender.client(callback_url)  # build the management client during init, not on the first frame
 
 
 @metrics.log_metrics

@@ -38,7 +38,7 @@ store = ConnectionStore(
 sender = Sender(pool_size=config.broadcast_concurrency, on_gone=store.delete_if_exists)
 bucket = TokenBucket(rate=config.rate_limit_per_second, burst=config.rate_limit_burst)
 if config.callback_url:
-    sender.client(config.callback_url)  # build the boto3 client during init, not on the first message
+    sender.client(config.callback_url)  # build the management client during init, not on the first message
 
 
 @metrics.log_metrics
@@ -72,21 +72,20 @@ def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) ->
     if sender_record is None:
         raise FrameError(ErrorCode.FORBIDDEN_ROOM, "this connection is not in any room; reconnect")
     logger.append_keys(room_id=sender_record.room_id, user_id=sender_record.user_id)
-    message = validate_chat_message(
-        frame, connection_room=sender_record.room_id, max_bytes=config.max_message_bytes
-    )
+    room_id = sender_record.room_id
+    text = validate_chat_message(frame, connection_room=room_id, max_bytes=config.max_message_bytes)
     if bucket.enabled and not store.take_message_token(sender_record, bucket):
         raise FrameError(
             ErrorCode.RATE_LIMITED,
             f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst}); try again soon",
         )
 
-    members = store.room_members(message.room_id)
+    members = store.room_members(room_id)
     data = message_frame(
-        room_id=message.room_id,
+        room_id=room_id,
         user_id=sender_record.user_id,
         name=sender_record.name,
-        message=message.text,
+        message=text,
         message_id=uuid.uuid4().hex,
         timestamp=utc_timestamp(),
     )

@@ -21,8 +21,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 from tests.support.management_api import FakeManagementApi
-
-TABLE = "chat_connections"
+from tests.support.records import TABLE, put_record, record_ids, records  # noqa: F401  (re-exported)
 
 
 def b64url(data: bytes) -> str:
@@ -73,27 +72,6 @@ def _is_common_header(part: str) -> bool:
     except ValueError:
         return False
     return isinstance(value, dict) and set(value) <= {"alg", "typ", "kid"}
-
-
-def records(dynamodb: Any) -> list[dict[str, Any]]:
-    return dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
-
-
-def record_ids(dynamodb: Any) -> set[str]:
-    return {item["connection_id"]["S"] for item in records(dynamodb)}
-
-
-def put_record(dynamodb: Any, cid: str, room: str, user: str = "u", *, ttl: int | None = None) -> None:
-    dynamodb.put_item(
-        TableName=TABLE,
-        Item={
-            "connection_id": {"S": cid},
-            "room_id": {"S": room},
-            "user_id": {"S": user},
-            "ttl": {"N": str(ttl if ttl is not None else int(time.time()) + 7200)},
-            "created_at": {"S": "2026-11-29T00:00:00Z"},
-        },
-    )
 
 
 @dataclass

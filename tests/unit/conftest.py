@@ -8,10 +8,9 @@ import pytest
 from moto import mock_aws
 
 from tests.support.management_api import FakeManagementApi
+from tests.support.records import TABLE
 from tests.support.tables import create_connections_table
 from tests.support.tokens import SECRET
-
-TABLE = "chat_connections"
 
 
 @pytest.fixture

@@ -9,18 +9,13 @@ import pytest
 
 from tests.conftest import load_function
 from tests.support.events import FakeContext, connect_event
+from tests.support.records import TABLE, records
 from tests.support.tokens import make_token
-
-TABLE = "chat_connections"
 
 
 @pytest.fixture
 def connect(dynamodb: Any) -> Any:
     return load_function("connect")
-
-
-def records(dynamodb: Any) -> list[dict[str, Any]]:
-    return dynamodb.scan(TableName=TABLE)["Items"]
 
 
 def call(module: Any, query: dict[str, str] | None, **kwargs: Any) -> dict[str, Any]:

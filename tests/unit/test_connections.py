@@ -4,8 +4,7 @@ import time
 from typing import Any
 
 from shared.connections import TTL_SECONDS, ConnectionStore
-
-TABLE = "chat_connections"
+from tests.support.records import TABLE
 
 
 def test_put_get_and_ttl_window(dynamodb: Any) -> None:

@@ -6,9 +6,8 @@ import pytest
 
 from tests.conftest import load_function
 from tests.support.events import FakeContext, connect_event, disconnect_event
+from tests.support.records import TABLE
 from tests.support.tokens import make_token
-
-TABLE = "chat_connections"
 
 
 @pytest.fixture

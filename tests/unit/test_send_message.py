@@ -11,33 +11,14 @@ import pytest
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
+from tests.support.records import TABLE, put_record, record_ids
 
-TABLE = "chat_connections"
 SENDER = "SENDERxxxxxxxx0="
-
-
-def put(
-    dynamodb: Any, cid: str, room: str, user: str = "u", *, ttl: int | None = None, name: str | None = None
-) -> None:
-    item = {
-        "connection_id": {"S": cid},
-        "room_id": {"S": room},
-        "user_id": {"S": user},
-        "ttl": {"N": str(ttl if ttl is not None else int(time.time()) + 7200)},
-        "created_at": {"S": "2026-11-29T00:00:00Z"},
-    }
-    if name:
-        item["name"] = {"S": name}
-    dynamodb.put_item(TableName=TABLE, Item=item)
-
-
-def ids(dynamodb: Any) -> set[str]:
-    return {item["connection_id"]["S"] for item in dynamodb.scan(TableName=TABLE)["Items"]}
 
 
 @pytest.fixture
 def send(dynamodb: Any, management_api: FakeManagementApi) -> Any:
-    put(dynamodb, SENDER, "general", "alice", name="Alice")
+    put_record(dynamodb, SENDER, "general", "alice", name="Alice")
     management_api.live.add(SENDER)
     return load_function("send_message")
 
@@ -54,7 +35,7 @@ def test_send_message_reaches_everyone_in_the_room_sender_included(
         ("CAROLxxxxxxxxx0=", "general"),
         ("DAVExxxxxxxxxx0=", "other"),
     ]:
-        put(dynamodb, cid, room)
+        put_record(dynamodb, cid, room)
         management_api.live.add(cid)
     assert (
         call(send, {"action": "sendMessage", "room_id": "general", "message": "Hello"})["statusCode"] == 200
@@ -116,7 +97,7 @@ def test_send_message_unique_ids_per_message(send: Any, management_api: FakeMana
 def test_send_message_refusals_go_to_sender_only_and_broadcast_nothing(
     send: Any, dynamodb: Any, management_api: FakeManagementApi, body: Any, code: str
 ) -> None:
-    put(dynamodb, "BOBxxxxxxxxxxx0=", "general")
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general")
     management_api.live.add("BOBxxxxxxxxxxx0=")
     response = call(send, body)
     assert response["statusCode"] == 200
@@ -150,7 +131,7 @@ def test_send_message_from_unregistered_connection_is_refused(
 def test_send_message_skips_expired_records(
     send: Any, dynamodb: Any, management_api: FakeManagementApi
 ) -> None:
-    put(dynamodb, "OLDxxxxxxxxxxx0=", "general", ttl=int(time.time()) - 1)
+    put_record(dynamodb, "OLDxxxxxxxxxxx0=", "general", ttl=int(time.time()) - 1)
     management_api.live.add("OLDxxxxxxxxxxx0=")
     call(send, {"action": "sendMessage", "message": "hi"})
     assert management_api.attempts.get("OLDxxxxxxxxxxx0=", 0) == 0
@@ -159,21 +140,21 @@ def test_send_message_skips_expired_records(
 def test_send_message_deletes_exactly_the_gone_connection(
     send: Any, dynamodb: Any, management_api: FakeManagementApi
 ) -> None:
-    put(dynamodb, "GONExxxxxxxxxx0=", "general")  # not live: the fake answers 410
-    put(dynamodb, "BOBxxxxxxxxxxx0=", "general")
+    put_record(dynamodb, "GONExxxxxxxxxx0=", "general")  # not live: the fake answers 410
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general")
     management_api.live.add("BOBxxxxxxxxxxx0=")
     call(send, {"action": "sendMessage", "message": "hi"})
-    assert ids(dynamodb) == {SENDER, "BOBxxxxxxxxxxx0="}
+    assert record_ids(dynamodb) == {SENDER, "BOBxxxxxxxxxxx0="}
 
 
 @pytest.mark.parametrize("status", [403, 413, 429, 500])
 def test_send_message_other_errors_delete_nothing(
     send: Any, dynamodb: Any, management_api: FakeManagementApi, status: int
 ) -> None:
-    put(dynamodb, "FLAKYxxxxxxxxx0=", "general")
+    put_record(dynamodb, "FLAKYxxxxxxxxx0=", "general")
     management_api.scripts["FLAKYxxxxxxxxx0="] = [status] * 10
     call(send, {"action": "sendMessage", "message": "hi"})
-    assert "FLAKYxxxxxxxxx0=" in ids(dynamodb)
+    assert "FLAKYxxxxxxxxx0=" in record_ids(dynamodb)
     retried = status in (429, 500)
     assert management_api.attempts["FLAKYxxxxxxxxx0="] == (3 if retried else 1)
 
@@ -182,7 +163,7 @@ def test_send_message_other_errors_delete_nothing(
 def test_send_message_transient_errors_are_retried_until_delivered(
     send: Any, dynamodb: Any, management_api: FakeManagementApi, status: int
 ) -> None:
-    put(dynamodb, "FLAKYxxxxxxxxx0=", "general")
+    put_record(dynamodb, "FLAKYxxxxxxxxx0=", "general")
     management_api.live.add("FLAKYxxxxxxxxx0=")
     management_api.scripts["FLAKYxxxxxxxxx0="] = [status, status]
     call(send, {"action": "sendMessage", "message": "hi"})
@@ -195,7 +176,7 @@ def test_send_message_reads_every_page_of_a_large_room(
     # Seed defect 4: one Query page only. 50 items a page makes 130 members span 3 pages.
     members = [f"M{i:013d}x0=" for i in range(129)]
     for cid in members:
-        put(dynamodb, cid, "general")
+        put_record(dynamodb, cid, "general")
         management_api.live.add(cid)
     send.store.page_size = 50
     assert send.store.room_members("general").pages == 3
@@ -225,7 +206,7 @@ def test_send_message_rate_limit_allows_burst_then_refuses(
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
     monkeypatch.setenv("RATE_LIMIT_BURST", "3")
-    put(dynamodb, SENDER, "general", "alice")
+    put_record(dynamodb, SENDER, "general", "alice")
     management_api.live.add(SENDER)
     module = load_function("send_message")
     now = [time.time()]
@@ -244,7 +225,7 @@ def test_send_message_rate_limit_zero_disables_it(
     dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "0")
-    put(dynamodb, SENDER, "general", "alice")
+    put_record(dynamodb, SENDER, "general", "alice")
     management_api.live.add(SENDER)
     module = load_function("send_message")
     for i in range(30):
