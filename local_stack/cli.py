@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_up(args))
         if args.command == "invoke":
             return asyncio.run(_invoke(args))
-    except PortInUseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (TerraformError, ValueError) as exc:
+    except (PortInUseError, TerraformError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

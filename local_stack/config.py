@@ -47,7 +47,6 @@ class StackConfig:
     tf_vars: Mapping[str, Any] = field(default_factory=dict)  # like terraform -var
     function_urls: Mapping[str, str] = field(default_factory=dict)  # function -> RIE invoke URL
     only_functions: tuple[str, ...] | None = None  # run just these (the invoke command)
-    extra_env: Mapping[str, str] = field(default_factory=dict)  # added to every function
 
     min_workers: int = 1  # pre-warmed execution environments per function
     max_workers: int = 4  # concurrent executions per function
@@ -74,6 +73,3 @@ class StackConfig:
             region=env.get("AWS_REGION") or "us-east-1",
         )
         return replace(config, **overrides) if overrides else config
-
-    def with_(self, **changes: Any) -> StackConfig:
-        return replace(self, **changes)

@@ -111,7 +111,6 @@ class TtlReaper:
         self.table = table
         self.spec = spec
         self.interval_s = interval_s
-        self.deleted = 0
         self._log = log or (lambda line: None)
 
     def reap_once(self, now: float | None = None) -> int:
@@ -148,7 +147,6 @@ class TtlReaper:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        self.deleted += deleted
         return deleted
 
     async def run(self) -> None:

@@ -13,13 +13,14 @@ import os
 import secrets
 import string
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "HOP_BY_HOP",
     "ConnectionInfo",
+    "RouteSelector",
     "clf_time",
     "connect_event",
     "disconnect_event",
@@ -29,7 +30,6 @@ __all__ = [
     "message_event",
     "new_api_id",
     "new_id",
-    "select_route",
     "trace_id",
 ]
 
@@ -89,8 +89,6 @@ class ConnectionInfo:
     stage: str
     api_id: str
     last_active_at: int = 0
-    authorizer: Mapping[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, str]:
         identity = {"sourceIp": self.source_ip}
@@ -117,8 +115,6 @@ def _request_context(
         "connectionId": conn.connection_id,
         "apiId": conn.api_id,
     }
-    if conn.authorizer is not None:
-        ctx["authorizer"] = dict(conn.authorizer)
     return ctx
 
 
@@ -236,23 +232,30 @@ def _expression_path(expression: str) -> list[str] | None:
     return path if all(path) else None
 
 
-def select_route(expression: str, body: str, routes: Iterable[str]) -> str | None:
-    """The route key a frame goes to: the key the expression yields when it names a route, else
-    ``$default`` when that route exists, else ``None`` (the gateway answers Forbidden).
+class RouteSelector:
+    """Route selection of one API; the expression is parsed and the route keys collected once."""
 
-    Non-JSON frames, frames where the expression can't be evaluated and unmatched keys all fall
-    through to ``$default``; ``$connect``/``$disconnect``/``$default`` are never chosen by the expression.
-    """
-    route_set = set(routes)
-    path = _expression_path(expression)
-    key: Any = None
-    if path is not None:
-        try:
-            key = json.loads(body)
-        except ValueError:
-            key = None
-        for part in path:
-            key = key.get(part) if isinstance(key, dict) else None
-    if isinstance(key, str) and key in route_set and key not in _RESERVED_ROUTES:
-        return key
-    return "$default" if "$default" in route_set else None
+    def __init__(self, expression: str, routes: Iterable[str]) -> None:
+        route_set = set(routes)
+        self._path = _expression_path(expression)
+        self._selectable = frozenset(route_set - _RESERVED_ROUTES)
+        self._fallback = "$default" if "$default" in route_set else None
+
+    def select(self, body: str) -> str | None:
+        """The route key a frame goes to: the key the expression yields when it names a route, else
+        ``$default`` when that route exists, else ``None`` (the gateway answers Forbidden).
+
+        Non-JSON frames, frames where the expression can't be evaluated and unmatched keys all fall
+        through to ``$default``; ``$connect``/``$disconnect``/``$default`` are never chosen by the expression.
+        """
+        key: Any = None
+        if self._path is not None:
+            try:
+                key = json.loads(body)
+            except ValueError:
+                key = None
+            for part in self._path:
+                key = key.get(part) if isinstance(key, dict) else None
+        if isinstance(key, str) and key in self._selectable:
+            return key
+        return self._fallback

@@ -14,9 +14,10 @@ and body for a POST; same operation and body for DynamoDB): deterministic, and e
 its retry path. With a rate (``500:0.2``), each attempt fails with that probability
 (``LOCAL_STACK_FAULT_SEED`` fixes the draws).
 
-The gateway reads the variable itself; for the functions, :func:`worker_env` adds ``fault_site/`` to
-their ``PYTHONPATH``, whose ``sitecustomize`` calls :func:`install_dynamodb_faults` in every worker before
-the handler module is imported (boto3's default session hands the hook to every client made from it).
+``run_stack`` parses the stack process's own environment once and hands the gateway its switch; for the
+functions, :func:`worker_env` adds ``fault_site/`` to their ``PYTHONPATH``, whose ``sitecustomize`` calls
+:func:`install_dynamodb_faults` in every worker before the handler module is imported (boto3's default
+session hands the hook to every client made from it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import json
 import os
 import random
 import threading
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +57,6 @@ class Switch:
     rate: float | None
     rng: random.Random
     seen: set[str] = field(default_factory=set)
-    injected: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fires(self, *key: bytes | str) -> bool:
@@ -68,8 +67,6 @@ class Switch:
                 digest = hashlib.sha256(b"\0".join(k.encode() if isinstance(k, str) else k for k in key))
                 hit = digest.hexdigest() not in self.seen
                 self.seen.add(digest.hexdigest())
-            if hit:
-                self.injected[self.kind] += 1
             return hit
 
 

@@ -33,6 +33,7 @@ from aiohttp import WSMsgType, web
 from . import faults
 from .events import (
     ConnectionInfo,
+    RouteSelector,
     connect_event,
     disconnect_event,
     disconnect_reason,
@@ -41,7 +42,6 @@ from .events import (
     message_event,
     new_id,
     now_ms,
-    select_route,
 )
 from .runtime import FunctionPool, InvokeResult
 
@@ -246,19 +246,19 @@ class Gateway:
         api_id: str = "localapi01",
         forwarded_port: int = 0,
         log: Callable[[str], None] | None = None,
+        fault_switch: faults.Switch | None = None,
     ) -> None:
         self.stage = stage
         self.routes = dict(routes)
-        self.expression = route_selection_expression
+        self._selector = RouteSelector(route_selection_expression, self.routes)
         self.limits = limits or GatewayLimits()
         self.api_id = api_id
         self.forwarded_port = forwarded_port
         self.connections: dict[str, _Connection] = {}
-        self.faults = faults.from_env().get("connections")  # the fault switch: None unless it is on
+        self.faults = fault_switch  # LOCAL_STACK_FAULTS' "connections" entry: None unless it is on
         self._log = log or (lambda line: print(f"[gateway] {line}", flush=True))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._open_handlers = 0
-        self._closing = False
         self.app = web.Application(client_max_size=max(4 * 1024 * 1024, self.limits.post_bytes * 4))
         self.app.router.add_route("*", "/{stage}", self._websocket)
         self.app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._management)
@@ -417,7 +417,7 @@ class Gateway:
 
     async def _on_message(self, conn: _Connection, body: str) -> None:
         info = conn.info
-        route_key = select_route(self.expression, body, self.routes)
+        route_key = self._selector.select(body)
         request_id, request_ms = self._ids()
         if route_key is None:
             await self._send(conn, error_frame("Forbidden", info.connection_id, request_id))
@@ -480,13 +480,15 @@ class Gateway:
     async def _management(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
             return self._aws_error(403, "ForbiddenException", "Forbidden")
-        conn = self.connections.get(request.match_info["connection_id"])
+        # looked up after the body is read: a connection closing meanwhile is already out of the table
+        # (close_connection removes it when it starts closing), so ``None`` is the only "gone" case
         method = request.method
+        body = await request.read() if method == "POST" else b""
+        conn = self.connections.get(request.match_info["connection_id"])
         if method == "POST":
-            body = await request.read()
             if len(body) > self.limits.post_bytes:
                 return self._aws_error(413, "PayloadTooLargeException", "Request entity too large")
-            if conn is None or conn.closing:
+            if conn is None:
                 return self._aws_error(410, "GoneException", None)
             if self.faults is not None and self.faults.fires(conn.info.connection_id, body):
                 return await self._fault(request, self.faults.kind)
@@ -502,7 +504,7 @@ class Gateway:
             except (ConnectionError, RuntimeError):
                 return self._aws_error(410, "GoneException", None)
             return web.Response(status=200, content_type="application/json")
-        if conn is None or conn.closing:
+        if conn is None:
             return self._aws_error(410, "GoneException", None)
         if method == "GET":
             info = conn.info
@@ -533,7 +535,6 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def close(self, timeout: float = 5.0) -> None:
         """Close every connection (1001 Going away), let their ``$disconnect`` run, then stop."""
-        self._closing = True
         for conn in list(self.connections.values()):
             self.close_connection(conn, 1001, "Going away")
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import itertools
 import json
 import os
@@ -33,7 +34,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,6 @@ class _Invocation:
     request_id: str
     payload: bytes
     future: asyncio.Future[InvokeResult]
-    created: float = field(default_factory=time.monotonic)
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
 
@@ -98,10 +98,11 @@ class _Worker:
     doomed: bool = False  # recycle after the current invocation
 
 
-def _listening_socket(host: str, port: int = 0) -> socket.socket:
+def _listening_socket(host: str) -> socket.socket:
+    """A listening socket on a free port of ``host``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock.bind((host, 0))
     sock.listen(128)
     sock.setblocking(False)
     return sock
@@ -136,6 +137,8 @@ class FunctionPool:
         self.max_workers = max(1, max_workers)
         self.min_workers = max(0, min(min_workers, self.max_workers))
         self.handler = handler
+        region = self.env.get("AWS_REGION", "us-east-1")
+        self.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"  # sent with every event
         self.generation = 0
         self.workers: list[_Worker] = []
         # Spawns scheduled but not yet in ``workers`` (their port is still being opened): counted as live,
@@ -173,8 +176,9 @@ class FunctionPool:
 
     async def warm(self) -> None:
         """Start ``min_workers`` environments (pre-warmed, like provisioned concurrency)."""
-        live = [w for w in self.workers if not w.exited and not w.doomed]
-        for _ in range(self.min_workers - len(live)):
+        live, _ = self._live_and_starting()
+        for _ in range(self.min_workers - live):
+            self._spawning += 1  # reserved like _maybe_spawn's, so a concurrent burst cannot overshoot
             await self._spawn()
 
     async def recycle(self) -> None:
@@ -201,14 +205,6 @@ class FunctionPool:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "workers": sum(1 for w in self.workers if not w.exited),
-            "busy": sum(1 for w in self.workers if w.current is not None),
-            "pending": len(self.pending),
-            "cold_starts": self.cold_starts,
-        }
-
     # -- dispatching ---------------------------------------------------------------------------------
     def _dispatch(self, inv: _Invocation) -> None:
         for w in self.workers:
@@ -217,15 +213,25 @@ class FunctionPool:
                 waiter.set_result(inv)
                 return
         self.pending.append(inv)
+        self._maybe_spawn()
+
+    def _live_and_starting(self) -> tuple[int, int]:
+        """(environments alive or being opened, those of them not ready yet), ``_spawning`` included."""
         live = [w for w in self.workers if not w.exited and not w.doomed]
         starting = sum(1 for w in live if not w.ready) + self._spawning
-        if (
-            len(self.pending) > starting
-            and len(live) + self._spawning < self.max_workers
-            and not self._closing
-        ):
-            self._spawning += 1
-            asyncio.get_running_loop().create_task(self._spawn(reserved=True))
+        return len(live) + self._spawning, starting
+
+    def _maybe_spawn(self) -> bool:
+        """The one "start a worker?" rule: more invocations queued than environments starting, and room
+        under ``max_workers``. Reserves the slot (``_spawning``) before the spawn task runs."""
+        if self._closing:
+            return False
+        live, starting = self._live_and_starting()
+        if len(self.pending) <= starting or live >= self.max_workers:
+            return False
+        self._spawning += 1
+        asyncio.get_running_loop().create_task(self._spawn())
+        return True
 
     def _start(self, w: _Worker, inv: _Invocation) -> None:
         w.current = inv
@@ -316,7 +322,8 @@ class FunctionPool:
             self._finish(inv, InvokeResult(json.dumps(payload).encode(), err_type))
 
     # -- processes ---------------------------------------------------------------------------------------
-    async def _spawn(self, *, reserved: bool = False) -> None:
+    async def _spawn(self) -> None:
+        """Start one worker in the slot its caller reserved (``_spawning += 1``)."""
         try:
             if self._closing:
                 return
@@ -326,8 +333,7 @@ class FunctionPool:
             site = web.SockSite(self.runtime.runner, sock)
             await site.start()
         finally:
-            if reserved:
-                self._spawning -= 1
+            self._spawning -= 1
         w = _Worker(wid=wid, port=port, site=site, generation=self.generation)
         self.workers.append(w)
         self.runtime.register_worker(port, self, w)
@@ -435,9 +441,8 @@ class FunctionPool:
                 )
         elif self.pending and not self._closing:
             # invocations still queued (their worker was recycled or killed) need another environment
-            live = [x for x in self.workers if not x.exited and not x.doomed]
-            if len(live) + self._spawning < self.max_workers and not any(not x.ready for x in live):
-                await self._spawn()
+            while self._maybe_spawn():
+                pass
 
 
 class LambdaRuntime:
@@ -450,8 +455,12 @@ class LambdaRuntime:
         self._log = log or (lambda name, line: print(f"[{name}] {line}", flush=True))
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_get(f"{RUNTIME_PREFIX}/invocation/next", self._next)
-        app.router.add_post(f"{RUNTIME_PREFIX}/invocation/{{rid}}/response", self._response)
-        app.router.add_post(f"{RUNTIME_PREFIX}/invocation/{{rid}}/error", self._error)
+        app.router.add_post(
+            f"{RUNTIME_PREFIX}/invocation/{{rid}}/response", functools.partial(self._post, error=False)
+        )
+        app.router.add_post(
+            f"{RUNTIME_PREFIX}/invocation/{{rid}}/error", functools.partial(self._post, error=True)
+        )
         app.router.add_post(f"{RUNTIME_PREFIX}/init/error", self._init_error)
         app.router.add_post(RIE_PATH, self._rie_invoke)
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
@@ -518,32 +527,25 @@ class LambdaRuntime:
         if inv is None:
             return web.Response(status=410, text='{"errorMessage":"execution environment is shutting down"}')
         deadline_ms = int((time.time() + pool.timeout_s) * 1000)
-        region = pool.env.get("AWS_REGION", "us-east-1")
         headers = {
             "Content-Type": "application/json",
             "Lambda-Runtime-Aws-Request-Id": inv.request_id,
             "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
-            "Lambda-Runtime-Invoked-Function-Arn": f"arn:aws:lambda:{region}:{ACCOUNT}:function:{pool.name}",
+            "Lambda-Runtime-Invoked-Function-Arn": pool.function_arn,
             "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};"
             f"Parent={uuid.uuid4().hex[:16]};Sampled=0",
         }
         return web.Response(body=inv.payload, headers=headers)
 
-    async def _response(self, request: web.Request) -> web.Response:
+    async def _post(self, request: web.Request, *, error: bool) -> web.Response:
+        """``POST /invocation/{id}/response`` (``error=False``) or ``.../error``: an invocation's outcome."""
         pool, w = self._worker(request)
         body = await request.read()
-        if not pool.post_response(w, request.match_info["rid"], body, None):
-            return web.json_response(
-                {"errorMessage": "unknown request id", "errorType": "InvalidRequestID"}, status=400
-            )
-        return web.json_response({"status": "OK"}, status=202)
-
-    async def _error(self, request: web.Request) -> web.Response:
-        pool, w = self._worker(request)
-        body = await request.read()
-        error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
-        with contextlib.suppress(ValueError, AttributeError):
-            error_type = json.loads(body).get("errorType") or error_type
+        error_type: str | None = None
+        if error:
+            error_type = request.headers.get("Lambda-Runtime-Function-Error-Type", "Unhandled")
+            with contextlib.suppress(ValueError, AttributeError):
+                error_type = json.loads(body).get("errorType") or error_type
         if not pool.post_response(w, request.match_info["rid"], body, error_type):
             return web.json_response(
                 {"errorMessage": "unknown request id", "errorType": "InvalidRequestID"}, status=400

@@ -15,9 +15,8 @@ import os
 import socket
 import sys
 import threading
-import time
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from . import faults
 from .config import StackConfig
 from .dynamodb import DUMMY_CREDENTIALS, EmbeddedDynamoDB, TtlReaper, dynamodb_client, ensure_table
 from .events import new_api_id
-from .faults import worker_env
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .runtime import FunctionPool, LambdaRuntime
 from .terraform import Evaluator, FunctionSpec, TerraformModel, load_model
@@ -72,8 +71,10 @@ def function_environment(
     dynamodb_endpoint: str,
     task_root: Path,
     unresolved: list[str] | None = None,
+    fault_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The function's Terraform environment with local values, plus Lambda's runtime variables."""
+    """The function's Terraform environment with local values, plus Lambda's runtime variables
+    (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on)."""
     variables = dict(model.variables)
     variables.update(config.tf_vars)
     evaluator = Evaluator(
@@ -117,12 +118,16 @@ def function_environment(
         }
     )
     base.update(env)
-    base.update(config.extra_env)
-    fault_env = worker_env({**os.environ, **config.extra_env})  # the fault switch: {} unless it is on
     if fault_env:
-        site = fault_env.pop("LOCAL_STACK_FAULT_SITE")
-        base.update(fault_env, PYTHONPATH=os.pathsep.join([site, base["PYTHONPATH"]]))
+        extra = dict(fault_env)
+        site = extra.pop("LOCAL_STACK_FAULT_SITE")
+        base.update(extra, PYTHONPATH=os.pathsep.join([site, base["PYTHONPATH"]]))
     return base
+
+
+def _stage_url(config: StackConfig, ws_port: int, scheme: str) -> str:
+    """The stage's URL on the gateway port: ``ws`` for clients, ``http`` for ``@connections``."""
+    return f"{scheme}://{config.host}:{ws_port}/{config.stage}"
 
 
 @dataclass
@@ -141,12 +146,12 @@ class Stack:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.config.host}:{self.ws_port}/{self.config.stage}"
+        return _stage_url(self.config, self.ws_port, "ws")
 
     @property
     def callback_url(self) -> str:
         """boto3 ``apigatewaymanagementapi`` endpoint_url."""
-        return f"http://{self.config.host}:{self.ws_port}/{self.config.stage}"
+        return _stage_url(self.config, self.ws_port, "http")
 
     @property
     def web_url(self) -> str | None:
@@ -167,7 +172,7 @@ class Stack:
         return list(self.gateway.connections)
 
 
-async def _watch(stack: Stack, dirs: list[Path]) -> None:
+async def _watch(stack: Stack, dirs: list[Path], log: Callable[[str, str], None]) -> None:
     """Poll the mtimes of the functions' and shared layer's sources; recycle workers on change."""
 
     def snapshot() -> dict[str, int]:
@@ -203,9 +208,7 @@ async def _watch(stack: Stack, dirs: list[Path]) -> None:
         pools = [p for name, p in stack.pools.items() if name in affected]
         if pools:
             names = ", ".join(sorted(p.name for p in pools))
-            stack.logs.append(f"[reload] {len(changed)} file(s) changed: recycling {names}")
-            if stack.config.echo_logs:
-                print(f"[reload] {len(changed)} file(s) changed: recycling {names}", flush=True)
+            log("reload", f"{len(changed)} file(s) changed: recycling {names}")
             for pool in pools:
                 await pool.recycle()
 
@@ -214,6 +217,8 @@ async def _watch(stack: Stack, dirs: list[Path]) -> None:
 async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     """Start the whole local stack; stop everything (every child process) on exit."""
     model = load_model(config.terraform_dirs)
+    switches = faults.from_env()  # LOCAL_STACK_FAULTS of this process, parsed once (bad specs fail here)
+    fault_env = faults.worker_env()
     logs: deque[str] = deque(maxlen=20000)
 
     def log(name: str, line: str) -> None:
@@ -232,9 +237,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         raise
     ws_port = ws_sock.getsockname()[1]
     web_port = web_sock.getsockname()[1] if web_sock else None
-    callback_url = f"http://{config.host}:{ws_port}/{config.stage}"
+    callback_url = _stage_url(config, ws_port, "http")
 
-    cleanup: list[Any] = []
     tasks: list[asyncio.Task[Any]] = []
     embedded: EmbeddedDynamoDB | None = None
     runtime = LambdaRuntime(host=config.host, log=log)
@@ -254,7 +258,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         await runtime.start()
         routes: dict[str, Route] = {}
         unresolved: list[str] = []
-        client_settings: dict[str, str] = {}
+        max_message_bytes: int | None = None  # the client's limit, when a function's environment sets one
         for name, spec in model.functions.items():
             if config.only_functions is not None and name not in config.only_functions:
                 continue
@@ -274,9 +278,10 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                     dynamodb_endpoint=endpoint,
                     task_root=task_root,
                     unresolved=unresolved,
+                    fault_env=fault_env,
                 )
                 if env.get("MAX_MESSAGE_BYTES"):
-                    client_settings["maxMessageBytes"] = env["MAX_MESSAGE_BYTES"]
+                    max_message_bytes = int(env["MAX_MESSAGE_BYTES"])
                 pool = await runtime.add_function(
                     name,
                     task_root=task_root,
@@ -304,6 +309,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             api_id=new_api_id(),
             forwarded_port=ws_port,
             log=lambda line: log("gateway", line),
+            fault_switch=switches.get("connections"),
         )
         gateway_runner = web.AppRunner(
             gateway.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
@@ -313,10 +319,10 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         if web_sock is not None:
             web_app = make_web_app(
                 web_dir=config.web_dir,
-                ws_url=f"ws://{config.host}:{ws_port}/{config.stage}",
+                ws_url=_stage_url(config, ws_port, "ws"),
                 stage=config.stage,
                 jwt_secret=config.jwt_secret,
-                max_message_bytes=int(client_settings.get("maxMessageBytes", "4096")),
+                max_message_bytes=max_message_bytes,
             )
             web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
             await web_runner.setup()
@@ -345,7 +351,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             tasks.append(asyncio.get_running_loop().create_task(stack.reaper.run()))
         if config.reload:
             watch_dirs = [config.functions_dir.resolve(), config.shared_dir.resolve()]
-            tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs)))
+            tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs, log)))
         yield stack
     finally:
         if gateway is not None:
@@ -364,8 +370,6 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             await runtime.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
-        for item in cleanup:
-            item.close()
         ws_sock.close()
         if web_sock is not None:
             web_sock.close()
@@ -425,13 +429,3 @@ class StackThread:
         self._thread.join(timeout)
         if self._thread.is_alive():
             print("local stack thread did not stop in time", file=sys.stderr)
-
-
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` (bounded; for tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())

@@ -4,7 +4,7 @@ Terraform is the one source of truth (DESIGN.md): routes and the functions servi
 ``local.functions``, the route selection expression from ``aws_apigatewayv2_api.websocket``, the table's
 keys, GSIs and TTL attribute from ``aws_dynamodb_table.connections``, each function's environment
 variable *names* from ``merge(local.common_env, local.functions[fn].environment)``. Values are AWS
-values; :func:`resolve_env` substitutes local ones.
+values; the stack substitutes local ones (``local_stack.stack.function_environment``).
 
 python-hcl2 keeps the quotes of string literals (``"\\"$connect\\""``) and gives expressions as
 ``"${...}"``; :func:`literal` undoes the first, :class:`Evaluator` understands the few expression forms
@@ -87,11 +87,6 @@ class TerraformModel:
     table: TableSpec
     variables: dict[str, Any]  # defaults, literal values
     locals: dict[str, Any]  # raw hcl2 values
-    files: list[Path] = field(default_factory=list)
-
-    def route_table(self) -> dict[str, str]:
-        """route key -> function name."""
-        return {spec.route_key: name for name, spec in self.functions.items()}
 
 
 def _unquote_key(key: str) -> str:
@@ -215,7 +210,6 @@ def load_model(dirs: Iterable[Path]) -> TerraformModel:
         table=_table_spec(table),
         variables=variables,
         locals=locals_,
-        files=files,
     )
 
 

@@ -30,10 +30,14 @@ _PLACEHOLDER = """<!doctype html>
 
 
 def make_web_app(
-    *, web_dir: Path, ws_url: str, stage: str, jwt_secret: str, max_message_bytes: int = 4096
+    *, web_dir: Path, ws_url: str, stage: str, jwt_secret: str, max_message_bytes: int | None = None
 ) -> web.Application:
+    """``max_message_bytes``: the functions' ``MAX_MESSAGE_BYTES``; ``/config.json`` carries
+    ``maxMessageBytes`` only when it is set (the client keeps its own default otherwise)."""
     root = web_dir.resolve()
-    settings = {"wsUrl": ws_url, "stage": stage, "local": True, "maxMessageBytes": max_message_bytes}
+    settings: dict[str, object] = {"wsUrl": ws_url, "stage": stage, "local": True}
+    if max_message_bytes is not None:
+        settings["maxMessageBytes"] = max_message_bytes
 
     async def config(_: web.Request) -> web.Response:
         return web.json_response(settings, headers=NO_CACHE)

@@ -2,7 +2,8 @@
 
 For other suites (browser, bench, reliability), use:
 
-* ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test.
+* ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test
+  (``local_stack_factory_module``: at the end of the module).
 * ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped.
 * ``test_stack`` (package): terraform/ + the test route table ``terraform/full`` over ``functions/``.
 """
@@ -10,13 +11,12 @@ For other suites (browser, bench, reliability), use:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from local_stack import Stack, StackConfig, StackThread
 
-from .helpers import EventLog, test_config
+from .helpers import EventLog, stack_factory, test_config
 
 
 @pytest.fixture(scope="package")
@@ -34,17 +34,13 @@ def test_stack(event_log: EventLog) -> Iterator[Stack]:
 
 @pytest.fixture
 def local_stack_factory() -> Iterator[Callable[..., Stack]]:
-    started: list[StackThread] = []
+    yield from stack_factory()
 
-    def start(**overrides: Any) -> Stack:
-        thread = StackThread(test_config(**overrides))
-        stack = thread.__enter__()
-        started.append(thread)
-        return stack
 
-    yield start
-    for thread in reversed(started):
-        thread.stop()
+@pytest.fixture(scope="module")
+def local_stack_factory_module() -> Iterator[Callable[..., Stack]]:
+    """Like ``local_stack_factory``, for stacks a whole test module shares."""
+    yield from stack_factory()
 
 
 @pytest.fixture(scope="package")

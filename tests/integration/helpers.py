@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
+import pytest
 import websockets.sync.client
+from botocore.config import Config
+from websockets.exceptions import InvalidStatus
 
-from local_stack import StackConfig
+from local_stack import Stack, StackConfig, StackThread
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -62,6 +66,33 @@ class EventLog:
         raise AssertionError(f"no {route_key} event for {connection_id} within {timeout}s")
 
 
+def stack_factory() -> Iterator[Callable[..., Stack]]:
+    """The generator behind the ``local_stack_factory`` fixtures: start stacks, stop them afterwards."""
+    started: list[StackThread] = []
+
+    def start(**overrides: Any) -> Stack:
+        thread = StackThread(test_config(**overrides))
+        stack = thread.__enter__()
+        started.append(thread)
+        return stack
+
+    yield start
+    for thread in reversed(started):
+        thread.stop()
+
+
+def aws_client(service: str, endpoint_url: str, *, max_attempts: int | None = None) -> Any:
+    """A boto3 client for a local endpoint (dummy credentials, us-east-1)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": max_attempts}) if max_attempts else None,
+    )
+
+
 def connect(url: str, **kwargs: Any) -> websockets.sync.client.ClientConnection:
     kwargs.setdefault("open_timeout", 15)
     kwargs.setdefault("close_timeout", 5)
@@ -73,6 +104,13 @@ def request(
 ) -> Any:
     ws.send(frame if isinstance(frame, str) else json.dumps(frame))
     return ws.recv(timeout=timeout)
+
+
+def handshake_status(url: str, **kwargs: Any) -> tuple[int, bytes]:
+    """The status and body of a refused handshake (fails the test if the connection opens)."""
+    with pytest.raises(InvalidStatus) as info:
+        connect(url, **kwargs)
+    return info.value.response.status_code, info.value.response.body or b""
 
 
 def connection_id(ws: websockets.sync.client.ClientConnection) -> str:

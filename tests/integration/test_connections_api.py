@@ -5,33 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
 
 from local_stack import Stack
 
-from .helpers import EventLog, connect, connection_id, request
+from .helpers import EventLog, aws_client, connect, connection_id, request, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def api(test_stack: Stack) -> Iterator[Any]:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=test_stack.callback_url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    client = aws_client("apigatewaymanagementapi", test_stack.callback_url, max_attempts=1)
     yield client
     client.close()
 
@@ -75,9 +65,7 @@ def test_post_to_unknown_connection_raises_gone(api: Any) -> None:
 def test_post_to_closed_connection_raises_gone(test_stack: Stack, api: Any) -> None:
     with connect(test_stack.ws_url) as ws:
         cid = connection_id(ws)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and cid in test_stack.connection_ids():
-        time.sleep(0.05)
+    assert wait_until(lambda: cid not in test_stack.connection_ids(), timeout=5)
     with pytest.raises(api.exceptions.GoneException):
         api.post_to_connection(ConnectionId=cid, Data=b"x")
     with pytest.raises(api.exceptions.GoneException):
@@ -116,13 +104,7 @@ def test_delete_unknown_connection_raises_gone(api: Any) -> None:
 
 
 def test_wrong_stage_is_forbidden(test_stack: Stack) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=f"http://127.0.0.1:{test_stack.ws_port}/nope",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = aws_client("apigatewaymanagementapi", f"http://127.0.0.1:{test_stack.ws_port}/nope")
     with pytest.raises(client.exceptions.ForbiddenException):
         client.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
 

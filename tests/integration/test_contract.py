@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from local_stack import Stack
 
-from .helpers import wait_until
+from .helpers import aws_client, connect, handshake_status, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,15 +25,14 @@ def frame(ws: ClientConnection) -> dict[str, Any]:
 
 
 def status_of(stack: Stack, query: str) -> int:
-    with pytest.raises(InvalidStatus) as info:
-        connect(f"{stack.ws_url}?{query}", open_timeout=30)
-    return info.value.response.status_code
+    return handshake_status(f"{stack.ws_url}?{query}", open_timeout=30)[0]
 
 
 def test_contract_handshake_statuses(chat_stack: Stack) -> None:
     token = chat_stack.token("alice")
     limited = chat_stack.token("alice", room="support")
     assert status_of(chat_stack, "room_id=general") == 401
+    assert status_of(chat_stack, "token=not-a-jwt&room_id=general") == 401
     assert status_of(chat_stack, f"token={token}") == 400
     assert status_of(chat_stack, f"token={token}&room_id=bad%20room") == 400
     assert status_of(chat_stack, f"token={token}&room_id=general&user_id=mallory") == 403
@@ -78,8 +75,8 @@ def test_contract_error_frames_go_to_the_sender_only(chat_stack: Stack, sent: st
 
 
 def test_contract_connection_record_and_management_api(chat_stack: Stack) -> None:
-    dynamodb = boto3.client("dynamodb", endpoint_url=chat_stack.dynamodb_endpoint)
-    api = boto3.client("apigatewaymanagementapi", endpoint_url=chat_stack.callback_url)
+    dynamodb = aws_client("dynamodb", chat_stack.dynamodb_endpoint)
+    api = aws_client("apigatewaymanagementapi", chat_stack.callback_url)
     with open_client(chat_stack, "carol", "r-room") as carol:
         carol.send(json.dumps({"action": "sendMessage", "message": "who am I"}))
         frame(carol)

@@ -9,12 +9,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from local_stack import Stack
 
-from .helpers import FUNCTIONS, TF_NO_DEFAULT, connect, request, wait_until
+from .helpers import FUNCTIONS, TF_NO_DEFAULT, aws_client, connect, request, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -113,13 +112,8 @@ def test_table_created_from_terraform(test_stack: Stack) -> None:
     assert reply["key_schema"] == [{"AttributeName": "connection_id", "KeyType": "HASH"}]
     assert reply["indexes"] == ["room_id-index", "user_id-index"]
     assert reply["ttl"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "ttl"}
-    table = boto3.client(
-        "dynamodb",
-        endpoint_url=test_stack.dynamodb_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    ).describe_table(TableName="chat_connections")["Table"]
+    dynamodb = aws_client("dynamodb", test_stack.dynamodb_endpoint)
+    table = dynamodb.describe_table(TableName="chat_connections")["Table"]
     room = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "room_id-index")
     assert (
         room["Projection"]["ProjectionType"] == "INCLUDE" and "ttl" in room["Projection"]["NonKeyAttributes"]
@@ -127,13 +121,7 @@ def test_table_created_from_terraform(test_stack: Stack) -> None:
 
 
 def test_ttl_reaper_deletes_expired_items(test_stack: Stack) -> None:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=test_stack.dynamodb_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    )
+    client = aws_client("dynamodb", test_stack.dynamodb_endpoint)
     now = int(time.time())
     client.put_item(
         TableName="chat_connections",
@@ -187,13 +175,7 @@ def test_gateway_targets_any_rie_endpoint(
         reply = json.loads(request(ws, {"action": "echo"}))
     assert reply["event"]["requestContext"]["apiId"] == other.gateway.api_id
     assert reply["pid"] in {w.process.pid for w in test_stack.pools["echo"].workers if w.process}
-    tables = boto3.client(
-        "dynamodb",
-        endpoint_url=test_stack.dynamodb_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-    ).list_tables()["TableNames"]
+    tables = aws_client("dynamodb", test_stack.dynamodb_endpoint).list_tables()["TableNames"]
     assert "other_table" in tables
 
 

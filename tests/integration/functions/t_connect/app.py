@@ -1,20 +1,13 @@
 """$connect for tests: the query string picks the outcome (status=N, raise=1, sleep=S, protocol=P, bad=1)."""
 
 import json
-import os
 import time
 
-
-def _record(event):
-    directory = os.environ.get("EVENT_LOG_DIR")
-    if directory:
-        path = os.path.join(directory, event["requestContext"]["connectionId"] + ".jsonl")
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event) + "\n")
+from tests.integration.functions._eventlog import record
 
 
 def handler(event, context):
-    _record(event)
+    record(event)
     query = event.get("queryStringParameters") or {}
     if "sleep" in query:
         time.sleep(float(query["sleep"]))
