@@ -20,6 +20,9 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 TF ?= terraform
 TF_DIR := terraform
 TF_ARGS ?=
+# Address prefix of the module's resources in TF_DIR's state: empty for terraform/, module.chat. for
+# terraform/examples/complete (make deploy TF_DIR=terraform/examples/complete TF_TARGET_PREFIX=module.chat.).
+TF_TARGET_PREFIX ?=
 NAME ?= ws-chat
 PLATFORM ?= linux/amd64
 FUNCTIONS := $(patsubst lambdas/%/app.py,%,$(wildcard lambdas/*/app.py))
@@ -69,7 +72,7 @@ build: ## Build one image per function (docker build --target <fn>; PLATFORM=lin
 	  docker build --provenance=false --platform $(PLATFORM) --target $$fn -t $(NAME)/$$fn:$(IMAGE_TAG) . || exit 1; \
 	done
 
-build-push: build ## Log in to ECR, push every image, write their digests to terraform/image-digests.auto.tfvars.json
+build-push: build ## Log in to ECR, push every image, write their digests to $(TF_DIR)/image-digests.auto.tfvars.json (TF_DIR=terraform)
 	@set -eu; \
 	repos=$$($(TF) -chdir=$(TF_DIR) output -json ecr_repository_urls); \
 	registry=$$(printf '%s' "$$repos" | $(PYTHON) -c 'import json, sys; print(next(iter(json.load(sys.stdin).values())).split("/")[0])'); \
@@ -90,15 +93,15 @@ build-push: build ## Log in to ECR, push every image, write their digests to ter
 deploy: ## terraform init, apply KMS + ECR, build-push, then the full apply (TF_ARGS="-var-file=... -auto-approve")
 	$(TF) -chdir=$(TF_DIR) init -input=false
 	$(TF) -chdir=$(TF_DIR) apply -input=false $(TF_ARGS) \
-	  -target=aws_kms_key.this -target=aws_kms_alias.this \
-	  -target=aws_ecr_repository.this -target=aws_ecr_lifecycle_policy.this
+	  -target=$(TF_TARGET_PREFIX)aws_kms_key.this -target=$(TF_TARGET_PREFIX)aws_kms_alias.this \
+	  -target=$(TF_TARGET_PREFIX)aws_ecr_repository.this -target=$(TF_TARGET_PREFIX)aws_ecr_lifecycle_policy.this
 	$(MAKE) build-push
 	$(TF) -chdir=$(TF_DIR) apply -input=false $(TF_ARGS)
 	@$(TF) -chdir=$(TF_DIR) output websocket_url
 
 destroy: ## Lift deletion protection and ECR's image guard, then terraform destroy everything
 	$(TF) -chdir=$(TF_DIR) apply -input=false $(TF_ARGS) -var deletion_protection=false -var ecr_force_delete=true \
-	  -target=aws_dynamodb_table.connections -target=aws_ecr_repository.this
+	  -target=$(TF_TARGET_PREFIX)aws_dynamodb_table.connections -target=$(TF_TARGET_PREFIX)aws_ecr_repository.this
 	$(TF) -chdir=$(TF_DIR) destroy -input=false $(TF_ARGS) -var deletion_protection=false -var ecr_force_delete=true
 
 clean: ## Remove the virtual environment and caches

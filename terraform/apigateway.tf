@@ -78,30 +78,37 @@ resource "aws_apigatewayv2_stage" "this" {
     data_trace_enabled     = false
   }
 
-  access_log_settings {
-    destination_arn = aws_cloudwatch_log_group.access.arn
-    format = jsonencode({
-      requestId          = "$context.requestId"
-      extendedRequestId  = "$context.extendedRequestId"
-      requestTime        = "$context.requestTime"
-      eventType          = "$context.eventType"
-      routeKey           = "$context.routeKey"
-      status             = "$context.status"
-      connectionId       = "$context.connectionId"
-      messageId          = "$context.messageId"
-      sourceIp           = "$context.identity.sourceIp"
-      userAgent          = "$context.identity.userAgent"
-      integrationStatus  = "$context.integration.status"
-      integrationLatency = "$context.integration.latency"
-      integrationError   = "$context.integration.error"
-      errorMessage       = "$context.error.message"
-      errorResponseType  = "$context.error.responseType"
-    })
+  # Access logs, like execution logs, need the region's API Gateway CloudWatch role: a new account has none
+  # ("CloudWatch Logs role ARN must be set in account settings to enable logging"). They are on when this
+  # module creates the role or the caller says one is already set.
+  dynamic "access_log_settings" {
+    for_each = local.api_gateway_logging_role ? [1] : []
+
+    content {
+      destination_arn = aws_cloudwatch_log_group.access.arn
+      format = jsonencode({
+        requestId          = "$context.requestId"
+        extendedRequestId  = "$context.extendedRequestId"
+        requestTime        = "$context.requestTime"
+        eventType          = "$context.eventType"
+        routeKey           = "$context.routeKey"
+        status             = "$context.status"
+        connectionId       = "$context.connectionId"
+        messageId          = "$context.messageId"
+        sourceIp           = "$context.identity.sourceIp"
+        userAgent          = "$context.identity.userAgent"
+        integrationStatus  = "$context.integration.status"
+        integrationLatency = "$context.integration.latency"
+        integrationError   = "$context.integration.error"
+        errorMessage       = "$context.error.message"
+        errorResponseType  = "$context.error.responseType"
+      })
+    }
   }
 
   tags = local.tags
 
-  # With execution logging on, the account's CloudWatch role must be in place first.
+  # With execution or access logging on, the account's CloudWatch role must be in place first.
   depends_on = [aws_api_gateway_account.this]
 }
 

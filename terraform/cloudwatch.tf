@@ -35,10 +35,19 @@ locals {
     }
   }
 
-  dynamodb_alarms = {
-    read-throttles  = "ReadThrottleEvents"
-    write-throttles = "WriteThrottleEvents"
-  }
+  # The connections table's global secondary indexes (dynamodb.tf): a GSI's throttles are reported under
+  # TableName + GlobalSecondaryIndexName only, so the table alarms would never see them.
+  table_indexes    = ["room_id-index", "user_id-index"]
+  throttle_metrics = { read-throttles = "ReadThrottleEvents", write-throttles = "WriteThrottleEvents" }
+  dynamodb_alarms = merge(
+    { for key, metric in local.throttle_metrics : key => { metric = metric, index = null } },
+    {
+      for pair in setproduct(local.table_indexes, keys(local.throttle_metrics)) : "${pair[0]}-${pair[1]}" => {
+        metric = local.throttle_metrics[pair[1]]
+        index  = pair[0]
+      }
+    },
+  )
 }
 
 resource "aws_cloudwatch_metric_alarm" "api" {
@@ -102,11 +111,14 @@ resource "aws_cloudwatch_metric_alarm" "lambda" {
 resource "aws_cloudwatch_metric_alarm" "dynamodb" {
   for_each = local.dynamodb_alarms
 
-  alarm_name          = "${aws_dynamodb_table.connections.name}-${each.key}"
-  alarm_description   = "${each.value} on the connections table or its indexes."
-  namespace           = "AWS/DynamoDB"
-  metric_name         = each.value
-  dimensions          = { TableName = aws_dynamodb_table.connections.name }
+  alarm_name        = "${aws_dynamodb_table.connections.name}-${each.key}"
+  alarm_description = each.value.index == null ? "${each.value.metric} on the connections table." : "${each.value.metric} on the ${each.value.index} index of the connections table."
+  namespace         = "AWS/DynamoDB"
+  metric_name       = each.value.metric
+  dimensions = merge(
+    { TableName = aws_dynamodb_table.connections.name },
+    each.value.index == null ? {} : { GlobalSecondaryIndexName = each.value.index },
+  )
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -163,11 +175,15 @@ resource "aws_cloudwatch_dashboard" "this" {
         width  = 12
         height = 6
         properties = {
-          title   = "Lambda errors and throttles"
-          region  = local.region
-          stat    = "Sum"
-          period  = 60
-          metrics = flatten([for key in keys(local.functions) : [for metric in ["Errors", "Throttles"] : [["AWS/Lambda", metric, "FunctionName", local.function_names[key]]]]])
+          title  = "Lambda errors and throttles"
+          region = local.region
+          stat   = "Sum"
+          period = 60
+          # One metric array per (function, metric): flatten() would merge them into one list of strings.
+          metrics = [
+            for pair in setproduct(keys(local.functions), ["Errors", "Throttles"]) :
+            ["AWS/Lambda", pair[1], "FunctionName", local.function_names[pair[0]]]
+          ]
         }
       },
       {

@@ -20,6 +20,9 @@ locals {
   # which depends on the deployment, routes, integrations and so the functions (a cycle).
   callback_url = "${replace(aws_apigatewayv2_api.websocket.api_endpoint, "wss://", "https://")}/${var.stage_name}"
 
+  # Stage access (and execution) logging needs the region's API Gateway CloudWatch role.
+  api_gateway_logging_role = var.create_api_gateway_account_role || var.api_gateway_cloudwatch_role_configured
+
   # "arn:aws:execute-api:region:account:api-id/stage": the stage's execution_arn, without depending on it.
   stage_execution_arn = "${aws_apigatewayv2_api.websocket.execution_arn}/${var.stage_name}"
 

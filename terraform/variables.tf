@@ -225,6 +225,12 @@ variable "create_api_gateway_account_role" {
   default     = false
 }
 
+variable "api_gateway_cloudwatch_role_configured" {
+  description = "The region's API Gateway account settings already name a CloudWatch Logs role (set outside this module). Turns on the stage's access logs without create_api_gateway_account_role; leave false in a new account, where API Gateway refuses to log."
+  type        = bool
+  default     = false
+}
+
 ################################################################################
 # Data, keys, images
 ################################################################################

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from tests.iac.hcl import EXAMPLE_DIR, MODULE_DIR, ROOT, Evaluator, Module
+from tests.iac.hcl import EXAMPLE_DIR, MODULE_DIR, ROOT, Evaluator, Module, function_keys
 
 SEED_DIR = Path(__file__).parent / "fixtures" / "seed"
 
 # What examples/complete passes (and make build-push writes): the values an actual apply sees.
 DIGEST = "sha256:" + "ab" * 32
 COMPLETE_VARIABLES: dict[str, Any] = {
-    "image_digests": {name: DIGEST for name in ("connect", "disconnect", "send_message", "default")},
+    "image_digests": {name: DIGEST for name in function_keys()},
     "jwt_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:chat-jwt-AbCdEf",
     "jwt_secret_kms_key_arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
     "alarm_topic_arn": "arn:aws:sns:us-east-1:123456789012:chat-alarms",

@@ -213,6 +213,41 @@ def alarms_use_api_id_and_stage(module: Module, evaluator: Evaluator) -> Problem
 
 
 @check
+def dashboard_metrics_are_metric_arrays(module: Module, evaluator: Evaluator) -> Problems:
+    """PutDashboard wants each `metrics` entry to be one metric array ([namespace, name, dim, value, ...,
+    {options}]): flatten() over nested for-expressions merges them all into a single list of strings."""
+    problems = []
+    dashboards = list(evaluated(module, evaluator, "aws_cloudwatch_dashboard"))
+    if not dashboards:
+        return ["no aws_cloudwatch_dashboard"]
+    for address, dashboard in dashboards:
+        body = json.loads(str(dashboard.get("dashboard_body", "{}")))
+        for widget in body.get("widgets", []):
+            properties = widget.get("properties", {})
+            if widget.get("type") != "metric" or "metrics" not in properties:
+                continue
+            title = properties.get("title", "?")
+            metrics = properties["metrics"]
+            if not isinstance(metrics, list) or not metrics:
+                problems.append(f"{address}: widget {title!r} has no metrics list")
+                continue
+            for entry in metrics:
+                strings = (
+                    entry[:-1] if isinstance(entry, list) and entry and isinstance(entry[-1], dict) else entry
+                )
+                if not (
+                    isinstance(strings, list)
+                    and len(strings) >= 2
+                    and all(isinstance(item, str) for item in strings)
+                ):
+                    problems.append(
+                        f"{address}: widget {title!r} metric {entry!r} is not a list of strings"
+                        " (PutDashboard rejects it)"
+                    )
+    return problems
+
+
+@check
 def stage_has_explicit_deployment(module: Module, evaluator: Evaluator) -> Problems:
     problems = []
     stages = list(of_type(module, "aws_apigatewayv2_stage"))
@@ -254,6 +289,19 @@ def execution_logging_is_opt_in(module: Module, evaluator: Evaluator) -> Problem
                 problems.append(
                     f"{address}: logging_level is not a variable (execution logging must be opt-in)"
                 )
+        # Access logs need the same account-wide role ("CloudWatch Logs role ARN must be set in account
+        # settings to enable logging"): only a dynamic block gated on a variable can leave them off.
+        if stage.get("access_log_settings"):
+            problems.append(
+                f"{address}: access_log_settings is unconditional (it needs the account's CloudWatch role)"
+            )
+        for stage_instance in instances(module, evaluator, address).values():
+            role = any(
+                evaluator.variables.get(name) is True
+                for name in ("create_api_gateway_account_role", "api_gateway_cloudwatch_role_configured")
+            )
+            if expand_dynamic(stage_instance, stage, "access_log_settings") and not role:
+                problems.append(f"{address}: access logs are on by default (the account may have no role)")
     return problems
 
 
@@ -263,16 +311,55 @@ def lambda_permissions_name_the_exact_route(module: Module, evaluator: Evaluator
     permissions = list(evaluated(module, evaluator, "aws_lambda_permission"))
     if not permissions:
         return ["no aws_lambda_permission"]
-    route_keys = {route["route_key"] for _, route in evaluated(module, evaluator, "aws_apigatewayv2_route")}
+    stages = {str(stage.get("name")) for _, stage in evaluated(module, evaluator, "aws_apigatewayv2_stage")}
+    routes = function_routes(module, evaluator)
+    route_keys = set(routes.values()) or {
+        str(route.get("route_key")) for _, route in evaluated(module, evaluator, "aws_apigatewayv2_route")
+    }
     for address, permission in permissions:
         source = str(permission.get("source_arn", ""))
-        if "*" in source:
+        # "${aws_apigatewayv2_api.<x>.execution_arn}/<stage>/<route key>": the whole ARN, not just its end.
+        match = re.fullmatch(r"\$\{aws_apigatewayv2_api\.\w+\.execution_arn\}/([^/]+)/([^/]+)", source)
+        if match is None:
             problems.append(
-                f"{address}: source_arn {source!r} has a wildcard (use .../{{stage}}/{{route_key}})"
+                f"{address}: source_arn {source!r} is not ${{aws_apigatewayv2_api.<x>.execution_arn}}"
+                "/{stage}/{route_key}"
             )
-        if not any(source.endswith("/" + key) for key in route_keys):
+            continue
+        stage, route = match.groups()
+        if stage not in stages:
+            problems.append(
+                f"{address}: source_arn {source!r} names no stage of the module ({sorted(stages)})"
+            )
+        function = _referenced_instance(permission.get("function_name"))
+        expected = routes.get(function)
+        if expected is not None and route != expected:
+            problems.append(f"{address}: source_arn {source!r} is not the route of {function} ({expected})")
+        elif route not in route_keys:
             problems.append(f"{address}: source_arn {source!r} names none of the routes")
     return problems
+
+
+def _referenced_instance(value: Any) -> str:
+    """'aws_lambda_function.this["a"]' of a reference such as ${aws_lambda_function.this["a"].arn}."""
+    text = str(value)
+    if text.startswith("${") and text.endswith("}"):
+        text = text[2:-1]
+    return text.rsplit(".", 1)[0]
+
+
+def function_routes(module: Module, evaluator: Evaluator) -> dict[str, str]:
+    """Function instance address -> route key of the route whose integration invokes it."""
+    integrations = {
+        address: _referenced_instance(integration.get("integration_uri"))
+        for address, integration in evaluated(module, evaluator, "aws_apigatewayv2_integration")
+    }
+    routes = {}
+    for _, route in evaluated(module, evaluator, "aws_apigatewayv2_route"):
+        target = re.fullmatch(r"integrations/\$\{(.+)\.id\}", str(route.get("target", "")))
+        if target and target.group(1) in integrations:
+            routes[integrations[target.group(1)]] = str(route.get("route_key"))
+    return routes
 
 
 @check
@@ -374,23 +461,46 @@ def iam_grants_no_scan_or_wildcards(module: Module, evaluator: Evaluator) -> Pro
             if action == "dynamodb:Scan" or "*" in action:
                 problems.append(f"{address}: grants {action}")
         for resource in statement["resources"]:
-            if resource.endswith("/index/*"):
-                problems.append(f"{address}: grants every index ({resource})")
+            if "*" in resource and not wildcard_is_needed(statement["actions"], resource):
+                problems.append(f"{address}: grants {statement['actions']} on the wildcard {resource}")
     return problems
+
+
+def wildcard_is_needed(actions: list[str], resource: str) -> bool:
+    """The only wildcards this design needs: X-Ray (no resource-level permissions), the stage's
+    connections (one ARN per connection id) and a log group's streams ("<log group arn>:*")."""
+    if not actions:
+        return False
+    if resource == "*":
+        return all(action.startswith("xray:") for action in actions)
+    if resource.endswith("/POST/@connections/*") and resource.count("*") == 1:
+        return actions == ["execute-api:ManageConnections"]
+    if resource.endswith(":*") and resource.count("*") == 1:
+        group = resource.removesuffix(":*")
+        return all(action.startswith("logs:") for action in actions) and (
+            group.startswith("${aws_cloudwatch_log_group.") or ":log-group:" in group
+        )
+    return False
 
 
 @check
 def manage_connections_is_post_on_the_stage(module: Module, evaluator: Evaluator) -> Problems:
     problems = []
     found = False
+    stages = {str(stage.get("name")) for _, stage in evaluated(module, evaluator, "aws_apigatewayv2_stage")}
     for address, statement in policy_statements(module, evaluator):
         if "execute-api:ManageConnections" not in statement["actions"]:
             continue
         found = True
         for resource in statement["resources"]:
-            if not re.fullmatch(r".+/[A-Za-z0-9_-]+/POST/@connections/\*", resource):
+            match = re.fullmatch(
+                r"\$\{aws_apigatewayv2_api\.\w+\.execution_arn\}/([A-Za-z0-9_-]+)/POST/@connections/\*",
+                resource,
+            )
+            if match is None or match.group(1) not in stages:
                 problems.append(
-                    f"{address}: ManageConnections on {resource} (only {{stage}}/POST/@connections/*)"
+                    f"{address}: ManageConnections on {resource} (only "
+                    "${aws_apigatewayv2_api.<x>.execution_arn}/{stage}/POST/@connections/*)"
                 )
     if not found:
         problems.append("no policy grants execute-api:ManageConnections")

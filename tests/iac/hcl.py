@@ -828,3 +828,11 @@ def instances(module: Module, evaluator: Evaluator, address: str) -> dict[Any, E
                 for k in keys
             }
     return for_each_instances(evaluator, body)
+
+
+def function_keys(directory: Path = MODULE_DIR) -> tuple[str, ...]:
+    """The keys of terraform/functions.tf's local.functions: tests parametrise over these, so a new
+    function is covered without editing them."""
+    module = Module.load(directory)
+    functions = Evaluator(module, module.defaults()).local("functions")
+    return tuple(functions)

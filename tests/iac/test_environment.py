@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.iac.hcl import MODULE_DIR, ROOT, Evaluator
+from tests.iac.hcl import MODULE_DIR, ROOT, Evaluator, function_keys
 
-FUNCTIONS = ("connect", "disconnect", "send_message", "default")
+FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Read by Powertools for AWS Lambda itself, for every function.
 POWERTOOLS = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
@@ -27,10 +27,21 @@ def documented_unset() -> set[str]:
     return set(re.findall(r"^\| `([A-Z0-9_]+)`", match.group(1), re.MULTILINE))
 
 
-def terraform_env(evaluator: Evaluator) -> dict[str, set[str]]:
+# Declared in local.functions but dropped from local.function_env (what Lambda gets) while unset: the code
+# treats an absent one as its default (JWT_SECRET_ARN or JWT_JWKS_URL, whichever is used; no iss/aud check).
+OPTIONAL = {"JWT_SECRET_ARN", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE"}
+
+
+def declared_env(evaluator: Evaluator) -> dict[str, set[str]]:
+    """Every name local.functions declares per function (merged with local.common_env)."""
     functions = evaluator.local("functions")
     common = set(evaluator.local("common_env"))
     return {name: common | set(fn["environment"]) for name, fn in functions.items()}
+
+
+def terraform_env(evaluator: Evaluator) -> dict[str, set[str]]:
+    """What Lambda actually gets: local.function_env, which drops null and empty values."""
+    return {name: set(env) for name, env in evaluator.local("function_env").items()}
 
 
 def names_in_source() -> set[str]:
@@ -66,8 +77,32 @@ def test_every_variable_the_code_reads_is_set(
 ) -> None:
     read = set(recording["env"].get(function, []))
     assert read, f"no environment read was recorded for {function}"
-    missing = read - terraform_env(complete)[function] - documented_unset()
+    missing = read - terraform_env(complete)[function] - OPTIONAL - documented_unset()
     assert missing == set(), f"{function} reads {sorted(missing)}, which Terraform does not set"
+
+
+@pytest.mark.parametrize("variables", ["defaults", "complete"])
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_optional_variables_are_left_unset(
+    function: str, variables: str, request: pytest.FixtureRequest
+) -> None:
+    evaluator: Evaluator = request.getfixturevalue(variables)
+    dropped = declared_env(evaluator)[function] - terraform_env(evaluator)[function]
+    assert dropped <= OPTIONAL, f"{function} ({variables}) gets no {sorted(dropped - OPTIONAL)}"
+
+
+def test_optional_variables_reach_lambda_when_set(complete: Evaluator) -> None:
+    configured = Evaluator(
+        complete.module,
+        {
+            **complete.variables,
+            "jwt_jwks_url": "https://auth.example.com/.well-known/jwks.json",
+            "jwt_issuer": "https://auth.example.com/",
+            "jwt_audience": "ws-chat",
+        },
+    )
+    deployed = set().union(*terraform_env(configured).values())
+    assert deployed >= OPTIONAL
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -75,16 +110,16 @@ def test_every_variable_terraform_sets_is_read(
     function: str, recording: dict[str, Any], complete: Evaluator
 ) -> None:
     read = set(recording["env"].get(function, []))
-    unused = terraform_env(complete)[function] - POWERTOOLS - read
+    unused = declared_env(complete)[function] - POWERTOOLS - read
     assert unused == set(), f"Terraform sets {sorted(unused)} for {function}, which its code never reads"
 
 
 def test_every_name_in_the_source_is_set_or_documented(complete: Evaluator) -> None:
-    known = set().union(*terraform_env(complete).values()) | documented_unset()
+    known = set().union(*declared_env(complete).values()) | documented_unset()
     assert names_in_source() - known == set()
 
 
 def test_documented_unset_variables_are_really_unset(complete: Evaluator) -> None:
     documented = documented_unset()
     assert "JWT_SECRET" in documented, "the local-only JWT_SECRET must be documented as never set in AWS"
-    assert documented & set().union(*terraform_env(complete).values()) == set()
+    assert documented & set().union(*declared_env(complete).values()) == set()

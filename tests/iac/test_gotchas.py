@@ -6,8 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.iac.gotchas import CHECKS, dependency_graph_is_acyclic
-from tests.iac.hcl import Evaluator, Module
+from tests.iac.gotchas import (
+    CHECKS,
+    dashboard_metrics_are_metric_arrays,
+    dependency_graph_is_acyclic,
+    execution_logging_is_opt_in,
+    iam_grants_no_scan_or_wildcards,
+    lambda_permissions_name_the_exact_route,
+    manage_connections_is_post_on_the_stage,
+)
+from tests.iac.hcl import MODULE_DIR, Evaluator, Module, expand_dynamic, instances
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
@@ -31,3 +39,151 @@ def test_cycle_check_catches_a_cycle() -> None:
         "aws_apigatewayv2_stage.s": {"deployment_id": "${aws_lambda_function.a.arn}"},
     }
     assert dependency_graph_is_acyclic(cyclic, Evaluator(cyclic, {})) != []
+
+
+def test_dashboard_check_catches_flattened_metrics() -> None:
+    """The nested for + flatten() form (one flat list of strings) fails; one array per metric passes."""
+    metrics = {
+        "flattened": 'flatten([for key in ["a", "b"] : [for metric in ["Errors", "Throttles"] :'
+        ' [["AWS/Lambda", metric, "FunctionName", key]]]])',
+        "arrays": 'concat([for pair in setproduct(["a", "b"], ["Errors", "Throttles"]) :'
+        ' ["AWS/Lambda", pair[1], "FunctionName", pair[0]]], [["AWS/Lambda", "Duration", "FunctionName", "a",'
+        ' { stat = "p99" }]])',
+    }
+    problems = {}
+    for form, expression in metrics.items():
+        dashboard = Module(directory=Path("."))
+        dashboard.resources = {
+            "aws_cloudwatch_dashboard.d": {
+                "dashboard_body": '${jsonencode({widgets = [{type = "metric", properties = '
+                + f'{{title = "t", metrics = {expression}}}}}]}})}}'
+            }
+        }
+        problems[form] = dashboard_metrics_are_metric_arrays(dashboard, Evaluator(dashboard, {}))
+    # 2 functions x 2 metrics x 4 strings, each on its own instead of one array per metric
+    assert len(problems["flattened"]) == 16, problems["flattened"]
+    assert problems["arrays"] == []
+
+
+@pytest.mark.parametrize(
+    "flags", [{}, {"create_api_gateway_account_role": True}, {"api_gateway_cloudwatch_role_configured": True}]
+)
+def test_access_logs_follow_the_account_role(flags: dict[str, bool], module: Module) -> None:
+    evaluator = Evaluator(module, {**module.defaults(), **flags})
+    stage = module.resources["aws_apigatewayv2_stage.this"]
+    inner = instances(module, evaluator, "aws_apigatewayv2_stage.this")[None]
+    assert len(expand_dynamic(inner, stage, "access_log_settings")) == (1 if flags else 0)
+    assert execution_logging_is_opt_in(module, evaluator) == []
+
+
+def test_logging_check_catches_unconditional_access_logs() -> None:
+    static = Module.load(MODULE_DIR)
+    stage = static.resources["aws_apigatewayv2_stage.this"]
+    dynamic = stage.pop("dynamic")
+    stage["access_log_settings"] = dynamic[0]["access_log_settings"]["content"]
+    assert execution_logging_is_opt_in(static, Evaluator(static, static.defaults())) != []
+
+
+def _policy_module(actions: list[str], resource: str) -> Module:
+    policy = Module(directory=Path("."))
+    action_list = ", ".join(f'"{a}"' for a in actions)
+    policy.resources = {
+        "aws_iam_role_policy.p": {
+            "policy": '${jsonencode({Statement = [{Effect = "Allow", '
+            + f'Action = [{action_list}], Resource = ["{resource}"]}}]}})}}'
+        }
+    }
+    return policy
+
+
+@pytest.mark.parametrize(
+    ("actions", "resource"),
+    [
+        (["dynamodb:GetItem"], "*"),
+        (["dynamodb:Query"], "arn:aws:dynamodb:us-east-1:123456789012:table/t/index/*"),
+        (["dynamodb:GetItem"], "arn:aws:dynamodb:us-east-1:123456789012:table/*"),
+        (["kms:Decrypt"], "*"),
+        (["secretsmanager:GetSecretValue"], "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"),
+        (["xray:PutTraceSegments", "dynamodb:GetItem"], "*"),
+        (["execute-api:ManageConnections"], "arn:aws:execute-api:us-east-1:123456789012:api/*"),
+        (
+            ["execute-api:ManageConnections"],
+            "arn:aws:execute-api:us-east-1:123456789012:api/*/POST/@connections/*",
+        ),
+        (["dynamodb:GetItem"], "arn:aws:execute-api:us-east-1:123456789012:api/prod/POST/@connections/*"),
+        (["logs:PutLogEvents"], "*"),
+    ],
+)
+def test_wildcard_check_rejects_unneeded_wildcards(actions: list[str], resource: str) -> None:
+    policy = _policy_module(actions, resource)
+    assert iam_grants_no_scan_or_wildcards(policy, Evaluator(policy, {})) != []
+
+
+@pytest.mark.parametrize(
+    ("actions", "resource"),
+    [
+        (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
+        (
+            ["execute-api:ManageConnections"],
+            "arn:aws:execute-api:us-east-1:123456789012:api/prod/POST/@connections/*",
+        ),
+        (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/f:*",
+        ),
+    ],
+)
+def test_wildcard_check_accepts_the_needed_wildcards(actions: list[str], resource: str) -> None:
+    policy = _policy_module(actions, resource)
+    assert iam_grants_no_scan_or_wildcards(policy, Evaluator(policy, {})) == []
+
+
+def test_wildcard_check_catches_a_table_wildcard_in_the_module(complete: Evaluator) -> None:
+    widened = Module.load(MODULE_DIR)
+    document = widened.data["aws_iam_policy_document.function"]
+    items = next(
+        d["statement"]
+        for d in document["dynamic"]
+        if d["statement"]["content"][0]["sid"] == '"ConnectionItems"'
+    )
+    items["content"][0]["resources"] = ['"*"']
+    evaluator = Evaluator(widened, complete.variables)
+    problems = iam_grants_no_scan_or_wildcards(widened, evaluator)
+    assert any("dynamodb:DeleteItem" in p and p.endswith(" *") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "source_arn",
+    [
+        # ends like a route ARN, but is not built from the API's execution_arn
+        '"arn:aws:execute-api:us-east-1:123456789012:abc123/prod/${each.value.route_key}"',
+        # the right form, but the same route for every function
+        '"${aws_apigatewayv2_api.websocket.execution_arn}/${var.stage_name}/$connect"',
+        # a stage the module has not got
+        '"${aws_apigatewayv2_api.websocket.execution_arn}/other/${each.value.route_key}"',
+    ],
+)
+def test_permission_check_requires_the_full_route_arn(source_arn: str, complete: Evaluator) -> None:
+    changed = Module.load(MODULE_DIR)
+    changed.resources["aws_lambda_permission.this"]["source_arn"] = source_arn
+    assert lambda_permissions_name_the_exact_route(changed, Evaluator(changed, complete.variables)) != []
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        '"arn:aws:execute-api:us-east-1:123456789012:abc123/prod/POST/@connections/*"',
+        '"${aws_apigatewayv2_api.websocket.execution_arn}/*/POST/@connections/*"',
+        '"${aws_apigatewayv2_api.websocket.execution_arn}/other/POST/@connections/*"',
+    ],
+)
+def test_manage_connections_check_requires_the_stage_arn(resource: str, complete: Evaluator) -> None:
+    changed = Module.load(MODULE_DIR)
+    document = changed.data["aws_iam_policy_document.function"]
+    post = next(
+        d["statement"]
+        for d in document["dynamic"]
+        if d["statement"]["content"][0]["sid"] == '"PostToConnections"'
+    )
+    post["content"][0]["resources"] = [resource]
+    assert manage_connections_is_post_on_the_stage(changed, Evaluator(changed, complete.variables)) != []

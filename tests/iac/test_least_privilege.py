@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tests.iac.gotchas import policy_statements
-from tests.iac.hcl import Evaluator, Module
+from tests.iac.hcl import Evaluator, Module, function_keys
 
-FUNCTIONS = ("connect", "disconnect", "send_message", "default")
+FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
 PLATFORM_ACTIONS = {
     "logs:CreateLogStream",

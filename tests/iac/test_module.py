@@ -184,14 +184,31 @@ def test_outputs_are_described(module: Module) -> None:
         assert unquote(body.get("description", "")).strip(), f"output {name} has no description"
 
 
-@pytest.mark.parametrize("variables", ["defaults", "complete"])
+# Resources that exist only when create_api_gateway_account_role is set (the region-wide logging role).
+OPT_IN = {
+    "aws_iam_role.api_gateway_cloudwatch",
+    "aws_iam_role_policy_attachment.api_gateway_cloudwatch",
+    "aws_api_gateway_account.this",
+}
+
+
+@pytest.mark.parametrize("variables", ["defaults", "complete", "opt_ins"])
 def test_every_resource_and_output_evaluates(
     variables: str, module: Module, request: pytest.FixtureRequest
 ) -> None:
-    evaluator: Evaluator = request.getfixturevalue(variables)
+    if variables == "opt_ins":
+        complete: Evaluator = request.getfixturevalue("complete")
+        evaluator = Evaluator(module, {**complete.variables, "create_api_gateway_account_role": True})
+    else:
+        evaluator = request.getfixturevalue(variables)
+    optional = set() if variables == "opt_ins" else set(OPT_IN)
+    if not any(fn["route_response"] for fn in evaluator.local("functions").values()):
+        optional.add("aws_apigatewayv2_route_response.this")  # one per function with route_response
     types = {address.split(".")[0] for address in module.resources}
     for rtype in sorted(types):
-        assert list(evaluated(module, evaluator, rtype)) is not None
+        found = {name.split("[")[0] for name, _ in evaluated(module, evaluator, rtype)}
+        expected = {a for a in module.resources if a.split(".")[0] == rtype} - optional
+        assert expected <= found, f"{variables}: no instance of {sorted(expected - found)}"
     for body in module.outputs.values():
         evaluator.value(body["value"])
 
@@ -251,3 +268,23 @@ def test_readme_lists_every_input_and_output(module: Module) -> None:
     readme = (MODULE_DIR / "README.md").read_text()
     for name in [*module.variables, *module.outputs]:
         assert f"| `{name}` |" in readme, f"terraform/README.md does not document {name}"
+
+
+def test_every_table_and_index_has_throttle_alarms(module: Module, complete: Evaluator) -> None:
+    """GSI throttles are reported under TableName + GlobalSecondaryIndexName only: one alarm pair each."""
+    (_, table), *_ = evaluated(module, complete, "aws_dynamodb_table")
+    table_name = str(complete.value('"${aws_dynamodb_table.connections.name}"'))
+    indexes = {gsi["name"] for gsi in table["global_secondary_index"]}
+    assert set(complete.local("table_indexes")) == indexes, "local.table_indexes is not the table's GSIs"
+    alarmed: dict[str | None, set[str]] = {}
+    for address, alarm in evaluated(module, complete, "aws_cloudwatch_metric_alarm"):
+        if alarm["namespace"] != "AWS/DynamoDB":
+            continue
+        dimensions = alarm["dimensions"]
+        assert str(dimensions["TableName"]) == table_name, address
+        assert set(dimensions) <= {"TableName", "GlobalSecondaryIndexName"}, address
+        index = dimensions.get("GlobalSecondaryIndexName")
+        assert ("index" in alarm["alarm_description"]) == (index is not None), alarm["alarm_description"]
+        alarmed.setdefault(index, set()).add(alarm["metric_name"])
+    throttles = {"ReadThrottleEvents", "WriteThrottleEvents"}
+    assert alarmed == {key: throttles for key in [None, *sorted(indexes)]}

@@ -27,7 +27,7 @@ resource "aws_kms_key" "secrets" {
       {
         Sid       = "AccountAdministersTheKeyThroughIam"
         Effect    = "Allow"
-        Principal = { AWS = "arn:aws:iam::${data.aws_caller_identity.current.account_id}:root" }
+        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
         Action    = "kms:*"
         Resource  = "*"
       },
@@ -43,6 +43,8 @@ resource "aws_kms_key" "secrets" {
 }
 
 data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
 
 resource "aws_secretsmanager_secret" "jwt" {
   #checkov:skip=CKV2_AWS_57:An HS256 key shared with the token issuer is rotated by re-issuing tokens, not by a rotation Lambda.
@@ -90,9 +92,10 @@ module "chat" {
 
   alarm_topic_arn = aws_sns_topic.alarms.arn
 
-  # An example is torn down again; keep protection on for anything real.
-  deletion_protection = false
-  ecr_force_delete    = true
+  # An example is torn down again; keep protection on for anything real. Variables, so that `make destroy`
+  # (-var deletion_protection=false -var ecr_force_delete=true) works here as on the module.
+  deletion_protection = var.deletion_protection
+  ecr_force_delete    = var.ecr_force_delete
 
   tags = {
     Owner = "platform-team"

@@ -17,7 +17,7 @@ variable "stage_name" {
 }
 
 variable "image_digests" {
-  description = "Image digest per function, written by `make build-push` (copy ../../image-digests.auto.tfvars.json here)."
+  description = "Image digest per function. `make build-push TF_DIR=terraform/examples/complete NAME=<var.name>` (or `make deploy` with the same TF_DIR) pushes to this example's repositories, named after var.name, and writes the digests to image-digests.auto.tfvars.json in this directory, which Terraform loads."
   type        = map(string)
   default     = {}
 }
@@ -26,4 +26,16 @@ variable "alarm_email" {
   description = "Email address subscribed to the alarm topic (confirm the subscription mail); null subscribes nobody."
   type        = string
   default     = null
+}
+
+variable "deletion_protection" {
+  description = "Protect the connections table from deletion. Off for an example that is torn down again; make destroy passes false."
+  type        = bool
+  default     = false
+}
+
+variable "ecr_force_delete" {
+  description = "Let terraform destroy delete ECR repositories that still hold images; make destroy passes true."
+  type        = bool
+  default     = true
 }
