@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import LAMBDAS, ROOT, TABLE, functions
+from bench.proc import stop_process
 from bench.report import median, table
 
 PROBES = {
@@ -63,17 +65,16 @@ def function_env(name: str, *, callback_url: str, dynamodb_endpoint: str) -> dic
     return env
 
 
+def _python(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in a function's environment, output captured (60 s at most)."""
+    return subprocess.run(
+        [sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def _timed_process(code: str, env: dict[str, str], cwd: Path) -> tuple[float, float]:
     start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", TIMER.format(code=code)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python(["-c", TIMER.format(code=code)], env, cwd)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{code!r} failed: {done.stderr[-2000:]}")
@@ -119,15 +120,7 @@ def import_times(names: list[str], rounds: int) -> dict[str, Any]:
 
 def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[str, float]]:
     """Packages by the self time of their modules' imports (``-X importtime``, one run), in ms."""
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import app"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _python(["-X", "importtime", "-c", "import app"], env, cwd)
     totals: dict[str, float] = {}
     for line in done.stderr.splitlines():
         if not line.startswith("import time:") or line.count("|") != 2:
@@ -215,37 +208,45 @@ def _one_environment(
     api = api_class(function_name=name).start()
     env = {**env, "AWS_LAMBDA_RUNTIME_API": api.address}
     first = api.submit(event())
-    spawned = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "awslambdaric", "app.handler"],
-        env=env,
-        cwd=LAMBDAS / name,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        api.wait(first, timeout_s=60)
-        if first.error is not None:
-            raise RuntimeError(f"{name} failed its first invocation: {first.error}")
-        warm_ms = []
-        for _ in range(warm):
-            invocation = api.invoke(event(), timeout_s=30)
-            warm_ms.append((invocation.answered_at - invocation.delivered_at) * 1000)
-        assert api.first_next_at is not None
-        return {
-            "init_ms": (api.first_next_at - spawned) * 1000,
-            "first_invoke_ms": (first.answered_at - first.delivered_at) * 1000,
-            "cold_total_ms": (first.answered_at - spawned) * 1000,
-            "warm_invoke_ms": median(warm_ms),
-        }
-    finally:
-        proc.terminate()
+    # stderr to a file, not a pipe: nothing reads it while the function runs, and a full pipe would block it.
+    with tempfile.TemporaryFile() as stderr:
+        spawned = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", "app.handler"],
+            env=env,
+            cwd=LAMBDAS / name,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        api.stop()
+            try:
+                api.wait(first, timeout_s=60)
+            except Exception as error:  # e.g. the runtime died importing the handler: say why
+                why = f"{name} did not answer its first invocation: {error}"
+                raise RuntimeError(f"{why}\n{_tail(stderr)}") from error
+            if first.error is not None:
+                raise RuntimeError(f"{name} failed its first invocation: {first.error}\n{_tail(stderr)}")
+            warm_ms = []
+            for _ in range(warm):
+                invocation = api.invoke(event(), timeout_s=30)
+                warm_ms.append((invocation.answered_at - invocation.delivered_at) * 1000)
+            assert api.first_next_at is not None
+            return {
+                "init_ms": (api.first_next_at - spawned) * 1000,
+                "first_invoke_ms": (first.answered_at - first.delivered_at) * 1000,
+                "cold_total_ms": (first.answered_at - spawned) * 1000,
+                "warm_invoke_ms": median(warm_ms),
+            }
+        finally:
+            stop_process(proc)
+            api.stop()
+
+
+def _tail(file: Any, limit: int = 2000) -> str:
+    """The last ``limit`` characters written to ``file`` (the function's stderr)."""
+    file.flush()
+    file.seek(0)
+    return file.read().decode("utf-8", "replace")[-limit:]
 
 
 def run(config: ColdStartConfig) -> dict[str, Any]:

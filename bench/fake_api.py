@@ -23,6 +23,7 @@ from urllib.request import Request, urlopen
 from aiohttp import web
 
 from bench.env import ROOT
+from bench.proc import first_line, stop_process
 
 
 @dataclass
@@ -127,8 +128,7 @@ class FakeApiProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()
+        line = first_line(self._proc, 30)
         if not line.startswith("PORT "):
             self.__exit__()
             raise RuntimeError(f"fake management API did not start: {line!r}")
@@ -138,13 +138,7 @@ class FakeApiProcess:
     def __exit__(self, *exc: object) -> None:
         if self._proc is None:
             return
-        if self._proc.stdin is not None:
-            self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
 
     def stats(self) -> dict[str, int]:
         with urlopen(f"{self.base}/_stats", timeout=10) as response:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import defaultdict
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from bench.env import ROOT
+from bench.proc import first_line, stop_process
 
 ROOMS: dict[str, set[ServerConnection]] = defaultdict(set)
 
@@ -75,26 +75,17 @@ class FloorProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(30)
-        if not lines or not lines[0].startswith("PORT "):
+        line = first_line(self.proc, 30)
+        if not line.startswith("PORT "):
             self.__exit__()
-            raise RuntimeError(f"the floor server did not start: {lines[:1]!r}")
-        self.port = int(lines[0].split()[1])
+            raise RuntimeError(f"the floor server did not start: {line!r}")
+        self.port = int(line.split()[1])
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.proc is None:
             return
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import contextlib
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from bench.env import ROOT
+from bench.proc import first_line, stop_process
 
 
 async def _serve(workers: int, dynamodb_endpoint: str | None) -> None:
@@ -70,30 +70,17 @@ class StackProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(self.start_timeout_s)
-        if not lines or not lines[0].startswith("{"):
+        line = first_line(self.proc, self.start_timeout_s)
+        if not line.startswith("{"):
             self.__exit__()
-            raise RuntimeError(f"the local stack did not start: {lines[:1]!r}")
-        self.info = json.loads(lines[0])
+            raise RuntimeError(f"the local stack did not start: {line!r}")
+        self.info = json.loads(line)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=30)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,12 +125,7 @@ class MotoProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc)
 
 
 @contextlib.contextmanager

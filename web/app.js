@@ -88,8 +88,10 @@ class ChatConnection {
     this.setState("idle");
   }
 
+  /** Retry at once (back online, tab visible again); never reopens a connection closed on purpose
+   *  ("closed": expired token, forbidden room): only the user's retry button (start()) does that. */
   retryNow() {
-    if (this.stopped || this.state === "connecting" || this.state === "connected") return;
+    if (this.stopped || ["connecting", "connected", "closed"].includes(this.state)) return;
     clearTimeout(this.timer);
     this.connect();
   }
@@ -403,7 +405,7 @@ function onFrame(data) {
     renderMessage(frame, own);
   } else if (frame.kind === "error") {
     const failed = failOldestSending();
-    showComposerError(explainError(frame.code, frame.message, { maxBytes: app.config?.maxMessageBytes, bytes: failed ? utf8Bytes(failed.text) : 0 }), frame.code);
+    showComposerError(explainError(frame.code, frame.message, { maxBytes: maxBytes(), bytes: failed ? utf8Bytes(failed.text) : 0 }), frame.code);
   } else if (frame.kind === "gateway") {
     failOldestSending();
     showComposerError(explainGatewayFrame(frame.message), "gateway");

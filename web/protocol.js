@@ -131,20 +131,6 @@ export function diagnoseHandshake({ token, roomId, nowSeconds = Date.now() / 100
   return null;
 }
 
-/** Plain words for a handshake status (from the local stack's preflight, where it has one). */
-export function explainStatus(status, roomId) {
-  switch (status) {
-    case 401:
-      return "Your session expired or the token was not accepted. Sign in again.";
-    case 400:
-      return roomRule();
-    case 403:
-      return `You are not allowed into room “${roomId}” with this token.`;
-    default:
-      return null;
-  }
-}
-
 export function roomRule() {
   return "Room names are 1–64 letters, digits or . _ : - (no spaces).";
 }

@@ -22,8 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
+
+from local_stack import tokens
+from tests.reliability.stack import table_client, table_items
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"
@@ -167,18 +169,9 @@ class Stack:
             time.sleep(0.2)
 
     def _connections(self) -> list[dict[str, Any]]:
-        import boto3
-
-        endpoint = self._dynamodb_endpoint()
         table = os.environ.get("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", "chat_connections")
-        client = boto3.client(
-            "dynamodb",
-            endpoint_url=endpoint,
-            region_name=os.environ.get("AWS_REGION", "us-east-1"),
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        items = client.scan(TableName=table)["Items"]
+        client = table_client(self._dynamodb_endpoint(), os.environ.get("AWS_REGION", "us-east-1"))
+        items = table_items(client, table)  # every page
         return [{key: next(iter(value.values())) for key, value in item.items()} for item in items]
 
     def _dynamodb_endpoint(self) -> str:
@@ -190,11 +183,8 @@ class Stack:
         return found[-1]
 
 
-def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600, **claims: Any) -> str:
-    payload: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + expires_in, **claims}
-    if name:
-        payload["name"] = name
-    return jwt.encode(payload, JWT_SECRET, algorithm="HS256")
+def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600) -> str:
+    return tokens.make_token(JWT_SECRET, sub, name=name, ttl_s=expires_in)[0]
 
 
 @pytest.fixture(scope="session")

@@ -148,13 +148,15 @@ def test_stack_restart_shows_reconnecting_and_queued_message_is_sent(
     join(alice, "Alice", room_id)
     join(bob, "Bob", room_id)
     stack.stop()
-    expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-    expect(alice.locator("#status-text")).to_contain_text("Reconnecting in")
-    # Typed while offline: kept and shown as waiting, then sent when the connection is back.
-    say(alice, "sent while the stack was down")
-    expect(alice.locator("#outbox .pending")).to_have_attribute("data-state", "queued")
-    alice.screenshot(path=str(artifacts / "reconnecting-1280x800.png"))
-    stack.start()
+    try:
+        expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+        expect(alice.locator("#status-text")).to_contain_text("Reconnecting in")
+        # Typed while offline: kept and shown as waiting, then sent when the connection is back.
+        say(alice, "sent while the stack was down")
+        expect(alice.locator("#outbox .pending")).to_have_attribute("data-state", "queued")
+        alice.screenshot(path=str(artifacts / "reconnecting-1280x800.png"))
+    finally:
+        stack.start()  # the stack is shared: never leave it down for the tests that follow
     for page in (alice, bob):
         expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=45_000)
     # The server's echo to the sender proves it was broadcast (Bob gets it only if he was back first:

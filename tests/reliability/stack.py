@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,25 +33,29 @@ def token(user: str, room: str | None = None) -> str:
     return make_token(DEFAULT_JWT_SECRET, user, room=room)[0]
 
 
-def table_client(endpoint: str) -> Any:
+def table_client(endpoint: str, region: str = "us-east-1") -> Any:
     return boto3.client(
         "dynamodb",
         endpoint_url=endpoint,
-        region_name="us-east-1",
+        region_name=region,
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
 
 
-def table_ids(client: Any) -> set[str]:
-    ids: set[str] = set()
-    kwargs: dict[str, Any] = {"TableName": TABLE, "ConsistentRead": True}
+def table_items(client: Any, table: str = TABLE, **scan: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a consistent Scan, page after page (a page stops at 1 MB)."""
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, **scan}
     while True:
         page = client.scan(**kwargs)
-        ids |= {item["connection_id"]["S"] for item in page.get("Items", [])}
+        yield from page.get("Items", [])
         if "LastEvaluatedKey" not in page:
-            return ids
+            return
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def table_ids(client: Any) -> set[str]:
+    return {item["connection_id"]["S"] for item in table_items(client)}
 
 
 @dataclass

@@ -24,7 +24,8 @@ FORMATS: dict[str, str] = {
     "{live_deleted} live connections deleted, {half_stored} half-stored connects, "
     "{uncounted} failures missing from metrics/logs; {stack}",
     "missed_disconnect": "{dropped} $disconnects dropped, {removed_by_410} removed by the 410 path, "
-    "{skipped_by_ttl} skipped by TTL, {reaped} reaped, {delivered_to_dead} delivered to dead connections",
+    "{skipped_by_ttl} skipped by TTL, {reaped} reaped, "
+    "{posted_to_dead} posts to dead connections after their 410/TTL",
     "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated "
     "({burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); {steady}",
     "storm": "{clients} clients closed at once, {left} records left after {waited}",

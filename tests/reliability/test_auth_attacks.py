@@ -25,18 +25,17 @@ from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
 from tests.reliability.helpers import (
-    Endpoint,
     blackhole,
     closed_port_url,
     hs_sign,
-    http_endpoint,
     leaks,
-    records,
     retamper,
     unsigned,
 )
 from tests.support.events import FakeContext, connect_event
-from tests.support.jwks import KID, RsaKey
+from tests.support.http import Endpoint, http_endpoint
+from tests.support.jwks import KID, RsaKey, serve_jwks
+from tests.support.records import records
 from tests.support.tokens import SECRET
 
 ISSUER = "https://issuer.test/"
@@ -221,9 +220,8 @@ def hs_connect(monkeypatch: pytest.MonkeyPatch, dynamodb: Any) -> Any:
 
 @pytest.fixture
 def jwks() -> Iterator[Endpoint]:
-    body = json.dumps({"keys": [key().jwk()]}).encode()
-    with http_endpoint(lambda path: (200, body, 0.0)) as endpoint:
-        yield endpoint
+    with serve_jwks(key()) as (url, seen):
+        yield Endpoint(url=url, seen=seen)
 
 
 def rs_connect(monkeypatch: pytest.MonkeyPatch, jwks_url: str) -> Any:

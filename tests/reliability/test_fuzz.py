@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from shared.protocol import ErrorCode
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.reliability.helpers import TABLE, put_record, record_ids
 from tests.support.events import FakeContext, connect_event, message_event
 from tests.support.management_api import FakeManagementApi
+from tests.support.records import TABLE, put_record, record_ids
 from tests.support.tokens import make_token
 
 ROOM = "general"
@@ -184,12 +184,6 @@ def room(dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.M
     return dynamodb
 
 
-def reset(api: FakeManagementApi) -> None:
-    with api._lock:
-        api.delivered.clear()
-        api.attempts.clear()
-
-
 def invoke(module: Any, event: dict[str, Any]) -> dict[str, Any] | None:
     try:
         return module.handler(event, FakeContext())
@@ -205,7 +199,7 @@ def invoke(module: Any, event: dict[str, Any]) -> dict[str, Any] | None:
 @example(body='{"action":"sendMessage","message":"' + "é" * 2049 + '"}')
 def test_fuzz_send_message_frames(room: Any, management_api: FakeManagementApi, body: str) -> None:
     module = _module(room, "send_message")
-    reset(management_api)
+    management_api.reset()
     response = invoke(module, message_event(body, connection_id=SENDER))
     kind, value = expected_send(body)
     to_sender = management_api.frames_to(SENDER)
@@ -241,7 +235,7 @@ def test_fuzz_send_message_frames(room: Any, management_api: FakeManagementApi, 
 @given(body=bodies)
 def test_fuzz_default_route_frames(room: Any, management_api: FakeManagementApi, body: str) -> None:
     module = _module(room, "default")
-    reset(management_api)
+    management_api.reset()
     response = invoke(module, message_event(body, connection_id=SENDER, route="$default"))
     to_sender = management_api.frames_to(SENDER)
     summary.record(

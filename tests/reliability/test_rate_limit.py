@@ -16,9 +16,9 @@ import pytest
 from shared.connections import ConnectionStore
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.reliability.helpers import put_record
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
+from tests.support.records import put_record
 
 SENDER, OTHER, WITNESS = "SENDERxxxxxxxx0=", "OTHERxxxxxxxxx0=", "WITNESSxxxxxxx0="
 
@@ -261,3 +261,6 @@ def test_rate_limit_losing_races_is_not_a_refusal(room: Any, monkeypatch: pytest
     store._client = Racing(raw)
     # 20 tokens, 3 spent by the rivals: this message must wait its turn, not be refused.
     assert store.take_message_token(store.get(SENDER), bucket)
+    assert races == [0]  # all three races really happened (each rival write landed first)
+    # 20 - 4 spent (3 rivals + this one) + the ticking clock's refill: 10 readings 1 ms apart at 10 a second.
+    assert store.get(SENDER).rate_tokens == pytest.approx(16.1)

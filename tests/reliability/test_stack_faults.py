@@ -13,13 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from local_stack.config import REPO_ROOT
 from local_stack.faults import SITE
+from shared.management_api import ManagementApiClient
 from tests.reliability import summary
 from tests.reliability.stack import Client, StackProcess, table_client, table_ids
 
@@ -46,13 +46,12 @@ def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: Stack
 
     async def run() -> list[str]:
         client, cid = await one_client()
-        api = boto3.client(
-            "apigatewaymanagementapi",
-            endpoint_url=faulty_stack.callback_url,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            config=Config(retries={"total_max_attempts": 1}),
+        # The production client (no retries of its own), as the functions post through it.
+        api = ManagementApiClient(
+            faulty_stack.callback_url,
+            pool_size=1,
+            region="us-east-1",
+            credentials=Credentials("testing", "testing"),
         )
         data = json.dumps({"action": "message", "message": "probe"}).encode()
         outcomes = []
@@ -62,6 +61,7 @@ def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: Stack
                 outcomes.append("200")
             except ClientError as error:
                 outcomes.append(error.response["Error"]["Code"])
+        api.close()
         await asyncio.sleep(0.5)
         assert client.received["probe"] == 1
         await client.close()

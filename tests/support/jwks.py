@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.http import http_endpoint
 
 KID = "test-key-1"
 
@@ -49,28 +49,6 @@ class RsaKey:
 @contextmanager
 def serve_jwks(*keys: RsaKey, delay: float = 0.0) -> Iterator[tuple[str, list[str]]]:
     """Yields (url, request paths seen)."""
-    seen: list[str] = []
     body = json.dumps({"keys": [k.jwk() for k in keys]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            if delay:
-                time.sleep(delay)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_endpoint(lambda path: (200, body, delay)) as endpoint:
+        yield endpoint.url, endpoint.seen

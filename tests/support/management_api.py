@@ -47,6 +47,12 @@ class FakeManagementApi:
         with self._lock:
             return [json.loads(data) for cid, data in self.delivered if cid == connection_id]
 
+    def reset(self) -> None:
+        """Forget what was delivered and attempted (the live ids and the status scripts stay)."""
+        with self._lock:
+            self.delivered.clear()
+            self.attempts.clear()
+
     def start(self) -> FakeManagementApi:
         api = self
 
