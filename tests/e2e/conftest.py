@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from local_stack import tokens
-from tests.reliability.stack import table_client, table_items
+from tests.support.records import table_client, table_items
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "e2e"

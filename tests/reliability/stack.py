@@ -14,44 +14,20 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from local_stack.config import DEFAULT_JWT_SECRET, REPO_ROOT
 from local_stack.tokens import make_token
-
-TABLE = "chat_connections"
+from tests.support.records import table_items
 
 
 def token(user: str, room: str | None = None) -> str:
     return make_token(DEFAULT_JWT_SECRET, user, room=room)[0]
-
-
-def table_client(endpoint: str, region: str = "us-east-1") -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def table_items(client: Any, table: str = TABLE, **scan: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a consistent Scan, page after page (a page stops at 1 MB)."""
-    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, **scan}
-    while True:
-        page = client.scan(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def table_ids(client: Any) -> set[str]:

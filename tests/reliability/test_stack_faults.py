@@ -21,7 +21,8 @@ from local_stack.config import REPO_ROOT
 from local_stack.faults import SITE
 from shared.management_api import ManagementApiClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess, table_client, table_ids
+from tests.reliability.stack import Client, StackProcess, table_ids
+from tests.support.records import table_client
 
 FAULTS = "connections=500,dynamodb=throttle"
 ROOM_SIZE = 5

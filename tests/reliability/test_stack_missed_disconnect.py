@@ -16,7 +16,8 @@ import pytest
 
 from local_stack import Stack, StackConfig, StackThread
 from tests.reliability import summary
-from tests.reliability.stack import Client, table_client, token
+from tests.reliability.stack import Client, token
+from tests.support.records import table_client
 
 ROOM = "ghosts"
 

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess, table_client, table_items
+from tests.reliability.stack import Client, StackProcess
+from tests.support.records import table_client, table_items
 
 CLIENTS = 200
 WITHIN_SECONDS = 10.0  # the bound

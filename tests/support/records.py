@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
+
+import boto3
 
 TABLE = "chat_connections"
 
@@ -23,8 +26,30 @@ def put_record(
     dynamodb.put_item(TableName=TABLE, Item=item)
 
 
+def table_client(endpoint: str, region: str = "us-east-1") -> Any:
+    """A DynamoDB client for a local endpoint (the stack's embedded DynamoDB)."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def table_items(client: Any, table: str = TABLE, **scan: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a consistent Scan, page after page (a page stops at 1 MB)."""
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True, **scan}
+    while True:
+        page = client.scan(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def records(dynamodb: Any) -> list[dict[str, Any]]:
-    return dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return list(table_items(dynamodb))
 
 
 def record_ids(dynamodb: Any) -> set[str]:
