@@ -179,7 +179,7 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = dict(os.environ, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev", PYTHONUNBUFFERED="1")
     # -o: never re-run the install step from inside the test (make test already ran it)
     proc = subprocess.Popen(
-        ["make", "-s", "-o", ".venv/.installed-stamp", "dev"],
+        ["make", "-s", "-o", ".venv/.installed-local", "dev"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
