@@ -1,5 +1,5 @@
 # Every target is listed by `make help`. The first run creates .venv and installs what the target needs from
-# the locked requirements/*.txt (hashes checked; `make lock` re-resolves them, see docs/dependencies.md).
+# the locked requirements/*.txt (hashes checked; `make lock` re-resolves them: README, "Dependencies").
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

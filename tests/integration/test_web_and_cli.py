@@ -366,3 +366,34 @@ def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
             finally:
                 if proc.poll() is None:
                     os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_documented_boto3_snippet_works_as_pasted(chat_stack: Stack, tmp_path: Path) -> None:
+    """docs/aws-behaviour.md's @connections snippet, run in a clean environment (no AWS_* variables or
+    config files) with only its port and connection id replaced by this stack's."""
+    import re
+
+    doc = (REPO / "docs" / "aws-behaviour.md").read_text()
+    [snippet] = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+        if "apigatewaymanagementapi" in block
+    ]
+    assert 'endpoint_url="http://127.0.0.1:3001/dev"' in snippet and 'connection_id = "' in snippet
+    token = chat_stack.token("alice", room="general")
+    with connect(f"{chat_stack.ws_url}?token={token}&room_id=general") as ws:
+        [conn_id] = chat_stack.connection_ids()
+        code = snippet.replace("http://127.0.0.1:3001/dev", chat_stack.callback_url)
+        code = re.sub(r'connection_id = "[^"]*"', f'connection_id = "{conn_id}"', code)
+        script = tmp_path / "snippet.py"
+        script.write_text(code)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            HOME=str(tmp_path),
+            AWS_CONFIG_FILE=str(tmp_path / "none"),
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        )
+        done = subprocess.run([PY, str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(ws.recv(timeout=10)) == {"action": "message", "message": "hi"}
+        assert done.stdout.strip() and "gone" not in done.stdout
