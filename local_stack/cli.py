@@ -177,10 +177,11 @@ async def _up(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with run_stack(config) as stack:
         if config.jwt_jwks_url:
-            token = f"(JWT_JWKS_URL is set: use a token of its issuer; {config.jwt_jwks_url})"
+            token_line = f"  Token         : JWT_JWKS_URL is set: one of its issuer ({config.jwt_jwks_url})"
             try_line = f"{stack.ws_url}?token=$TOKEN&room_id={args.room}"
         else:
             token = stack.token(args.user, ttl_s=24 * 3600)
+            token_line = f"  Token ({args.user}, 24 h): {token}"
             try_line = f"{stack.ws_url}?token={token}&room_id={args.room}"
         lines = [
             "",
@@ -189,7 +190,7 @@ async def _up(args: argparse.Namespace) -> int:
             f"  Client URL    : {stack.web_url or '(no web server)'}",
             f"  @connections  : {stack.callback_url}/@connections/{{connectionId}}",
             f"  DynamoDB      : {stack.dynamodb_endpoint} (table {config.table_name}, {config.region})",
-            f"  Token ({args.user}, 24 h): {token}",
+            token_line,
             f"  Try           : {try_line}",
             "",
         ]
