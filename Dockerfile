@@ -9,15 +9,13 @@
 #   (or: skopeo inspect --format '{{.Digest}}' docker://public.ecr.aws/lambda/python:3.12)
 ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.12@sha256:0628ddc11919f85f4261517d356392dbbc6b3181568d87a376ae2e814464c230
 
-# The runtime dependencies are pyproject.toml's [project] dependencies. Only that list reaches the next
-# stage, so editing anything else in pyproject.toml keeps the dependency layer cached.
-FROM ${BASE_IMAGE} AS requirements
-COPY pyproject.toml /tmp/pyproject.toml
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt
-
+# The runtime dependencies: requirements/image.txt, the lock of pyproject.toml's [project] dependencies
+# (exact versions and hashes, resolved with the dev lock by `make lock`), in a layer of their own that
+# only a change of the lock rebuilds.
 FROM ${BASE_IMAGE} AS base
-COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir --disable-pip-version-check --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements.txt \
+COPY requirements/image.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --disable-pip-version-check --require-hashes --no-deps \
+      --target "${LAMBDA_TASK_ROOT}" -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
 COPY shared/ ${LAMBDA_TASK_ROOT}/shared/
 

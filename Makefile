@@ -1,16 +1,15 @@
-# Every target is listed by `make help`. The first run creates .venv and installs what the project needs.
+# Every target is listed by `make help`. The first run creates .venv and installs what the target needs from
+# the locked requirements/*.txt (hashes checked; `make lock` re-resolves them: README, "Dependencies").
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+LOCAL_STAMP := $(VENV)/.installed-local
+DEV_STAMP := $(VENV)/.installed-dev
+LOCK_FLAGS := --universal --generate-hashes
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --no-input --require-hashes --no-deps
 
-AWS_REGION ?= us-east-1
-export AWS_REGION
-# AWS_PROFILE (if set) reaches the aws CLI and Terraform through the environment.
-ifdef AWS_PROFILE
-export AWS_PROFILE
-endif
-
+# AWS_REGION and AWS_PROFILE, when set, reach the aws CLI and Terraform through the environment; unset,
+# both read the profile's region.
 # checkov pins old packaging/python-hcl2: it gets its own virtual environment.
 CHECKOV_VERSION := 3.2.533
 CHECKOV_VENV := .venv-checkov
@@ -24,26 +23,47 @@ TF_ARGS ?=
 # terraform/examples/complete (make deploy TF_DIR=terraform/examples/complete TF_TARGET_PREFIX=module.chat.).
 TF_TARGET_PREFIX ?=
 NAME ?= ws-chat
-PLATFORM ?= linux/amd64
+# The functions' instruction set, one setting for both sides: the images' docker platform and Terraform's
+# var.architecture (build-push writes it beside the digests).
+ARCH ?= x86_64
+PLATFORM_x86_64 := linux/amd64
+PLATFORM_arm64 := linux/arm64
+PLATFORM := $(PLATFORM_$(ARCH))
 FUNCTIONS := $(patsubst lambdas/%/app.py,%,$(wildcard lambdas/*/app.py))
 IMAGE_TAG := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)-$(shell date -u +%Y%m%d%H%M%S)
 DIGESTS_FILE := $(TF_DIR)/image-digests.auto.tfvars.json
 
 .DEFAULT_GOAL := help
-.PHONY: help dev test lint bench build build-push deploy destroy clean checkov-venv
+.PHONY: help dev lock test lint bench check-arch build build-push deploy destroy clean checkov-venv
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	$(PYTHON) -m venv $(VENV)
 
-dev: $(STAMP) ## Run the whole chat stack locally (WS_PORT, WEB_PORT, STAGE, JWT_SECRET, DYNAMODB_ENDPOINT)
+$(LOCAL_STAMP): requirements/local.txt | $(VENV)/bin/python
+	@echo "Installing the local stack's dependencies (requirements/local.txt) into $(VENV): first run only"
+	$(PIP_INSTALL) -r requirements/local.txt
+	@touch $@
+
+# The dev lock is a superset of the local one, at the same versions.
+$(DEV_STAMP): requirements/dev.txt | $(VENV)/bin/python
+	@echo "Installing the test and lint dependencies (requirements/dev.txt) into $(VENV): first run only"
+	$(PIP_INSTALL) -r requirements/dev.txt
+	@touch $@ $(LOCAL_STAMP)
+
+dev: $(LOCAL_STAMP) ## Run the whole chat stack locally (settings: README "Local development")
 	$(PY) -m local_stack up
+
+lock: $(DEV_STAMP) ## Re-resolve requirements/*.txt from pyproject.toml (UPGRADE=1: newest allowed versions)
+	$(VENV)/bin/uv pip compile --quiet $(if $(UPGRADE),--upgrade) $(LOCK_FLAGS) --python-version 3.11 \
+	  --extra dev -o requirements/dev.txt pyproject.toml
+	$(VENV)/bin/uv pip compile --quiet $(LOCK_FLAGS) --python-version 3.11 -c requirements/dev.txt \
+	  --extra local -o requirements/local.txt pyproject.toml
+	$(VENV)/bin/uv pip compile --quiet $(LOCK_FLAGS) --python-version 3.12 -c requirements/dev.txt \
+	  -o requirements/image.txt pyproject.toml
 
 $(CHECKOV_STAMP):
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
@@ -53,30 +73,39 @@ $(CHECKOV_STAMP):
 
 checkov-venv: $(CHECKOV_STAMP) ## Install checkov (pinned) in its own virtual environment, .venv-checkov
 
-test: $(STAMP) $(CHECKOV_STAMP) ## Run the whole test suite
+test: $(DEV_STAMP) $(CHECKOV_STAMP) ## Run the whole test suite
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff + mypy
+lint: $(DEV_STAMP) ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shared local_stack
 	@# Every function is a module named "app": check each on its own, as its image sees it.
 	@for fn in lambdas/*/; do echo "mypy $$fn"; $(VENV)/bin/mypy shared $$fn/app.py || exit 1; done
 
-bench: $(STAMP) ## Run the benchmarks and print their tables
+bench: $(DEV_STAMP) ## Run the benchmarks and print their tables
 	$(PY) -m bench
 
-build: ## Build one image per function (docker build --target <fn>; PLATFORM=linux/amd64, NAME=ws-chat)
+check-arch:
+	@test "$(origin PLATFORM)" != "command line" || { echo "PLATFORM is derived from ARCH now: use ARCH=x86_64 or ARCH=arm64"; exit 2; }
+	@test -n "$(PLATFORM)" || { echo "ARCH must be x86_64 or arm64, got '$(ARCH)'"; exit 2; }
+
+build: check-arch ## Build one image per function (docker buildx; ARCH=x86_64|arm64, NAME=ws-chat)
 	@test -n "$(FUNCTIONS)" || { echo "no lambdas/*/app.py found"; exit 1; }
+	@docker buildx version >/dev/null 2>&1 || { echo "make build needs docker buildx (the images are built with --provenance=false, so Lambda gets a plain image manifest): install Docker's buildx plugin (Debian: apt-get install docker-buildx; Docker's own packages: docker-buildx-plugin)"; exit 1; }
 	for fn in $(FUNCTIONS); do \
 	  docker build --provenance=false --platform $(PLATFORM) --target $$fn -t $(NAME)/$$fn:$(IMAGE_TAG) . || exit 1; \
 	done
 
-build-push: build ## Log in to ECR, push every image, write their digests to $(TF_DIR)/image-digests.auto.tfvars.json (TF_DIR=terraform)
+build-push: build ## Log in to ECR, push every image, write their digests and ARCH to $(TF_DIR)/image-digests.auto.tfvars.json
 	@set -eu; \
+	if ! grep -Eqs '^variable "architecture"' $(TF_DIR)/*.tf && [ "$(ARCH)" != x86_64 ]; then \
+	  echo "ARCH=$(ARCH), but $(TF_DIR) declares no variable \"architecture\" to deploy it with: declare it and pass it to the module"; exit 2; \
+	fi; \
 	repos=$$($(TF) -chdir=$(TF_DIR) output -json ecr_repository_urls); \
 	registry=$$(printf '%s' "$$repos" | $(PYTHON) -c 'import json, sys; print(next(iter(json.load(sys.stdin).values())).split("/")[0])'); \
-	aws ecr get-login-password --region $(AWS_REGION) | docker login --username AWS --password-stdin "$$registry"; \
+	region=$$(printf '%s' "$$registry" | cut -d . -f 4); \
+	aws ecr get-login-password --region "$$region" | docker login --username AWS --password-stdin "$$registry"; \
 	pushed=$$(mktemp); \
 	for fn in $(FUNCTIONS); do \
 	  repo=$$(printf '%s' "$$repos" | $(PYTHON) -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$$fn"); \
@@ -86,7 +115,8 @@ build-push: build ## Log in to ECR, push every image, write their digests to $(T
 	  test -n "$$digest" || { echo "no digest for $$repo:$(IMAGE_TAG)"; exit 1; }; \
 	  echo "$$fn $$digest" >> "$$pushed"; \
 	done; \
-	$(PYTHON) -c 'import json, sys; print(json.dumps({"image_digests": dict(line.split() for line in open(sys.argv[1]))}, indent=2, sort_keys=True))' "$$pushed" > $(DIGESTS_FILE); \
+	arch=$$(grep -Eqs '^variable "architecture"' $(TF_DIR)/*.tf && echo $(ARCH) || true); \
+	$(PYTHON) -c 'import json, sys; values = {"image_digests": dict(line.split() for line in open(sys.argv[1]))}; values.update({"architecture": sys.argv[2]} if sys.argv[2] else {}); print(json.dumps(values, indent=2, sort_keys=True))' "$$pushed" "$$arch" > $(DIGESTS_FILE); \
 	rm -f "$$pushed"; \
 	echo "wrote $(DIGESTS_FILE)"
 

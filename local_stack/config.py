@@ -1,4 +1,5 @@
-"""Configuration of the local stack: CONTRACT.md section 1's variables plus knobs tests need."""
+"""Configuration of the local stack: the variables of README's "Local development" and "Function
+configuration" (docs/protocol.md), plus knobs tests need."""
 
 from __future__ import annotations
 
@@ -8,10 +9,30 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_JWT_SECRET", "REPO_ROOT", "StackConfig"]
+__all__ = ["DEFAULT_JWT_SECRET", "FUNCTION_SETTINGS", "LOG_FORMATS", "REPO_ROOT", "StackConfig"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JWT_SECRET = "local-dev-only-secret-do-not-use-in-aws"  # noqa: S105 - documented local-only value
+DEFAULT_STATE_DIR = REPO_ROOT / ".local-stack"
+LOG_FORMATS = ("text", "json")
+
+# The functions' documented settings (README "Function configuration"). Set in the environment of
+# `make dev`, each reaches every function whose Terraform environment has it (JWT_* ones: every function
+# with a JWT_* variable), over the value Terraform's default would give.
+FUNCTION_SETTINGS = (
+    "JWT_ALGORITHMS",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_JWKS_TIMEOUT_SECONDS",
+    "JWT_LEEWAY_SECONDS",
+    "MAX_MESSAGE_BYTES",
+    "BROADCAST_CONCURRENCY",
+    "RATE_LIMIT_PER_SECOND",
+    "RATE_LIMIT_BURST",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+)
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
@@ -59,6 +80,16 @@ class StackConfig:
     reload: bool = True
     reload_interval_s: float = 1.0
     echo_logs: bool = True  # print function logs (prefixed) to stdout
+    log_format: str = "text"  # printed function logs: "text" (one readable line each) or "json" (raw)
+    function_settings: Mapping[str, str] = field(default_factory=dict)  # FUNCTION_SETTINGS given
+    state_dir: Path | None = None  # write stack-<ws_port>.json there while running (for `invoke`)
+
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
+        unknown = sorted(set(self.function_settings) - set(FUNCTION_SETTINGS))
+        if unknown:
+            raise ValueError(f"not a function setting: {', '.join(unknown)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> StackConfig:
@@ -71,5 +102,7 @@ class StackConfig:
             jwt_jwks_url=env.get("JWT_JWKS_URL", ""),
             dynamodb_endpoint=env.get("DYNAMODB_ENDPOINT") or None,
             region=env.get("AWS_REGION") or "us-east-1",
+            log_format=env.get("LOG_FORMAT") or "text",
+            function_settings={name: env[name] for name in FUNCTION_SETTINGS if env.get(name)},
         )
         return replace(config, **overrides) if overrides else config

@@ -93,7 +93,7 @@ def ensure_table(client: Any, name: str, spec: TableSpec) -> bool:
 class TtlReaper:
     """Deletes items whose TTL attribute has passed, as DynamoDB would (moto never does).
 
-    DynamoDB deletes expired items "within a few days"; readers must skip them anyway (CONTRACT.md 5).
+    DynamoDB deletes expired items "within a few days"; readers must skip them anyway (docs/protocol.md 5).
     The reaper scans every ``interval_s`` and deletes conditionally, so it never removes an item that was
     refreshed in between.
     """

@@ -1,7 +1,7 @@
 """API Gateway WebSocket events, ids, route selection and gateway frames: pure functions, no I/O.
 
 Shapes follow real captured events (Powertools' ``tests/events/apiGatewayWebSocketApi*.json`` and
-AWS-FACTS.md): ``queryStringParameters`` only when the URL has a query string, ``multiValueHeaders``
+docs/aws-behaviour.md): ``queryStringParameters`` only when the URL has a query string, ``multiValueHeaders``
 beside ``headers``, ``requestId == extendedRequestId``, epoch-millisecond times, CLF ``requestTime``.
 """
 

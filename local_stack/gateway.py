@@ -1,6 +1,6 @@
 """The WebSocket gateway and its @connections API, on one aiohttp server (one port, keep-alive).
 
-Behaviour is API Gateway's (AWS-FACTS.md):
+Behaviour is API Gateway's (docs/aws-behaviour.md):
 
 * ``GET /{stage}`` with an upgrade: the handshake is held until ``$connect`` answers; 2xx -> 101 (the
   ``Sec-WebSocket-Protocol`` it returns is chosen), other status -> that status with its body, error or

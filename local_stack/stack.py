@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import socket
 import sys
@@ -30,11 +31,20 @@ from .dynamodb import DUMMY_CREDENTIALS, EmbeddedDynamoDB, TtlReaper, dynamodb_c
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .runtime import FunctionPool, LambdaRuntime
-from .terraform import Evaluator, FunctionSpec, TerraformModel, load_model
+from .terraform import Evaluator, FunctionSpec, TerraformError, TerraformModel, load_model
 from .tokens import make_token
 from .web import make_web_app
 
-__all__ = ["PortInUseError", "Stack", "StackThread", "function_environment", "run_stack"]
+__all__ = [
+    "PortInUseError",
+    "Stack",
+    "StackThread",
+    "check_route_keys",
+    "function_environment",
+    "readable_log_line",
+    "run_stack",
+    "state_path",
+]
 
 T = TypeVar("T")
 PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -60,6 +70,76 @@ def _bind(host: str, port: int, what: str, flag: str) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
+
+
+def check_route_keys(model: TerraformModel) -> None:
+    """Two functions on one route: API Gateway has one integration per route, so Terraform's apply
+    fails on the second; refuse it here too instead of silently routing to one of them."""
+    owners: dict[str, list[str]] = {}
+    for name, spec in model.functions.items():
+        owners.setdefault(spec.route_key, []).append(name)
+    clashes = [
+        f"functions {', '.join(names[:-1])} and {names[-1]} have the same route_key {key!r}"
+        for key, names in owners.items()
+        if len(names) > 1
+    ]
+    if clashes:
+        detail = " (a route has one integration: Terraform's apply would fail)"
+        raise TerraformError("; ".join(clashes) + detail)
+
+
+# Powertools' standard keys: shown as the line's time, level and message, or left out as noise.
+_STANDARD_KEYS = frozenset(
+    {
+        "timestamp",
+        "level",
+        "message",
+        "service",
+        "location",
+        "cold_start",
+        "function_name",
+        "function_memory_size",
+        "function_arn",
+        "function_request_id",
+        "xray_trace_id",
+        "sampling_rate",
+    }
+)
+
+
+def readable_log_line(name: str, line: str) -> str | None:
+    """One function log line as ``make dev`` prints it: a Powertools JSON record becomes one line
+    (time, level, function, message, other keys as key=value), an embedded-metric record is dropped
+    (``None``; CloudWatch turns those into metrics, not log reading), START/END are dropped (REPORT
+    says the same), anything else is kept as it is."""
+    if line.startswith(("START RequestId: ", "END RequestId: ")):
+        return None
+    if not line.startswith("{"):
+        return f"[{name}] {line}"
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return f"[{name}] {line}"
+    if not isinstance(record, dict):
+        return f"[{name}] {line}"
+    if "_aws" in record:
+        return None
+    if "level" not in record or "message" not in record:
+        return f"[{name}] {line}"
+    stamp = str(record.get("timestamp", ""))
+    clock = stamp[11:23].replace(",", ".") if len(stamp) >= 23 else stamp
+    extra = " ".join(
+        f"{key}={value if isinstance(value, str) else json.dumps(value)}"
+        for key, value in record.items()
+        if key not in _STANDARD_KEYS
+    )
+    text = f"{clock} {record['level']:<7} [{name}] {record['message']}"
+    return f"{text} {extra}" if extra else text
+
+
+def state_path(state_dir: Path, ws_port: int) -> Path:
+    """Where a running stack on ``ws_port`` describes itself (for ``python -m local_stack invoke``)."""
+    return state_dir / f"stack-{ws_port}.json"
 
 
 def function_environment(
@@ -90,12 +170,19 @@ def function_environment(
         unresolved.extend(evaluator.unresolved)
     if "JWT_SECRET_ARN" in env:
         env["JWT_SECRET_ARN"] = ""  # locally the secret is given directly
+    verifies_tokens = any(name.startswith("JWT_") for name in spec.environment)
     if "JWT_JWKS_URL" in env:
         env["JWT_JWKS_URL"] = config.jwt_jwks_url
-    if any(name.startswith("JWT_") for name in spec.environment) and not config.jwt_jwks_url:
+    if verifies_tokens:
         # The functions accept exactly one key source: the local secret unless a JWKS is configured.
-        env["JWT_SECRET"] = config.jwt_secret
-        env["JWT_ALGORITHMS"] = "HS256"
+        # Their algorithms follow it (HS256, or the function's own default for a JWKS, RS256) unless
+        # JWT_ALGORITHMS is given: Terraform's default list is for the deployed secret.
+        if not config.jwt_jwks_url:
+            env["JWT_SECRET"] = config.jwt_secret
+        env["JWT_ALGORITHMS"] = "" if config.jwt_jwks_url else "HS256"
+    for name, value in config.function_settings.items():
+        if name in spec.environment or (verifies_tokens and name.startswith("JWT_")):
+            env[name] = value
     base = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
     base.update(
         {
@@ -213,6 +300,28 @@ async def _watch(stack: Stack, dirs: list[Path], log: Callable[[str, str], None]
                 await pool.recycle()
 
 
+def _write_state(stack: Stack, path: Path) -> None:
+    """What ``invoke`` needs to act on this stack (its functions' endpoints, table, gateway)."""
+    state = {
+        "pid": os.getpid(),
+        "ws_url": stack.ws_url,
+        "callback_url": stack.callback_url,
+        "web_url": stack.web_url,
+        "dynamodb_endpoint": stack.dynamodb_endpoint,
+        "table_name": stack.config.table_name,
+        "region": stack.config.region,
+        "stage": stack.config.stage,
+        "functions": {
+            name: {"route_key": stack.model.functions[name].route_key, "invoke_url": pool.invoke_url}
+            for name, pool in stack.pools.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
 @asynccontextmanager
 async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     """Start the whole local stack; stop everything (every child process) on exit."""
@@ -221,11 +330,15 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     fault_env = faults.worker_env()
     logs: deque[str] = deque(maxlen=20000)
 
+    check_route_keys(model)
+
     def log(name: str, line: str) -> None:
         text = f"[{name}] {line}"
         logs.append(text)
         if config.echo_logs:
-            print(text, flush=True)
+            shown = text if config.log_format == "json" else readable_log_line(name, line)
+            if shown is not None:
+                print(shown, flush=True)
 
     ws_sock = _bind(config.host, config.ws_port, "WebSocket (WS_PORT)", "WS_PORT / --ws-port")
     web_sock = None
@@ -240,6 +353,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     callback_url = _stage_url(config, ws_port, "http")
 
     tasks: list[asyncio.Task[Any]] = []
+    state_file: Path | None = None
     embedded: EmbeddedDynamoDB | None = None
     runtime = LambdaRuntime(host=config.host, log=log)
     gateway_runner: web.AppRunner | None = None
@@ -340,6 +454,9 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         )
         for pool in runtime.pools.values():
             await pool.warm()
+        if config.state_dir is not None:
+            state_file = state_path(config.state_dir, ws_port)
+            _write_state(stack, state_file)
         if model.table.ttl_attribute and config.ttl_reaper_interval_s > 0:
             stack.reaper = TtlReaper(
                 client,
@@ -354,6 +471,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs, log)))
         yield stack
     finally:
+        if state_file is not None:
+            state_file.unlink(missing_ok=True)
         if gateway is not None:
             with contextlib.suppress(Exception):
                 await gateway.close()

@@ -1,6 +1,6 @@
 """Read what the local stack needs from the Terraform module (python-hcl2), and nothing more.
 
-Terraform is the one source of truth (DESIGN.md): routes and the functions serving them come from
+Terraform is the one source of truth: routes and the functions serving them come from
 ``local.functions``, the route selection expression from ``aws_apigatewayv2_api.websocket``, the table's
 keys, GSIs and TTL attribute from ``aws_dynamodb_table.connections``, each function's environment
 variable *names* from ``merge(local.common_env, local.functions[fn].environment)``. Values are AWS

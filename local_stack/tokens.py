@@ -1,4 +1,4 @@
-"""Local HS256 tokens with the claims of CONTRACT.md section 2."""
+"""Local HS256 tokens with the claims of docs/protocol.md section 2."""
 
 from __future__ import annotations
 

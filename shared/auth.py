@@ -1,4 +1,4 @@
-"""JWT verification for ``$connect`` (CONTRACT.md section 2).
+"""JWT verification for ``$connect`` (docs/protocol.md, "Tokens").
 
 The key comes from configuration, never from the token: ``jku``, ``x5u`` and ``jwk`` headers are ignored
 and nothing a token names is fetched. The algorithms are pinned by configuration, so ``alg: none`` and

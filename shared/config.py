@@ -130,7 +130,7 @@ class MessagingConfig:
     """How messages are checked and delivered.
 
     ``callback_url`` is the management API base URL; when unset it is built from each event
-    (``https://{domainName}/{stage}``), as CONTRACT.md section 6 says.
+    (``https://{domainName}/{stage}``), as docs/protocol.md section 6 says.
     """
 
     callback_url: str | None

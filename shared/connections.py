@@ -1,4 +1,4 @@
-"""The connection store: one DynamoDB item per WebSocket connection (CONTRACT.md section 5).
+"""The connection store: one DynamoDB item per WebSocket connection (docs/protocol.md section 5).
 
 Reads skip records whose ``ttl`` has passed: DynamoDB deletes expired items up to 48 hours late, and a
 connection API Gateway has closed (it closes every connection at 2 hours) must not be delivered to.

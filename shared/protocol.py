@@ -1,4 +1,4 @@
-"""The wire protocol of CONTRACT.md sections 3 and 4: room ids, frames and error codes.
+"""The wire protocol (docs/protocol.md, "Connecting" and "Frames"): room ids, frames and error codes.
 
 Pure functions, no I/O. Frames are compact UTF-8 JSON bytes, ready for ``PostToConnection``.
 """
@@ -51,7 +51,7 @@ def error_frame(code: ErrorCode, message: str) -> bytes:
 
 
 def utc_timestamp(now: datetime | None = None) -> str:
-    """RFC 3339 UTC with second precision, as CONTRACT.md shows (``2026-11-29T01:23:45Z``)."""
+    """RFC 3339 UTC with second precision, as docs/protocol.md shows (``2026-11-29T01:23:45Z``)."""
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -19,7 +19,7 @@ resource "aws_apigatewayv2_integration" "this" {
 
 resource "aws_apigatewayv2_route" "this" {
   for_each = local.functions
-  #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because CONTRACT.md section 3 needs 401/400/403 handshake statuses an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
+  #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because docs/protocol.md section 3 needs 401/400/403 handshake statuses an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
 
   api_id             = aws_apigatewayv2_api.websocket.id
   route_key          = each.value.route_key

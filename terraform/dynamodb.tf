@@ -1,5 +1,5 @@
 # Only key attributes are declared: ttl, created_at and the rest are schemaless. The room index projects
-# ttl so readers can skip records DynamoDB has not expired yet (CONTRACT.md section 5).
+# ttl so readers can skip records DynamoDB has not expired yet (docs/protocol.md section 5).
 resource "aws_dynamodb_table" "connections" {
   name                        = "${var.name}-connections"
   billing_mode                = "PAY_PER_REQUEST"

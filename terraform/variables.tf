@@ -123,7 +123,7 @@ variable "broadcast_concurrency" {
 }
 
 ################################################################################
-# Tokens (CONTRACT.md section 2): a Secrets Manager HS256 secret or a JWKS URL
+# Tokens (docs/protocol.md section 2): a Secrets Manager HS256 secret or a JWKS URL
 ################################################################################
 
 variable "jwt_secret_arn" {

@@ -1,4 +1,4 @@
-// The chat protocol as the browser sees it (CONTRACT.md sections 2-4), with no DOM and no I/O:
+// The chat protocol as the browser sees it (docs/protocol.md sections 2-4), with no DOM and no I/O:
 // URLs, frames, error wording, token claims and the reconnect schedule. app.js does the I/O.
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;

@@ -1,4 +1,4 @@
-"""$connect: verify the JWT, check the room, store the connection (CONTRACT.md section 3).
+"""$connect: verify the JWT, check the room, store the connection (docs/protocol.md section 3).
 
 Checks run in the contract's order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
 Nothing is stored unless every check passes; a failed write refuses the connection.

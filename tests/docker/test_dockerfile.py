@@ -50,14 +50,25 @@ def test_base_image_is_an_aws_lambda_python_image_pinned_by_digest() -> None:
         )
 
 
-def test_dependencies_are_the_project_dependencies_in_their_own_layer() -> None:
+def test_dependencies_are_the_image_lock_in_their_own_layer() -> None:
     base = " ".join(stages()["base"])
-    assert "pip install" in base and "-r /tmp/requirements.txt" in base
+    assert "COPY requirements/image.txt /tmp/requirements.txt" in base
+    install = base[base.index("pip install") :]
+    assert "--require-hashes" in install and "--no-deps" in install and "-r /tmp/requirements.txt" in install
     assert base.index("pip install") < base.index("COPY shared/"), "dependencies must come before the code"
-    requirements = " ".join(stages()["requirements"])
-    assert "['project']['dependencies']" in requirements
-    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "COPY shared/ ${LAMBDA_TASK_ROOT}/shared/" in base
+
+
+def test_the_image_lock_pins_every_project_dependency_with_hashes() -> None:
+    lock = (ROOT / "requirements" / "image.txt").read_text()
+    entries = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)(.*?)(?=^\S|\Z)", lock, re.MULTILINE | re.DOTALL)
+    assert entries
+    for name, _, rest in entries:
+        assert "--hash=sha256:" in rest, f"{name} has no hash in requirements/image.txt"
+    pinned = {re.sub(r"[-_.]+", "-", name).lower() for name, _, _ in entries}
+    for requirement in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)).lower()
+        assert name in pinned, f"{requirement} (pyproject.toml) is not in requirements/image.txt: make lock"
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -71,11 +82,11 @@ def test_every_function_has_a_target_running_app_handler(function: str) -> None:
 
 
 def test_no_stray_targets() -> None:
-    assert set(stages()) == {"requirements", "base", *FUNCTIONS}
+    assert set(stages()) == {"base", *FUNCTIONS}
 
 
 def test_dockerignore_keeps_the_context_to_what_images_carry() -> None:
     lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*", "the first rule must exclude everything; only re-included paths enter the context"
-    assert {"!pyproject.toml", "!shared/", "!lambdas/"} <= set(lines)
+    assert {"!requirements/image.txt", "!shared/", "!lambdas/"} <= set(lines)

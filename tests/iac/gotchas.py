@@ -1,4 +1,4 @@
-"""The Terraform rules of shared/AWS-FACTS.md, each a check returning the problems it finds in a module.
+"""The Terraform rules of docs/aws-behaviour.md, each a check returning the problems it finds in a module.
 
 test_gotchas.py runs every check on terraform/ (no problem allowed) and on the seed article's HCL in
 fixtures/seed/ (at least one problem required), so no check can pass by looking at nothing.

@@ -15,7 +15,7 @@ from tests.iac.hcl import MODULE_DIR, ROOT
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
 SKIP = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?$")
-# The skips shared/AWS-FACTS.md accepts for this design; CKV_AWS_309 is skipped on the routes resource
+# The skips docs/aws-behaviour.md accepts for this design; CKV_AWS_309 is skipped on the routes resource
 # (one for_each over every route, $connect included: see its inline reason).
 ACCEPTED = {"CKV_AWS_272", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_309", "CKV2_AWS_51", "CKV2_AWS_57"}
 

@@ -1,4 +1,4 @@
-"""Every Terraform gotcha of shared/AWS-FACTS.md holds for the module and is caught in the seed's HCL."""
+"""Every Terraform gotcha of docs/aws-behaviour.md holds for the module and is caught in the seed's HCL."""
 
 from __future__ import annotations
 

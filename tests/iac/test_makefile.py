@@ -1,10 +1,20 @@
-"""make deploy/destroy target addresses that exist in the module, for terraform/ and examples/complete."""
+"""The Makefile: deploy/destroy target addresses that exist in the module (terraform/ and examples/complete),
+what each target installs, ARCH as the one architecture setting, buildx detection, no forced region."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import textwrap
+from pathlib import Path
 
-from tests.iac.hcl import ROOT, Module
+import pytest
+
+from tests.iac.hcl import ROOT, Module, unquote
+
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "lambdas").glob("*/app.py"))
 
 PREFIX = "$(TF_TARGET_PREFIX)"
 
@@ -45,3 +55,106 @@ def test_no_arn_hard_codes_the_aws_partition(module: Module, example: Module) ->
             assert "arn:aws:" not in str(body), (
                 f"{root.directory}: {address} hard-codes arn:aws: (use data.aws_partition)"
             )
+
+
+def _make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env=env if env is not None else dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_make_dev_installs_the_local_lock_and_make_test_the_dev_lock() -> None:
+    dev = _make("-n", "-B", "dev").stdout
+    assert "-r requirements/local.txt" in dev and "requirements/dev.txt" not in dev, dev
+    assert "--require-hashes" in dev and "-e " not in dev, dev
+    assert "--quiet" not in dev, "the first install must show its progress"
+    for target in ("test", "lint", "bench"):
+        assert "-r requirements/dev.txt" in _make("-n", "-B", target).stdout, target
+
+
+@pytest.mark.parametrize(("arch", "platform"), [("x86_64", "linux/amd64"), ("arm64", "linux/arm64")])
+def test_arch_sets_the_docker_platform(arch: str, platform: str) -> None:
+    out = _make("-n", "build", f"ARCH={arch}").stdout
+    assert f"--platform {platform} " in out, out
+
+
+def test_arch_defaults_to_the_modules_architecture(module: Module) -> None:
+    default = unquote(module.variables["architecture"]["default"])
+    assert re.search(rf"^ARCH \?= {default}$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+
+
+def test_a_bad_arch_or_a_platform_of_its_own_is_refused() -> None:
+    bad = _make("build", "ARCH=amd64")
+    assert bad.returncode != 0 and "ARCH must be x86_64 or arm64, got 'amd64'" in bad.stdout + bad.stderr
+    split = _make("build", "PLATFORM=linux/arm64")
+    assert split.returncode != 0 and "use ARCH=" in split.stdout + split.stderr
+
+
+def _fake_tools(bin_dir: Path, log: Path, *, buildx: bool = True) -> dict[str, str]:
+    """docker, terraform and aws stand-ins that append their arguments and AWS_REGION to ``log``."""
+    bin_dir.mkdir()
+    repos = {fn: f"123456789012.dkr.ecr.eu-west-3.amazonaws.com/ws-chat-{fn}" for fn in FUNCTIONS}
+    no_buildx = "echo \"docker: 'buildx' is not a docker command.\" >&2; exit 1"
+    scripts = {
+        "docker": f"""
+            echo "docker $* region=${{AWS_REGION-unset}}" >> {log}
+            case "$1" in
+              buildx) {"exit 0" if buildx else no_buildx} ;;
+              inspect) echo "${{@: -1}}" | sed 's/:[^:]*$//' | sed 's/$/@sha256:{"ab" * 32}/' ;;
+            esac""",
+        "terraform": f"""
+            echo "terraform $* region=${{AWS_REGION-unset}}" >> {log}
+            echo '{json.dumps(repos)}'""",
+        "aws": f"""
+            echo "aws $* region=${{AWS_REGION-unset}}" >> {log}
+            echo password""",
+    }
+    for name, body in scripts.items():
+        path = bin_dir / name
+        path.write_text("#!/usr/bin/env bash\n" + textwrap.dedent(body).strip() + "\n")
+        path.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    return env
+
+
+def test_build_without_buildx_says_so(tmp_path: Path) -> None:
+    env = _fake_tools(tmp_path / "bin", tmp_path / "calls.log", buildx=False)
+    result = _make("build", env=env)
+    assert result.returncode != 0
+    assert "make build needs docker buildx" in result.stdout + result.stderr
+    assert "docker build " not in (tmp_path / "calls.log").read_text(), "it must stop before building"
+
+
+@pytest.mark.parametrize("declares_architecture", [True, False])
+def test_build_push_uses_the_registrys_region_and_writes_the_architecture(
+    tmp_path: Path, declares_architecture: bool
+) -> None:
+    tf_dir = tmp_path / "tf"
+    tf_dir.mkdir()
+    if declares_architecture:
+        (tf_dir / "variables.tf").write_text('variable "architecture" {\n  type = string\n}\n')
+    log = tmp_path / "calls.log"
+    env = _fake_tools(tmp_path / "bin", log)
+    result = _make("build-push", f"TF_DIR={tf_dir}", "ARCH=arm64", env=env)
+    calls = log.read_text() if log.exists() else ""
+    if not declares_architecture:
+        # Images for arm64 and a root that cannot deploy them as arm64: refused before anything is built.
+        assert result.returncode != 0, result.stdout
+        assert 'declares no variable "architecture"' in result.stdout, result.stdout
+        assert "docker push" not in calls
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "region=unset" in calls and "us-east-1" not in calls, "the Makefile must not force a region"
+    assert "aws ecr get-login-password --region eu-west-3 " in calls, calls
+    assert "--platform linux/arm64" in calls
+    written = json.loads((tf_dir / "image-digests.auto.tfvars.json").read_text())
+    assert written["architecture"] == "arm64"
+    assert set(written["image_digests"]) == set(FUNCTIONS)
+    assert all(d == "sha256:" + "ab" * 32 for d in written["image_digests"].values())

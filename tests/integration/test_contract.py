@@ -1,4 +1,4 @@
-"""CONTRACT.md sections 3-5 through the local stack and the real functions, as a CLI client sees them."""
+"""docs/protocol.md sections 3-5 through the local stack and the real functions, as a CLI client sees them."""
 
 from __future__ import annotations
 

@@ -237,3 +237,164 @@ def test_environment_with_jwks_gives_connect_exactly_one_key_source(tmp_path: Pa
     )
     assert env["JWT_JWKS_URL"] == "http://127.0.0.1:9/jwks.json"
     assert "JWT_SECRET" not in env and env["JWT_SECRET_ARN"] == ""
+
+
+def _env_of(function: str, tmp_path: Path, **config: Any) -> dict[str, str]:
+    from local_stack import StackConfig
+    from local_stack.config import REPO_ROOT
+    from local_stack.stack import function_environment
+    from local_stack.terraform import load_model
+
+    model = load_model([REPO_ROOT / "terraform"])
+    return function_environment(
+        StackConfig(**config),
+        model,
+        model.functions[function],
+        callback_url="http://127.0.0.1:1/dev",
+        dynamodb_endpoint="http://127.0.0.1:2",
+        task_root=tmp_path,
+    )
+
+
+def test_with_a_jwks_the_algorithms_are_the_functions_default_not_terraforms_hs256(tmp_path: Path) -> None:
+    env = _env_of("connect", tmp_path, jwt_jwks_url="http://127.0.0.1:9/jwks.json")
+    assert env["JWT_ALGORITHMS"] == ""  # the function then takes RS256, its default with a JWKS
+    from shared.config import AuthConfig
+
+    assert AuthConfig.from_env(env).algorithms == ("RS256",)
+
+
+def test_documented_settings_reach_the_functions_that_read_them(tmp_path: Path) -> None:
+    from local_stack import StackConfig
+
+    settings = StackConfig.from_env(
+        {
+            "JWT_ALGORITHMS": "ES256",
+            "JWT_AUDIENCE": "chat",
+            "JWT_LEEWAY_SECONDS": "5",
+            "RATE_LIMIT_BURST": "3",
+            "POWERTOOLS_LOG_LEVEL": "DEBUG",
+            "UNRELATED": "x",
+        }
+    ).function_settings
+    assert set(settings) == {
+        "JWT_ALGORITHMS",
+        "JWT_AUDIENCE",
+        "JWT_LEEWAY_SECONDS",
+        "RATE_LIMIT_BURST",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+    connect_env = _env_of(
+        "connect", tmp_path, jwt_jwks_url="http://127.0.0.1:9/j", function_settings=settings
+    )
+    assert connect_env["JWT_ALGORITHMS"] == "ES256" and connect_env["JWT_AUDIENCE"] == "chat"
+    assert connect_env["JWT_LEEWAY_SECONDS"] == "5"  # read by connect though Terraform does not set it
+    assert connect_env["POWERTOOLS_LOG_LEVEL"] == "DEBUG" and "RATE_LIMIT_BURST" not in connect_env
+    send_env = _env_of("send_message", tmp_path, function_settings=settings)
+    assert send_env["RATE_LIMIT_BURST"] == "3" and "JWT_AUDIENCE" not in send_env
+
+
+def test_two_functions_on_one_route_are_refused_at_start(tmp_path: Path) -> None:
+    from local_stack import StackConfig, StackThread
+    from local_stack.terraform import TerraformError
+
+    override = tmp_path / "tf"
+    override.mkdir()
+    source = (Path(__file__).parent / "terraform" / "full" / "functions.tf").read_text()
+    # a second $connect function, as a copy-paste slip would add it
+    (override / "functions.tf").write_text(
+        source.replace(
+            "    t_disconnect = {",
+            '    t_connect_again = {\n      route_key = "$connect"\n      timeout = 5\n'
+            "      memory_size = 128\n      route_response = false\n      environment = {}\n    }\n"
+            "    t_disconnect = {",
+            1,
+        )
+    )
+    config = StackConfig(
+        ws_port=0,
+        web_port=None,
+        terraform_dirs=(TF_NO_DEFAULT[0], override),
+        functions_dir=FUNCTIONS,
+        min_workers=0,
+        reload=False,
+        echo_logs=False,
+    )
+    with pytest.raises(RuntimeError) as failure, StackThread(config):
+        pass
+    cause = failure.value.__cause__
+    assert isinstance(cause, TerraformError)
+    assert "t_connect and t_connect_again have the same route_key '$connect'" in str(cause)
+
+
+POWERTOOLS_LINE = json.dumps(
+    {
+        "level": "INFO",
+        "location": "handler:56",
+        "message": "message refused",
+        "timestamp": "2026-12-01 10:15:06,562+0000",
+        "service": "ws-chat",
+        "cold_start": True,
+        "function_name": "send_message",
+        "function_request_id": "8297fef0",
+        "connection_id": "BFaT_fALIAMCKug=",
+        "code": "forbidden_room",
+        "xray_trace_id": "1-6b0e9e2a",
+    }
+)
+EMF_LINE = json.dumps(
+    {
+        "_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "WsChat", "Metrics": []}]},
+        "MessagesRefused": [1.0],
+    }
+)
+
+
+def test_function_logs_print_as_one_readable_line_and_metrics_are_left_out() -> None:
+    from local_stack.stack import readable_log_line
+
+    assert readable_log_line("send_message", POWERTOOLS_LINE) == (
+        "10:15:06.562 INFO    [send_message] message refused "
+        "connection_id=BFaT_fALIAMCKug= code=forbidden_room"
+    )
+    assert readable_log_line("send_message", EMF_LINE) is None
+    assert readable_log_line("echo", "START RequestId: 1 Version: $LATEST") is None
+    assert readable_log_line("echo", "plain text") == "[echo] plain text"
+    assert readable_log_line("echo", "{not json") == "[echo] {not json"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_stack_prints_logs_in_the_chosen_format(
+    log_format: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from local_stack import StackConfig, StackThread
+    from local_stack.cli import generate_event
+    from local_stack.config import REPO_ROOT
+
+    config = StackConfig(
+        ws_port=0,
+        web_port=None,
+        min_workers=0,
+        reload=False,
+        log_format=log_format,
+        terraform_dirs=(REPO_ROOT / "terraform",),
+        functions_dir=REPO_ROOT / "lambdas",
+    )
+    # a post to a room the sender is not in: send_message logs "message refused" and a metric
+    event = generate_event("sendMessage", route_keys={}, config=config, connection_id="nobody")
+    thread = StackThread(config)
+    with thread as stack:
+        result = thread.run(stack.pools["send_message"].invoke(event))
+        assert result.ok, result.payload
+        # the worker's stdout is read on its own: wait for the metric record the response preceded
+        assert wait_until(lambda: any('"_aws"' in line for line in list(stack.logs)))
+        raw = [line for line in list(stack.logs) if line.startswith("[send_message] ")]
+    printed = [line for line in capsys.readouterr().out.splitlines() if "send_message" in line]
+    assert any('"_aws"' in line for line in raw), "the function published no metric: nothing to check"
+    if log_format == "json":
+        assert all(line in printed for line in raw)
+        return
+    assert not any('"_aws"' in line or "START RequestId" in line for line in printed), printed
+    records = [line for line in printed if " [send_message] " in line and not line.startswith("[")]
+    assert records and all(not line.endswith("}") for line in records), printed
+    assert any(line.startswith("[send_message] REPORT RequestId: ") for line in printed)

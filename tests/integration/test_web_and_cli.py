@@ -21,7 +21,7 @@ import pytest
 
 from local_stack import DEFAULT_JWT_SECRET, Stack
 
-from .helpers import FUNCTIONS, REPO, TF_FULL, connect
+from .helpers import FUNCTIONS, REPO, TF_FULL, connect, handshake_status
 
 pytestmark = pytest.mark.timeout(120)
 PY = sys.executable
@@ -115,27 +115,135 @@ def test_cli_token() -> None:
     assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
 
 
-def run_invoke(tmp_path: Path, function: str, event: str) -> subprocess.CompletedProcess[str]:
-    """``python -m local_stack invoke FUNCTION --event FILE`` over the test route table."""
+def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "local_stack", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def run_invoke(tmp_path: Path, function: str, event: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m local_stack invoke FUNCTION --self-contained --event FILE`` over the test route table."""
     path = tmp_path / "event.json"
     path.write_text(event)
-    args = [PY, "-m", "local_stack", "invoke", function, "--event", str(path)]
+    args = ["invoke", function, "--self-contained", "--event", str(path)]
     args += ["--functions-dir", str(FUNCTIONS)]
     args += [arg for directory in TF_FULL for arg in ("--terraform-dir", str(directory))]
-    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=90)
+    return run_cli(*args, **env)
 
 
-def test_cli_invoke_like_sam_local_invoke(tmp_path: Path) -> None:
-    done = run_invoke(tmp_path, "echo", json.dumps({"requestContext": {"routeKey": "cli"}}))
+def test_cli_invoke_self_contained_like_sam_local_invoke(tmp_path: Path) -> None:
+    # DYNAMODB_ENDPOINT points at nothing: a self-contained invoke uses a table of its own, never that one.
+    done = run_invoke(
+        tmp_path,
+        "echo",
+        json.dumps({"requestContext": {"routeKey": "cli"}}),
+        DYNAMODB_ENDPOINT="http://127.0.0.1:9",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(json.loads(done.stdout)["body"])["event"] == {"requestContext": {"routeKey": "cli"}}
     assert "[echo] echo handled cli" in done.stderr
+    assert "127.0.0.1:9" not in done.stderr
 
 
 def test_cli_invoke_reports_function_error(tmp_path: Path) -> None:
     done = run_invoke(tmp_path, "boom", "{}")
     assert done.returncode == 1
     assert json.loads(done.stdout)["errorType"] == "ValueError"
+
+
+def test_cli_invoke_refuses_a_bad_event_clearly(tmp_path: Path) -> None:
+    done = run_invoke(tmp_path, "echo", "{not json")
+    assert done.returncode == 2 and "is not JSON" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_invoke_without_a_running_stack_says_how_to_start_one(tmp_path: Path) -> None:
+    done = run_cli(
+        "invoke", "send_message", "--ws-port", str(free_port()), LOCAL_STACK_STATE_DIR=str(tmp_path)
+    )
+    assert done.returncode == 2
+    assert "no running `make dev`" in done.stderr and "--self-contained" in done.stderr
+
+
+def test_cli_invoke_acts_on_the_running_stack(local_stack_factory: Any, tmp_path: Path) -> None:
+    """The default target is the running stack: its table, its gateway, its callback URL. A message
+    invoked for a live connection reaches that connection and leaves its record in place."""
+    stack = local_stack_factory(
+        terraform_dirs=(REPO / "terraform",), functions_dir=REPO / "lambdas", state_dir=tmp_path
+    )
+    state = json.loads((tmp_path / f"stack-{stack.ws_port}.json").read_text())
+    assert state["ws_url"] == stack.ws_url and state["dynamodb_endpoint"] == stack.dynamodb_endpoint
+    token = stack.token("alice", room="general")
+    with connect(f"{stack.ws_url}?token={token}&room_id=general") as ws:
+        [conn_id] = stack.connection_ids()
+        event = run_cli("generate-event", "sendMessage", "--connection-id", conn_id, "--message", "from cli")
+        assert event.returncode == 0, event.stderr
+        started = time.monotonic()
+        done = run_cli(
+            "invoke",
+            "send_message",
+            "-e",
+            "-",
+            "--ws-port",
+            str(stack.ws_port),
+            stdin=event.stdout,
+            LOCAL_STACK_STATE_DIR=str(tmp_path),
+        )
+        elapsed = time.monotonic() - started
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"statusCode": 200}
+        frame = json.loads(ws.recv(timeout=10))
+        assert frame["action"] == "message" and frame["message"] == "from cli" and frame["user_id"] == "alice"
+        assert stack.connection_ids() == [conn_id]
+    print(f"invoke against the running stack: {elapsed:.2f} s")
+
+
+def test_the_state_file_goes_with_the_stack(tmp_path: Path) -> None:
+    from local_stack import StackConfig, StackThread
+
+    config = StackConfig(
+        ws_port=0, web_port=None, reload=False, echo_logs=False, min_workers=0, state_dir=tmp_path
+    )
+    with StackThread(config) as stack:
+        assert (tmp_path / f"stack-{stack.ws_port}.json").is_file()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("route", "route_key", "event_type"),
+    [
+        ("$connect", "$connect", "CONNECT"),
+        ("connect", "$connect", "CONNECT"),
+        ("sendMessage", "sendMessage", "MESSAGE"),
+        ("$default", "$default", "MESSAGE"),
+        ("disconnect", "$disconnect", "DISCONNECT"),
+    ],
+)
+def test_generate_event_prints_each_routes_event(route: str, route_key: str, event_type: str) -> None:
+    done = run_cli("generate-event", route)
+    assert done.returncode == 0, done.stderr
+    event = json.loads(done.stdout)
+    ctx = event["requestContext"]
+    assert ctx["routeKey"] == route_key and ctx["eventType"] == event_type and ctx["connectionId"]
+    if event_type == "CONNECT":
+        token = event["queryStringParameters"]["token"]
+        assert jwt.decode(token, DEFAULT_JWT_SECRET, algorithms=["HS256"])["sub"] == "alice"
+        assert event["queryStringParameters"]["room_id"] == "general"
+    elif event_type == "MESSAGE":
+        body = json.loads(event["body"])
+        assert body["message"] == "Hello" and body.get("action") == (None if route == "$default" else route)
+    else:
+        assert ctx["disconnectStatusCode"] == 1000
+
+
+def test_generate_event_refuses_an_unknown_route() -> None:
+    done = run_cli("generate-event", "nope")
+    assert done.returncode == 2 and "sendMessage" in done.stderr and "send_message" in done.stderr
 
 
 def test_port_in_use_is_a_clear_error() -> None:
@@ -179,7 +287,7 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = dict(os.environ, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev", PYTHONUNBUFFERED="1")
     # -o: never re-run the install step from inside the test (make test already ran it)
     proc = subprocess.Popen(
-        ["make", "-s", "-o", ".venv/.installed-stamp", "dev"],
+        ["make", "-s", "-o", ".venv/.installed-local", "dev"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -214,3 +322,78 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     _, alive = psutil.wait_procs(descendants, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
+    """JWT_JWKS_URL, JWT_ISSUER (every documented setting) reach the functions through `make dev`."""
+    from tests.support.jwks import RsaKey, serve_jwks
+
+    key = RsaKey()
+    ws_port, web_port = free_port(), free_port()
+    with serve_jwks(key) as (jwks_url, _):
+        env = dict(
+            os.environ,
+            WS_PORT=str(ws_port),
+            WEB_PORT=str(web_port),
+            JWT_JWKS_URL=jwks_url,
+            JWT_ISSUER="https://issuer.example/",
+            LOCAL_STACK_STATE_DIR=str(tmp_path),
+            PYTHONUNBUFFERED="1",
+        )
+        proc = subprocess.Popen(
+            ["make", "-s", "-o", ".venv/.installed-local", "dev"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            lines = LineReader(proc).wait_for("Client URL", timeout=60)
+            assert any("JWT_JWKS_URL is set" in line for line in lines), lines
+            url = f"ws://127.0.0.1:{ws_port}/dev"
+            good = key.token("alice", iss="https://issuer.example/")
+            with connect(f"{url}?token={good}&room_id=general", open_timeout=30) as ws:
+                ws.send(json.dumps({"action": "sendMessage", "message": "hi"}))
+                assert json.loads(ws.recv(timeout=10))["user_id"] == "alice"
+            wrong_issuer = key.token("alice", iss="https://elsewhere.example/")
+            assert handshake_status(f"{url}?token={wrong_issuer}&room_id=general")[0] == 401
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            finally:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_documented_boto3_snippet_works_as_pasted(chat_stack: Stack, tmp_path: Path) -> None:
+    """docs/aws-behaviour.md's @connections snippet, run in a clean environment (no AWS_* variables or
+    config files) with only its port and connection id replaced by this stack's."""
+    import re
+
+    doc = (REPO / "docs" / "aws-behaviour.md").read_text()
+    [snippet] = [
+        block
+        for block in re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+        if "apigatewaymanagementapi" in block
+    ]
+    assert 'endpoint_url="http://127.0.0.1:3001/dev"' in snippet and 'connection_id = "' in snippet
+    token = chat_stack.token("alice", room="general")
+    with connect(f"{chat_stack.ws_url}?token={token}&room_id=general") as ws:
+        [conn_id] = chat_stack.connection_ids()
+        code = snippet.replace("http://127.0.0.1:3001/dev", chat_stack.callback_url)
+        code = re.sub(r'connection_id = "[^"]*"', f'connection_id = "{conn_id}"', code)
+        script = tmp_path / "snippet.py"
+        script.write_text(code)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            HOME=str(tmp_path),
+            AWS_CONFIG_FILE=str(tmp_path / "none"),
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        )
+        done = subprocess.run([PY, str(script)], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(ws.recv(timeout=10)) == {"action": "message", "message": "hi"}
+        assert done.stdout.strip() and "gone" not in done.stdout

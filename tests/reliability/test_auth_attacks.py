@@ -2,7 +2,7 @@
 
 Every attack goes through ``lambdas/connect/app.py``'s handler with moto's table and the shared Powertools
 logger captured at DEBUG, together with every standard-library logger. Each must be refused with the
-contract status (CONTRACT.md section 3), write no record, and leave the token out of every log line.
+contract status (docs/protocol.md section 3), write no record, and leave the token out of every log line.
 """
 
 from __future__ import annotations

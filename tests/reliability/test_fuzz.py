@@ -132,7 +132,7 @@ bodies = st.one_of(
 )
 
 
-# --- oracles (from CONTRACT.md section 4) ------------------------------------------------------------------
+# --- oracles (from docs/protocol.md section 4) -------------------------------------------------------------
 
 
 def parsed(body: str) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""$connect: every row of CONTRACT.md section 3's handshake table, and nothing stored when refused."""
+"""$connect: every row of docs/protocol.md section 3's handshake table, and nothing stored when refused."""
 
 from __future__ import annotations
 
