@@ -84,9 +84,8 @@ module "chat" {
   jwt_issuer             = "https://auth.example.com/"
   jwt_audience           = "ws-chat"
 
-  reserved_concurrency = {
-    send_message = 50
-  }
+  # No reserved_concurrency: a reservation must leave the account 100 unreserved executions, and a new
+  # account often has 10 in all (see terraform/README.md, "Reserved concurrency").
   throttling_rate_limit  = 200
   throttling_burst_limit = 400
 
