@@ -35,7 +35,7 @@ def test_attempt_that_cannot_finish_in_time_never_starts(dynamodb: Any) -> None:
 
 def test_attempt_that_fits_runs(dynamodb: Any) -> None:
     client = dynamodb_client(connect_timeout=1, read_timeout=2)
-    with deadline.invocation(Context(3.6), margin_seconds=0.5):
+    with deadline.invocation(Context(4.0), margin_seconds=0.5):
         client.put_item(TableName=TABLE, Item=item())
     assert len(records(dynamodb)) == 1
 
