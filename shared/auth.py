@@ -1,14 +1,18 @@
-"""JWT verification for ``$connect`` (docs/protocol.md, "Tokens").
+"""JWT verification for ``$connect`` (docs/auth.md).
 
 The key comes from configuration, never from the token: ``jku``, ``x5u`` and ``jwk`` headers are ignored
 and nothing a token names is fetched. The algorithms are pinned by configuration, so ``alg: none`` and
-HS256-signed-with-the-RSA-public-key tokens are refused.
+HS256-signed-with-the-RSA-public-key tokens are refused. Claims are checked for type as well as value:
+PyJWT reads ``exp`` and ``nbf`` with ``int()``, so ``"exp": "9999999999"`` would otherwise pass.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 
@@ -17,6 +21,8 @@ from shared.config import AuthConfig
 # A token is a URL query parameter or a subprotocol entry; anything this large is not ours.
 MAX_TOKEN_BYTES = 8192
 MAX_USER_ID_LENGTH = 256
+MAX_NAME_LENGTH = 128
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 
 
 class AuthError(Exception):
@@ -38,20 +44,78 @@ class Identity:
         return self.rooms is None or room_id in self.rooms
 
 
-class TokenVerifier:
-    """Verifies tokens with a key resolved once per cold start (secret) or cached (JWKS)."""
+class JwksKeys:
+    """The signing keys of one JWKS URL, following what it publishes.
+
+    The whole set is replaced on every fetch, so a key removed from the JWKS is refused once the cached set
+    is older than ``cache_seconds``. A token whose ``kid`` is not in the set causes a fetch (a key may just
+    have been rotated in), but no fetch, for any reason, happens less than ``min_refetch_seconds`` after the
+    previous one: a flood of made-up ``kid`` values costs the identity provider one request per interval.
+    (PyJWT's ``PyJWKClient(cache_keys=True)`` keeps every key it has seen for the life of the process.)
+    """
 
     def __init__(
-        self, config: AuthConfig, *, secrets_client: Any = None, jwk_client: jwt.PyJWKClient | None = None
+        self,
+        url: str,
+        *,
+        timeout: float,
+        cache_seconds: float,
+        min_refetch_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Used only to fetch and parse the set: its own caches are off.
+        self._client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=False, timeout=timeout)
+        self._cache_seconds = cache_seconds
+        self._min_refetch_seconds = min_refetch_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None  # when the current set was fetched
+        self._attempted_at: float | None = None  # when a fetch was last tried, successful or not
+        self.fetches = 0
+
+    def key(self, kid: Any) -> jwt.PyJWK:
+        if not isinstance(kid, str) or not kid:
+            raise jwt.InvalidTokenError("token header has no kid")
+        with self._lock:
+            now = self._clock()
+            if self._fetched_at is not None and now - self._fetched_at >= self._cache_seconds:
+                self._keys = {}  # expired: none of these keys may be used without a fresh look
+            if kid not in self._keys and self._may_fetch(now):
+                self._fetch(now)
+            found = self._keys.get(kid)
+        if found is None:
+            raise jwt.InvalidTokenError("no key with this kid in the JWKS")
+        return found
+
+    def _may_fetch(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self._min_refetch_seconds
+
+    def _fetch(self, now: float) -> None:
+        self._attempted_at = now
+        self.fetches += 1
+        keys = self._client.get_signing_keys()  # PyJWKClientError (a PyJWTError) when none or unreachable
+        self._keys = {key.key_id: key for key in keys if key.key_id}
+        self._fetched_at = now
+
+
+class TokenVerifier:
+    """Verifies tokens with a key resolved once per cold start (secret) or from the JWKS (JwksKeys)."""
+
+    def __init__(
+        self, config: AuthConfig, *, secrets_client: Any = None, jwks: JwksKeys | None = None
     ) -> None:
         self._config = config
         self._secret: str | None = config.secret
-        self._jwk_client = jwk_client
+        self._jwks = jwks
         if config.secret_arn is not None:
             self._secret = _fetch_secret(config.secret_arn, secrets_client)
-        elif config.jwks_url is not None and jwk_client is None:
-            self._jwk_client = jwt.PyJWKClient(
-                config.jwks_url, cache_keys=True, lifespan=600, timeout=config.jwks_timeout_seconds
+        elif config.jwks_url is not None and jwks is None:
+            self._jwks = JwksKeys(
+                config.jwks_url,
+                timeout=config.jwks_timeout_seconds,
+                cache_seconds=config.jwks_cache_seconds,
+                min_refetch_seconds=config.jwks_min_refetch_seconds,
             )
 
     def verify(self, token: str | None) -> Identity:
@@ -65,11 +129,10 @@ class TokenVerifier:
                 key=self._key_for(token),
                 algorithms=list(self._config.algorithms),
                 issuer=self._config.issuer,
-                audience=self._config.audience,
                 leeway=self._config.leeway_seconds,
                 options={
                     "require": ["exp", "sub"],
-                    "verify_aud": self._config.audience is not None,
+                    "verify_aud": False,  # checked below: Cognito access tokens carry client_id instead
                     "verify_iss": self._config.issuer is not None,
                 },
             )
@@ -77,13 +140,16 @@ class TokenVerifier:
             raise AuthError(401, "token expired") from None
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise AuthError(401, f"invalid token ({type(error).__name__})") from None
+        _check_numeric_dates(claims)
+        if self._config.audience is not None:
+            _check_audience(claims, self._config.audience)
         return _identity(claims)
 
     def _key_for(self, token: str) -> Any:
-        if self._jwk_client is None:
+        if self._jwks is None:
             return self._secret
         # Only the header's "kid" is used to pick a key from the configured JWKS.
-        return self._jwk_client.get_signing_key_from_jwt(token).key
+        return self._jwks.key(jwt.get_unverified_header(token).get("kid")).key
 
 
 def _fetch_secret(secret_arn: str, client: Any) -> str:
@@ -97,14 +163,45 @@ def _fetch_secret(secret_arn: str, client: Any) -> str:
     return str(secret)
 
 
+def _check_numeric_dates(claims: dict[str, Any]) -> None:
+    for name in NUMERIC_DATE_CLAIMS:
+        value = claims.get(name)
+        # RFC 7519 NumericDate: a JSON number. PyJWT has compared int(value), which a string passes.
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise AuthError(401, f"invalid token ({name})")
+
+
+def _check_audience(claims: dict[str, Any], audience: str) -> None:
+    """``aud`` must name us; a token without ``aud`` passes only as a Cognito access token for our client."""
+    if "aud" in claims:
+        aud = claims["aud"]
+        names = aud if isinstance(aud, list) else [aud]
+        if all(isinstance(n, str) for n in names) and audience in names:
+            return
+    elif claims.get("token_use") == "access" and claims.get("client_id") == audience:
+        return
+    raise AuthError(401, "invalid token (aud)")
+
+
+def _is_clean_text(value: object, max_length: int) -> TypeGuard[str]:
+    """A non-blank string of printable characters that UTF-8 can encode (no lone surrogates)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length or not value.isprintable():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _identity(claims: dict[str, Any]) -> Identity:
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.strip() or len(sub) > MAX_USER_ID_LENGTH:
+    if not _is_clean_text(sub, MAX_USER_ID_LENGTH):
         raise AuthError(401, "invalid token (sub)")
     name = claims.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 128):
+    if "name" in claims and name != "" and not _is_clean_text(name, MAX_NAME_LENGTH):
         raise AuthError(401, "invalid token (name)")
     rooms = claims.get("rooms")
-    if rooms is not None and (not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms)):
+    if "rooms" in claims and (not isinstance(rooms, list) or not all(isinstance(r, str) for r in rooms)):
         raise AuthError(401, "invalid token (rooms)")
     return Identity(user_id=sub, name=name or None, rooms=frozenset(rooms) if rooms is not None else None)

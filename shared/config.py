@@ -47,6 +47,13 @@ def _int(env: Mapping[str, str], name: str, *, default: int, minimum: int, maxim
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = (_optional(env, name) or "false").lower()
+    if raw not in ("true", "false"):
+        raise ConfigError(f"environment variable {name} must be true or false, got {raw!r}")
+    return raw == "true"
+
+
 def _float(env: Mapping[str, str], name: str, *, default: float, minimum: float, maximum: float) -> float:
     raw = _optional(env, name)
     if raw is None:
@@ -76,6 +83,12 @@ class AuthConfig:
     Exactly one key source: ``JWT_SECRET`` (HS*, local development), ``JWT_SECRET_ARN`` (HS*, the secret
     in Secrets Manager) or ``JWT_JWKS_URL`` (RS*/ES*/PS*/EdDSA, e.g. Cognito or Auth0). The accepted
     algorithms are pinned here (``JWT_ALGORITHMS``), never taken from the token.
+
+    With a JWKS, ``JWT_ISSUER`` and ``JWT_AUDIENCE`` are required: an identity provider signs the tokens of
+    every application it serves with the same keys, so without both any of them would be accepted. Only
+    ``JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE=true`` lifts that. The key set is cached for
+    ``JWT_JWKS_CACHE_SECONDS`` (a key removed from the JWKS is refused after at most that long) and fetched
+    at most once per ``JWT_JWKS_MIN_REFETCH_SECONDS`` whatever the tokens say.
     """
 
     secret: str | None
@@ -85,7 +98,10 @@ class AuthConfig:
     issuer: str | None
     audience: str | None
     jwks_timeout_seconds: float
+    jwks_cache_seconds: float
+    jwks_min_refetch_seconds: float
     leeway_seconds: int
+    allow_any_issuer_audience: bool
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> AuthConfig:
@@ -111,18 +127,54 @@ class AuthConfig:
         jwks_url = sources["JWT_JWKS_URL"]
         if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
             raise ConfigError(f"environment variable JWT_JWKS_URL must be an http(s) URL, got {jwks_url!r}")
+        issuer, audience = _optional(env, "JWT_ISSUER"), _optional(env, "JWT_AUDIENCE")
+        allow_any = _bool(env, "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE")
+        missing = [name for name, value in (("JWT_ISSUER", issuer), ("JWT_AUDIENCE", audience)) if not value]
+        if jwks_url is not None and missing and not allow_any:
+            raise ConfigError(
+                f"{' and '.join(missing)} must be set with JWT_JWKS_URL: without them a token the identity "
+                "provider issued to any other application is accepted "
+                "(JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE=true accepts that)"
+            )
+        cache_seconds = _float(env, "JWT_JWKS_CACHE_SECONDS", default=300, minimum=1, maximum=86_400)
+        min_refetch_seconds = _float(
+            env, "JWT_JWKS_MIN_REFETCH_SECONDS", default=30, minimum=0.1, maximum=3_600
+        )
+        if min_refetch_seconds > cache_seconds:
+            raise ConfigError(
+                "environment variable JWT_JWKS_MIN_REFETCH_SECONDS must not exceed JWT_JWKS_CACHE_SECONDS "
+                f"({min_refetch_seconds} > {cache_seconds})"
+            )
         return cls(
             secret=sources["JWT_SECRET"],
             secret_arn=sources["JWT_SECRET_ARN"],
             jwks_url=jwks_url,
             algorithms=algorithms,
-            issuer=_optional(env, "JWT_ISSUER"),
-            audience=_optional(env, "JWT_AUDIENCE"),
+            issuer=issuer,
+            audience=audience,
             jwks_timeout_seconds=_float(
                 env, "JWT_JWKS_TIMEOUT_SECONDS", default=3.0, minimum=0.1, maximum=20
             ),
+            jwks_cache_seconds=cache_seconds,
+            jwks_min_refetch_seconds=min_refetch_seconds,
             leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", default=0, minimum=0, maximum=300),
+            allow_any_issuer_audience=allow_any,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeadlineConfig:
+    """How much of an invocation's remaining time AWS calls may use (see ``shared/deadline.py``).
+
+    ``DEADLINE_MARGIN_MS`` is kept free at the end of every invocation for the function to answer.
+    """
+
+    margin_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> DeadlineConfig:
+        margin_ms = _int(env, "DEADLINE_MARGIN_MS", default=500, minimum=0, maximum=10_000)
+        return cls(margin_seconds=margin_ms / 1000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +182,7 @@ class MessagingConfig:
     """How messages are checked and delivered.
 
     ``callback_url`` is the management API base URL; when unset it is built from each event
-    (``https://{domainName}/{stage}``), as docs/protocol.md section 6 says.
+    (``https://{domainName}/{stage}``).
     """
 
     callback_url: str | None

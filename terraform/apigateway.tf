@@ -19,7 +19,7 @@ resource "aws_apigatewayv2_integration" "this" {
 
 resource "aws_apigatewayv2_route" "this" {
   for_each = local.functions
-  #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because docs/protocol.md section 3 needs 401/400/403 handshake statuses an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
+  #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because the handshake needs distinct 401/400/403 statuses (docs/auth.md) an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
 
   api_id             = aws_apigatewayv2_api.websocket.id
   route_key          = each.value.route_key
@@ -110,6 +110,48 @@ resource "aws_apigatewayv2_stage" "this" {
 
   # With execution or access logging on, the account's CloudWatch role must be in place first.
   depends_on = [aws_api_gateway_account.this]
+
+  lifecycle {
+    # Without the role API Gateway refuses the stage, after everything else was built.
+    precondition {
+      condition     = var.execution_logging_level == "OFF" || local.api_gateway_logging_role
+      error_message = "execution_logging_level = \"${var.execution_logging_level}\" needs the region's API Gateway CloudWatch Logs role: set create_api_gateway_account_role = true (this module creates it) or api_gateway_cloudwatch_role_configured = true (the account settings already name one), or set execution_logging_level = \"OFF\"."
+    }
+  }
+}
+
+################################################################################
+# Optional custom domain: wss://{custom_domain_name} instead of the execute-api host
+################################################################################
+
+resource "aws_apigatewayv2_domain_name" "this" {
+  count = var.custom_domain_name == null ? 0 : 1
+
+  domain_name = var.custom_domain_name
+
+  domain_name_configuration {
+    certificate_arn = var.custom_domain_certificate_arn
+    endpoint_type   = "REGIONAL"
+    security_policy = "TLS_1_2"
+  }
+
+  tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.custom_domain_certificate_arn != null
+      error_message = "custom_domain_name needs custom_domain_certificate_arn: an issued ACM certificate for it, in this region."
+    }
+  }
+}
+
+# The whole stage at the domain's root: wss://{custom_domain_name} is the stage's URL.
+resource "aws_apigatewayv2_api_mapping" "this" {
+  count = var.custom_domain_name == null ? 0 : 1
+
+  api_id      = aws_apigatewayv2_api.websocket.id
+  domain_name = aws_apigatewayv2_domain_name.this[0].id
+  stage       = aws_apigatewayv2_stage.this.id
 }
 
 # The exact route ARN (arn:...:{api}/{stage}/{route_key}); built from the stage name so the permission

@@ -7,13 +7,10 @@ locals {
     Stage = aws_apigatewayv2_stage.this.name
   }
 
+  # No alarm on IntegrationError: it counts every 4xx a function returns, and $connect answers 401/400/403
+  # to every refused handshake. Real failures are ExecutionError here, Lambda Errors, and the functions'
+  # own error metrics below.
   api_alarms = {
-    integration-error = {
-      metric      = "IntegrationError"
-      statistic   = "Sum"
-      threshold   = 0
-      description = "A function behind a route returned an error to API Gateway (4xx/5xx from the integration)."
-    }
     execution-error = {
       metric      = "ExecutionError"
       statistic   = "Sum"
@@ -25,6 +22,20 @@ locals {
       statistic   = "Sum"
       threshold   = var.alarm_client_error_threshold
       description = "Unusual number of 4xx responses (rejected handshakes, throttling)."
+    }
+  }
+
+  # EMF metrics the functions emit (namespace var.metrics_namespace, dimension service = var.name) for an
+  # error they handle themselves: send_message answers an internal error with statusCode 500 and an
+  # `internal` frame, which Lambda's Errors metric never sees.
+  function_error_alarms = {
+    internal-errors = {
+      metric      = "InternalErrors"
+      description = "A function answered an internal error (send_message: statusCode 500 and an internal frame to the sender)."
+    }
+    connection-store-errors = {
+      metric      = "ConnectionStoreErrors"
+      description = "A connection record could not be written or deleted in time ($connect refused the connection, or $disconnect left the record to its ttl)."
     }
   }
 
@@ -63,6 +74,26 @@ resource "aws_cloudwatch_metric_alarm" "api" {
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+resource "aws_cloudwatch_metric_alarm" "function_errors" {
+  for_each = local.function_error_alarms
+
+  alarm_name          = "${var.name}-${var.stage_name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = var.metrics_namespace
+  metric_name         = each.value.metric
+  dimensions          = { service = var.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
   treat_missing_data  = "notBreaching"
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
@@ -132,7 +163,7 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb" {
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
-  dashboard_name = "${var.name}-${var.stage_name}"
+  dashboard_name = "${var.name}-${var.stage_name}-${local.region}" # dashboards are account-wide
   dashboard_body = jsonencode({
     widgets = [
       {

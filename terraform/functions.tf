@@ -22,12 +22,13 @@ locals {
       manage_connections = false
       route_response     = false
       environment = {
-        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
-        JWT_SECRET_ARN                     = var.jwt_secret_arn
-        JWT_JWKS_URL                       = var.jwt_jwks_url
-        JWT_ALGORITHMS                     = join(",", var.jwt_algorithms)
-        JWT_ISSUER                         = var.jwt_issuer
-        JWT_AUDIENCE                       = var.jwt_audience
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS   = aws_dynamodb_table.connections.name
+        JWT_SECRET_ARN                       = var.jwt_secret_arn
+        JWT_JWKS_URL                         = var.jwt_jwks_url
+        JWT_ALGORITHMS                       = join(",", var.jwt_algorithms)
+        JWT_ISSUER                           = var.jwt_issuer
+        JWT_AUDIENCE                         = var.jwt_audience
+        JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE = tostring(var.jwt_allow_any_issuer_audience_unsafe)
       }
     }
     disconnect = {

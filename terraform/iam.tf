@@ -41,11 +41,18 @@ data "aws_iam_policy_document" "lambda_assume_role" {
 resource "aws_iam_role" "function" {
   for_each = local.functions
 
-  name               = local.function_names[each.key]
+  name               = local.role_names[each.key]
   description        = "Execution role of ${local.function_names[each.key]} (${each.value.route_key})"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(local.role_names[each.key]) <= 64
+      error_message = "The role name ${local.role_names[each.key]} is longer than IAM's 64 characters: choose a shorter name."
+    }
+  }
 }
 
 data "aws_iam_policy_document" "function" {
@@ -149,7 +156,7 @@ data "aws_iam_policy_document" "api_gateway_assume_role" {
 resource "aws_iam_role" "api_gateway_cloudwatch" {
   count = var.create_api_gateway_account_role ? 1 : 0
 
-  name               = "${var.name}-apigateway-cloudwatch"
+  name               = "${var.name}-apigw-logs-${local.region}"
   description        = "Lets API Gateway write execution logs to CloudWatch Logs (region-wide account setting)"
   assume_role_policy = data.aws_iam_policy_document.api_gateway_assume_role[0].json
 

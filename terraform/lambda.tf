@@ -66,5 +66,11 @@ resource "aws_lambda_function" "this" {
       ])
       error_message = "jwt_algorithms must be HS* with jwt_secret_arn and RS*/ES* with jwt_jwks_url."
     }
+
+    # An identity provider signs every application's tokens with the same keys.
+    precondition {
+      condition     = !contains(keys(each.value.environment), "JWT_ALGORITHMS") || var.jwt_jwks_url == null || var.jwt_allow_any_issuer_audience_unsafe || (var.jwt_issuer != null && var.jwt_audience != null)
+      error_message = "With jwt_jwks_url, set jwt_issuer and jwt_audience: otherwise any token the identity provider issued to any other application connects. (jwt_allow_any_issuer_audience_unsafe = true accepts that.)"
+    }
   }
 }

@@ -16,6 +16,10 @@ locals {
   # Per-function resource names: "<name>-send-message" etc.
   function_names = { for key, fn in local.functions : key => "${var.name}-${replace(key, "_", "-")}" }
 
+  # IAM roles and dashboards are account-wide, not regional: their names carry the region, so the same
+  # `name` deploys to a second region without a collision (at most 32 + 13 + 15 characters of IAM's 64).
+  role_names = { for key, name in local.function_names : key => "${name}-${local.region}" }
+
   # Built from the API (never the stage): the functions' environment must not depend on the stage,
   # which depends on the deployment, routes, integrations and so the functions (a cycle).
   callback_url = "${replace(aws_apigatewayv2_api.websocket.api_endpoint, "wss://", "https://")}/${var.stage_name}"

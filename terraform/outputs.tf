@@ -3,6 +3,19 @@ output "websocket_url" {
   value       = "${aws_apigatewayv2_api.websocket.api_endpoint}/${aws_apigatewayv2_stage.this.name}"
 }
 
+output "custom_domain_websocket_url" {
+  description = "wss://{custom_domain_name}: the stage's URL on the custom domain (null without one)."
+  value       = var.custom_domain_name == null ? null : "wss://${aws_apigatewayv2_domain_name.this[0].domain_name}"
+}
+
+output "custom_domain_target" {
+  description = "Where the custom domain's DNS record must point: an alias (Route 53) or CNAME to target_domain_name; null without a custom domain."
+  value = var.custom_domain_name == null ? null : {
+    target_domain_name = aws_apigatewayv2_domain_name.this[0].domain_name_configuration[0].target_domain_name
+    hosted_zone_id     = aws_apigatewayv2_domain_name.this[0].domain_name_configuration[0].hosted_zone_id
+  }
+}
+
 output "callback_url" {
   description = "Management (@connections) API base URL the functions post to (WEBSOCKET_CALLBACK_URL)."
   value       = local.callback_url

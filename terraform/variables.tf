@@ -123,7 +123,7 @@ variable "broadcast_concurrency" {
 }
 
 ################################################################################
-# Tokens (docs/protocol.md section 2): a Secrets Manager HS256 secret or a JWKS URL
+# Tokens (docs/auth.md): a Secrets Manager HS256 secret or a JWKS URL
 ################################################################################
 
 variable "jwt_secret_arn" {
@@ -171,15 +171,31 @@ variable "jwt_algorithms" {
 }
 
 variable "jwt_issuer" {
-  description = "Required iss claim (JWT_ISSUER); null accepts any issuer."
+  description = "Required iss claim (JWT_ISSUER), e.g. https://cognito-idp.{region}.amazonaws.com/{pool id} or https://{tenant}/ for Auth0. Required with jwt_jwks_url; with jwt_secret_arn, null accepts any issuer."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.jwt_issuer == null || can(regex("\\S", var.jwt_issuer))
+    error_message = "jwt_issuer must be null or a non-empty issuer (the token's iss claim, exactly)."
+  }
 }
 
 variable "jwt_audience" {
-  description = "Required aud claim (JWT_AUDIENCE); null accepts any audience."
+  description = "Required audience (JWT_AUDIENCE): the aud claim, or the client_id of a Cognito access token (token_use = access, no aud). Required with jwt_jwks_url; with jwt_secret_arn, null accepts any audience."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.jwt_audience == null || can(regex("\\S", var.jwt_audience))
+    error_message = "jwt_audience must be null or a non-empty audience (Cognito: the app client id; Auth0: the API identifier)."
+  }
+}
+
+variable "jwt_allow_any_issuer_audience_unsafe" {
+  description = "UNSAFE: with jwt_jwks_url, accept tokens of any issuer and audience when jwt_issuer / jwt_audience are null, so any token the identity provider issued to any other application connects (JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE). Leave false."
+  type        = bool
+  default     = false
 }
 
 ################################################################################
@@ -223,6 +239,28 @@ variable "create_api_gateway_account_role" {
   description = "Create the IAM role API Gateway pushes execution logs with and set it on the region-wide aws_api_gateway_account (one per account and region: opt in only if nothing else manages it)."
   type        = bool
   default     = false
+}
+
+variable "custom_domain_name" {
+  description = "Optional custom domain for the WebSocket API (e.g. chat.example.com): clients then connect to wss://{custom_domain_name}. Needs custom_domain_certificate_arn; point a DNS record at the custom_domain_target output."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.custom_domain_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.custom_domain_name))
+    error_message = "custom_domain_name must be a lower-case DNS name such as chat.example.com."
+  }
+}
+
+variable "custom_domain_certificate_arn" {
+  description = "ARN of an issued ACM certificate covering custom_domain_name, in the same region as the API (a regional endpoint)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.custom_domain_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.custom_domain_certificate_arn))
+    error_message = "custom_domain_certificate_arn must be an ACM certificate ARN (arn:aws:acm:region:account:certificate/id)."
+  }
 }
 
 variable "api_gateway_cloudwatch_role_configured" {

@@ -1,7 +1,8 @@
-"""$connect: verify the JWT, check the room, store the connection (docs/protocol.md section 3).
+"""$connect: verify the JWT, check the room, store the connection (docs/auth.md).
 
-Checks run in the contract's order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
-Nothing is stored unless every check passes; a failed write refuses the connection.
+Checks run in the documented order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
+Nothing is stored unless every check passes. A failed write, or one that could not finish in time, refuses
+the connection and deletes the record: the write may have landed although its answer never came.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared import deadline
 from shared.auth import AuthError, TokenVerifier
-from shared.config import AuthConfig, TableConfig
-from shared.connections import ConnectionStore
+from shared.config import AuthConfig, DeadlineConfig, TableConfig
+from shared.connections import ConnectionStore, dynamodb_client
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import is_valid_room_id
 
@@ -23,13 +25,19 @@ from shared.protocol import is_valid_room_id
 SUBPROTOCOL = "chat.v1"
 BEARER_PREFIX = "bearer."
 
-store = ConnectionStore(TableConfig.from_env().table_name)
+# One attempt is at most 3 s: the 10 s function keeps room for a retry and for the delete that undoes a
+# write whose answer was lost.
+dynamodb = dynamodb_client(connect_timeout=1, read_timeout=2)
+store = ConnectionStore(TableConfig.from_env().table_name, client=dynamodb)
 verifier = TokenVerifier(AuthConfig.from_env())
+
+margin_seconds = DeadlineConfig.from_env().margin_seconds
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH, clear_state=True)
 @tracer.capture_lambda_handler
+@deadline.aws_deadline(margin_seconds=margin_seconds)
 @event_source(data_class=APIGatewayWebSocketEvent)
 def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     connection_id = event.request_context.connection_id
@@ -54,13 +62,20 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         return _refuse(400, f'offer the "{SUBPROTOCOL}" subprotocol beside the bearer token')
 
     try:
-        store.put(connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name)
-    except (ClientError, BotoCoreError):
+        with deadline.reserve(deadline.attempt_seconds(dynamodb)):  # time left for the delete below
+            store.put(
+                connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name
+            )
+        late = deadline.remaining()
+        if late is not None and late < 0:
+            raise deadline.DeadlineExceeded(f"the connection was stored {-late:.2f} s after the deadline")
+    except (ClientError, BotoCoreError, deadline.DeadlineExceeded):
         # Refused (API Gateway answers 502), so no record may stay: the write may have landed before
         # its response was lost.
         logger.exception("could not store the connection")
         count("ConnectionStoreErrors")
-        with contextlib.suppress(Exception):
+        # Tried even past the deadline: a late delete is harmless, a record left behind is not.
+        with contextlib.suppress(Exception), deadline.suspended():
             store.delete(connection_id)
         raise
     logger.info("connected", extra={"user_id": identity.user_id})

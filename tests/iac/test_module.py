@@ -33,6 +33,7 @@ UNTAGGABLE = {
     "aws_apigatewayv2_route",
     "aws_apigatewayv2_route_response",
     "aws_apigatewayv2_deployment",
+    "aws_apigatewayv2_api_mapping",
     "aws_cloudwatch_dashboard",
     "aws_api_gateway_account",
     "aws_secretsmanager_secret_version",
@@ -165,8 +166,6 @@ def test_variables_are_typed_and_described(module: Module) -> None:
 def test_variables_that_can_be_wrong_are_validated(module: Module) -> None:
     free_form = {
         "tags",
-        "jwt_issuer",
-        "jwt_audience",
         "deletion_protection",
         "ecr_force_delete",
         "create_api_gateway_account_role",
@@ -184,11 +183,19 @@ def test_outputs_are_described(module: Module) -> None:
         assert unquote(body.get("description", "")).strip(), f"output {name} has no description"
 
 
-# Resources that exist only when create_api_gateway_account_role is set (the region-wide logging role).
+# Resources that exist only when create_api_gateway_account_role is set (the region-wide logging role)
+# or a custom domain is given.
 OPT_IN = {
     "aws_iam_role.api_gateway_cloudwatch",
     "aws_iam_role_policy_attachment.api_gateway_cloudwatch",
     "aws_api_gateway_account.this",
+    "aws_apigatewayv2_domain_name.this",
+    "aws_apigatewayv2_api_mapping.this",
+}
+OPT_IN_VARIABLES = {
+    "create_api_gateway_account_role": True,
+    "custom_domain_name": "chat.example.com",
+    "custom_domain_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd",
 }
 
 
@@ -198,7 +205,7 @@ def test_every_resource_and_output_evaluates(
 ) -> None:
     if variables == "opt_ins":
         complete: Evaluator = request.getfixturevalue("complete")
-        evaluator = Evaluator(module, {**complete.variables, "create_api_gateway_account_role": True})
+        evaluator = Evaluator(module, {**complete.variables, **OPT_IN_VARIABLES})
     else:
         evaluator = request.getfixturevalue(variables)
     optional = set() if variables == "opt_ins" else set(OPT_IN)

@@ -13,6 +13,12 @@ from collections import Counter
 FORMATS: dict[str, str] = {
     "auth": "{attacks} attacks, {refused} refused, {records_written} records written, "
     "{token_leaks} token leaks in {log_lines} log lines",
+    "claim_shapes": "{tried} well-signed tokens with claims of the wrong type, {refused} refused (401), "
+    "{stored} records written",
+    "jwks_rotation": "{tried} connects with a key rotated out of the JWKS, {refused} refused, "
+    "{stored} stored; {unknown_kids} made-up kids, {fetches} JWKS fetches in all",
+    "connect_deadline": "{tried} connects against a slow DynamoDB, {refused} refused within the deadline, "
+    "{stored} records left, slowest answer {slowest}",
     "subprotocol": "{attacks} attacks, {refused} refused, {records_written} records written, "
     "{bearer_echoed} bearer entries echoed, {token_leaks} token leaks",
     "fuzz": "{frames} frames, {connects} query strings, {uncaught} uncaught exceptions, "
@@ -66,4 +72,5 @@ class _Defaults(dict[str, object]):
         super().__init__({**counter, **texts})
 
     def __missing__(self, key: str) -> object:
-        return "n/a" if key in ("steady", "waited", "burst_workers", "burst_timeouts", "stack") else 0
+        texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "slowest")
+        return "n/a" if key in texts else 0

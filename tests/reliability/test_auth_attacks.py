@@ -67,12 +67,15 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+JSON_NULL = object()  # a claim present with the value null
+
+
 def claims(**changes: Any) -> dict[str, Any]:
-    """Claims of a token that would be accepted; a value of None removes the claim."""
+    """Claims of a token that would be accepted; a value of None removes the claim, JSON_NULL sets null."""
     now = int(time.time())
     base: dict[str, Any] = {"sub": "alice", "exp": now + 3600, "iat": now, "iss": ISSUER, "aud": AUDIENCE}
     base.update(changes)
-    return {k: v for k, v in base.items() if v is not None}
+    return {k: None if v is JSON_NULL else v for k, v in base.items() if v is not None}
 
 
 def hs(**changes: Any) -> str:
@@ -371,3 +374,145 @@ def test_auth_leak_detector_sees_a_logged_token(debug_logs: Captured) -> None:
     lines = debug_logs.lines()
     assert any(line.startswith("{") and token in line for line in lines)  # the Powertools JSON line
     assert leaks(lines, [token]) >= 3
+
+
+# --- claim shapes (issue 16, item 3): well signed, wrong type ---------------------------------------------
+
+CLAIM_SHAPES: dict[str, Callable[[], dict[str, Any]]] = {
+    "exp-numeric-string": lambda: {"exp": str(int(time.time()) + 3600)},
+    "exp-float-string": lambda: {"exp": f"{time.time() + 3600:.3f}"},
+    "exp-true": lambda: {"exp": True},
+    "exp-list": lambda: {"exp": [int(time.time()) + 3600]},
+    "nbf-numeric-string": lambda: {"nbf": str(int(time.time()) - 60)},
+    "iat-numeric-string": lambda: {"iat": str(int(time.time()))},
+    "rooms-null": lambda: {"rooms": JSON_NULL},
+    "rooms-with-null": lambda: {"rooms": [ROOM, None]},
+    "rooms-object": lambda: {"rooms": {ROOM: True}},
+    "sub-lone-surrogate": lambda: {"sub": "alice\ud800"},
+    "sub-lone-low-surrogate": lambda: {"sub": "\udc00"},
+    "sub-empty": lambda: {"sub": ""},
+    "sub-257-chars": lambda: {"sub": "a" * 257},
+    "sub-newline": lambda: {"sub": "alice\nadmin"},
+    "sub-nul": lambda: {"sub": "alice\u0000"},
+    "sub-true": lambda: {"sub": True},
+    "name-integer": lambda: {"name": 5},
+    "name-object": lambda: {"name": {"first": "Alice"}},
+    "name-null": lambda: {"name": JSON_NULL},
+    "sub-null": lambda: {"sub": JSON_NULL},
+    "name-lone-surrogate": lambda: {"name": "Al\udfffice"},
+    "name-129-chars": lambda: {"name": "n" * 129},
+    "aud-integer": lambda: {"aud": 7},
+    "aud-list-with-non-string": lambda: {"aud": [AUDIENCE, 7]},
+    "cognito-access-token-of-another-client": lambda: {
+        "aud": None,
+        "token_use": "access",
+        "client_id": "another-app",
+    },
+    "client_id-ours-but-not-an-access-token": lambda: {"aud": None, "client_id": AUDIENCE},
+}
+
+
+def run_shape(module: Any, token: str, dynamodb: Any) -> None:
+    response = attempt(module, in_query(token))
+    stored = len(records(dynamodb))
+    summary.record(
+        "claim_shapes",
+        tried=1,
+        refused=int(response["statusCode"] == 401 and stored == 0),
+        stored=stored,
+    )
+    assert response["statusCode"] == 401, response
+    assert stored == 0
+
+
+@pytest.mark.parametrize("shape", list(CLAIM_SHAPES))
+def test_auth_hs256_claim_shape_is_refused(hs_connect: Any, dynamodb: Any, shape: str) -> None:
+    run_shape(hs_connect, hs(**CLAIM_SHAPES[shape]()), dynamodb)
+
+
+@pytest.mark.parametrize("shape", list(CLAIM_SHAPES))
+def test_auth_rs256_claim_shape_is_refused(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint, shape: str
+) -> None:
+    run_shape(rs_connect(monkeypatch, jwks.url), rs(**CLAIM_SHAPES[shape]()), dynamodb)
+
+
+def test_auth_rs256_cognito_access_token_for_our_client_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any, jwks: Endpoint
+) -> None:
+    # The control of the two client_id shapes above: the real Cognito access-token shape connects.
+    token = rs(aud=None, token_use="access", client_id=AUDIENCE, scope="aws.cognito.signin.user.admin")
+    assert attempt(rs_connect(monkeypatch, jwks.url), in_query(token))["statusCode"] == 200
+    assert len(records(dynamodb)) == 1
+
+
+# --- JWKS rotation (item 1): a key rotated out stops working; made-up kids cannot make us fetch -----------
+
+CACHE_SECONDS = 1.0
+MIN_REFETCH_SECONDS = 0.5
+
+
+class Published:
+    """What the identity provider's JWKS endpoint publishes right now."""
+
+    def __init__(self, *keys: RsaKey) -> None:
+        self.keys = list(keys)
+
+    def answer(self, path: str) -> tuple[int, bytes, float]:
+        return 200, json.dumps({"keys": [k.jwk() for k in self.keys]}).encode(), 0.0
+
+
+def connect_with(module: Any, token: str, connection_id: str) -> int:
+    event = connect_event({"token": token, "room_id": ROOM}, connection_id=connection_id)
+    status: int = module.handler(event, FakeContext())["statusCode"]
+    return status
+
+
+def test_auth_jwks_rotated_out_key_is_refused_within_the_cache_lifespan(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any
+) -> None:
+    old, new = RsaKey(kid="2026-old"), RsaKey(kid="2026-new")
+    published = Published(old, new)
+    monkeypatch.setenv("JWT_JWKS_CACHE_SECONDS", str(CACHE_SECONDS))
+    monkeypatch.setenv("JWT_JWKS_MIN_REFETCH_SECONDS", str(MIN_REFETCH_SECONDS))
+    with http_endpoint(published.answer) as endpoint:
+        connect = rs_connect(monkeypatch, endpoint.url)
+        assert connect_with(connect, rs(old), "OLDKEYACCEPTED0=") == 200
+        published.keys = [new]  # the compromised key is rotated out
+        rotated_at = time.monotonic()
+        time.sleep(CACHE_SECONDS + 0.1)
+        tried = 20
+        statuses = [connect_with(connect, rs(old), f"OLDKEY{i:09d}=") for i in range(tried)]
+        stored_old = sum(1 for r in records(dynamodb) if r["connection_id"]["S"].startswith("OLDKEY0"))
+        summary.record(
+            "jwks_rotation",
+            tried=tried,
+            refused=statuses.count(401),
+            stored=stored_old,
+        )
+        assert statuses == [401] * tried, f"{time.monotonic() - rotated_at:.2f} s after rotation"
+        assert stored_old == 0
+        assert connect_with(connect, rs(new), "NEWKEYACCEPTED0=") == 200
+
+
+def test_auth_jwks_unknown_kid_flood_fetches_at_most_once_per_interval(
+    monkeypatch: pytest.MonkeyPatch, dynamodb: Any
+) -> None:
+    published = Published(key())
+    monkeypatch.setenv("JWT_JWKS_MIN_REFETCH_SECONDS", str(MIN_REFETCH_SECONDS))
+    with http_endpoint(published.answer) as endpoint:
+        connect = rs_connect(monkeypatch, endpoint.url)
+        assert connect_with(connect, rs(), "CONTROLTOKEN000=") == 200
+        started = time.monotonic()
+        flood = 0
+        while time.monotonic() - started < 1.6:
+            forged = rs(attacker(), headers={"kid": f"made-up-{flood}"})
+            assert connect_with(connect, forged, f"FLOOD{flood:010d}=") == 401
+            flood += 1
+        elapsed = time.monotonic() - started
+        fetches = len(endpoint.seen)
+        summary.record("jwks_rotation", unknown_kids=flood, fetches=fetches)
+        # The first fetch, then at most one per interval however many tokens arrive.
+        assert fetches <= 1 + int(elapsed / MIN_REFETCH_SECONDS) + 1, (fetches, flood, elapsed)
+        assert flood > 20 * fetches
+        assert len(records(dynamodb)) == 1

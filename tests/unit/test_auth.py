@@ -11,14 +11,28 @@ import jwt
 import pytest
 from moto import mock_aws
 
-from shared.auth import AuthError, TokenVerifier
+from shared.auth import AuthError, JwksKeys, TokenVerifier
 from shared.config import AuthConfig
+from tests.support.http import http_endpoint
 from tests.support.jwks import RsaKey, serve_jwks
 from tests.support.tokens import SECRET, make_token
+
+ISSUER = "https://issuer.test/"
+AUDIENCE = "chat-api"
 
 
 def hs_verifier(**env: str) -> TokenVerifier:
     return TokenVerifier(AuthConfig.from_env({"JWT_SECRET": SECRET, **env}))
+
+
+def jwks_verifier(url: str, **env: str) -> TokenVerifier:
+    return TokenVerifier(
+        AuthConfig.from_env({"JWT_JWKS_URL": url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE, **env})
+    )
+
+
+def rs_token(key: RsaKey, sub: str = "alice", **claims: object) -> str:
+    return key.token(sub, **{"iss": ISSUER, "aud": AUDIENCE, **claims})
 
 
 def refused(verifier: TokenVerifier, token: str | None, status: int = 401) -> str:
@@ -70,23 +84,25 @@ def test_oversized_token_is_refused_before_parsing() -> None:
 def test_rs256_via_jwks_and_keys_are_cached() -> None:
     key = RsaKey()
     with serve_jwks(key) as (url, seen):
-        verifier = TokenVerifier(AuthConfig.from_env({"JWT_JWKS_URL": url}))
-        assert verifier.verify(key.token("bob")).user_id == "bob"
-        assert verifier.verify(key.token("carol")).user_id == "carol"
+        verifier = jwks_verifier(url)
+        assert verifier.verify(rs_token(key, "bob")).user_id == "bob"
+        assert verifier.verify(rs_token(key, "carol")).user_id == "carol"
         assert len(seen) == 1
 
 
 def test_hs256_signed_with_rsa_public_key_is_refused() -> None:
     key = RsaKey()
     with serve_jwks(key) as (url, _):
-        verifier = TokenVerifier(AuthConfig.from_env({"JWT_JWKS_URL": url}))
+        verifier = jwks_verifier(url)
         # PyJWT itself refuses to HMAC-sign with a PEM public key; build the forgery by hand.
         import hashlib
         import hmac
 
         header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": key.kid}).encode()).rstrip(b"=")
         payload = base64.urlsafe_b64encode(
-            json.dumps({"sub": "admin", "exp": int(time.time()) + 60}).encode()
+            json.dumps(
+                {"sub": "admin", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
+            ).encode()
         ).rstrip(b"=")
         signing_input = header + b"." + payload
         signature = base64.urlsafe_b64encode(hmac.new(key.public_pem, signing_input, hashlib.sha256).digest())
@@ -97,30 +113,28 @@ def test_hs256_signed_with_rsa_public_key_is_refused() -> None:
 def test_jwks_unknown_kid_is_refused() -> None:
     key, other = RsaKey(), RsaKey(kid="other")
     with serve_jwks(key) as (url, _):
-        refused(TokenVerifier(AuthConfig.from_env({"JWT_JWKS_URL": url})), other.token())
+        refused(jwks_verifier(url), rs_token(other))
 
 
 def test_jku_header_is_never_fetched() -> None:
     key, attacker = RsaKey(), RsaKey(kid="attacker")
     with serve_jwks(key) as (url, _), serve_jwks(attacker) as (evil_url, evil_seen):
-        token = attacker.token(headers={"jku": evil_url, "kid": "attacker"})
-        refused(TokenVerifier(AuthConfig.from_env({"JWT_JWKS_URL": url})), token)
+        token = attacker.token(headers={"jku": evil_url, "kid": "attacker"}, iss=ISSUER, aud=AUDIENCE)
+        refused(jwks_verifier(url), token)
         assert evil_seen == []
 
 
 def test_jwks_endpoint_down_is_401_not_an_exception() -> None:
-    verifier = TokenVerifier(AuthConfig.from_env({"JWT_JWKS_URL": "http://127.0.0.1:9/jwks.json"}))
-    assert "invalid token" in refused(verifier, RsaKey().token())
+    verifier = jwks_verifier("http://127.0.0.1:9/jwks.json")
+    assert "invalid token" in refused(verifier, rs_token(RsaKey()))
 
 
 def test_jwks_endpoint_slow_is_401_within_timeout() -> None:
     key = RsaKey()
     with serve_jwks(key, delay=2.0) as (url, _):
-        verifier = TokenVerifier(
-            AuthConfig.from_env({"JWT_JWKS_URL": url, "JWT_JWKS_TIMEOUT_SECONDS": "0.3"})
-        )
+        verifier = jwks_verifier(url, JWT_JWKS_TIMEOUT_SECONDS="0.3")
         started = time.monotonic()
-        refused(verifier, key.token())
+        refused(verifier, rs_token(key))
         assert time.monotonic() - started < 1.9
 
 
@@ -131,3 +145,192 @@ def test_secret_arn_fetched_once_at_start() -> None:
         verifier = TokenVerifier(AuthConfig.from_env({"JWT_SECRET_ARN": arn}), secrets_client=client)
         client.update_secret(SecretId=arn, SecretString="rotated-but-not-seen-until-next-cold-start!")
         assert verifier.verify(make_token("alice")).user_id == "alice"
+
+
+# --- the JWKS is followed: rotation out and in, and a bounded fetch rate (issue 16, item 1) ---------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class RotatingJwks:
+    """A JWKS endpoint on 127.0.0.1 whose published keys the test changes."""
+
+    def __init__(self, *keys: RsaKey) -> None:
+        self.keys = list(keys)
+
+    def answer(self, path: str) -> tuple[int, bytes, float]:
+        return 200, json.dumps({"keys": [k.jwk() for k in self.keys]}).encode(), 0.0
+
+
+def rotating_verifier(url: str, clock: Clock) -> TokenVerifier:
+    jwks = JwksKeys(url, timeout=2, cache_seconds=300, min_refetch_seconds=30, clock=clock)
+    return TokenVerifier(
+        AuthConfig.from_env({"JWT_JWKS_URL": url, "JWT_ISSUER": ISSUER, "JWT_AUDIENCE": AUDIENCE}), jwks=jwks
+    )
+
+
+def test_jwks_key_removed_from_the_set_is_refused_once_the_set_expires() -> None:
+    old, new = RsaKey(kid="old"), RsaKey(kid="new")
+    published = RotatingJwks(old, new)
+    clock = Clock()
+    with http_endpoint(published.answer) as endpoint:
+        verifier = rotating_verifier(endpoint.url, clock)
+        assert verifier.verify(rs_token(old)).user_id == "alice"
+        published.keys = [new]  # the identity provider rotates the old key out
+        clock.now += 299
+        assert verifier.verify(rs_token(old)).user_id == "alice"  # within the cache lifespan
+        clock.now += 1
+        refused(verifier, rs_token(old))
+        assert verifier.verify(rs_token(new)).user_id == "alice"
+        assert len(endpoint.seen) == 2
+
+
+def test_jwks_key_rotated_in_is_fetched_on_its_first_token() -> None:
+    old, new = RsaKey(kid="old"), RsaKey(kid="new")
+    published = RotatingJwks(old)
+    clock = Clock()
+    with http_endpoint(published.answer) as endpoint:
+        verifier = rotating_verifier(endpoint.url, clock)
+        assert verifier.verify(rs_token(old)).user_id == "alice"
+        published.keys = [old, new]
+        clock.now += 30
+        assert verifier.verify(rs_token(new)).user_id == "alice"
+        assert len(endpoint.seen) == 2
+
+
+def test_jwks_unknown_kids_fetch_at_most_once_per_interval() -> None:
+    key, attacker = RsaKey(), RsaKey(kid="attacker")
+    clock = Clock()
+    with serve_jwks(key) as (url, seen):
+        verifier = rotating_verifier(url, clock)
+        assert verifier.verify(rs_token(key)).user_id == "alice"
+        for second in range(120):  # one made-up kid every half second for a minute
+            attacker.kid = f"made-up-{second}"
+            refused(verifier, rs_token(attacker))
+            clock.now += 0.5
+        # The first fetch, then one when the 30 s interval had passed: never one per token.
+        assert len(seen) == 2, seen
+        assert verifier.verify(rs_token(key)).user_id == "alice"
+
+
+def test_jwks_fetch_failure_is_also_rate_limited() -> None:
+    clock = Clock()
+    with http_endpoint(lambda path: (500, b"down", 0.0)) as endpoint:
+        verifier = rotating_verifier(endpoint.url, clock)
+        for _ in range(10):
+            refused(verifier, rs_token(RsaKey()))
+        assert len(endpoint.seen) == 1
+
+
+def test_jwks_token_without_kid_is_refused_without_a_fetch() -> None:
+    key = RsaKey()
+    with serve_jwks(key) as (url, seen):
+        verifier = rotating_verifier(url, Clock())
+        token = jwt.encode(
+            {"sub": "a", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE},
+            key.private,
+            algorithm="RS256",
+        )
+        refused(verifier, token)
+        assert seen == []
+
+
+def test_jwks_cache_settings_come_from_the_environment() -> None:
+    config = AuthConfig.from_env(
+        {
+            "JWT_JWKS_URL": "https://x/jwks.json",
+            "JWT_ISSUER": ISSUER,
+            "JWT_AUDIENCE": AUDIENCE,
+            "JWT_JWKS_CACHE_SECONDS": "60",
+            "JWT_JWKS_MIN_REFETCH_SECONDS": "5",
+        }
+    )
+    assert (config.jwks_cache_seconds, config.jwks_min_refetch_seconds) == (60, 5)
+
+
+# --- issuer and audience; Cognito access tokens (item 2) ----------------------------------------------------
+
+
+def test_cognito_access_token_matches_the_audience_with_client_id() -> None:
+    key = RsaKey()
+    with serve_jwks(key) as (url, _):
+        verifier = jwks_verifier(url)
+        access = key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="access")
+        assert verifier.verify(access).user_id == "alice"
+        refused(verifier, key.token("alice", iss=ISSUER, client_id="another-app", token_use="access"))
+        # client_id counts only on an access token, and never beside an aud that is not ours.
+        refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="id"))
+        refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE))
+        refused(verifier, key.token("alice", iss=ISSUER, aud="other", client_id=AUDIENCE, token_use="access"))
+
+
+def test_audience_list_must_contain_ours() -> None:
+    verifier = hs_verifier(JWT_AUDIENCE="chat")
+    assert verifier.verify(make_token(aud=["other", "chat"])).user_id == "alice"
+    refused(verifier, make_token(aud=["other"]))
+    refused(verifier, make_token(aud=[5, "other"]))
+    refused(verifier, make_token(aud=5))
+
+
+def test_jwks_without_issuer_checks_only_with_the_unsafe_opt_out() -> None:
+    key = RsaKey()
+    with serve_jwks(key) as (url, _):
+        verifier = TokenVerifier(
+            AuthConfig.from_env({"JWT_JWKS_URL": url, "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE": "true"})
+        )
+        assert verifier.verify(key.token("alice", iss="https://anyone/", aud="any-app")).user_id == "alice"
+
+
+# --- claims of the wrong type (item 3) ----------------------------------------------------------------------
+
+
+def hs_raw(**claims: object) -> str:
+    payload = {"sub": "alice", "exp": int(time.time()) + 600, **claims}
+    return jwt.encode({k: v for k, v in payload.items() if v is not ...}, SECRET, algorithm="HS256")
+
+
+CLAIM_SHAPES = {
+    "exp-numeric-string": {"exp": str(int(time.time()) + 600)},
+    "exp-bool": {"exp": True},
+    "nbf-numeric-string": {"nbf": str(int(time.time()) - 60)},
+    "iat-numeric-string": {"iat": str(int(time.time()))},
+    "rooms-null": {"rooms": None},
+    "rooms-object": {"rooms": {"general": True}},
+    "rooms-with-null": {"rooms": ["general", None]},
+    "sub-lone-surrogate": {"sub": "alice\ud800"},
+    "sub-empty": {"sub": ""},
+    "sub-257-chars": {"sub": "a" * 257},
+    "sub-newline": {"sub": "alice\nadmin"},
+    "sub-null": {"sub": None},
+    "name-integer": {"name": 5},
+    "name-list": {"name": ["Alice"]},
+    "name-null": {"name": None},
+    "name-lone-surrogate": {"name": "Al\udfffice"},
+    "name-129-chars": {"name": "n" * 129},
+}
+
+
+@pytest.mark.parametrize("shape", list(CLAIM_SHAPES))
+def test_claims_of_the_wrong_shape_are_refused(shape: str) -> None:
+    refused(hs_verifier(), hs_raw(**CLAIM_SHAPES[shape]))
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sub": "a" * 256},
+        {"name": ""},
+        {"rooms": []},
+        {"exp": 1.0e10},
+        {"sub": "auth0|5f7c8ec7c33c6c004bbafe82"},
+        {"name": "Zoë 🎉"},
+    ],
+)
+def test_claims_at_the_edges_are_accepted(claims: dict[str, object]) -> None:
+    assert hs_verifier().verify(hs_raw(**claims)).user_id

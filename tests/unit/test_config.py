@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import AuthConfig, ConfigError, MessagingConfig, TableConfig
+from shared.config import AuthConfig, ConfigError, DeadlineConfig, MessagingConfig, TableConfig
 from tests.conftest import load_function
 
 
@@ -18,6 +18,9 @@ def test_empty_string_counts_as_unset() -> None:
         TableConfig.from_env({"DYNAMO_TABLE_NAME_CHAT_CONNECTIONS": "  "})
 
 
+JWKS = {"JWT_JWKS_URL": "https://x/jwks.json", "JWT_ISSUER": "https://x/", "JWT_AUDIENCE": "chat"}
+
+
 @pytest.mark.parametrize(
     ("env", "match"),
     [
@@ -25,8 +28,23 @@ def test_empty_string_counts_as_unset() -> None:
         ({"JWT_SECRET": "s", "JWT_JWKS_URL": "https://x/jwks.json"}, "found: JWT_SECRET, JWT_JWKS_URL"),
         ({"JWT_SECRET": "s", "JWT_ALGORITHMS": "RS256"}, "JWT_ALGORITHMS"),
         ({"JWT_SECRET": "s", "JWT_ALGORITHMS": "none"}, "JWT_ALGORITHMS"),
-        ({"JWT_JWKS_URL": "https://x/jwks.json", "JWT_ALGORITHMS": "HS256"}, "JWT_ALGORITHMS"),
-        ({"JWT_JWKS_URL": "file:///etc/passwd"}, "JWT_JWKS_URL"),
+        ({**JWKS, "JWT_ALGORITHMS": "HS256"}, "JWT_ALGORITHMS"),
+        ({**JWKS, "JWT_JWKS_URL": "file:///etc/passwd"}, "JWT_JWKS_URL"),
+        (
+            {"JWT_JWKS_URL": "https://x/jwks.json"},
+            "JWT_ISSUER and JWT_AUDIENCE must be set with JWT_JWKS_URL",
+        ),
+        ({**JWKS, "JWT_ISSUER": ""}, "^JWT_ISSUER must be set"),
+        ({**JWKS, "JWT_AUDIENCE": " "}, "^JWT_AUDIENCE must be set"),
+        (
+            {"JWT_JWKS_URL": "https://x/jwks.json", "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE": "yes"},
+            "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE must be true or false",
+        ),
+        (
+            {**JWKS, "JWT_JWKS_CACHE_SECONDS": "10", "JWT_JWKS_MIN_REFETCH_SECONDS": "20"},
+            "JWT_JWKS_MIN_REFETCH_SECONDS must not exceed",
+        ),
+        ({**JWKS, "JWT_JWKS_CACHE_SECONDS": "0"}, "JWT_JWKS_CACHE_SECONDS"),
         ({"JWT_SECRET": "s", "JWT_LEEWAY_SECONDS": "soon"}, "JWT_LEEWAY_SECONDS"),
     ],
 )
@@ -37,10 +55,8 @@ def test_auth_config_errors_name_the_variable(env: dict[str, str], match: str) -
 
 def test_auth_algorithms_default_by_key_source() -> None:
     assert AuthConfig.from_env({"JWT_SECRET": "s"}).algorithms == ("HS256",)
-    assert AuthConfig.from_env({"JWT_JWKS_URL": "https://x/jwks.json"}).algorithms == ("RS256",)
-    assert AuthConfig.from_env(
-        {"JWT_JWKS_URL": "https://x", "JWT_ALGORITHMS": "RS256, ES256"}
-    ).algorithms == (
+    assert AuthConfig.from_env(JWKS).algorithms == ("RS256",)
+    assert AuthConfig.from_env({**JWKS, "JWT_ALGORITHMS": "RS256, ES256"}).algorithms == (
         "RS256",
         "ES256",
     )
@@ -84,3 +100,34 @@ def test_connect_without_jwt_setting_fails_at_import(monkeypatch: pytest.MonkeyP
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match="JWT_SECRET"):
         load_function("connect")
+
+
+def test_jwks_issuer_audience_opt_out_is_explicit() -> None:
+    config = AuthConfig.from_env(
+        {"JWT_JWKS_URL": "https://x/jwks.json", "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE": "TRUE"}
+    )
+    assert config.allow_any_issuer_audience and config.issuer is None and config.audience is None
+    # A shared secret is this deployment's own: iss and aud stay optional.
+    assert AuthConfig.from_env({"JWT_SECRET": "s"}).allow_any_issuer_audience is False
+
+
+def test_connect_with_jwks_and_no_issuer_fails_at_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", "t")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.setenv("JWT_JWKS_URL", "https://x/jwks.json")
+    monkeypatch.setenv("JWT_AUDIENCE", "chat")
+    monkeypatch.delenv("JWT_ISSUER", raising=False)
+    with pytest.raises(ConfigError, match="JWT_ISSUER must be set with JWT_JWKS_URL"):
+        load_function("connect")
+
+
+@pytest.mark.parametrize(("raw", "margin"), [(None, 0.5), ("0", 0.0), ("1500", 1.5)])
+def test_deadline_margin(raw: str | None, margin: float) -> None:
+    env = {} if raw is None else {"DEADLINE_MARGIN_MS": raw}
+    assert DeadlineConfig.from_env(env).margin_seconds == margin
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "20000"])
+def test_deadline_margin_errors_name_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError, match="DEADLINE_MARGIN_MS"):
+        DeadlineConfig.from_env({"DEADLINE_MARGIN_MS": raw})

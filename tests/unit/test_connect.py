@@ -144,3 +144,46 @@ def test_connect_failed_write_refuses_the_connection(connect: Any, dynamodb: Any
     dynamodb.delete_table(TableName=TABLE)
     with pytest.raises(Exception, match="ResourceNotFound"):
         call(connect, {"token": make_token(), "room_id": "general"})
+
+
+def test_connect_sub_that_cannot_be_stored_is_401_not_502(connect: Any, dynamodb: Any) -> None:
+    # A lone surrogate passes JSON decoding but not UTF-8 encoding: it used to fail the write (a 502).
+    response = call(connect, {"token": make_token("alice\ud800"), "room_id": "general"})
+    assert response["statusCode"] == 401
+    assert records(dynamodb) == []
+
+
+class ShortContext(FakeContext):
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+def test_connect_without_time_for_the_write_and_its_undo_refuses(connect: Any, dynamodb: Any) -> None:
+    # One attempt may take 3 s (1 s connect + 2 s read timeout) and 3 s stay reserved for the delete that
+    # undoes a lost write: with 0.5 s of margin, 6 s left is too little to start.
+    event = connect_event({"token": make_token(), "room_id": "general"})
+    with pytest.raises(Exception, match="deadline"):
+        connect.handler(event, ShortContext(6.0))
+    assert records(dynamodb) == []
+    assert call(connect, {"token": make_token(), "room_id": "general"})["statusCode"] == 200
+
+
+def test_connect_stored_after_the_deadline_is_refused_and_deleted(
+    connect: Any, dynamodb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(connect.deadline, "clock", lambda: now[0])
+    put = connect.store.put
+
+    def late_put(**kwargs: Any) -> Any:
+        result = put(**kwargs)
+        now[0] += 9.6  # the write landed; its answer came after the deadline (10 s minus 0.5 s margin)
+        return result
+
+    monkeypatch.setattr(connect.store, "put", late_put)
+    with pytest.raises(Exception, match="after the deadline"):
+        call(connect, {"token": make_token(), "room_id": "general"})
+    assert records(dynamodb) == []

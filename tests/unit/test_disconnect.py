@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -31,3 +32,23 @@ def test_disconnect_of_unknown_connection_succeeds(functions: tuple[Any, Any], d
     _, disconnect = functions
     event = disconnect_event(connection_id="ZZZZZZZZZZZZZZ0=", status=1006, reason="")
     assert disconnect.handler(event, FakeContext())["statusCode"] == 200
+
+
+class ShortContext(FakeContext):
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+def test_disconnect_delete_fits_in_the_invocation(functions: tuple[Any, Any], dynamodb: Any) -> None:
+    connect, disconnect = functions
+    connect.handler(connect_event({"token": make_token(), "room_id": "r"}), FakeContext())
+    # 1 s connect + 2 s read timeout per attempt, 0.5 s margin: 3 s left is too little to start one.
+    with pytest.raises(Exception, match="deadline"):
+        disconnect.handler(disconnect_event(connection_id="BFHPhfCWIAMCKlQ="), ShortContext(3.0))
+    assert len(dynamodb.scan(TableName=TABLE)["Items"]) == 1  # left to its ttl
+    event = disconnect_event(connection_id="BFHPhfCWIAMCKlQ=")
+    assert disconnect.handler(event, ShortContext(4.0))["statusCode"] == 200
+    assert dynamodb.scan(TableName=TABLE)["Items"] == []

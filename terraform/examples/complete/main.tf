@@ -77,6 +77,7 @@ module "chat" {
   name          = var.name
   stage_name    = var.stage_name
   image_digests = var.image_digests
+  architecture  = var.architecture
 
   jwt_secret_arn         = aws_secretsmanager_secret.jwt.arn
   jwt_secret_kms_key_arn = aws_kms_key.secrets.arn
@@ -84,9 +85,8 @@ module "chat" {
   jwt_issuer             = "https://auth.example.com/"
   jwt_audience           = "ws-chat"
 
-  reserved_concurrency = {
-    send_message = 50
-  }
+  # No reserved_concurrency: a reservation must leave the account 100 unreserved executions, and a new
+  # account often has 10 in all (see terraform/README.md, "Reserved concurrency").
   throttling_rate_limit  = 200
   throttling_burst_limit = 400
 

@@ -22,6 +22,17 @@ variable "image_digests" {
   default     = {}
 }
 
+variable "architecture" {
+  description = "Instruction set of the images and functions (make build-push ARCH=... writes it beside the digests)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.architecture)
+    error_message = "architecture must be x86_64 or arm64."
+  }
+}
+
 variable "alarm_email" {
   description = "Email address subscribed to the alarm topic (confirm the subscription mail); null subscribes nobody."
   type        = string

@@ -1,0 +1,169 @@
+"""Connect deadline (issue 16, item 4): a slow DynamoDB makes ``$connect`` refuse within its invocation's
+deadline and leaves no record, even when the write landed and only its answer was late.
+
+The real connect function talks over HTTP to a proxy on 127.0.0.1 in front of moto's DynamoDB server. The
+proxy forwards every request at once (so a PutItem is applied) and holds the answer of PutItem for
+``delay`` seconds: exactly the case where, before the deadline existed, 3 attempts x (2 s + 3 s) outlasted
+the function and a record stayed for a connection API Gateway had already failed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+
+from local_stack.dynamodb import EmbeddedDynamoDB
+from tests.conftest import load_function
+from tests.reliability import summary
+from tests.support.events import FakeContext, connect_event
+from tests.support.records import TABLE
+from tests.support.tables import create_connections_table
+from tests.support.tokens import make_token
+
+# What Lambda gives $connect (terraform/functions.tf: timeout 10) less a second of cold start and JWT work.
+BUDGET_SECONDS = 9.0
+_timings: list[float] = []  # elapsed time of each refused connect, for the summary line
+
+
+class RunningContext(FakeContext):
+    """A Lambda context whose remaining time runs down with the clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+@dataclass
+class SlowProxy:
+    """Forwards to ``upstream``; the answer of every PutItem waits ``delay`` seconds."""
+
+    upstream: str
+    delay: float = 0.0
+    puts_applied: int = 0
+    requests: list[str] = field(default_factory=list)
+    url: str = ""
+    _release: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        proxy = self
+        host, port = self.upstream.removeprefix("http://").split(":")
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                target = self.headers.get("X-Amz-Target", "").rsplit(".", 1)[-1]
+                proxy.requests.append(target)
+                upstream = http.client.HTTPConnection(host, int(port), timeout=10)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request("POST", self.path, body=body, headers=headers)
+                answer = upstream.getresponse()
+                payload = answer.read()
+                upstream.close()
+                if target == "PutItem":
+                    proxy.puts_applied += 1
+                    proxy._release.wait(proxy.delay)  # applied; the answer is late
+                try:
+                    self.send_response(answer.status)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:  # the client gave up first
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> SlowProxy:
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[str]:
+    server = EmbeddedDynamoDB()
+    endpoint = server.start()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture
+def table(moto_server: str, function_env: dict[str, str]) -> Iterator[Any]:
+    client = boto3.client("dynamodb", endpoint_url=moto_server)
+    create_connections_table(client, TABLE)
+    yield client
+    client.delete_table(TableName=TABLE)
+
+
+def stored(table: Any) -> list[str]:
+    return [item["connection_id"]["S"] for item in table.scan(TableName=TABLE, ConsistentRead=True)["Items"]]
+
+
+def connect_through(
+    proxy: SlowProxy, monkeypatch: pytest.MonkeyPatch, connection_id: str
+) -> tuple[Any, float, BaseException | None]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    connect = load_function("connect")
+    event = connect_event({"token": make_token("alice"), "room_id": "general"}, connection_id=connection_id)
+    started = time.monotonic()
+    try:
+        response, error = connect.handler(event, RunningContext(BUDGET_SECONDS)), None
+    except Exception as raised:  # what Lambda reports as a function error; API Gateway answers 502
+        response, error = None, raised
+    return response, time.monotonic() - started, error
+
+
+@pytest.mark.parametrize("delay", [30.0, 4.0, 2.5])
+def test_connect_deadline_slow_write_is_refused_in_time_and_undone(
+    table: Any, monkeypatch: pytest.MonkeyPatch, delay: float
+) -> None:
+    with SlowProxy(table.meta.endpoint_url, delay=delay) as proxy:
+        response, elapsed, error = connect_through(proxy, monkeypatch, "SLOWWRITE000000=")
+        left = stored(table)
+    summary.record(
+        "connect_deadline",
+        tried=1,
+        refused=int(error is not None and elapsed < BUDGET_SECONDS),
+        stored=len(left),
+    )
+    _timings.append(elapsed)
+    summary.note("connect_deadline", slowest=f"{max(_timings):.1f} s of {BUDGET_SECONDS:.0f} s")
+    assert proxy.puts_applied >= 1, "the write never reached the table: nothing to undo was tested"
+    assert response is None and error is not None, f"connected although every answer took {delay} s"
+    assert elapsed < BUDGET_SECONDS - 0.5, f"answered after {elapsed:.1f} s, past the deadline"
+    assert left == [], "a refused connection left its record"
+    assert "DeleteItem" in proxy.requests
+
+
+def test_connect_deadline_control_slightly_slow_write_connects(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without this, a connect that refused everything under a proxy would pass the test above.
+    with SlowProxy(table.meta.endpoint_url, delay=0.3) as proxy:
+        response, elapsed, error = connect_through(proxy, monkeypatch, "SLOWBUTFINE0000=")
+    assert error is None and response is not None and response["statusCode"] == 200
+    assert stored(table) == ["SLOWBUTFINE0000="]
+    assert elapsed < 2
