@@ -16,6 +16,7 @@ from typing import Any, TypeGuard
 
 import jwt
 
+from shared import deadline
 from shared.config import AuthConfig
 
 # A token is a URL query parameter or a subprotocol entry; anything this large is not ours.
@@ -23,6 +24,7 @@ MAX_TOKEN_BYTES = 8192
 MAX_USER_ID_LENGTH = 256
 MAX_NAME_LENGTH = 128
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+MIN_FETCH_SECONDS = 0.1  # less time than this left: no JWKS fetch is worth starting
 
 
 class AuthError(Exception):
@@ -65,6 +67,7 @@ class JwksKeys:
     ) -> None:
         # Used only to fetch and parse the set: its own caches are off.
         self._client = jwt.PyJWKClient(url, cache_keys=False, cache_jwk_set=False, timeout=timeout)
+        self._timeout = timeout
         self._cache_seconds = cache_seconds
         self._min_refetch_seconds = min_refetch_seconds
         self._clock = clock
@@ -92,6 +95,12 @@ class JwksKeys:
         return self._attempted_at is None or now - self._attempted_at >= self._min_refetch_seconds
 
     def _fetch(self, now: float) -> None:
+        # Inside an invocation the fetch must end before its deadline (shared/deadline.py), whatever the
+        # configured timeout: a JWKS that cannot answer in time is one that is down.
+        left = deadline.remaining()
+        if left is not None and left < MIN_FETCH_SECONDS:
+            raise jwt.PyJWKClientConnectionError("no time left before the deadline to fetch the JWKS")
+        self._client.timeout = self._timeout if left is None else min(self._timeout, left)
         self._attempted_at = now
         self.fetches += 1
         keys = self._client.get_signing_keys()  # PyJWKClientError (a PyJWTError) when none or unreachable

@@ -46,7 +46,9 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     logger.append_keys(connection_id=connection_id, room_id=params.get("room_id"))
 
     try:
-        identity = verifier.verify(params.get("token") or _bearer_subprotocol(offered))
+        # A JWKS fetch leaves time for the write and its undo.
+        with deadline.reserve(2 * deadline.attempt_seconds(dynamodb)):
+            identity = verifier.verify(params.get("token") or _bearer_subprotocol(offered))
     except AuthError as error:
         return _refuse(error.status, error.reason)
     room_id = params.get("room_id")

@@ -17,8 +17,8 @@ FORMATS: dict[str, str] = {
     "{stored} records written",
     "jwks_rotation": "{tried} connects with a key rotated out of the JWKS, {refused} refused, "
     "{stored} stored; {unknown_kids} made-up kids, {fetches} JWKS fetches in all",
-    "connect_deadline": "{tried} connects against a slow DynamoDB, {refused} refused within the deadline, "
-    "{stored} records left, slowest answer {slowest}",
+    "connect_deadline": "{tried} connects against a slow DynamoDB or JWKS, {refused} refused within the "
+    "deadline, {stored} records left, slowest answer {slowest}",
     "subprotocol": "{attacks} attacks, {refused} refused, {records_written} records written, "
     "{bearer_echoed} bearer entries echoed, {token_leaks} token leaks",
     "fuzz": "{frames} frames, {connects} query strings, {uncaught} uncaught exceptions, "

@@ -167,3 +167,37 @@ def test_connect_deadline_control_slightly_slow_write_connects(
     assert error is None and response is not None and response["statusCode"] == 200
     assert stored(table) == ["SLOWBUTFINE0000="]
     assert elapsed < 2
+
+
+def test_connect_deadline_slow_jwks_is_401_in_time_whatever_its_timeout(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 20 s JWKS timeout (the largest JWT_JWKS_TIMEOUT_SECONDS allows) in a 10 s function: the fetch is
+    # cut to what the deadline leaves after reserving the write and its undo.
+    from tests.support.jwks import RsaKey, serve_jwks
+
+    key = RsaKey()
+    with serve_jwks(key, delay=30.0) as (url, seen):
+        monkeypatch.delenv("JWT_SECRET", raising=False)
+        for name, value in {
+            "JWT_JWKS_URL": url,
+            "JWT_JWKS_TIMEOUT_SECONDS": "20",
+            "JWT_ISSUER": "https://issuer.test/",
+            "JWT_AUDIENCE": "chat-api",
+            "AWS_ENDPOINT_URL_DYNAMODB": table.meta.endpoint_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        connect = load_function("connect")
+        token = key.token("alice", iss="https://issuer.test/", aud="chat-api")
+        event = connect_event({"token": token, "room_id": "general"}, connection_id="SLOWJWKS0000000=")
+        started = time.monotonic()
+        response = connect.handler(event, RunningContext(BUDGET_SECONDS))
+        elapsed = time.monotonic() - started
+    left = stored(table)
+    summary.record("connect_deadline", tried=1, refused=int(response["statusCode"] == 401), stored=len(left))
+    _timings.append(elapsed)
+    summary.note("connect_deadline", slowest=f"{max(_timings):.1f} s of {BUDGET_SECONDS:.0f} s")
+    assert response["statusCode"] == 401
+    assert len(seen) == 1
+    assert elapsed < BUDGET_SECONDS - 0.5 - 2 * 3 + 0.5, f"the JWKS fetch took {elapsed:.1f} s"
+    assert left == []

@@ -334,3 +334,37 @@ def test_claims_of_the_wrong_shape_are_refused(shape: str) -> None:
 )
 def test_claims_at_the_edges_are_accepted(claims: dict[str, object]) -> None:
     assert hs_verifier().verify(hs_raw(**claims)).user_id
+
+
+def test_jwks_fetch_ends_before_the_invocation_deadline() -> None:
+    from shared import deadline
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 700
+
+    key = RsaKey()
+    with serve_jwks(key, delay=3.0) as (url, seen):
+        verifier = jwks_verifier(url, JWT_JWKS_TIMEOUT_SECONDS="10")
+        started = time.monotonic()
+        with deadline.invocation(Context(), margin_seconds=0.2):
+            refused(verifier, rs_token(key))
+        assert time.monotonic() - started < 1.0  # the 0.5 s left, not the configured 10 s
+        assert len(seen) == 1
+
+
+def test_jwks_no_fetch_without_time_left() -> None:
+    from shared import deadline
+
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 100
+
+    key = RsaKey()
+    with serve_jwks(key) as (url, seen):
+        verifier = jwks_verifier(url)
+        with deadline.invocation(Context(), margin_seconds=0.05):
+            refused(verifier, rs_token(key))
+        assert seen == []
+        assert verifier.verify(rs_token(key)).user_id == "alice"  # the refusal cost no fetch slot
+        assert len(seen) == 1
