@@ -261,6 +261,7 @@ def test_with_a_jwks_the_algorithms_are_the_functions_default_not_terraforms_hs2
     assert env["JWT_ALGORITHMS"] == ""  # the function then takes RS256, its default with a JWKS
     from shared.config import AuthConfig
 
+    env |= {"JWT_ISSUER": "https://issuer.example/", "JWT_AUDIENCE": "chat"}  # required with a JWKS
     assert AuthConfig.from_env(env).algorithms == ("RS256",)
 
 

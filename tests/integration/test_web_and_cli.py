@@ -337,6 +337,7 @@ def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
             WEB_PORT=str(web_port),
             JWT_JWKS_URL=jwks_url,
             JWT_ISSUER="https://issuer.example/",
+            JWT_AUDIENCE="chat",
             LOCAL_STACK_STATE_DIR=str(tmp_path),
             PYTHONUNBUFFERED="1",
         )
@@ -353,11 +354,11 @@ def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
             lines = LineReader(proc).wait_for("Client URL", timeout=60)
             assert any("JWT_JWKS_URL is set" in line for line in lines), lines
             url = f"ws://127.0.0.1:{ws_port}/dev"
-            good = key.token("alice", iss="https://issuer.example/")
+            good = key.token("alice", iss="https://issuer.example/", aud="chat")
             with connect(f"{url}?token={good}&room_id=general", open_timeout=30) as ws:
                 ws.send(json.dumps({"action": "sendMessage", "message": "hi"}))
                 assert json.loads(ws.recv(timeout=10))["user_id"] == "alice"
-            wrong_issuer = key.token("alice", iss="https://elsewhere.example/")
+            wrong_issuer = key.token("alice", iss="https://elsewhere.example/", aud="chat")
             assert handshake_status(f"{url}?token={wrong_issuer}&room_id=general")[0] == 401
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
