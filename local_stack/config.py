@@ -77,6 +77,7 @@ class StackConfig:
     frame_bytes: int = 32 * 1024
     message_bytes: int = 128 * 1024
     ttl_reaper_interval_s: float = 30.0
+    verify_signatures: bool = False  # @connections checks SigV4 against the functions' dummy credentials
     reload: bool = True
     reload_interval_s: float = 1.0
     echo_logs: bool = True  # print function logs (prefixed) to stdout

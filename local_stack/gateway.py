@@ -13,8 +13,17 @@ Behaviour is API Gateway's (docs/aws-behaviour.md):
 * ``/{stage}/@connections/{id}``: POST 200 / 410 GoneException / 413 PayloadTooLargeException, GET with
   lower-case keys, DELETE 204 (closes, fires ``$disconnect``); another stage -> 403 ForbiddenException.
 
-Backpressure: ``POST @connections`` awaits the WebSocket write (aiohttp drains the transport when its
-buffer is over the high-water mark), so a slow receiver slows its sender, as with API Gateway.
+Fairness and memory (README.md, known differences): each connection has an ordered, bounded inbound
+queue (``inbound_queue_frames`` waiting, ``inbound_concurrency`` invoked at once, started in arrival
+order; frames beyond it are dropped), so one flooding client cannot take every execution environment or
+grow the process. Each connection also has a bounded outbound queue: ``POST @connections`` answers 200
+once its frame is queued for the socket; a reader that lets more than ``outbound_queue_bytes`` pile up is
+closed (1008) and later posts get 410. A connection that has not sent a complete request head within
+``handshake_timeout_s`` is closed (this is also how long an idle keep-alive connection stays open).
+Client frames without a mask close the connection with 1002 (RFC 6455 section 5.1).
+
+Log: one line per handshake, frame and disconnect: ``<route> <connection id> -> <function>: <status>
+<ms> ms``.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,7 +40,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import WSMsgType, web
 
-from . import faults
+from . import faults, sigv4
 from .events import (
     ConnectionInfo,
     RouteSelector,
@@ -122,19 +132,30 @@ class GatewayLimits:
     idle_timeout_s: float = 600.0
     max_duration_s: float = 7200.0
     integration_timeout_s: float = 29.0
+    inbound_queue_frames: int = 128  # per connection, waiting for an invocation; more are dropped
+    inbound_concurrency: int = 2  # per connection, invocations at once
+    outbound_queue_bytes: int = 1024 * 1024  # per connection, posted but not yet written; more closes 1008
+    handshake_timeout_s: float = 10.0  # to send a complete request head (also the keep-alive idle time)
+    close_grace_s: float = 5.0  # a server-initiated close waits this long for the client, then aborts
+
+
+SLOW_READER = (1008, "Slow reader: outbound queue full")
+PROTOCOL_ERROR = (1002, "Protocol error")
 
 
 class _FrameGuard:
-    """Wraps aiohttp's WebSocket parser and measures every data frame on the wire.
+    """Wraps aiohttp's WebSocket parser and checks every frame header on the wire.
 
-    aiohttp only limits whole messages; API Gateway limits frames (32 KB) and messages (128 KB)
-    separately. A data frame over the limit is dropped (its header and payload never reach aiohttp)
-    and ``on_violation`` is called once; later frames, such as the client's close reply, pass through.
+    aiohttp only limits whole messages and accepts unmasked client frames; API Gateway limits frames
+    (32 KB) and messages (128 KB) separately, and RFC 6455 requires every client frame to be masked. A data
+    frame over the limit or without a mask is dropped (its header and payload never reach aiohttp) and
+    ``on_violation(code, reason)`` is called once; later control frames, such as the client's close reply,
+    pass through.
     """
 
     __slots__ = ("_cb", "_dropping", "_hdr", "_inner", "_limit", "_remaining", "_violated")
 
-    def __init__(self, inner: Any, limit: int, on_violation: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, limit: int, on_violation: Callable[[int, str], None]) -> None:
         self._inner = inner
         self._limit = limit
         self._cb = on_violation
@@ -183,11 +204,12 @@ class _FrameGuard:
             else:
                 length = l7
             opcode = hdr[0] & 0x0F
-            self._dropping = opcode < 8 and length > self._limit
+            masked = bool(hdr[1] & 0x80)
+            self._dropping = opcode < 8 and (length > self._limit or not masked)
             if self._dropping:
                 if not self._violated:
                     self._violated = True
-                    self._cb()
+                    self._cb(*(PROTOCOL_ERROR if not masked else (1009, "Message too big")))
             else:
                 out += hdr
             self._remaining = length
@@ -202,11 +224,18 @@ class _FrameGuard:
 class _Connection:
     info: ConnectionInfo
     ws: web.WebSocketResponse
+    transport: asyncio.Transport | None = None
     closing: bool = False
     close_code: int | None = None
     close_reason: str = ""
     close_task: asyncio.Task[Any] | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    inbound: deque[str] = field(default_factory=deque)  # frames waiting for an invocation, in order
+    runners: int = 0  # tasks invoking this connection's frames (at most inbound_concurrency)
+    dropped: int = 0  # frames dropped since the queue last had room
+    outbound: deque[str | bytes] = field(default_factory=deque)  # frames for the socket, in order
+    outbound_bytes: int = 0
+    writer: asyncio.Task[Any] | None = None
 
 
 def _parse_proxy_result(result: InvokeResult) -> tuple[int, dict[str, str], str | None] | None:
@@ -234,7 +263,11 @@ def _parse_proxy_result(result: InvokeResult) -> tuple[int, dict[str, str], str 
 
 
 class Gateway:
-    """API Gateway's WebSocket behaviour for one stage, as an aiohttp application."""
+    """API Gateway's WebSocket behaviour for one stage, as an aiohttp application.
+
+    ``credentials`` (access key id -> secret key): when given, every ``@connections`` request must be
+    SigV4-signed with one of them for ``execute-api`` in ``region``; when ``None`` any request is accepted.
+    """
 
     def __init__(
         self,
@@ -247,6 +280,8 @@ class Gateway:
         forwarded_port: int = 0,
         log: Callable[[str], None] | None = None,
         fault_switch: faults.Switch | None = None,
+        credentials: Mapping[str, str] | None = None,
+        region: str = "us-east-1",
     ) -> None:
         self.stage = stage
         self.routes = dict(routes)
@@ -256,10 +291,17 @@ class Gateway:
         self.forwarded_port = forwarded_port
         self.connections: dict[str, _Connection] = {}
         self.faults = fault_switch  # LOCAL_STACK_FAULTS' "connections" entry: None unless it is on
+        self.credentials = dict(credentials) if credentials is not None else None
+        self.region = region
         self._log = log or (lambda line: print(f"[gateway] {line}", flush=True))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._open_handlers = 0
-        self.app = web.Application(client_max_size=max(4 * 1024 * 1024, self.limits.post_bytes * 4))
+        self.app = web.Application(
+            client_max_size=max(4 * 1024 * 1024, self.limits.post_bytes * 4),
+            # aiohttp closes a connection that is waiting for a request head once this passes: a
+            # half-sent handshake, or an idle keep-alive connection (its default is about an hour)
+            handler_args={"keepalive_timeout": self.limits.handshake_timeout_s},
+        )
         self.app.router.add_route("*", "/{stage}", self._websocket)
         self.app.router.add_route("*", "/{stage}/@connections/{connection_id}", self._management)
         self.app.router.add_route("*", "/{tail:.*}", self._forbidden)
@@ -283,6 +325,20 @@ class Gateway:
     def _ids(self) -> tuple[str, int]:
         return new_id(), now_ms()
 
+    def _line(
+        self,
+        route_key: str,
+        connection_id: str,
+        function: str | None,
+        status: object,
+        started: float,
+        note: str = "",
+    ) -> None:
+        """The one log line of a handshake, frame or disconnect."""
+        ms = (time.monotonic() - started) * 1000
+        target = f" -> {function}" if function else ""
+        self._log(f"{route_key} {connection_id}{target}: {status} {ms:.0f} ms{' ' + note if note else ''}")
+
     # -- WebSocket --------------------------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         if request.match_info["stage"] != self.stage:
@@ -293,6 +349,7 @@ class Gateway:
                 status=426,
                 headers={"Upgrade": "websocket", "Connection": "Upgrade"},
             )
+        started = time.monotonic()
         connected_at = now_ms()
         peer = request.transport.get_extra_info("peername") if request.transport else None
         info = ConnectionInfo(
@@ -305,6 +362,7 @@ class Gateway:
             api_id=self.api_id,
             last_active_at=connected_at,
         )
+        cid = info.connection_id
         protocols: tuple[str, ...] = ()
         route = self.routes.get("$connect")
         if route is not None:
@@ -321,10 +379,11 @@ class Gateway:
             parsed = _parse_proxy_result(result) if result is not None and result.ok else None
             if parsed is None:
                 why = "timed out" if result is None else (result.error_type or "malformed response")
-                self._log(f"$connect {info.connection_id} failed ({why}): 502")
+                self._line("$connect", cid, route.function, f"502 ({why})", started)
                 return web.json_response({"message": "Internal server error"}, status=502)
             status, headers, body = parsed
             if not 200 <= status < 300:
+                self._line("$connect", cid, route.function, status, started)
                 ctype = next(
                     (v for k, v in headers.items() if k.lower() == "content-type"), "application/json"
                 )
@@ -338,18 +397,21 @@ class Gateway:
             protocols=protocols,
             compress=False,
             autoping=True,
-            timeout=5.0,
+            timeout=self.limits.close_grace_s,
             max_msg_size=self.limits.message_bytes,
         )
         await ws.prepare(request)
-        conn = _Connection(info=info, ws=ws)
+        self._line("$connect", cid, route.function if route else "(no $connect route)", 101, started)
+        conn = _Connection(info=info, ws=ws, transport=request.transport)
         proto = request.protocol
         parser = getattr(proto, "_payload_parser", None)
         if parser is not None:
             proto._payload_parser = _FrameGuard(
-                parser, self.limits.frame_bytes, lambda: self.close_connection(conn, 1009, "Message too big")
+                parser,
+                self.limits.frame_bytes,
+                lambda code, reason: self.close_connection(conn, code, reason),
             )
-        self.connections[info.connection_id] = conn
+        self.connections[cid] = conn
         self._open_handlers += 1
         loop = asyncio.get_running_loop()
         conn.timers.append(
@@ -363,7 +425,8 @@ class Gateway:
                 msg = await ws.receive()
                 if msg.type is WSMsgType.TEXT:
                     info.last_active_at = now_ms()
-                    self._spawn(self._on_message(conn, msg.data))
+                    if not conn.closing:  # frames after a server-side close are not invoked
+                        self._accept_frame(conn, msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     self.close_connection(conn, 1003, "Unsupported data")
                 elif msg.type is WSMsgType.CLOSE:
@@ -381,10 +444,10 @@ class Gateway:
         finally:
             for timer in conn.timers:
                 timer.cancel()
-            self.connections.pop(info.connection_id, None)
+            self.connections.pop(cid, None)
             if conn.close_task is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(conn.close_task), 6)
+                    await asyncio.wait_for(asyncio.shield(conn.close_task), self.limits.close_grace_s + 1)
             if conn.close_code is not None:
                 code, reason = conn.close_code, conn.close_reason
             elif client_code is not None:
@@ -393,7 +456,10 @@ class Gateway:
                 code, reason = 1006, ""
             if not ws.closed:
                 with contextlib.suppress(Exception):
-                    await ws.close()
+                    await asyncio.wait_for(ws.close(), self.limits.close_grace_s)
+            self._abort_if_stuck(conn)
+            conn.outbound.clear()  # what the socket never took is released with it
+            conn.outbound_bytes = 0
             self._spawn(self._on_disconnect(info, code, reason))
             self._open_handlers -= 1
         return ws
@@ -413,14 +479,80 @@ class Gateway:
         conn.closing = True
         conn.close_code, conn.close_reason = code, disconnect_reason(code, reason)
         self.connections.pop(conn.info.connection_id, None)
-        conn.close_task = self._spawn(conn.ws.close(code=code, message=reason.encode()[:123]))
+        conn.close_task = self._spawn(self._close(conn, code, reason))
+
+    async def _close(self, conn: _Connection, code: int, reason: str) -> None:
+        """Flush what was posted, send the close frame and wait for the client's; past the grace time (or at
+        once for a slow reader, whose socket takes nothing) the TCP connection is aborted."""
+        loop = asyncio.get_running_loop()
+        slow = (code, reason) == SLOW_READER
+        deadline = loop.time() + (0.5 if slow else self.limits.close_grace_s)
+        try:
+            if conn.writer is not None and not slow and code != PROTOCOL_ERROR[0]:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(conn.writer), max(0.01, deadline - loop.time()))
+            await asyncio.wait_for(
+                conn.ws.close(code=code, message=reason.encode()[:123]), max(0.01, deadline - loop.time())
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            self._abort_if_stuck(conn)
+
+    @staticmethod
+    def _abort_if_stuck(conn: _Connection) -> None:
+        """``transport.close()`` waits for the write buffer to drain: a socket nobody reads never closes."""
+        transport = conn.transport
+        if transport is not None and transport.is_closing() and transport.get_write_buffer_size():
+            transport.abort()
+
+    # -- inbound: an ordered, bounded queue per connection ---------------------------------------------
+    def _accept_frame(self, conn: _Connection, body: str) -> None:
+        """Invoke at once while fewer than ``inbound_concurrency`` run, else wait in order; drop when
+        ``inbound_queue_frames`` already wait."""
+        limits = self.limits
+        if conn.runners < limits.inbound_concurrency:
+            conn.runners += 1
+            self._spawn(self._run_inbound(conn, body))
+        elif len(conn.inbound) < limits.inbound_queue_frames:
+            conn.inbound.append(body)
+        else:
+            conn.dropped += 1
+            if conn.dropped == 1:
+                self._log(
+                    f"{conn.info.connection_id}: inbound queue full ({len(conn.inbound)} frames waiting): "
+                    "dropping frames"
+                )
+
+    async def _run_inbound(self, conn: _Connection, body: str) -> None:
+        try:
+            while True:
+                try:
+                    await self._on_message(conn, body)
+                except Exception as exc:  # a broken integration must not stall this connection's queue
+                    self._log(f"{conn.info.connection_id}: frame not handled: {exc!r}")
+                if not conn.inbound:
+                    break
+                body = conn.inbound.popleft()
+                self._report_dropped(conn)
+        finally:
+            conn.runners -= 1
+            self._report_dropped(conn)
+
+    def _report_dropped(self, conn: _Connection) -> None:
+        if conn.dropped:
+            self._log(f"{conn.info.connection_id}: {conn.dropped} frame(s) dropped, inbound queue full")
+            conn.dropped = 0
 
     async def _on_message(self, conn: _Connection, body: str) -> None:
+        started = time.monotonic()
         info = conn.info
+        cid = info.connection_id
         route_key = self._selector.select(body)
         request_id, request_ms = self._ids()
         if route_key is None:
-            await self._send(conn, error_frame("Forbidden", info.connection_id, request_id))
+            self._line("(no route)", cid, None, "403 Forbidden", started)
+            self._send(conn, error_frame("Forbidden", cid, request_id))
             return
         route = self.routes[route_key]
         event = message_event(
@@ -433,42 +565,80 @@ class Gateway:
         )
         result = await self._call(route, event)
         if result is None:
-            await self._send(conn, error_frame("Endpoint request timed out", info.connection_id, request_id))
+            self._line(route_key, cid, route.function, "504 Endpoint request timed out", started)
+            self._send(conn, error_frame("Endpoint request timed out", cid, request_id))
             return
         if not result.ok:
-            self._log(f"{route_key} on {info.connection_id}: integration error {result.error_type}")
-            await self._send(conn, error_frame("Internal server error", info.connection_id, request_id))
+            self._line(
+                route_key, cid, route.function, f"502 Internal server error ({result.error_type})", started
+            )
+            self._send(conn, error_frame("Internal server error", cid, request_id))
             return
+        parsed = _parse_proxy_result(result)
+        self._line(route_key, cid, route.function, parsed[0] if parsed else "malformed response", started)
         if route.route_response:
-            parsed = _parse_proxy_result(result)
             if parsed is None:
-                await self._send(conn, error_frame("Internal server error", info.connection_id, request_id))
+                self._send(conn, error_frame("Internal server error", cid, request_id))
             elif parsed[2]:
-                await self._send(conn, parsed[2])
+                self._send(conn, parsed[2])
 
-    async def _send(self, conn: _Connection, text: str) -> bool:
+    # -- outbound: an ordered, bounded queue per connection --------------------------------------------
+    def _send(self, conn: _Connection, data: str | bytes) -> bool:
+        """Queue a frame for the socket; False when the connection is gone or was just closed as a slow
+        reader (its queue would have passed ``outbound_queue_bytes``)."""
         if conn.closing or conn.ws.closed:
             return False
-        try:
-            await conn.ws.send_str(text)
-        except (ConnectionError, RuntimeError):
+        size = len(data.encode() if isinstance(data, str) else data)
+        if conn.outbound and conn.outbound_bytes + size > self.limits.outbound_queue_bytes:
+            self._log(
+                f"{conn.info.connection_id}: slow reader, {conn.outbound_bytes} bytes not taken by the "
+                f"socket: closing {SLOW_READER[0]}"
+            )
+            self.close_connection(conn, *SLOW_READER)
             return False
+        conn.outbound.append(data)
+        conn.outbound_bytes += size
+        if conn.writer is None:
+            conn.writer = self._spawn(self._write_outbound(conn))
         return True
 
+    async def _write_outbound(self, conn: _Connection) -> None:
+        try:
+            while conn.outbound:
+                data = conn.outbound[0]
+                try:
+                    if isinstance(data, str):
+                        await conn.ws.send_str(data)
+                    else:
+                        await conn.ws.send_bytes(data)
+                except (ConnectionError, RuntimeError):
+                    break
+                if conn.outbound and conn.outbound[0] is data:
+                    conn.outbound.popleft()
+                    conn.outbound_bytes -= len(data.encode() if isinstance(data, str) else data)
+        finally:
+            conn.writer = None
+
     async def _on_disconnect(self, info: ConnectionInfo, code: int, reason: str) -> None:
+        started = time.monotonic()
         route = self.routes.get("$disconnect")
+        note = f"(close {code})"
         if route is None:
+            self._line("$disconnect", info.connection_id, "(no $disconnect route)", "-", started, note)
             return
         request_id, request_ms = self._ids()
         event = disconnect_event(
             info, status_code=code, reason=reason, request_id=request_id, request_ms=request_ms
         )
         result = await self._call(route, event)
-        if result is None or not result.ok:
-            self._log(
-                f"$disconnect {info.connection_id} failed "
-                f"({'timeout' if result is None else result.error_type})"
-            )
+        if result is None:
+            status: object = "timed out"
+        elif not result.ok:
+            status = f"failed ({result.error_type})"
+        else:
+            parsed = _parse_proxy_result(result)
+            status = parsed[0] if parsed else "malformed response"
+        self._line("$disconnect", info.connection_id, route.function, status, started, note)
 
     # -- @connections --------------------------------------------------------------------------------------
     @staticmethod
@@ -484,6 +654,17 @@ class Gateway:
         # (close_connection removes it when it starts closing), so ``None`` is the only "gone" case
         method = request.method
         body = await request.read() if method == "POST" else b""
+        if self.credentials is not None:
+            refused = sigv4.verify(
+                method=method,
+                url=f"{request.scheme}://{request.host}{request.raw_path}",
+                headers=request.headers,
+                body=body,
+                credentials=self.credentials,
+                region=self.region,
+            )
+            if refused is not None:
+                return self._aws_error(403, refused.error_type, refused.message)
         conn = self.connections.get(request.match_info["connection_id"])
         if method == "POST":
             if len(body) > self.limits.post_bytes:
@@ -493,15 +674,12 @@ class Gateway:
             if self.faults is not None and self.faults.fires(conn.info.connection_id, body):
                 return await self._fault(request, self.faults.kind)
             try:
-                text = body.decode("utf-8")
+                data: str | bytes = body.decode("utf-8")
             except UnicodeDecodeError:
-                text = None
-            try:
-                if text is not None:
-                    await conn.ws.send_str(text)
-                else:
-                    await conn.ws.send_bytes(body)
-            except (ConnectionError, RuntimeError):
+                data = body
+            # answered once the frame is queued for the socket, so a reader that stops reading never makes
+            # its sender wait (or time out and post again); past the queue's bound it is closed instead
+            if not self._send(conn, data):
                 return self._aws_error(410, "GoneException", None)
             return web.Response(status=200, content_type="application/json")
         if conn is None:

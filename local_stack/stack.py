@@ -424,6 +424,12 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             forwarded_port=ws_port,
             log=lambda line: log("gateway", line),
             fault_switch=switches.get("connections"),
+            credentials=(
+                {DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]: DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+                if config.verify_signatures
+                else None
+            ),
+            region=config.region,
         )
         gateway_runner = web.AppRunner(
             gateway.app, access_log=None, handle_signals=False, shutdown_timeout=2.0

@@ -8,6 +8,12 @@ Outcomes per connection:
   with exponential backoff and full jitter; 403 and 413 are not (retrying cannot help). A failed
   connection is never deleted: it may be alive.
 
+Every retry is logged (a warning with the attempt and the error) and counted: ``PostRetries`` counts
+every retried post, ``PostReadTimeoutRetries`` those of them that followed a read timeout. Those are the
+retries that can deliver a frame twice (the first request may have reached the socket; only its answer
+was late), so they are watched apart. ``broadcast`` and ``post`` emit both counts from the calling thread
+and ``BroadcastResult`` carries them.
+
 Backpressure: a broadcast holds at most ``pool_size`` posts in flight on one shared client whose
 connection pool has the same size, so every worker thread gets a kept-alive connection. Each post spends
 one request of the account's API Gateway throttle (10,000 RPS shared with every API).
@@ -24,10 +30,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from shared.management_api import ManagementApiClient
-from shared.observability import logger
+from shared.observability import count, logger
 
 RETRYABLE_CODES = frozenset(
     {"LimitExceededException", "ThrottlingException", "TooManyRequestsException", "InternalServerError"}
@@ -48,6 +54,17 @@ class BroadcastResult:
     gone: int
     gone_kept: int
     failed: int
+    retries: int = 0  # retried posts, whatever the error
+    read_timeout_retries: int = 0  # of which after a read timeout (a possible duplicate)
+
+
+@dataclass(frozen=True)
+class _Report:
+    """One post's outcome and the retries it took."""
+
+    outcome: Outcome
+    retries: int = 0
+    read_timeout_retries: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,23 +133,42 @@ class Sender:
             return self._clients[endpoint_url]
 
     def post(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+        report = self._post(endpoint_url, connection_id, data)
+        _count_retries(report.retries, report.read_timeout_retries)
+        return report.outcome
+
+    def _post(self, endpoint_url: str, connection_id: str, data: bytes) -> _Report:
         client = self.client(endpoint_url)
         attempt = 1
+        retries = read_timeout_retries = 0
         while True:
             try:
                 client.post_to_connection(ConnectionId=connection_id, Data=data)
-                return Outcome.DELIVERED
+                return _Report(Outcome.DELIVERED, retries, read_timeout_retries)
             except (ClientError, BotoCoreError) as error:
                 outcome, retry = classify(error)
                 reason = str(error)
+                read_timeout = isinstance(error, ReadTimeoutError)
             if outcome is Outcome.GONE:
-                return Outcome.GONE if self._forget(connection_id) else Outcome.GONE_KEPT
+                outcome = Outcome.GONE if self._forget(connection_id) else Outcome.GONE_KEPT
+                return _Report(outcome, retries, read_timeout_retries)
             if not retry or attempt >= self._retry.max_attempts:
                 logger.warning(
                     "post_to_connection failed",
                     extra={"connection_id": connection_id, "attempts": attempt, "error": reason},
                 )
-                return outcome
+                return _Report(outcome, retries, read_timeout_retries)
+            logger.warning(
+                "post_to_connection retried",
+                extra={
+                    "connection_id": connection_id,
+                    "attempt": attempt,
+                    "error": reason,
+                    "read_timeout": read_timeout,
+                },
+            )
+            retries += 1
+            read_timeout_retries += read_timeout
             self._sleep(self._retry.delay(attempt))
             attempt += 1
 
@@ -140,21 +176,27 @@ class Sender:
         ids = list(connection_ids)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="fanout")
-        outcomes = list(self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data), ids))
+        reports = list(self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data), ids))
+        outcomes = [r.outcome for r in reports]
+        retries = sum(r.retries for r in reports)
+        read_timeout_retries = sum(r.read_timeout_retries for r in reports)
+        _count_retries(retries, read_timeout_retries)
         return BroadcastResult(
             recipients=len(ids),
             delivered=outcomes.count(Outcome.DELIVERED),
             gone=outcomes.count(Outcome.GONE),
             gone_kept=outcomes.count(Outcome.GONE_KEPT),
             failed=outcomes.count(Outcome.FAILED),
+            retries=retries,
+            read_timeout_retries=read_timeout_retries,
         )
 
-    def _post_safely(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+    def _post_safely(self, endpoint_url: str, connection_id: str, data: bytes) -> _Report:
         try:
-            return self.post(endpoint_url, connection_id, data)
+            return self._post(endpoint_url, connection_id, data)
         except Exception:  # one recipient's surprise must not cost the others their message
             logger.exception("unexpected error posting", extra={"connection_id": connection_id})
-            return Outcome.FAILED
+            return _Report(Outcome.FAILED)
 
     def _forget(self, connection_id: str) -> bool:
         try:
@@ -163,6 +205,12 @@ class Sender:
             logger.exception("could not delete gone connection", extra={"connection_id": connection_id})
             return False
         return True
+
+
+def _count_retries(retries: int, read_timeout_retries: int) -> None:
+    """Metrics are emitted from the calling thread only: Powertools' metric set is not thread-safe."""
+    count("PostRetries", retries)
+    count("PostReadTimeoutRetries", read_timeout_retries)
 
 
 def endpoint_url(configured: str | None, *, domain_name: str, stage: str) -> str:

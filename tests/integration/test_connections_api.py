@@ -8,11 +8,15 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
 
 from local_stack import Stack
+from shared.management_api import ManagementApiClient
 
 from .helpers import EventLog, aws_client, connect, connection_id, request, wait_until
 
@@ -128,3 +132,106 @@ def test_management_api_keeps_connections_alive(test_stack: Stack) -> None:
 def test_function_reaches_connections_api_through_callback_url(test_stack: Stack) -> None:
     with connect(test_stack.ws_url) as ws:
         assert json.loads(request(ws, {"action": "callback"})) == {"callback": True, "sourceIp": "127.0.0.1"}
+
+
+# -- SigV4, when the stack is given credentials ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def signed_stack(local_stack_factory_module: Any) -> Stack:
+    return local_stack_factory_module(verify_signatures=True, web_port=None)
+
+
+def _client(stack: Stack, key: str, secret: str) -> Any:
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=stack.callback_url,
+        region_name=stack.config.region,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def test_signed_post_with_the_stack_credentials_delivers(signed_stack: Stack) -> None:
+    with connect(signed_stack.ws_url) as ws:
+        cid = connection_id(ws)  # ends in "=": the signed path is percent-encoded
+        _client(signed_stack, "local", "local").post_to_connection(ConnectionId=cid, Data=b"boto3")
+        ManagementApiClient(
+            signed_stack.callback_url,
+            pool_size=1,
+            credentials=Credentials("local", "local"),
+            region=signed_stack.config.region,
+        ).post_to_connection(ConnectionId=cid, Data=b"ours")
+        assert [ws.recv(timeout=10), ws.recv(timeout=10)] == ["boto3", "ours"]
+        # the function's own posts are signed with the dummy credentials it gets
+        assert json.loads(request(ws, {"action": "callback"}))["callback"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "secret", "error_type"),
+    [("local", "wrong", "InvalidSignatureException"), ("AKIAOTHER", "local", "UnrecognizedClientException")],
+)
+def test_badly_signed_requests_are_403(signed_stack: Stack, key: str, secret: str, error_type: str) -> None:
+    with connect(signed_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        client = _client(signed_stack, key, secret)
+        for call in (
+            lambda: client.post_to_connection(ConnectionId=cid, Data=b"x"),
+            lambda: client.get_connection(ConnectionId=cid),
+            lambda: client.delete_connection(ConnectionId=cid),
+        ):
+            with pytest.raises(ClientError) as info:
+                call()
+            assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+            assert info.value.response["Error"]["Code"] == error_type
+        assert json.loads(request(ws, {"action": "echo"}))["event"]  # still open: nothing was done
+
+
+def test_unsigned_request_is_403_missing_authentication_token(signed_stack: Stack) -> None:
+    with connect(signed_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        conn = http.client.HTTPConnection("127.0.0.1", signed_stack.ws_port, timeout=10)
+        conn.request("POST", f"/{signed_stack.config.stage}/@connections/{cid}", body=b"x")
+        response = conn.getresponse()
+        body = json.loads(response.read())
+        conn.close()
+    assert response.status == 403
+    assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    assert body == {"message": "Missing Authentication Token"}
+
+
+def test_signed_post_over_128kb_is_still_413(signed_stack: Stack) -> None:
+    with connect(signed_stack.ws_url) as ws:
+        cid = connection_id(ws)
+        with pytest.raises(ClientError) as info:
+            _client(signed_stack, "local", "local").post_to_connection(
+                ConnectionId=cid, Data=b"x" * (128 * 1024 + 1)
+            )
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert (
+        info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"]
+        == "PayloadTooLargeException"
+    )
+
+
+def test_old_signature_is_refused() -> None:
+    # Replaying a captured request later: its X-Amz-Date is outside the allowed clock skew.
+    import datetime as dt
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from local_stack import sigv4
+
+    url = "http://127.0.0.1:3001/dev/@connections/AAAAAAAAAAAAAAA%3D"
+    signed = AWSRequest(method="POST", url=url, data=b"x")
+    SigV4Auth(Credentials("local", "local"), "execute-api", "us-east-1").add_auth(signed)
+    headers = {**dict(signed.headers.items()), "Host": "127.0.0.1:3001"}
+    check = dict(
+        method="POST", url=url, headers=headers, body=b"x", credentials={"local": "local"}, region="us-east-1"
+    )
+    assert sigv4.verify(**check) is None  # type: ignore[arg-type]
+    later = dt.datetime.now(dt.UTC) + sigv4.MAX_SKEW + dt.timedelta(seconds=5)
+    refused = sigv4.verify(**check, now=later)  # type: ignore[arg-type]
+    assert refused is not None and refused.error_type == "InvalidSignatureException"
+    wrong_region = sigv4.verify(**{**check, "region": "eu-west-1"})  # type: ignore[arg-type]
+    assert wrong_region is not None and wrong_region.error_type == "InvalidSignatureException"

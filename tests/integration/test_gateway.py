@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -11,12 +14,17 @@ import urllib.request
 from typing import Any
 
 import pytest
+import urllib3
+from aiohttp import web
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from local_stack import Stack
+from local_stack.gateway import Gateway, GatewayLimits, Route
+from local_stack.runtime import InvokeResult
 
 from ..support.events import EVENTS
-from .helpers import TF_NO_DEFAULT, EventLog, connect, connection_id, handshake_status, request
+from ..support.raw_ws import RawClient, handshake_request
+from .helpers import TF_NO_DEFAULT, EventLog, connect, connection_id, handshake_status, request, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -368,3 +376,184 @@ def test_function_timeout_gives_internal_server_error_and_recovers(test_stack: S
         assert 2.5 < time.monotonic() - started < 8
         assert "start" in json.loads(request(ws, {"action": "slow", "seconds": 0.1}))
     assert any("Task timed out after 3.00 seconds" in line for line in test_stack.function_logs("slow"))
+
+
+# -- hostile and broken clients (raw sockets) ----------------------------------------------------------------
+def test_unmasked_client_frame_closes_1002(test_stack: Stack, event_log: EventLog) -> None:
+    client = RawClient.open(test_stack.ws_url)
+    try:
+        client.send_text(json.dumps({"action": "echo"}))
+        _, payload = client.recv_frame() or (0, b"")
+        cid = json.loads(payload)["event"]["requestContext"]["connectionId"]
+        client.send_text(json.dumps({"action": "echo"}), masked=False)  # RFC 6455 5.1: must be masked
+        replies, code = client.frames_until_closed(timeout=10)
+    finally:
+        client.close()
+    assert (replies, code) == ([], 1002)  # closed, and the unmasked frame was never invoked
+    event = event_log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1002
+
+
+def test_tcp_drop_without_close_frame_fires_disconnect_1006(test_stack: Stack, event_log: EventLog) -> None:
+    client = RawClient.open(test_stack.ws_url)
+    client.send_text(json.dumps({"action": "echo"}))
+    _, payload = client.recv_frame() or (0, b"")
+    cid = json.loads(payload)["event"]["requestContext"]["connectionId"]
+    client.drop()
+    event = event_log.wait_for(cid, "$disconnect")
+    assert event["requestContext"]["disconnectStatusCode"] == 1006
+
+
+# -- fairness and memory: a Gateway of its own with recording integrations -----------------------------------
+class Recorder:
+    """An integration that records each event and, for messages, waits until released."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.release = threading.Event()
+
+    def bodies(self) -> list[str]:
+        return [e["body"] for e in list(self.events) if e["requestContext"]["eventType"] == "MESSAGE"]
+
+    async def invoke(self, payload: bytes) -> InvokeResult:
+        event = json.loads(payload)
+        self.events.append(event)
+        if event["requestContext"]["eventType"] == "MESSAGE":
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+        return InvokeResult(json.dumps({"statusCode": 200, "body": event.get("body")}).encode())
+
+
+class GatewayThread:
+    """A bare :class:`Gateway` served on a free port from a thread's event loop."""
+
+    def __init__(self, routes: dict[str, Route], **limits: Any) -> None:
+        self.lines: list[str] = []
+        self.gateway = Gateway(
+            stage="dev",
+            routes=routes,
+            route_selection_expression="$request.body.action",
+            limits=GatewayLimits(**limits),
+            log=self.lines.append,
+        )
+        self.port = 0
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        runner = web.AppRunner(self.gateway.app, access_log=None, handle_signals=False, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        await self._stop.wait()
+        await self.gateway.close(2.0)
+        await runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/dev"
+
+    def __enter__(self) -> GatewayThread:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_inbound_queue_is_ordered_bounded_and_drops_the_rest() -> None:
+    recorder = Recorder()
+    routes = {"$default": Route("$default", "recorder", recorder, route_response=True)}
+    with (
+        GatewayThread(routes, inbound_queue_frames=3, inbound_concurrency=2) as server,
+        connect(server.url) as ws,
+    ):
+        for i in range(10):  # a burst: 2 invoked at once, 3 wait in order, 5 are dropped
+            ws.send(f"f{i}")
+        assert wait_until(lambda: len(recorder.bodies()) == 2, timeout=5)
+        time.sleep(0.3)  # every frame of the burst has reached the gateway
+        assert recorder.bodies() == ["f0", "f1"]
+        recorder.release.set()
+        replies = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                replies.append(ws.recv(timeout=1.5))
+    assert recorder.bodies() == ["f0", "f1", "f2", "f3", "f4"]  # started in arrival order
+    assert sorted(replies) == ["f0", "f1", "f2", "f3", "f4"]
+    assert any("5 frame(s) dropped" in line for line in server.lines)
+
+
+def test_half_sent_handshakes_are_closed_after_the_handshake_timeout() -> None:
+    with GatewayThread({}, handshake_timeout_s=1.0) as server, connect(server.url) as ws:
+        half = []
+        for _ in range(1000):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(handshake_request(server.url)[:40])  # the request line and part of a header
+            half.append(sock)
+        time.sleep(2.5)
+        closed = 0
+        for sock in half:
+            sock.settimeout(0.05)
+            with contextlib.suppress(TimeoutError):
+                closed += sock.recv(1) == b""
+            sock.close()
+        assert closed == 1000
+        # an upgraded connection is not a handshake: it stays open (no routes: the Forbidden frame)
+        assert json.loads(request(ws, "hello"))["message"] == "Forbidden"
+
+
+def test_slow_reader_gets_its_posts_answered_at_once_then_is_closed_1008() -> None:
+    recorder = Recorder()
+    routes = {"$disconnect": Route("$disconnect", "recorder", recorder)}
+    with GatewayThread(routes, outbound_queue_bytes=256 * 1024) as server:
+        reader = RawClient.open(server.url, rcvbuf=4096)  # and never reads
+        assert wait_until(lambda: server.gateway.connections, timeout=5)
+        [cid] = list(server.gateway.connections)
+        http = urllib3.PoolManager(maxsize=1)
+        frame_64kb = b"x" * (64 * 1024)
+        statuses, slowest = [], 0.0
+        for _ in range(200):  # 12.5 MB: more than any socket buffer takes
+            started = time.monotonic()
+            response = http.request(
+                "POST", f"http://127.0.0.1:{server.port}/dev/@connections/{cid}", body=frame_64kb, timeout=3.0
+            )
+            slowest = max(slowest, time.monotonic() - started)
+            statuses.append(response.status)
+            if response.status != 200:
+                assert response.headers["x-amzn-ErrorType"] == "GoneException"
+                break
+        assert wait_until(lambda: recorder.events, timeout=10)
+        reader.close()
+    assert slowest < 1.0  # answered once queued: the sender never waits for this reader
+    assert statuses[-1] == 410 and statuses.count(200) == len(statuses) - 1
+    context = recorder.events[0]["requestContext"]
+    assert (context["disconnectStatusCode"], context["connectionId"]) == (1008, cid)
+
+
+def test_gateway_logs_one_line_per_handshake_frame_and_disconnect(
+    test_stack: Stack, event_log: EventLog
+) -> None:
+    with connect(test_stack.ws_url) as ws:
+        cid = connection_id(ws)
+    event_log.wait_for(cid, "$disconnect")
+
+    def lines() -> list[str]:
+        return [line for line in test_stack.function_logs("gateway") if cid in line]
+
+    assert wait_until(lambda: len(lines()) == 3, timeout=10), lines()
+    connect_line, frame_line, disconnect_line = lines()
+    ms = r"\d+ ms"
+    assert re.fullmatch(rf"\$connect {re.escape(cid)} -> t_connect: 101 {ms}", connect_line)
+    assert re.fullmatch(rf"echo {re.escape(cid)} -> echo: 200 {ms}", frame_line)
+    assert re.fullmatch(
+        rf"\$disconnect {re.escape(cid)} -> t_disconnect: 200 {ms} \(close 1000\)", disconnect_line
+    )

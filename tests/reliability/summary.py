@@ -35,6 +35,13 @@ FORMATS: dict[str, str] = {
     "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated "
     "({burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); {steady}",
     "storm": "{clients} clients closed at once, {left} records left after {waited}",
+    "head-of-line": "{bursts} bursts of {burst} frames from one client: another room's echo p99 "
+    "{idle_p99} idle, {loaded_p99} flooded ({ratio}, bound 3x + 250 ms; medians {medians}); "
+    "{big_frames} frames of 30 KB: gateway RSS {rss}; "
+    "{half_open_left} of {half_open} half-sent handshakes still open after the handshake timeout",
+    "slow-reader": "{tried} frames tried to a reader that stopped reading: {delivered} delivered, "
+    "{duplicated} duplicated, closed {close_code}; {live_delivered}/{tried} to a live member, "
+    "slowest post {slowest}",
 }
 
 _lock = threading.Lock()
@@ -72,5 +79,9 @@ class _Defaults(dict[str, object]):
         super().__init__({**counter, **texts})
 
     def __missing__(self, key: str) -> object:
-        texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "slowest")
-        return "n/a" if key in texts else 0
+        texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "idle_p99", "loaded_p99")
+        return (
+            "n/a"
+            if key in (*texts, "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
+            else 0
+        )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
 import pytest
 
 from shared.management_api import ManagementApiClient
@@ -105,3 +110,117 @@ def test_retry_delay_is_jittered_and_capped() -> None:
     delays = [policy.delay(attempt) for attempt in (1, 5, 10) for _ in range(50)]
     assert all(0 <= d <= 0.3 for d in delays)
     assert len(set(delays)) > 10
+
+
+# -- retries are logged and counted; read timeouts apart --------------------------------------------------
+def _metric(name: str) -> float:
+    from shared.observability import metrics
+
+    entry = metrics.metric_set.get(name)
+    if entry is None:
+        return 0
+    values = entry["Value"]
+    return sum(values) if isinstance(values, list) else values
+
+
+@pytest.fixture
+def clean_metrics() -> Iterator[None]:
+    from shared.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+    metrics.clear_metrics()
+
+
+def test_retries_after_read_timeouts_are_counted_apart_and_logged(
+    management_api: FakeManagementApi, clean_metrics: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A reader that does not read makes the POST outlast the read timeout: each retry may duplicate.
+    management_api.latency = 0.4
+    management_api.live.add("SLOWxxxxxxxxxx0=")
+    management_api.scripts["BUSYxxxxxxxxxx0="] = [429, 200]
+    sender = Sender(
+        pool_size=2,
+        on_gone=lambda cid: None,
+        retry=FAST_RETRY,
+        client_factory=lambda url: ManagementApiClient(url, pool_size=2, read_timeout=0.1),
+    )
+    with caplog.at_level(logging.WARNING):
+        slow = sender.broadcast(management_api.endpoint_url, ["SLOWxxxxxxxxxx0="], b"{}")
+        management_api.latency = 0.0
+        busy = sender.broadcast(management_api.endpoint_url, ["BUSYxxxxxxxxxx0="], b"{}")
+    assert (slow.failed, slow.retries, slow.read_timeout_retries) == (1, 2, 2)  # 3 read timeouts
+    assert (busy.delivered, busy.retries, busy.read_timeout_retries) == (1, 1, 0)  # 429, then 200
+    assert (_metric("PostRetries"), _metric("PostReadTimeoutRetries")) == (3, 2)
+    retried = [r for r in caplog.records if r.getMessage() == "post_to_connection retried"]
+    assert sorted((r.connection_id, r.attempt, r.read_timeout) for r in retried) == [  # type: ignore[attr-defined]
+        ("BUSYxxxxxxxxxx0=", 1, False),
+        ("SLOWxxxxxxxxxx0=", 1, True),
+        ("SLOWxxxxxxxxxx0=", 2, True),
+    ]
+    assert all(r.levelno == logging.WARNING and r.error for r in retried)  # type: ignore[attr-defined]
+
+
+def test_single_post_counts_its_retries(management_api: FakeManagementApi, clean_metrics: None) -> None:
+    management_api.scripts["FLAKYxxxxxxxxx0="] = [500, 200]
+    outcome = make_sender(1, []).post(management_api.endpoint_url, "FLAKYxxxxxxxxx0=", b"{}")
+    assert outcome is Outcome.DELIVERED
+    assert (_metric("PostRetries"), _metric("PostReadTimeoutRetries")) == (1, 0)
+
+
+# -- seeded defects that the suite let through -----------------------------------------------------------
+class RecordingClient:
+    """A management client that records which threads post and how many posts overlap (no HTTP pool to
+    cap them), and raises ``errors[connection_id]`` when one is set."""
+
+    def __init__(self, latency: float = 0.0, errors: dict[str, Exception] | None = None) -> None:
+        self.latency = latency
+        self.errors = errors or {}
+        self.threads: set[int] = set()
+        self.delivered: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
+        with self._lock:
+            self.threads.add(threading.get_ident())
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.latency)
+            if ConnectionId in self.errors:
+                raise self.errors[ConnectionId]
+            with self._lock:
+                self.delivered.append(ConnectionId)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+
+def test_one_recipient_raising_a_non_aws_error_does_not_fail_the_broadcast() -> None:
+    # Seeded defect: a fan-out without its per-recipient guard let this error fail the whole broadcast.
+    client = RecordingClient(errors={"R2": ValueError("a bug in one post")})
+    sender = Sender(pool_size=2, on_gone=lambda cid: None, client_factory=lambda url: client)
+    result = sender.broadcast("http://unused/prod", ["R1", "R2", "R3"], b"{}")
+    assert (result.recipients, result.delivered, result.failed) == (3, 2, 1)
+    assert sorted(client.delivered) == ["R1", "R3"]
+
+
+def test_fanout_threads_are_bounded_by_pool_size() -> None:
+    # Seeded defect: one thread per recipient. The HTTP pool caps posts on the wire, so this client
+    # (which has no pool) is what sees the threads.
+    client = RecordingClient(latency=0.02)
+    sender = Sender(pool_size=4, on_gone=lambda cid: None, client_factory=lambda url: client)
+    for _ in range(2):  # the pool is reused across broadcasts, not grown
+        result = sender.broadcast("http://unused/prod", [f"R{i}" for i in range(40)], b"{}")
+        assert result.delivered == 40
+    assert client.max_in_flight == 4
+    assert len(client.threads) <= 4
+
+
+def test_retry_delay_bound_doubles_per_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seeded defect: a linear backoff (base * attempt). Full jitter draws in [0, bound]: read the bound.
+    monkeypatch.setattr("shared.sender.random.uniform", lambda low, high: high)
+    policy = RetryPolicy(base_delay=0.05, max_delay=1.0)
+    assert [policy.delay(attempt) for attempt in range(1, 7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
