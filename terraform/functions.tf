@@ -47,10 +47,10 @@ locals {
       }
     }
     send_message = {
-      route_key          = "sendMessage"
-      description        = "Stores a message, acknowledges it and broadcasts it to the sender's room"
-      timeout            = 29
-      memory_size        = 512
+      route_key   = "sendMessage"
+      description = "Stores a message, acknowledges it and broadcasts it to the sender's room"
+      timeout     = 29
+      memory_size = 512
       dynamodb_actions = {
         connections = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
         # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.
