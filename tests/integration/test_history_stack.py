@@ -112,13 +112,17 @@ async def until(predicate: Any, timeout: float) -> bool:
 
 @pytest.fixture(scope="module")
 def history_stack() -> Iterator[Stack]:
-    config = StackConfig(ws_port=0, web_port=None, min_workers=1, max_workers=4, reload=False, echo_logs=False)
+    config = StackConfig(
+        ws_port=0, web_port=None, min_workers=1, max_workers=4, reload=False, echo_logs=False
+    )
     with StackThread(config) as stack:
         yield stack
 
 
 @pytest.mark.timeout(120)
-def test_dropped_member_resumes_after_its_last_seen_id_with_all_20_once_in_order(history_stack: Stack) -> None:
+def test_dropped_member_resumes_after_its_last_seen_id_with_all_20_once_in_order(
+    history_stack: Stack,
+) -> None:
     async def run() -> None:
         a = await Member.join(history_stack, "alice", "resume")
         b = await Member.join(history_stack, "bob", "resume")
