@@ -31,6 +31,10 @@ FROM base AS send_message
 COPY lambdas/send_message/ ${LAMBDA_TASK_ROOT}/
 CMD ["app.handler"]
 
+FROM base AS get_history
+COPY lambdas/get_history/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
 FROM base AS default
 COPY lambdas/default/ ${LAMBDA_TASK_ROOT}/
 CMD ["app.handler"]

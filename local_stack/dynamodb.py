@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import boto3
@@ -15,7 +15,14 @@ from botocore.exceptions import ClientError
 
 from .terraform import TableSpec
 
-__all__ = ["DUMMY_CREDENTIALS", "EmbeddedDynamoDB", "TtlReaper", "dynamodb_client", "ensure_table"]
+__all__ = [
+    "DUMMY_CREDENTIALS",
+    "EmbeddedDynamoDB",
+    "TtlReaper",
+    "dynamodb_client",
+    "ensure_table",
+    "local_table_names",
+]
 
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
@@ -50,6 +57,22 @@ class EmbeddedDynamoDB:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             self._server.stop()
+
+
+def local_table_names(connections_table: str, resources: Iterable[str]) -> dict[str, str]:
+    """The local name of every Terraform table, derived from the connections table's (``--table``):
+    ``chat_connections`` gives ``chat_messages``; any other name ``X`` gives ``X_messages``. Two stacks
+    sharing one ``DYNAMODB_ENDPOINT`` with different ``--table`` names therefore share no table."""
+    stem = connections_table.removesuffix("connections")
+    names = {}
+    for resource in resources:
+        if resource == "connections":
+            names[resource] = connections_table
+        elif stem != connections_table:
+            names[resource] = stem + resource
+        else:
+            names[resource] = f"{connections_table}_{resource}"
+    return names
 
 
 def ensure_table(client: Any, name: str, spec: TableSpec) -> bool:

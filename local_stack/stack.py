@@ -27,7 +27,14 @@ from aiohttp import web
 
 from . import faults
 from .config import StackConfig
-from .dynamodb import DUMMY_CREDENTIALS, EmbeddedDynamoDB, TtlReaper, dynamodb_client, ensure_table
+from .dynamodb import (
+    DUMMY_CREDENTIALS,
+    EmbeddedDynamoDB,
+    TtlReaper,
+    dynamodb_client,
+    ensure_table,
+    local_table_names,
+)
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .runtime import FunctionPool, LambdaRuntime
@@ -161,7 +168,10 @@ def function_environment(
         variables=variables,
         references={
             "local.callback_url": callback_url,
-            "aws_dynamodb_table.connections.name": config.table_name,
+            **{
+                f"aws_dynamodb_table.{resource}.name": name
+                for resource, name in local_table_names(config.table_name, model.tables).items()
+            },
         },
         locals=model.locals,
     )
@@ -229,7 +239,13 @@ class Stack:
     runtime: LambdaRuntime
     gateway: Gateway
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=20000))
-    reaper: TtlReaper | None = None
+    reaper: TtlReaper | None = None  # the connections table's
+    reapers: dict[str, TtlReaper] = field(default_factory=dict)  # every table's, by Terraform resource name
+
+    @property
+    def table_names(self) -> dict[str, str]:
+        """The local name of every Terraform table, by resource name (``connections``, ``messages``)."""
+        return local_table_names(self.config.table_name, self.model.tables)
 
     @property
     def ws_url(self) -> str:
@@ -366,8 +382,10 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             embedded = EmbeddedDynamoDB(host=config.host)
             endpoint = await asyncio.to_thread(embedded.start)
         client = dynamodb_client(endpoint, config.region)
-        created = await asyncio.to_thread(ensure_table, client, config.table_name, model.table)
-        log("dynamodb", f"{'created' if created else 'using'} table {config.table_name} at {endpoint}")
+        tables = local_table_names(config.table_name, model.tables)
+        for resource, table_name in tables.items():
+            created = await asyncio.to_thread(ensure_table, client, table_name, model.tables[resource])
+            log("dynamodb", f"{'created' if created else 'using'} table {table_name} at {endpoint}")
 
         await runtime.start()
         routes: dict[str, Route] = {}
@@ -463,15 +481,21 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         if config.state_dir is not None:
             state_file = state_path(config.state_dir, ws_port)
             _write_state(stack, state_file)
-        if model.table.ttl_attribute and config.ttl_reaper_interval_s > 0:
-            stack.reaper = TtlReaper(
+        for resource, table_name in tables.items():
+            table_spec = model.tables[resource]
+            if not table_spec.ttl_attribute or config.ttl_reaper_interval_s <= 0:
+                continue
+            reaper = TtlReaper(
                 client,
-                config.table_name,
-                model.table,
+                table_name,
+                table_spec,
                 interval_s=config.ttl_reaper_interval_s,
                 log=lambda line: log("dynamodb", line),
             )
-            tasks.append(asyncio.get_running_loop().create_task(stack.reaper.run()))
+            if resource == "connections":
+                stack.reaper = reaper
+            stack.reapers[resource] = reaper
+            tasks.append(asyncio.get_running_loop().create_task(reaper.run()))
         if config.reload:
             watch_dirs = [config.functions_dir.resolve(), config.shared_dir.resolve()]
             tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs, log)))

@@ -1,15 +1,15 @@
 """Read what the local stack needs from the Terraform module (python-hcl2), and nothing more.
 
 Terraform is the one source of truth: routes and the functions serving them come from
-``local.functions``, the route selection expression from ``aws_apigatewayv2_api.websocket``, the table's
-keys, GSIs and TTL attribute from ``aws_dynamodb_table.connections``, each function's environment
+``local.functions``, the route selection expression from ``aws_apigatewayv2_api.websocket``, every
+table's keys, GSIs and TTL attribute from its ``aws_dynamodb_table``, each function's environment
 variable *names* from ``merge(local.common_env, local.functions[fn].environment)``. Values are AWS
 values; the stack substitutes local ones (``local_stack.stack.function_environment``).
 
 python-hcl2 keeps the quotes of string literals (``"\\"$connect\\""``) and gives expressions as
 ``"${...}"``; :func:`literal` undoes the first, :class:`Evaluator` understands the few expression forms
 the module uses in environments (``var.X``, ``tostring(var.X)``, ``join(",", var.X)``, ``local.X``,
-``aws_dynamodb_table.connections.name``) and reports anything else instead of guessing.
+``aws_dynamodb_table.<name>.name``) and reports anything else instead of guessing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 API_RESOURCE = ("aws_apigatewayv2_api", "websocket")
-TABLE_RESOURCE = ("aws_dynamodb_table", "connections")
+TABLE_TYPE = "aws_dynamodb_table"
+CONNECTIONS_TABLE = "connections"
 
 
 class TerraformError(Exception):
@@ -84,9 +85,14 @@ class TableSpec:
 class TerraformModel:
     route_selection_expression: str
     functions: dict[str, FunctionSpec]
-    table: TableSpec
+    tables: dict[str, TableSpec]  # every aws_dynamodb_table, by resource name ("connections", "messages")
     variables: dict[str, Any]  # defaults, literal values
     locals: dict[str, Any]  # raw hcl2 values
+
+    @property
+    def table(self) -> TableSpec:
+        """The connections table (``aws_dynamodb_table.connections``)."""
+        return self.tables[CONNECTIONS_TABLE]
 
 
 def _unquote_key(key: str) -> str:
@@ -137,7 +143,7 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
-def _table_spec(body: Mapping[str, Any]) -> TableSpec:
+def _table_spec(name: str, body: Mapping[str, Any]) -> TableSpec:
     attributes = {literal(a["name"]): literal(a["type"]) for a in body.get("attribute", [])}
     indexes = []
     for gsi in body.get("global_secondary_index", []):
@@ -155,7 +161,7 @@ def _table_spec(body: Mapping[str, Any]) -> TableSpec:
         if _as_bool(ttl.get("enabled", False)):
             ttl_attr = literal(ttl["attribute_name"])
     if "hash_key" not in body:
-        raise TerraformError("aws_dynamodb_table.connections has no hash_key")
+        raise TerraformError(f"aws_dynamodb_table.{name} has no hash_key")
     return TableSpec(
         hash_key=literal(body["hash_key"]),
         range_key=literal(body.get("range_key")),
@@ -181,8 +187,10 @@ def load_model(dirs: Iterable[Path]) -> TerraformModel:
     if not isinstance(expression, str) or not expression:
         raise TerraformError("aws_apigatewayv2_api.websocket has no route_selection_expression")
 
-    table = resources.get(TABLE_RESOURCE)
-    if table is None:
+    tables = {
+        name: _table_spec(name, body) for (rtype, name), body in resources.items() if rtype == TABLE_TYPE
+    }
+    if CONNECTIONS_TABLE not in tables:
         raise TerraformError("terraform/ defines no aws_dynamodb_table.connections")
 
     raw_functions = locals_.get("functions")
@@ -207,7 +215,7 @@ def load_model(dirs: Iterable[Path]) -> TerraformModel:
     return TerraformModel(
         route_selection_expression=expression,
         functions=functions,
-        table=_table_spec(table),
+        tables=tables,
         variables=variables,
         locals=locals_,
     )

@@ -188,8 +188,6 @@ class MessagingConfig:
     callback_url: str | None
     max_message_bytes: int
     broadcast_concurrency: int
-    rate_limit_per_second: float
-    rate_limit_burst: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> MessagingConfig:
@@ -199,9 +197,6 @@ class MessagingConfig:
             max_message_bytes=_int(env, "MAX_MESSAGE_BYTES", default=4096, minimum=1, maximum=128 * 1024),
             # 200 posts in flight at a 20 ms round trip is the account's 10,000 RPS callback throttle.
             broadcast_concurrency=_int(env, "BROADCAST_CONCURRENCY", default=32, minimum=1, maximum=200),
-            # 0 turns the per-connection limit off (stage throttling still applies).
-            rate_limit_per_second=_float(env, "RATE_LIMIT_PER_SECOND", default=10, minimum=0, maximum=10_000),
-            rate_limit_burst=_int(env, "RATE_LIMIT_BURST", default=20, minimum=1, maximum=100_000),
         )
 
 
@@ -215,3 +210,39 @@ def callback_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
             f"environment variable WEBSOCKET_CALLBACK_URL must be an http(s) URL, got {callback_url!r}"
         )
     return callback_url.rstrip("/")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MessageStoreConfig:
+    """Where chat messages are kept, and for how long (DynamoDB's TTL deletes them afterwards)."""
+
+    table_name: str
+    retention_days: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> MessageStoreConfig:
+        return cls(
+            table_name=messages_table_name(env),
+            retention_days=_int(env, "MESSAGE_RETENTION_DAYS", default=7, minimum=1, maximum=3650),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateLimitConfig:
+    """Frames a user may send (all their connections together): ``per_second``, in bursts of ``burst``."""
+
+    per_second: float
+    burst: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RateLimitConfig:
+        return cls(
+            # 0 turns the limit off (stage throttling still applies).
+            per_second=_float(env, "RATE_LIMIT_PER_SECOND", default=10, minimum=0, maximum=10_000),
+            burst=_int(env, "RATE_LIMIT_BURST", default=20, minimum=1, maximum=100_000),
+        )
+
+
+def messages_table_name(env: Mapping[str, str] = os.environ) -> str:
+    """The messages table (it also keeps the rate-limit buckets, see shared/rate_limit.py)."""
+    return _required(env, "DYNAMO_TABLE_NAME_CHAT_MESSAGES")

@@ -16,7 +16,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shared import deadline
-from shared.rate_limit import TokenBucket
 
 # API Gateway closes every connection after 2 hours; the record outlives it by a margin for clock skew.
 TTL_SECONDS = 2 * 3600 + 10 * 60
@@ -48,9 +47,6 @@ class Connection:
     ttl: int
     name: str | None = None
     created_at: str | None = None
-    rate_tokens: float | None = None
-    rate_updated_ms: int | None = None
-    rate_version: int | None = None
 
     def expired(self, now: float) -> bool:
         return self.ttl <= now
@@ -132,45 +128,6 @@ class ConnectionStore:
             raise
         return True
 
-    def take_message_token(self, connection: Connection, bucket: TokenBucket) -> bool:
-        """Spend one token of the connection's bucket; False when it is empty (or the record is gone).
-
-        Each write is conditional on the version it read. Losing the race means another invocation spent a
-        token, so after at most ``burst`` lost races the bucket is honestly empty: retry until then.
-        """
-        for _ in range(bucket.burst + 2):
-            now_ms = round(self._clock() * 1000)
-            tokens = bucket.available(connection.rate_tokens, connection.rate_updated_ms, now_ms)
-            if tokens < 1:
-                return False
-            values: dict[str, Any] = {
-                ":t": {"N": f"{tokens - 1:.6f}"},
-                ":now": {"N": str(now_ms)},
-                ":one": {"N": "1"},
-            }
-            if connection.rate_version is None:
-                condition = "attribute_exists(connection_id) AND attribute_not_exists(rate_version)"
-            else:
-                condition = "rate_version = :seen"
-                values[":seen"] = {"N": str(connection.rate_version)}
-            try:
-                self._client.update_item(
-                    TableName=self.table_name,
-                    Key={"connection_id": {"S": connection.connection_id}},
-                    UpdateExpression="SET rate_tokens = :t, rate_updated_ms = :now ADD rate_version :one",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-                return True
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise
-            fresh = self.get(connection.connection_id)
-            if fresh is None:
-                return False
-            connection = fresh
-        return False
-
     def room_members(self, room_id: str) -> RoomMembers:
         """Every live connection in a room, following ``LastEvaluatedKey`` through every page."""
         now = self._clock()
@@ -214,11 +171,6 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         return value["S"] if value is not None else default
 
     ttl = item.get("ttl")
-    tokens, updated_ms, version = (
-        item.get("rate_tokens"),
-        item.get("rate_updated_ms"),
-        item.get("rate_version"),
-    )
     return Connection(
         connection_id=item["connection_id"]["S"],
         room_id=text("room_id", room_id) or "",
@@ -227,7 +179,4 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         # A record without ttl (written by hand) never expires here; DynamoDB would never delete it either.
         ttl=int(ttl["N"]) if ttl is not None else 2**62,
         created_at=text("created_at"),
-        rate_tokens=float(tokens["N"]) if tokens is not None else None,
-        rate_updated_ms=int(updated_ms["N"]) if updated_ms is not None else None,
-        rate_version=int(version["N"]) if version is not None else None,
     )

@@ -1,4 +1,4 @@
-"""The wire protocol (docs/protocol.md, "Connecting" and "Frames"): room ids, frames and error codes.
+"""The wire protocol: room ids, frames and error codes (docs/protocol.md, docs/history.md).
 
 Pure functions, no I/O. Frames are compact UTF-8 JSON bytes, ready for ``PostToConnection``.
 """
@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeGuard
 
+from shared.ids import is_ulid
+
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+CLIENT_MSG_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+HISTORY_LIMIT_DEFAULT = 50
+HISTORY_LIMIT_MAX = 100
 
 
 class ErrorCode(StrEnum):
@@ -20,6 +26,7 @@ class ErrorCode(StrEnum):
     INVALID_MESSAGE = "invalid_message"
     MESSAGE_TOO_LARGE = "message_too_large"
     FORBIDDEN_ROOM = "forbidden_room"
+    INVALID_REQUEST = "invalid_request"
     RATE_LIMITED = "rate_limited"
     INTERNAL = "internal"
 
@@ -56,8 +63,39 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 
 def message_frame(
-    *, room_id: str, user_id: str, message: str, message_id: str, timestamp: str, name: str | None = None
+    *,
+    room_id: str,
+    user_id: str,
+    message: str,
+    message_id: str,
+    timestamp: str,
+    name: str | None = None,
+    client_msg_id: str | None = None,
 ) -> bytes:
+    return encode(
+        message_object(
+            room_id=room_id,
+            user_id=user_id,
+            message=message,
+            message_id=message_id,
+            timestamp=timestamp,
+            name=name,
+            client_msg_id=client_msg_id,
+        )
+    )
+
+
+def message_object(
+    *,
+    room_id: str,
+    user_id: str,
+    message: str,
+    message_id: str,
+    timestamp: str,
+    name: str | None = None,
+    client_msg_id: str | None = None,
+) -> dict[str, Any]:
+    """A chat message as it is broadcast and as history lists it."""
     frame: dict[str, Any] = {
         "action": "message",
         "room_id": room_id,
@@ -68,7 +106,19 @@ def message_frame(
     }
     if name is not None:
         frame["name"] = name
-    return encode(frame)
+    if client_msg_id is not None:
+        frame["client_msg_id"] = client_msg_id
+    return frame
+
+
+def ack_frame(*, client_msg_id: str, message_id: str, room_id: str) -> bytes:
+    return encode(
+        {"action": "ack", "client_msg_id": client_msg_id, "message_id": message_id, "room_id": room_id}
+    )
+
+
+def history_frame(*, room_id: str, messages: list[dict[str, Any]], has_more: bool) -> bytes:
+    return encode({"action": "history", "room_id": room_id, "messages": messages, "has_more": has_more})
 
 
 def parse_frame(body: str | None) -> dict[str, Any]:
@@ -91,20 +141,29 @@ def parse_frame(body: str | None) -> dict[str, Any]:
 def unknown_action_error(frame: dict[str, Any]) -> FrameError:
     action = frame.get("action")
     if not isinstance(action, str) or not action:
-        return FrameError(ErrorCode.UNKNOWN_ACTION, 'the frame has no "action"; use "sendMessage"')
+        return FrameError(ErrorCode.UNKNOWN_ACTION, f'the frame has no "action"; use {_ACTIONS}')
     shown = action if len(action) <= 64 else action[:64] + "…"
-    return FrameError(ErrorCode.UNKNOWN_ACTION, f'unknown action "{shown}"; use "sendMessage"')
+    return FrameError(ErrorCode.UNKNOWN_ACTION, f'unknown action "{shown}"; use {_ACTIONS}')
+
+
+_ACTIONS = '"sendMessage" or "getHistory"'
+
+
+def requested_room(frame: dict[str, Any], *, connection_room: str) -> str:
+    """The frame's ``room_id`` (omitted: the connection's room), or ``forbidden_room``."""
+    room_id = frame.get("room_id", connection_room)
+    if room_id != connection_room:
+        raise FrameError(
+            ErrorCode.FORBIDDEN_ROOM,
+            f'this connection is in room "{connection_room}" and can only use that room',
+        )
+    return connection_room
 
 
 def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_bytes: int) -> str:
     """The text of a ``sendMessage`` frame, checked in the contract's order: forbidden_room,
     invalid_message, message_too_large. The message goes to ``connection_room``: no other is allowed."""
-    room_id = frame.get("room_id", connection_room)
-    if room_id != connection_room:
-        raise FrameError(
-            ErrorCode.FORBIDDEN_ROOM,
-            f'this connection is in room "{connection_room}" and can only post there',
-        )
+    requested_room(frame, connection_room=connection_room)
     text = frame.get("message")
     if not isinstance(text, str) or not text.strip():
         raise FrameError(ErrorCode.INVALID_MESSAGE, '"message" must be a non-empty string')
@@ -112,9 +171,53 @@ def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_by
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:  # lone surrogates such as "\ud800" decode from JSON but are not text
         raise FrameError(ErrorCode.INVALID_MESSAGE, '"message" is not valid Unicode text') from None
+    client_msg_id(frame)  # invalid_request ranks with invalid_message, before message_too_large
     if size > max_bytes:
         raise FrameError(
             ErrorCode.MESSAGE_TOO_LARGE,
             f"message is {size:,} bytes; at most {max_bytes:,} bytes (UTF-8) are allowed",
         )
     return text
+
+
+def client_msg_id(frame: dict[str, Any]) -> str | None:
+    """The frame's ``client_msg_id`` (None when absent), or ``invalid_request``."""
+    value = frame.get("client_msg_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or CLIENT_MSG_ID_PATTERN.fullmatch(value) is None:
+        raise FrameError(
+            ErrorCode.INVALID_REQUEST,
+            '"client_msg_id" must be 1 to 64 characters of A-Z, a-z, 0-9, "_" or "-"',
+        )
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryRequest:
+    room_id: str
+    before: str | None
+    after: str | None
+    limit: int
+
+
+def validate_history_request(frame: dict[str, Any], *, connection_room: str) -> HistoryRequest:
+    """A ``getHistory`` frame checked in the contract's order: forbidden_room, then invalid_request.
+
+    A cursor given as ``null`` counts as absent; unknown keys are ignored.
+    """
+    room_id = requested_room(frame, connection_room=connection_room)
+    before, after = frame.get("before"), frame.get("after")
+    for name, cursor in (("before", before), ("after", after)):
+        if cursor is not None and not is_ulid(cursor):
+            raise FrameError(
+                ErrorCode.INVALID_REQUEST, f'"{name}" must be a message_id (26 characters, as messages carry)'
+            )
+    if before is not None and after is not None:
+        raise FrameError(ErrorCode.INVALID_REQUEST, 'give at most one of "before" and "after"')
+    limit = frame.get("limit", HISTORY_LIMIT_DEFAULT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= HISTORY_LIMIT_MAX:
+        raise FrameError(
+            ErrorCode.INVALID_REQUEST, f'"limit" must be an integer from 1 to {HISTORY_LIMIT_MAX}'
+        )
+    return HistoryRequest(room_id=room_id, before=before, after=after, limit=limit)

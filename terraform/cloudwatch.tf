@@ -162,6 +162,27 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb" {
   tags = local.tags
 }
 
+# The messages table has no index: its read and write throttles are the two alarms it needs.
+resource "aws_cloudwatch_metric_alarm" "messages_dynamodb" {
+  for_each = local.throttle_metrics
+
+  alarm_name          = "${aws_dynamodb_table.messages.name}-${each.key}"
+  alarm_description   = "${each.value} on the messages table (sends fail with internal, history pages too)."
+  namespace           = "AWS/DynamoDB"
+  metric_name         = each.value
+  dimensions          = { TableName = aws_dynamodb_table.messages.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = "${var.name}-${var.stage_name}-${local.region}" # dashboards are account-wide
   dashboard_body = jsonencode({

@@ -51,3 +51,40 @@ resource "aws_dynamodb_table" "connections" {
 
   tags = local.tags
 }
+
+# Chat messages, kept var.message_retention_days by TTL. Besides each room's messages (room_id, ULID) it
+# keeps two key spaces no room can produce, because room ids never contain "#": ("client#<user>",
+# client_msg_id) — which message a client's id became — and ("rate#<user>", "bucket"), the rate limit.
+resource "aws_dynamodb_table" "messages" {
+  name                        = "${var.name}-messages"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "room_id"
+  range_key                   = "message_id"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "room_id"
+    type = "S"
+  }
+
+  attribute {
+    name = "message_id"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  tags = local.tags
+}

@@ -1,6 +1,9 @@
 # The one map of functions. It drives ECR repositories, Lambda functions, IAM, integrations, routes and
 # permissions (for_each), and the local stack reads it too (python-hcl2): add a route here and both follow.
 #
+# dynamodb_actions maps a table (a key of local.dynamodb_tables, iam.tf) to the actions the function calls
+# on it; dynamodb_indexes maps a table to the indexes its Query may read (none listed: the table itself).
+#
 # Each function's environment is merge(local.common_env, environment): together, every variable its code
 # reads. Values are AWS values; the local stack keeps the names and substitutes local values. Keep both
 # maps plain object literals (no merge/conditionals inside) so they stay readable without evaluation.
@@ -17,8 +20,8 @@ locals {
       description        = "Verifies the JWT and stores the connection"
       timeout            = 10
       memory_size        = 256
-      dynamodb_actions   = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
-      dynamodb_indexes   = []
+      dynamodb_actions   = { connections = ["dynamodb:PutItem", "dynamodb:DeleteItem"] }
+      dynamodb_indexes   = {}
       manage_connections = false
       route_response     = false
       environment = {
@@ -36,8 +39,8 @@ locals {
       description        = "Deletes the connection record"
       timeout            = 10
       memory_size        = 256
-      dynamodb_actions   = ["dynamodb:DeleteItem"]
-      dynamodb_indexes   = []
+      dynamodb_actions   = { connections = ["dynamodb:DeleteItem"] }
+      dynamodb_indexes   = {}
       manage_connections = false
       route_response     = false
       environment = {
@@ -45,16 +48,22 @@ locals {
       }
     }
     send_message = {
-      route_key          = "sendMessage"
-      description        = "Validates a message and broadcasts it to the sender's room"
-      timeout            = 29
-      memory_size        = 512
-      dynamodb_actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
-      dynamodb_indexes   = ["room_id-index"]
+      route_key   = "sendMessage"
+      description = "Stores a message, acknowledges it and broadcasts it to the sender's room"
+      timeout     = 29
+      memory_size = 512
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+        # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.
+        messages = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+      }
+      dynamodb_indexes   = { connections = ["room_id-index"] }
       manage_connections = true
       route_response     = false
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
         WEBSOCKET_CALLBACK_URL             = local.callback_url
         MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
@@ -62,17 +71,45 @@ locals {
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
       }
     }
-    default = {
-      route_key          = "$default"
-      description        = "Answers frames no route takes with a contract error frame"
-      timeout            = 10
-      memory_size        = 256
-      dynamodb_actions   = []
-      dynamodb_indexes   = []
+    get_history = {
+      route_key   = "getHistory"
+      description = "Answers one page of a room's stored messages"
+      timeout     = 10
+      memory_size = 256
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem"]
+        messages    = ["dynamodb:Query", "dynamodb:UpdateItem"]
+      }
+      dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
       environment = {
-        WEBSOCKET_CALLBACK_URL = local.callback_url
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    default = {
+      route_key   = "$default"
+      description = "Answers frames no route takes with an error frame, within the sender's rate limit"
+      timeout     = 10
+      memory_size = 256
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem"]
+        messages    = ["dynamodb:UpdateItem"] # the rate-limit bucket only
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
       }
     }
   }

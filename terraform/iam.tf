@@ -1,18 +1,27 @@
-# One role per function, granted exactly what its code calls (local.functions: dynamodb_actions,
-# dynamodb_indexes, manage_connections; the JWT secret only for a function whose environment names it),
+# One role per function, granted exactly what its code calls (local.functions: dynamodb_actions and
+# dynamodb_indexes per table, manage_connections; the JWT secret only for a function whose environment names it),
 # plus writing to its own log group, X-Ray and decrypting with the module key (environment, table).
 locals {
+  # The tables a function may be granted actions on (local.functions' dynamodb_actions keys).
+  dynamodb_tables = {
+    connections = { arn = aws_dynamodb_table.connections.arn, sid = "Connection" }
+    messages    = { arn = aws_dynamodb_table.messages.arn, sid = "Message" }
+  }
+
   dynamodb_item_actions = {
-    for key, fn in local.functions : key => [for action in fn.dynamodb_actions : action if action != "dynamodb:Query"]
+    for key, fn in local.functions : key => {
+      for table, actions in fn.dynamodb_actions : table => [for action in actions : action if action != "dynamodb:Query"]
+    }
   }
 
   # Query is granted on the listed indexes only (on the table itself when none is listed).
   dynamodb_query_resources = {
-    for key, fn in local.functions : key => (
-      !contains(fn.dynamodb_actions, "dynamodb:Query") ? [] :
-      length(fn.dynamodb_indexes) == 0 ? [aws_dynamodb_table.connections.arn] :
-      [for index in fn.dynamodb_indexes : "${aws_dynamodb_table.connections.arn}/index/${index}"]
-    )
+    for key, fn in local.functions : key => {
+      for table, actions in fn.dynamodb_actions : table => (
+        length(lookup(fn.dynamodb_indexes, table, [])) == 0 ? [local.dynamodb_tables[table].arn] :
+        [for index in fn.dynamodb_indexes[table] : "${local.dynamodb_tables[table].arn}/index/${index}"]
+      ) if contains(actions, "dynamodb:Query")
+    }
   }
 
   reads_jwt_secret = {
@@ -77,22 +86,22 @@ data "aws_iam_policy_document" "function" {
   }
 
   dynamic "statement" {
-    for_each = length(local.dynamodb_item_actions[each.key]) > 0 ? [1] : []
+    for_each = { for table, actions in local.dynamodb_item_actions[each.key] : table => actions if length(actions) > 0 }
 
     content {
-      sid       = "ConnectionItems"
-      actions   = local.dynamodb_item_actions[each.key]
-      resources = [aws_dynamodb_table.connections.arn]
+      sid       = "${local.dynamodb_tables[statement.key].sid}Items"
+      actions   = statement.value
+      resources = [local.dynamodb_tables[statement.key].arn]
     }
   }
 
   dynamic "statement" {
-    for_each = length(local.dynamodb_query_resources[each.key]) > 0 ? [1] : []
+    for_each = local.dynamodb_query_resources[each.key]
 
     content {
-      sid       = "QueryConnectionIndexes"
+      sid       = "Query${local.dynamodb_tables[statement.key].sid}s"
       actions   = ["dynamodb:Query"]
-      resources = local.dynamodb_query_resources[each.key]
+      resources = statement.value
     }
   }
 

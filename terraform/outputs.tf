@@ -41,6 +41,16 @@ output "table_arn" {
   value       = aws_dynamodb_table.connections.arn
 }
 
+output "messages_table_name" {
+  description = "Name of the messages table (DYNAMO_TABLE_NAME_CHAT_MESSAGES)."
+  value       = aws_dynamodb_table.messages.name
+}
+
+output "messages_table_arn" {
+  description = "ARN of the messages table."
+  value       = aws_dynamodb_table.messages.arn
+}
+
 output "ecr_repository_urls" {
   description = "ECR repository URL per function key (make build-push pushes each target here)."
   value       = { for key, repo in aws_ecr_repository.this : key => repo.repository_url }

@@ -274,7 +274,7 @@ variable "api_gateway_cloudwatch_role_configured" {
 ################################################################################
 
 variable "deletion_protection" {
-  description = "Protect the connections table from deletion. Turn off only to destroy the stack."
+  description = "Protect the connections and messages tables from deletion. Turn off only to destroy the stack."
   type        = bool
   default     = true
 }
@@ -345,7 +345,7 @@ variable "alarm_integration_latency_p99_ms" {
 }
 
 variable "rate_limit_per_second" {
-  description = "Messages a second one connection may send (token bucket refill rate); 0 turns the per-connection limit off."
+  description = "Frames a second one user may send, all their connections together (token bucket refill rate); 0 turns the per-user limit off."
   type        = number
   default     = 10
 
@@ -356,12 +356,23 @@ variable "rate_limit_per_second" {
 }
 
 variable "rate_limit_burst" {
-  description = "Messages one connection may send at once before the per-second limit applies (token bucket size)."
+  description = "Frames one user may send at once before the per-second limit applies (token bucket size)."
   type        = number
   default     = 20
 
   validation {
     condition     = var.rate_limit_burst >= 1 && var.rate_limit_burst == floor(var.rate_limit_burst)
     error_message = "rate_limit_burst must be a whole number of at least 1."
+  }
+}
+
+variable "message_retention_days" {
+  description = "Days a chat message is kept (MESSAGE_RETENTION_DAYS): history and resume reach this far back; DynamoDB's TTL deletes older messages."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.message_retention_days >= 1 && var.message_retention_days <= 3650 && floor(var.message_retention_days) == var.message_retention_days
+    error_message = "message_retention_days must be a whole number of days between 1 and 3650."
   }
 }

@@ -13,7 +13,11 @@ import {
   explainClose,
   explainError,
   explainGatewayFrame,
+  historyFrame,
+  newClientMsgId,
+  NOT_STORED_CODES,
   parseFrame,
+  resumeCursor,
   roomRule,
   sendMessageFrame,
   userIdFor,
@@ -29,7 +33,10 @@ export const TOKEN_TRANSPORT = "query";
 const RECONNECT = { baseMs: 1000, maxMs: 30000 }; // exponential, with jitter (protocol.backoffDelay)
 const STABLE_AFTER_MS = 5000; // a connection that stayed open this long resets the backoff
 const GROUP_WITHIN_MS = 5 * 60 * 1000; // consecutive messages of one sender within this are grouped
-const MAX_RENDERED = 1000; // oldest messages are dropped from the page beyond this
+const MAX_RENDERED = 5000; // oldest messages are dropped from the page beyond this (paging back brings them again)
+const PAGE_SIZE = 50; // messages per history page
+const ACK_TIMEOUT_MS = 10000; // a send not acknowledged within this is shown as failed, with a retry
+const HISTORY_TIMEOUT_MS = 15000; // a history page not answered within this is asked for again
 const STORE = { mode: "chat.mode", name: "chat.name", room: "chat.room", wsUrl: "chat.wsUrl", token: "chat.token", anon: "chat.anonId" };
 
 const $ = (id) => document.getElementById(id);
@@ -189,9 +196,10 @@ const app = {
   mode: "local", // "local": token from /dev/token; "remote": the user's wss:// URL and token
   session: null, // {baseUrl, roomId, userId, name, token, local}
   conn: null,
-  seen: new Set(), // message_ids already shown (frames may arrive twice)
+  seen: new Set(), // message_ids already shown (frames may arrive twice: live, re-broadcast, history)
   people: new Map(), // user_id -> display name, from messages seen
-  outbox: [], // {text, state: "queued"|"sending"|"unconfirmed"|"failed", node}
+  outbox: [], // {text, clientMsgId, state: "queued"|"sending"|"sent"|"failed", node, sentAt}
+  history: null, // see resetHistory()
   lastRendered: null, // {userId, time} of the last message, for grouping
   unseenBelow: 0,
   countdown: null,
@@ -307,6 +315,7 @@ function enterChat(session) {
   app.seen.clear();
   app.people.clear();
   app.outbox = [];
+  resetHistory();
   app.lastRendered = null;
   app.unseenBelow = 0;
   $("messages").replaceChildren();
@@ -331,11 +340,11 @@ function enterChat(session) {
       if (session.local) session.token = await localToken(session.userId, session.name);
       return { baseUrl: session.baseUrl, token: session.token, roomId: session.roomId };
     },
-    onOpen: flushOutbox,
+    onOpen: onOpen,
     onFrame: onFrame,
     onState: (state, info) => {
-      // In-flight messages lose their confirmation when the socket goes.
-      if (state === "reconnecting" || state === "closed") markUnconfirmed();
+      // In-flight messages are sent again (same client_msg_id) when the socket is back.
+      if (state === "reconnecting" || state === "closed") requeueSending();
       renderState(state, info);
     },
   });
@@ -396,20 +405,35 @@ function onFrame(data) {
   const frame = parseFrame(data);
   if (frame.kind === "message") {
     if (frame.roomId && frame.roomId !== app.session.roomId) return;
-    if (frame.id) {
-      if (app.seen.has(frame.id)) return;
-      app.seen.add(frame.id);
-    }
-    const own = frame.userId === app.session.userId;
-    if (own) confirmOutbox(frame.text);
-    renderMessage(frame, own);
+    showMessage(frame, { live: true });
+  } else if (frame.kind === "ack") {
+    onAck(frame);
+  } else if (frame.kind === "history") {
+    onHistory(frame);
   } else if (frame.kind === "error") {
-    const failed = failOldestSending();
+    const failed = failOldestSending(NOT_STORED_CODES.has(frame.code));
     showComposerError(explainError(frame.code, frame.message, { maxBytes: maxBytes(), bytes: failed ? utf8Bytes(failed.text) : 0 }), frame.code);
   } else if (frame.kind === "gateway") {
-    failOldestSending();
+    // "Internal server error": the function failed, perhaps after storing the message: retry, same id.
+    failOldestSending(false);
     showComposerError(explainGatewayFrame(frame.message), "gateway");
   }
+}
+
+/** Shows a message once (by message_id), in message_id order wherever it arrives from. */
+function showMessage(frame, { live = false } = {}) {
+  if (!frame.id || app.seen.has(frame.id)) {
+    if (frame.id) settleOutbox(frame.clientMsgId, frame.id);
+    return false;
+  }
+  app.seen.add(frame.id);
+  const own = frame.userId === app.session.userId;
+  const history = app.history;
+  if (!history.newestId || frame.id > history.newestId) history.newestId = frame.id;
+  if (!history.oldestId || frame.id < history.oldestId) history.oldestId = frame.id;
+  if (own) settleOutbox(frame.clientMsgId, frame.id);
+  renderMessage(frame, own, { live });
+  return true;
 }
 
 function notePerson(userId, name) {
@@ -439,7 +463,7 @@ function colorIndex(userId) {
   return hash % 8;
 }
 
-function renderMessage(frame, own) {
+function renderMessage(frame, own, { live = false } = {}) {
   const scroller = $("scroller");
   const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   const when = frame.timestamp ? new Date(frame.timestamp) : new Date();
@@ -447,13 +471,15 @@ function renderMessage(frame, own) {
   const name = frame.name || app.people.get(frame.userId) || frame.userId;
   notePerson(frame.userId, frame.name);
 
-  const previous = app.lastRendered;
-  const grouped = previous && previous.userId === frame.userId && time - previous.time < GROUP_WITHIN_MS && time >= previous.time;
-  app.lastRendered = { userId: frame.userId, time };
+  const list = $("messages");
+  const next = [...list.children].find((node) => node.dataset.messageId > frame.id) ?? null;
+  const previous = next ? next.previousElementSibling : list.lastElementChild;
+  const grouped = groupedWith(previous, frame.userId, time);
 
   const item = el("li", `msg${own ? " own" : ""}${grouped ? " grouped" : ""}`);
   item.dataset.userId = frame.userId;
-  if (frame.id) item.dataset.messageId = frame.id;
+  item.dataset.messageId = frame.id;
+  item.dataset.time = String(time.getTime());
   item.dataset.color = String(colorIndex(frame.userId));
 
   const avatar = el("span", "avatar", initial(name));
@@ -467,15 +493,27 @@ function renderMessage(frame, own) {
   stamp.dateTime = time.toISOString();
   stamp.title = fullTimeFormat.format(time);
   meta.append(stamp);
+  if (own) {
+    const delivery = el("span", "delivery", "✓ sent");
+    delivery.title = "Stored on the server: everyone in the room gets it, now or when they are back";
+    meta.append(delivery);
+  }
   const body = el("div", "body");
   body.append(meta, el("div", "text", frame.text));
   item.append(avatar, body);
 
-  const list = $("messages");
-  list.append(item);
-  while (list.childElementCount > MAX_RENDERED) list.firstElementChild.remove();
+  list.insertBefore(item, next);
+  if (next) next.classList.toggle("grouped", groupedWith(item, next.dataset.userId, new Date(Number(next.dataset.time))));
+  const appended = next === null;
+  if (appended) {
+    while (list.childElementCount > MAX_RENDERED) {
+      list.firstElementChild.remove();
+      app.history.olderExist = true;
+      app.history.oldestId = list.firstElementChild?.dataset.messageId ?? null;
+    }
+  }
   $("empty").hidden = true;
-
+  if (!appended || !live) return;
   if (atBottom || own) {
     scrollToBottom();
   } else {
@@ -483,6 +521,12 @@ function renderMessage(frame, own) {
     $("jump").textContent = `${app.unseenBelow} new message${app.unseenBelow === 1 ? "" : "s"} ↓`;
     $("jump").hidden = false;
   }
+}
+
+function groupedWith(previous, userId, time) {
+  if (!previous || previous.dataset.userId !== userId) return false;
+  const before = Number(previous.dataset.time);
+  return time - before < GROUP_WITHIN_MS && time >= before;
 }
 
 function scrollToBottom() {
@@ -493,13 +537,105 @@ function scrollToBottom() {
 }
 
 // ---------------------------------------------------------------------------------------------------
+// History: the newest page on join, older pages when scrolled to the top, and after every reconnect
+// everything after the last message seen, page by page until the server says there is no more. One
+// request at a time, so each answer belongs to the request before it.
+
+function resetHistory() {
+  clearTimeout(app.history?.timer);
+  app.history = { newestId: null, oldestId: null, olderExist: false, loadingOlder: false, queue: [], inFlight: null, timer: null };
+}
+
+function onOpen() {
+  const history = app.history;
+  clearTimeout(history.timer);
+  history.inFlight = null;
+  history.queue = [];
+  history.loadingOlder = false;
+  if (history.newestId) {
+    resumeAfter(resumeCursor(history.newestId));
+  } else {
+    requestHistory({ limit: PAGE_SIZE }, (page) => {
+      for (const message of page.messages) showMessage(message);
+      app.history.olderExist = page.hasMore;
+      scrollToBottom();
+    });
+  }
+  flushOutbox();
+}
+
+function resumeAfter(cursor) {
+  requestHistory({ after: cursor, limit: 100 }, (page) => {
+    const scroller = $("scroller");
+    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    let shown = 0;
+    for (const message of page.messages) if (showMessage(message)) shown += 1;
+    if (atBottom) scrollToBottom();
+    else if (shown) {
+      app.unseenBelow += shown;
+      $("jump").textContent = `${app.unseenBelow} new message${app.unseenBelow === 1 ? "" : "s"} ↓`;
+      $("jump").hidden = false;
+    }
+    if (page.hasMore && page.messages.length) resumeAfter(page.messages[page.messages.length - 1].id);
+  });
+}
+
+function loadOlder() {
+  const history = app.history;
+  if (!history.olderExist || history.loadingOlder || !history.oldestId) return;
+  history.loadingOlder = true;
+  $("history-loading").hidden = false;
+  requestHistory({ before: history.oldestId, limit: PAGE_SIZE }, (page) => {
+    const scroller = $("scroller");
+    // Keep what the reader is looking at in place while older messages are added above it.
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    for (const message of page.messages) showMessage(message);
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    app.history.olderExist = page.hasMore;
+    app.history.loadingOlder = false;
+    $("history-loading").hidden = true;
+  });
+}
+
+function requestHistory(fields, onPage) {
+  app.history.queue.push({ fields, onPage });
+  pumpHistory();
+}
+
+function pumpHistory() {
+  const history = app.history;
+  if (history.inFlight || !history.queue.length) return;
+  const next = history.queue[0];
+  if (!app.conn?.send(historyFrame(app.session.roomId, next.fields))) return; // sent again on reconnect
+  history.queue.shift();
+  history.inFlight = next;
+  history.timer = setTimeout(() => {
+    if (app.history !== history || history.inFlight !== next) return;
+    history.inFlight = null;
+    history.queue.unshift(next);
+    history.loadingOlder = false;
+    pumpHistory();
+  }, HISTORY_TIMEOUT_MS);
+}
+
+function onHistory(page) {
+  const history = app.history;
+  const request = history.inFlight;
+  if (!request || (page.roomId && page.roomId !== app.session.roomId)) return;
+  clearTimeout(history.timer);
+  history.inFlight = null;
+  request.onPage(page);
+  pumpHistory();
+}
+
+// ---------------------------------------------------------------------------------------------------
 // Composer and outbox: nothing typed is silently lost. A message is shown as "waiting" while offline and
 // sent on reconnect; one sent but never confirmed (the connection dropped) can be sent again or discarded.
 
 const OUTBOX_LABEL = {
   queued: "Waiting for the connection — sends when it is back",
   sending: "Sending…",
-  unconfirmed: "Not confirmed — the connection dropped before the server answered",
+  sent: "Sent",
   failed: "Not sent",
 };
 
@@ -516,45 +652,81 @@ function submitMessage() {
     return;
   }
   showComposerError("");
-  const entry = { text, state: "queued", node: null };
+  const entry = { text, clientMsgId: newClientMsgId(), state: "queued", node: null, sentAt: 0 };
   app.outbox.push(entry);
   box.value = "";
   autoGrow();
   updateByteCount();
-  if (app.conn?.send(sendMessageFrame(app.session.roomId, text))) entry.state = "sending";
+  transmit(entry);
   renderOutboxEntry(entry);
   scrollToBottom();
+}
+
+/** Sends (or sends again) an entry with its own client_msg_id: the server stores it at most once. */
+function transmit(entry) {
+  if (app.conn?.send(sendMessageFrame(app.session.roomId, entry.text, entry.clientMsgId))) {
+    entry.state = "sending";
+    entry.sentAt = Date.now();
+  } else {
+    entry.state = "queued";
+  }
 }
 
 function flushOutbox() {
   for (const entry of app.outbox) {
     if (entry.state !== "queued") continue;
-    if (!app.conn?.send(sendMessageFrame(app.session.roomId, entry.text))) break;
-    entry.state = "sending";
+    transmit(entry);
+    if (entry.state !== "sending") break;
     renderOutboxEntry(entry);
   }
 }
 
-function confirmOutbox(text) {
-  const index = app.outbox.findIndex((entry) => entry.state === "sending" && entry.text.trim() === text.trim());
-  if (index >= 0) removeOutbox(app.outbox[index]);
+function onAck(ack) {
+  const entry = app.outbox.find((candidate) => candidate.clientMsgId === ack.clientMsgId);
+  if (!entry) return;
+  if (app.seen.has(ack.id)) {
+    removeOutbox(entry); // its broadcast is already on the page
+    return;
+  }
+  entry.state = "sent";
+  entry.messageId = ack.id;
+  renderOutboxEntry(entry);
 }
 
-function failOldestSending() {
+/** The stored message is on the page: its pending bubble goes. */
+function settleOutbox(clientMsgId, messageId) {
+  const entry = app.outbox.find(
+    (candidate) => (clientMsgId && candidate.clientMsgId === clientMsgId) || candidate.messageId === messageId,
+  );
+  if (entry) removeOutbox(entry);
+}
+
+/** An error frame answers the oldest message still waiting for its answer. */
+function failOldestSending(notStored) {
   const entry = app.outbox.find((candidate) => candidate.state === "sending");
   if (!entry) return null;
   const box = $("message");
-  if (!box.value.trim()) {
-    // Put it back where the user can fix it (e.g. shorten an over-long message).
+  if (notStored && !box.value.trim()) {
+    // Refused and not stored: put it back where the user can fix it (e.g. shorten an over-long message).
     removeOutbox(entry);
     box.value = entry.text;
     autoGrow();
     updateByteCount();
   } else {
     entry.state = "failed";
+    if (notStored) entry.clientMsgId = newClientMsgId(); // it was not stored: an edit is a new message
     renderOutboxEntry(entry);
   }
   return entry;
+}
+
+function expireUnacknowledged() {
+  for (const entry of app.outbox) {
+    if (entry.state === "sending" && Date.now() - entry.sentAt > ACK_TIMEOUT_MS) {
+      entry.state = "failed";
+      renderOutboxEntry(entry);
+    }
+  }
 }
 
 function removeOutbox(entry) {
@@ -571,35 +743,40 @@ function renderOutboxEntry(entry) {
   const meta = el("div", "meta");
   meta.append(el("span", "pending-label", OUTBOX_LABEL[entry.state]));
   body.append(meta, el("div", "text", entry.text));
-  if (entry.state === "unconfirmed" || entry.state === "failed") {
+  if (entry.state === "failed") {
     const actions = el("div", "pending-actions");
-    const again = el("button", "small", entry.state === "failed" ? "Edit" : "Send again");
+    const again = el("button", "small retry", "Retry");
     again.type = "button";
+    again.title = "Sends it again; the server never stores one message twice";
     again.addEventListener("click", () => {
-      if (entry.state === "failed") {
-        removeOutbox(entry);
-        $("message").value = entry.text;
-        autoGrow();
-        $("message").focus();
-        return;
-      }
-      entry.state = app.conn?.send(sendMessageFrame(app.session.roomId, entry.text)) ? "sending" : "queued";
+      showComposerError("");
+      transmit(entry);
       renderOutboxEntry(entry);
+    });
+    const edit = el("button", "small ghost", "Edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => {
+      removeOutbox(entry);
+      $("message").value = entry.text;
+      autoGrow();
+      updateByteCount();
+      $("message").focus();
     });
     const discard = el("button", "small ghost", "Discard");
     discard.type = "button";
     discard.addEventListener("click", () => removeOutbox(entry));
-    actions.append(again, discard);
+    actions.append(again, edit, discard);
     body.append(actions);
   }
   entry.node.dataset.state = entry.state;
+  entry.node.dataset.clientMsgId = entry.clientMsgId;
   entry.node.replaceChildren(body);
 }
 
-function markUnconfirmed() {
+function requeueSending() {
   for (const entry of app.outbox) {
     if (entry.state === "sending") {
-      entry.state = "unconfirmed";
+      entry.state = "queued";
       renderOutboxEntry(entry);
     }
   }
@@ -680,7 +857,9 @@ async function main() {
       app.unseenBelow = 0;
       $("jump").hidden = true;
     }
+    if (scroller.scrollTop < 40 && app.session) loadOlder();
   });
+  setInterval(expireUnacknowledged, 1000);
   $("jump").addEventListener("click", () => {
     scrollToBottom();
     $("message").focus();

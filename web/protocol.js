@@ -1,5 +1,5 @@
-// The chat protocol as the browser sees it (docs/protocol.md sections 2-4), with no DOM and no I/O:
-// URLs, frames, error wording, token claims and the reconnect schedule. app.js does the I/O.
+// The chat protocol as the browser sees it (docs/protocol.md, docs/history.md), with no DOM and no I/O:
+// URLs, frames, message ids, error wording, token claims and the reconnect schedule. app.js does the I/O.
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
@@ -26,8 +26,58 @@ export function connectRequest(baseUrl, { token, roomId, transport = "query" }) 
   return { url: url.toString(), protocols: [] };
 }
 
-export function sendMessageFrame(roomId, message) {
-  return JSON.stringify({ action: "sendMessage", room_id: roomId, message });
+/** A chat message; `clientMsgId` makes the send idempotent: a retry with the same id is never stored twice. */
+export function sendMessageFrame(roomId, message, clientMsgId) {
+  const frame = { action: "sendMessage", room_id: roomId, message };
+  if (clientMsgId) frame.client_msg_id = clientMsgId;
+  return JSON.stringify(frame);
+}
+
+/** One page of history: the newest (no cursor), or just `before` / `after` a message_id. */
+export function historyFrame(roomId, { before, after, limit } = {}) {
+  const frame = { action: "getHistory", room_id: roomId };
+  if (before) frame.before = before;
+  if (after) frame.after = after;
+  if (limit) frame.limit = limit;
+  return JSON.stringify(frame);
+}
+
+export const CLIENT_MSG_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A fresh client_msg_id: 128 random bits, hex ("c-" + 32 characters). */
+export function newClientMsgId(random = (bytes) => crypto.getRandomValues(bytes)) {
+  const bytes = random(new Uint8Array(16));
+  return `c-${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+// message_ids are ULIDs: 26 characters of Crockford base32, the first 10 the millisecond they were made.
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+export const ULID_PATTERN = /^[0-7][0-9A-HJKMNP-TV-Z]{25}$/;
+
+export function ulidTime(id) {
+  if (!ULID_PATTERN.test(id)) return null;
+  let ms = 0;
+  for (const ch of id.slice(0, 10)) ms = ms * 32 + CROCKFORD.indexOf(ch);
+  return ms;
+}
+
+/** The smallest message_id of millisecond `ms`. */
+export function lowestIdAt(ms) {
+  let value = Math.max(0, Math.floor(ms));
+  let time = "";
+  for (let i = 0; i < 10; i += 1) {
+    time = CROCKFORD[value % 32] + time;
+    value = Math.floor(value / 32);
+  }
+  return time + "0".repeat(16);
+}
+
+/** Where to resume after a reconnect: a little before the last id seen. Two servers storing at the same
+ *  moment can commit their ids a few milliseconds out of order, so asking `after` exactly the last id seen
+ *  could skip one; what is fetched twice is dropped by message_id. */
+export function resumeCursor(lastSeenId, rewindMs = 2000) {
+  const ms = ulidTime(lastSeenId);
+  return ms === null ? lastSeenId : lowestIdAt(ms - rewindMs);
 }
 
 /** Classifies one server frame: {kind: "message"|"error"|"gateway"|"unknown", ...}. */
@@ -42,15 +92,16 @@ export function parseFrame(data) {
     return { kind: "unknown", raw: String(data) };
   }
   if (frame.action === "message" && typeof frame.message === "string") {
-    return {
-      kind: "message",
-      id: typeof frame.message_id === "string" ? frame.message_id : null,
-      roomId: String(frame.room_id ?? ""),
-      userId: String(frame.user_id ?? ""),
-      name: typeof frame.name === "string" && frame.name.trim() ? frame.name : null,
-      text: frame.message,
-      timestamp: typeof frame.timestamp === "string" ? frame.timestamp : null,
-    };
+    return parseMessage(frame);
+  }
+  if (frame.action === "ack" && typeof frame.client_msg_id === "string" && typeof frame.message_id === "string") {
+    return { kind: "ack", clientMsgId: frame.client_msg_id, id: frame.message_id, roomId: String(frame.room_id ?? "") };
+  }
+  if (frame.action === "history" && Array.isArray(frame.messages)) {
+    const messages = frame.messages
+      .filter((m) => m && typeof m === "object" && typeof m.message === "string" && typeof m.message_id === "string")
+      .map(parseMessage);
+    return { kind: "history", roomId: String(frame.room_id ?? ""), messages, hasMore: frame.has_more === true };
   }
   if (frame.action === "error") {
     return { kind: "error", code: String(frame.code ?? ""), message: String(frame.message ?? "") };
@@ -61,6 +112,24 @@ export function parseFrame(data) {
   }
   return { kind: "unknown", raw: String(data) };
 }
+
+function parseMessage(frame) {
+  return {
+    kind: "message",
+    id: typeof frame.message_id === "string" ? frame.message_id : null,
+    roomId: String(frame.room_id ?? ""),
+    userId: String(frame.user_id ?? ""),
+    name: typeof frame.name === "string" && frame.name.trim() ? frame.name : null,
+    text: frame.message,
+    timestamp: typeof frame.timestamp === "string" ? frame.timestamp : null,
+    clientMsgId: typeof frame.client_msg_id === "string" ? frame.client_msg_id : null,
+  };
+}
+
+/** Errors after which the message was certainly not stored: it goes back into the box to be fixed. Any
+ *  other failure (internal, rate_limited, a gateway error, no answer) may or may not have stored it: the
+ *  message is retried with its client_msg_id, which the server never stores twice. */
+export const NOT_STORED_CODES = new Set(["message_too_large", "invalid_message", "invalid_request", "forbidden_room"]);
 
 /** Plain words for a contract error frame. `context.bytes` is the size of what was sent. */
 export function explainError(code, serverMessage, context = {}) {
@@ -78,7 +147,11 @@ export function explainError(code, serverMessage, context = {}) {
     case "unknown_action":
       return "The server did not understand that request. Reload the page and try again.";
     case "internal":
-      return "The server hit a problem and did not send that message. Try again.";
+      return "The server hit a problem with that message. Retry it — it will not be sent twice.";
+    case "rate_limited":
+      return "You are sending too fast — wait a moment, then retry.";
+    case "invalid_request":
+      return "The server refused that request as malformed. Reload the page and try again.";
     default:
       return serverMessage ? `The server refused that: ${serverMessage}` : "The server refused that message.";
   }
@@ -86,7 +159,7 @@ export function explainError(code, serverMessage, context = {}) {
 
 export function explainGatewayFrame(message) {
   if (message === "Forbidden") return "The server has no route for that request (Forbidden).";
-  if (message === "Internal server error") return "The server hit a problem and did not send that message. Try again.";
+  if (message === "Internal server error") return "The server hit a problem with that message. Retry it — it will not be sent twice.";
   return `The server said: ${message}`;
 }
 

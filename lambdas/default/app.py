@@ -1,4 +1,8 @@
-"""$default: frames no route takes. Answers the sender with ``invalid_json`` or ``unknown_action``."""
+"""$default: frames no route takes. Answers the sender with ``invalid_json`` or ``unknown_action``.
+
+Each such frame counts against its user's rate limit like any other (a flood of junk is dropped, and
+told ``rate_limited`` once per window).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.config import callback_url_from_env
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
-from shared.protocol import FrameError, error_frame, parse_frame, unknown_action_error
-from shared.sender import Sender, endpoint_url
+from shared.protocol import ErrorCode, error_frame
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
 callback_url = callback_url_from_env()
-# The default route never deletes records (no table access): a gone sender is left to $disconnect and TTL.
-sender = Sender(pool_size=1, on_gone=lambda connection_id: None)
-if callback_url:
-    sender.client(callback_url)  # build the management client during init, not on the first frame
+# No message store here: only the connection record (whose user is counted) and the rate-limit bucket.
+service = chat_service(stores_messages=False)
 
 
 @metrics.log_metrics
@@ -26,12 +29,19 @@ if callback_url:
 def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     request = event.request_context
     logger.append_keys(connection_id=request.connection_id)
-    try:
-        error = unknown_action_error(parse_frame(event.decoded_body))
-    except FrameError as invalid:
-        error = invalid
-    logger.info("frame refused", extra={"code": error.code.value})
-    count("MessagesRefused")
     endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
-    sender.post(endpoint, request.connection_id, error_frame(error.code, error.message))
+    try:
+        error = service.refuse_unrouted(endpoint, request.connection_id, event.decoded_body)
+    except Exception:
+        logger.exception("$default failed")
+        count("InternalErrors")
+        service.sender.post(
+            endpoint, request.connection_id, error_frame(ErrorCode.INTERNAL, "internal error; try again")
+        )
+        return {"statusCode": 500}
+    if error is None:
+        count("FramesDropped")
+    else:
+        logger.info("frame refused", extra={"code": error.code.value})
+        count("MessagesRefused")
     return {"statusCode": 200}

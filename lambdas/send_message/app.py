@@ -1,44 +1,33 @@
-"""sendMessage: validate a chat message and broadcast it to every connection in the sender's room.
+"""sendMessage: store a chat message, acknowledge it to the sender, then broadcast it to the room.
 
 The room is the one stored at $connect; a frame naming another room is refused (``forbidden_room``).
-Errors go to the sender only, as contract error frames; nothing is broadcast then.
+Errors go to the sender only, as error frames; nothing is broadcast then. A message is broadcast only
+once it is stored, and a repeated ``client_msg_id`` broadcasts the stored message again (docs/history.md).
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.config import MessagingConfig, TableConfig
-from shared.connections import ConnectionStore, dynamodb_client
+from shared.chat import Dropped
+from shared.config import MessagingConfig
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
-from shared.protocol import (
-    ErrorCode,
-    FrameError,
-    error_frame,
-    message_frame,
-    parse_frame,
-    unknown_action_error,
-    utc_timestamp,
-    validate_chat_message,
-)
-from shared.rate_limit import TokenBucket
-from shared.sender import Sender, endpoint_url
-
-ACTION = "sendMessage"
+from shared.protocol import ErrorCode, FrameError, error_frame
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
 # Gone connections are deleted from the fan-out threads: one pooled connection each.
-store = ConnectionStore(
-    TableConfig.from_env().table_name, client=dynamodb_client(pool_size=config.broadcast_concurrency)
+service = chat_service(
+    pool_size=config.broadcast_concurrency, deletes_gone=True, max_message_bytes=config.max_message_bytes
 )
-sender = Sender(pool_size=config.broadcast_concurrency, on_gone=store.delete_if_exists)
-bucket = TokenBucket(rate=config.rate_limit_per_second, burst=config.rate_limit_burst)
-if config.callback_url:
-    sender.client(config.callback_url)  # build the management client during init, not on the first message
+store = service.connections
+messages = service.messages
+limiter = service.limiter
+sender = service.sender
 
 
 @metrics.log_metrics
@@ -51,7 +40,10 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     endpoint = endpoint_url(config.callback_url, domain_name=request.domain_name, stage=request.stage)
     logger.append_keys(connection_id=connection_id)
     try:
-        return _send(event, connection_id, endpoint)
+        result = service.send_message(endpoint, connection_id, event.decoded_body)
+    except Dropped:
+        count("FramesDropped")
+        return {"statusCode": 200}
     except FrameError as error:
         logger.info("message refused", extra={"code": error.code.value})
         count("MessagesRefused")
@@ -63,48 +55,27 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         sender.post(endpoint, connection_id, error_frame(ErrorCode.INTERNAL, "internal error; try again"))
         return {"statusCode": 500}
 
-
-def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) -> dict[str, Any]:
-    frame = parse_frame(event.decoded_body)
-    if frame.get("action") != ACTION:
-        raise unknown_action_error(frame)
-    sender_record = store.get(connection_id)
-    if sender_record is None:
-        raise FrameError(ErrorCode.FORBIDDEN_ROOM, "this connection is not in any room; reconnect")
-    logger.append_keys(room_id=sender_record.room_id, user_id=sender_record.user_id)
-    room_id = sender_record.room_id
-    text = validate_chat_message(frame, connection_room=room_id, max_bytes=config.max_message_bytes)
-    if bucket.enabled and not store.take_message_token(sender_record, bucket):
-        raise FrameError(
-            ErrorCode.RATE_LIMITED,
-            f"too many messages: at most {bucket.rate:g} a second (bursts of {bucket.burst}); try again soon",
-        )
-
-    members = store.room_members(room_id)
-    data = message_frame(
-        room_id=room_id,
-        user_id=sender_record.user_id,
-        name=sender_record.name,
-        message=text,
-        message_id=uuid.uuid4().hex,
-        timestamp=utc_timestamp(),
-    )
-    result = sender.broadcast(endpoint, (c.connection_id for c in members.connections), data)
+    message, members, broadcast = result.message, result.members, result.broadcast
     logger.info(
         "broadcast",
         extra={
-            "recipients": result.recipients,
-            "delivered": result.delivered,
-            "gone": result.gone,
-            "gone_kept": result.gone_kept,
-            "failed": result.failed,
+            "room_id": message.room_id,
+            "user_id": message.user_id,
+            "message_id": message.message_id,
+            "duplicate": result.duplicate,
+            "recipients": broadcast.recipients,
+            "delivered": broadcast.delivered,
+            "gone": broadcast.gone,
+            "gone_kept": broadcast.gone_kept,
+            "failed": broadcast.failed,
             "query_pages": members.pages,
             "expired_skipped": members.expired_skipped,
         },
     )
+    count("MessagesRebroadcast" if result.duplicate else "MessagesStored")
     count("MessagesBroadcast")
-    count("RecipientsDelivered", result.delivered)
-    count("GoneConnectionsRemoved", result.gone)
-    count("GoneDeletesFailed", result.gone_kept)
-    count("DeliveryFailures", result.failed)
+    count("RecipientsDelivered", broadcast.delivered)
+    count("GoneConnectionsRemoved", broadcast.gone)
+    count("GoneDeletesFailed", broadcast.gone_kept)
+    count("DeliveryFailures", broadcast.failed)
     return {"statusCode": 200}

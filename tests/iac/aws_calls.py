@@ -64,6 +64,12 @@ def _record(frame: FrameType | None, service: str, operation: str, api_params: d
     function = _function_on_stack(frame)
     if function is not None:
         params = {k: str(api_params[k]) for k in RECORDED_PARAMS if k in api_params}
+        if "TransactItems" in api_params:  # IAM authorises each item as its own action on its table
+            params["TransactItems"] = ",".join(
+                f"{kind}:{body['TableName']}"
+                for item in api_params["TransactItems"]
+                for kind, body in item.items()
+            )
         _calls[function].append({"service": service, "operation": operation, "params": params})
 
 

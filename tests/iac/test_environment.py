@@ -56,12 +56,21 @@ def names_in_source() -> set[str]:
             and any(getattr(t, "id", None) == "__all__" for t in assign.targets)
             for node in ast.walk(assign.value)
         }
+        # AWS API enum values (e.g. ReturnValuesOnConditionCheckFailure="ALL_OLD") look like names too.
+        api_values = {
+            id(value)
+            for mapping in ast.walk(tree)
+            if isinstance(mapping, ast.Dict)
+            for key, value in zip(mapping.keys, mapping.values, strict=True)
+            if isinstance(key, ast.Constant) and str(key.value).startswith("ReturnValues")
+        }
         for node in ast.walk(tree):
             if (
                 isinstance(node, ast.Constant)
                 and isinstance(node.value, str)
                 and ENV_NAME.fullmatch(node.value)
                 and id(node) not in exported
+                and id(node) not in api_values
             ):
                 names.add(node.value)
     return names

@@ -144,7 +144,7 @@ def test_wildcard_check_catches_a_table_wildcard_in_the_module(complete: Evaluat
     items = next(
         d["statement"]
         for d in document["dynamic"]
-        if d["statement"]["content"][0]["sid"] == '"ConnectionItems"'
+        if d["statement"]["content"][0]["sid"] == '"${local.dynamodb_tables[statement.key].sid}Items"'
     )
     items["content"][0]["resources"] = ['"*"']
     evaluator = Evaluator(widened, complete.variables)

@@ -14,6 +14,7 @@ import pytest
 
 from tests.iac.gotchas import policy_statements
 from tests.iac.hcl import Evaluator, Module, function_keys
+from tests.support.records import MESSAGES_TABLE, TABLE
 
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
@@ -38,18 +39,37 @@ def _statements(module: Module, evaluator: Evaluator, function: str) -> list[dic
     return [s for a, s in policy_statements(module, evaluator) if a == address]
 
 
-def _iam_request(call: dict[str, Any], evaluator: Evaluator) -> tuple[str, str]:
+# The unit tests' table names (tests/support/records.py) and the Terraform table each one stands for.
+TEST_TABLES = {TABLE: "connections", MESSAGES_TABLE: "messages"}
+# TransactWriteItems is authorised per item, as the action the item performs.
+TRANSACT_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def _table_arn(name: str, evaluator: Evaluator) -> str:
+    assert name in TEST_TABLES, f"a call to table {name!r}, which no Terraform table stands for"
+    return str(evaluator.value(f'"${{aws_dynamodb_table.{TEST_TABLES[name]}.arn}}"'))
+
+
+def _iam_requests(call: dict[str, Any], evaluator: Evaluator) -> list[tuple[str, str]]:
     service, operation, params = call["service"], call["operation"], call["params"]
+    if service == "dynamodb" and operation == "TransactWriteItems":
+        items = [item.split(":", 1) for item in params["TransactItems"].split(",")]
+        return [(f"dynamodb:{TRANSACT_ACTIONS[kind]}", _table_arn(table, evaluator)) for kind, table in items]
     if service == "dynamodb":
-        table = str(evaluator.value('"${aws_dynamodb_table.connections.arn}"'))
+        table = _table_arn(params["TableName"], evaluator)
         index = params.get("IndexName")
-        return f"dynamodb:{operation}", f"{table}/index/{index}" if index else table
+        return [(f"dynamodb:{operation}", f"{table}/index/{index}" if index else table)]
     if service == "apigatewaymanagementapi":
         stage = evaluator.local("stage_execution_arn")
         method = MANAGEMENT_METHODS[operation]
-        return "execute-api:ManageConnections", f"{stage}/{method}/@connections/{params['ConnectionId']}"
+        return [("execute-api:ManageConnections", f"{stage}/{method}/@connections/{params['ConnectionId']}")]
     if service == "secretsmanager" and operation == "GetSecretValue":
-        return "secretsmanager:GetSecretValue", str(evaluator.variables["jwt_secret_arn"])
+        return [("secretsmanager:GetSecretValue", str(evaluator.variables["jwt_secret_arn"]))]
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one to this test")
 
 
@@ -65,8 +85,8 @@ def test_policy_allows_every_recorded_call(
     function: str, recording: dict[str, Any], module: Module, complete: Evaluator
 ) -> None:
     statements = _statements(module, complete, function)
-    for call in recording["calls"].get(function, []):
-        action, resource = _iam_request(call, complete)
+    requests = [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, complete)]
+    for action, resource in requests:
         assert any(
             action in s["actions"] and any(_glob(p, resource) for p in s["resources"]) for s in statements
         ), f"{function} calls {action} on {resource}, which its policy does not allow"
@@ -76,7 +96,7 @@ def test_policy_allows_every_recorded_call(
 def test_policy_grants_nothing_never_called(
     function: str, recording: dict[str, Any], module: Module, complete: Evaluator
 ) -> None:
-    requests = [_iam_request(call, complete) for call in recording["calls"].get(function, [])]
+    requests = [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, complete)]
     for statement in _statements(module, complete, function):
         for action in statement["actions"]:
             if action in PLATFORM_ACTIONS:

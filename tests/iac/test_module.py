@@ -258,7 +258,7 @@ def test_functions_map_matches_lambdas_and_dockerfile(defaults: Evaluator) -> No
     targets = set(re.findall(r"^FROM base AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert set(functions) == folders == targets
     routes = [fn["route_key"] for fn in functions.values()]
-    assert sorted(routes) == sorted({"$connect", "$disconnect", "sendMessage", "$default"})
+    assert sorted(routes) == sorted({"$connect", "$disconnect", "sendMessage", "getHistory", "$default"})
     for name, fn in functions.items():
         assert set(fn) >= {
             "route_key",
@@ -279,19 +279,27 @@ def test_readme_lists_every_input_and_output(module: Module) -> None:
 
 def test_every_table_and_index_has_throttle_alarms(module: Module, complete: Evaluator) -> None:
     """GSI throttles are reported under TableName + GlobalSecondaryIndexName only: one alarm pair each."""
-    (_, table), *_ = evaluated(module, complete, "aws_dynamodb_table")
-    table_name = str(complete.value('"${aws_dynamodb_table.connections.name}"'))
-    indexes = {gsi["name"] for gsi in table["global_secondary_index"]}
-    assert set(complete.local("table_indexes")) == indexes, "local.table_indexes is not the table's GSIs"
-    alarmed: dict[str | None, set[str]] = {}
+    tables = dict(evaluated(module, complete, "aws_dynamodb_table"))
+    assert set(tables) == {"aws_dynamodb_table.connections", "aws_dynamodb_table.messages"}
+    connections_indexes = {
+        gsi["name"] for gsi in tables["aws_dynamodb_table.connections"]["global_secondary_index"]
+    }
+    assert set(complete.local("table_indexes")) == connections_indexes, (
+        "local.table_indexes is not the table's GSIs"
+    )
+    expected: dict[tuple[str, str | None], set[str]] = {}
+    throttles = {"ReadThrottleEvents", "WriteThrottleEvents"}
+    for address, table in tables.items():
+        name = str(complete.value(f'"${{{address}.name}}"'))
+        for index in [None, *(gsi["name"] for gsi in table.get("global_secondary_index", []))]:
+            expected[(name, index)] = throttles
+    alarmed: dict[tuple[str, str | None], set[str]] = {}
     for address, alarm in evaluated(module, complete, "aws_cloudwatch_metric_alarm"):
         if alarm["namespace"] != "AWS/DynamoDB":
             continue
         dimensions = alarm["dimensions"]
-        assert str(dimensions["TableName"]) == table_name, address
         assert set(dimensions) <= {"TableName", "GlobalSecondaryIndexName"}, address
         index = dimensions.get("GlobalSecondaryIndexName")
         assert ("index" in alarm["alarm_description"]) == (index is not None), alarm["alarm_description"]
-        alarmed.setdefault(index, set()).add(alarm["metric_name"])
-    throttles = {"ReadThrottleEvents", "WriteThrottleEvents"}
-    assert alarmed == {key: throttles for key in [None, *sorted(indexes)]}
+        alarmed.setdefault((str(dimensions["TableName"]), index), set()).add(alarm["metric_name"])
+    assert alarmed == expected

@@ -26,6 +26,7 @@ FORMATS: dict[str, str] = {
     "{valid_broadcasts} valid broadcasts checked",
     "rate_limit": "{sent} messages sent, {accepted} accepted, {rate_limited} rate_limited, "
     "{refused_broadcasts} refused ones broadcast, {refilled} accepted after refill",
+    "per_user_flood": "{tried} frames tried by one user, {refused} refused, {told} rate_limited answers",
     "faults": "{scenarios} scenarios, {reachable_delivered}/{reachable} reachable recipients delivered, "
     "{live_deleted} live connections deleted, {half_stored} half-stored connects, "
     "{uncounted} failures missing from metrics/logs; {stack}",

@@ -1,7 +1,8 @@
-"""Per-connection rate limit (RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST, error code ``rate_limited``).
+"""Per-user rate limit (RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST, error code ``rate_limited``).
 
-The clock is injected into the function's connection store (``ConnectionStore(clock=...)``), so refill is
-counted in simulated seconds, never waited for.
+Every frame counts (sendMessage, getHistory, $default's junk), from every connection of the user; the
+first refusal of each second is told ``rate_limited``, the rest are dropped. The clock is injected into
+the function's rate limiter (``RateLimiter(clock=...)``), so refill is counted in simulated seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.connections import ConnectionStore
+from shared.rate_limit import RateLimiter, TokenBucket, Verdict
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import FakeContext, message_event
@@ -67,9 +68,13 @@ def limited_function(
             monkeypatch.delenv(name, raising=False)  # the defaults: 10 a second, bursts of 20
         else:
             monkeypatch.setenv(name, value)
-    module = load_function("send_message")
-    module.store._clock = clock
-    module.store._client = AtomicClient(module.store._client)
+    return _limited(load_function("send_message"), clock)
+
+
+def _limited(module: Any, clock: Clock) -> Any:
+    limiter = module.service.limiter
+    limiter._clock = clock
+    limiter._client = AtomicClient(limiter._client)
     return module
 
 
@@ -79,6 +84,11 @@ def room(dynamodb: Any, management_api: FakeManagementApi) -> Any:
         put_record(dynamodb, cid, "general", user)
         management_api.live.add(cid)
     return dynamodb
+
+
+def frame(module: Any, body: Any, connection_id: str, route: str) -> None:
+    event = message_event(body, connection_id=connection_id, route=route)
+    assert module.handler(event, FakeContext()) == {"statusCode": 200}
 
 
 def send(module: Any, text: str, connection_id: str = SENDER) -> None:
@@ -108,7 +118,7 @@ def tally(sent: int, accepted: list[str], codes: list[str], witnessed: list[str]
     )
 
 
-def test_rate_limit_default_burst_of_20_then_rate_limited(
+def test_rate_limit_default_burst_of_20_then_rate_limited_once(
     room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     module = limited_function(monkeypatch, clock)
@@ -118,7 +128,7 @@ def test_rate_limit_default_burst_of_20_then_rate_limited(
     accepted, codes, witnessed = outcome(management_api)
     tally(30, accepted, codes, witnessed, set(texts[20:]))
     assert accepted == texts[:20]
-    assert codes == ["rate_limited"] * 10
+    assert codes == ["rate_limited"]  # once for the window, not once per refused frame
     assert witnessed == texts[:20]  # nothing refused was broadcast
 
 
@@ -142,7 +152,8 @@ def test_rate_limit_refills_at_the_configured_rate_up_to_the_burst(
     assert accepted == (
         [f"m-a{i}" for i in range(20)] + [f"m-b{i}" for i in range(5)] + [f"m-c{i}" for i in range(20)]
     )
-    assert codes.count("rate_limited") == 13
+    # Told at the first refusal, not again within that second (m-b), again an hour later (m-c).
+    assert codes == ["rate_limited", "rate_limited"]
     assert witnessed == accepted
 
 
@@ -158,39 +169,79 @@ def test_rate_limit_configured_rate_and_burst(
         clock.now += 1.0
     accepted, codes, witnessed = outcome(management_api)
     tally(sent, accepted, codes, witnessed, set())
-    # 4 at once, then 2 a second.
+    # 4 at once, then 2 a second; one notice in each second that refused something.
     assert [len([t for t in accepted if t.startswith(f"m{s}-")]) for s in range(5)] == [4, 2, 2, 2, 2]
-    assert len(codes) == sent - len(accepted) and set(codes) == {"rate_limited"}
+    assert codes == ["rate_limited"] * 5
     assert witnessed == accepted
 
 
-def test_rate_limit_is_per_connection(
+def test_rate_limit_is_per_user_across_connections(
     room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
     module = limited_function(monkeypatch, clock, rate="1", burst="3")
-    for i in range(5):
+    for i in range(2):
         send(module, f"m{i}")
     for i in range(3):
-        send(module, f"o{i}", connection_id=OTHER)  # same user, another connection: its own bucket
+        send(module, f"o{i}", connection_id=OTHER)  # same user, another connection: the same bucket
+    send(module, "w0", connection_id=WITNESS)  # another user: a bucket of its own
     accepted, codes, witnessed = outcome(management_api)
     other_accepted, other_codes, _ = outcome(management_api, OTHER)
-    tally(8, accepted + other_accepted, codes + other_codes, witnessed, {"m3", "m4"})
-    assert accepted == ["m0", "m1", "m2"] and codes == ["rate_limited", "rate_limited"]
-    assert other_accepted == ["o0", "o1", "o2"] and other_codes == []
+    tally(6, accepted + other_accepted, codes + other_codes, witnessed, {"o1", "o2"})
+    assert accepted == ["m0", "m1"] and codes == []
+    assert other_accepted == ["o0"] and other_codes == ["rate_limited"]
+    assert "w0" in witnessed
 
 
-def test_rate_limit_refused_frames_do_not_spend_tokens(
+def test_rate_limit_ten_connections_of_one_user_share_one_bucket(
+    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    connections = [f"FLOOD{i:02d}xxxxxxx0=" for i in range(10)]
+    for cid in [*connections, WITNESS]:
+        put_record(dynamodb, cid, "general", "bob" if cid == WITNESS else "mallory")
+        management_api.live.add(cid)
+    module = limited_function(monkeypatch, clock)
+    texts = [f"f{c}-{i}" for i in range(20) for c in range(10)]
+    for n, text in enumerate(texts):
+        send(module, text, connection_id=connections[n % 10])
+    witnessed = [f["message"] for f in management_api.frames_to(WITNESS) if f["action"] == "message"]
+    notices = [
+        f for cid in connections for f in management_api.frames_to(cid) if f.get("code") == "rate_limited"
+    ]
+    summary.record("per_user_flood", tried=len(texts), refused=len(texts) - len(witnessed), told=len(notices))
+    assert witnessed == texts[:20]  # the burst of one user, not ten
+    assert len(notices) == 1
+
+
+def test_rate_limit_counts_junk_frames_and_answers_them_once_per_window(
     room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
 ) -> None:
-    module = limited_function(monkeypatch, clock, rate="1", burst="3")
-    for _ in range(10):
-        send(module, "   ")  # invalid_message: refused before the bucket is touched
-    for i in range(3):
-        send(module, f"m{i}")
-    accepted, codes, witnessed = outcome(management_api)
-    tally(13, accepted, codes, witnessed, set())
-    assert codes == ["invalid_message"] * 10
-    assert accepted == ["m0", "m1", "m2"]
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
+    monkeypatch.setenv("RATE_LIMIT_BURST", "5")
+    default = _limited(load_function("default"), clock)
+    for _ in range(1000):
+        frame(default, "junk", SENDER, "$default")
+    codes = [f["code"] for f in management_api.frames_to(SENDER)]
+    summary.record("per_user_flood", tried=1000, refused=1000 - codes.count("invalid_json"), told=1)
+    assert codes == ["invalid_json"] * 5 + ["rate_limited"]
+    # The junk spent the user's bucket: a chat message from another connection is refused too.
+    module = limited_function(monkeypatch, clock, rate="1", burst="5")
+    send(module, "o0", connection_id=OTHER)
+    assert outcome(management_api, OTHER)[0] == []
+
+
+def test_rate_limit_counts_invalid_and_history_frames(
+    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
+) -> None:
+    module = limited_function(monkeypatch, clock, rate="1", burst="4")
+    history = _limited(load_function("get_history"), clock)
+    send(module, "   ")  # invalid_message: refused, but counted
+    frame(history, {"action": "getHistory"}, SENDER, "getHistory")
+    frame(history, {"action": "getHistory", "limit": 0}, SENDER, "getHistory")
+    send(module, "m0")
+    send(module, "m1")  # the fifth frame: over the burst of 4
+    frames = management_api.frames_to(SENDER)
+    answers = [f.get("code") or f["action"] for f in frames]
+    assert answers == ["invalid_message", "history", "invalid_request", "message", "rate_limited"]
 
 
 class TickingClock(Clock):
@@ -210,57 +261,63 @@ def test_rate_limit_concurrent_sends_never_exceed_the_burst(
         list(pool.map(lambda text: send(module, text), texts))
     accepted, codes, witnessed = outcome(management_api)
     tally(20, accepted, codes, witnessed, set(texts) - set(accepted))
-    assert len(accepted) <= 5, accepted  # the conditional update: no token is spent twice
-    assert len(accepted) + codes.count("rate_limited") == 20
+    assert len(accepted) == 5, accepted  # the conditional update: no token is spent twice, none lost
+    assert codes == ["rate_limited"]
     assert sorted(witnessed) == sorted(accepted)
 
 
-def test_rate_limit_same_millisecond_writers_never_spend_a_token_twice(
-    room: Any, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock, rate="1", burst="5")
-    store, bucket = module.store, module.bucket
-    assert store.take_message_token(store.get(SENDER), bucket)  # 4 left
-    # Two concurrent invocations for one connection read the same record, then write at the same time.
-    first, second = store.get(SENDER), store.get(SENDER)
-    assert store.take_message_token(first, bucket)
-    assert store.take_message_token(second, bucket)
-    assert store.get(SENDER).rate_tokens == pytest.approx(2.0)  # 3 spent: 2 left, not 3
+def limiter_for(dynamodb: Any, clock: Any, *, rate: float, burst: int) -> RateLimiter:
+    return RateLimiter(
+        "chat_messages",
+        client=AtomicClient(dynamodb),
+        bucket=TokenBucket(rate=rate, burst=burst),
+        clock=clock,
+    )
 
 
-def test_rate_limit_refill_is_exact_whatever_the_clock_reads(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = Clock(float(int(time.time())) + 0.0006)  # stored as .001: 0.4 ms in the future
-    module = limited_function(monkeypatch, clock, rate="10", burst="5")
-    for i in range(5):
-        send(module, f"m-a{i}")
-    clock.now += 0.5  # 5 tokens back at 10 a second
-    for i in range(5):
-        send(module, f"m-b{i}")
-    accepted, codes, _ = outcome(management_api)
-    assert accepted == [f"m-a{i}" for i in range(5)] + [f"m-b{i}" for i in range(5)]
-    assert codes == []
+def test_rate_limit_refill_is_exact_whatever_the_clock_reads(room: Any) -> None:
+    clock = Clock(float(int(time.time())) + 0.0006)
+    limiter = limiter_for(room, clock, rate=10, burst=5)
+    assert [limiter.take("alice") for _ in range(6)][-1] is not Verdict.ALLOWED
+    clock.now += 0.5  # 5 tokens back at 10 a second, to the microsecond
+    assert [limiter.take("alice") for _ in range(5)] == [Verdict.ALLOWED] * 5
+    assert limiter.take("alice") is Verdict.REFUSED_SILENT  # told 0.5 s ago: within the window
 
 
-def test_rate_limit_losing_races_is_not_a_refusal(room: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = TickingClock()
-    module = limited_function(monkeypatch, clock, rate="10", burst="20")
-    store, bucket = module.store, module.bucket
-    raw = store._client._client  # under AtomicClient
-    rival = ConnectionStore(store.table_name, client=raw, clock=clock)
-    races = [3]  # the first 3 writes of this invocation are each beaten by another invocation
+def test_rate_limit_losing_races_is_not_a_refusal(room: Any) -> None:
+    clock = Clock()
+    limiter = limiter_for(room, clock, rate=10, burst=20)
+    rival = limiter_for(room, clock, rate=10, burst=20)
+    raw = limiter._client
+    races = [2]  # both writes of this frame are each beaten by another invocation's
 
-    class Racing(AtomicClient):
+    class Racing:
         def update_item(self, **kwargs: Any) -> Any:
             if races[0] > 0:
                 races[0] -= 1
-                assert rival.take_message_token(rival.get(SENDER), bucket)
+                assert rival.take("alice") is Verdict.ALLOWED
             return raw.update_item(**kwargs)
 
-    store._client = Racing(raw)
-    # 20 tokens, 3 spent by the rivals: this message must wait its turn, not be refused.
-    assert store.take_message_token(store.get(SENDER), bucket)
-    assert races == [0]  # all three races really happened (each rival write landed first)
-    # 20 - 4 spent (3 rivals + this one) + the ticking clock's refill: 10 readings 1 ms apart at 10 a second.
-    assert store.get(SENDER).rate_tokens == pytest.approx(16.1)
+    assert limiter.take("alice") is Verdict.ALLOWED  # creates the bucket
+    limiter._client = Racing()
+    assert limiter.take("alice") is Verdict.ALLOWED  # must wait its turn, not be refused
+    assert races == [0]
+    limiter._client = raw
+    # 20 - 4 spent (the first, 2 rivals, this frame): 16 left, then refused.
+    assert [limiter.take("alice") for _ in range(17)].count(Verdict.ALLOWED) == 16
+
+
+def test_rate_limit_bucket_item_expires(room: Any) -> None:
+    clock = Clock()
+    limiter = limiter_for(room, clock, rate=10, burst=20)
+    limiter.take("alice")
+    item = room.get_item(
+        TableName="chat_messages", Key={"room_id": {"S": "rate#alice"}, "message_id": {"S": "bucket"}}
+    )["Item"]
+    # A minute after the bucket is full again (2 s at 10 a second) nothing is left to remember.
+    assert clock.now + 2 < int(item["ttl"]["N"]) <= clock.now + 2 + 61
+
+
+def test_rate_limit_zero_disables_it(room: Any) -> None:
+    limiter = limiter_for(room, Clock(), rate=0, burst=1)
+    assert all(limiter.take("alice") is Verdict.ALLOWED for _ in range(50))

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 
 TABLE = "chat_connections"
+MESSAGES_TABLE = "chat_messages"
 
 
 def put_record(

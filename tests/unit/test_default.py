@@ -7,12 +7,14 @@ import pytest
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
+from tests.support.records import put_record
 
 CID = "DEFAULTxxxxxxx0="
 
 
 @pytest.fixture
-def default(function_env: dict[str, str], management_api: FakeManagementApi) -> Any:
+def default(dynamodb: Any, management_api: FakeManagementApi) -> Any:
+    put_record(dynamodb, CID, "general", "alice")
     management_api.live.add(CID)
     return load_function("default")
 

@@ -7,11 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import TABLE, put_record, record_ids
+from tests.support.records import MESSAGES_TABLE, TABLE, put_record, record_ids
 
 SENDER = "SENDERxxxxxxxx0="
 
@@ -210,12 +211,13 @@ def test_send_message_rate_limit_allows_burst_then_refuses(
     management_api.live.add(SENDER)
     module = load_function("send_message")
     now = [time.time()]
-    module.store._clock = lambda: now[0]
+    module.limiter._clock = lambda: now[0]
     for i in range(5):
         call(module, {"action": "sendMessage", "message": f"m{i}"})
     frames = management_api.frames_to(SENDER)
     assert [f.get("message") for f in frames[:3]] == ["m0", "m1", "m2"]
-    assert [f["code"] for f in frames[3:]] == ["rate_limited", "rate_limited"]
+    # Told once per window; the next refused frame is dropped without an answer.
+    assert [f["code"] for f in frames[3:]] == ["rate_limited"]
     now[0] += 1.0  # one token refilled
     call(module, {"action": "sendMessage", "message": "later"})
     assert management_api.frames_to(SENDER)[-1]["message"] == "later"
@@ -231,3 +233,224 @@ def test_send_message_rate_limit_zero_disables_it(
     for i in range(30):
         call(module, {"action": "sendMessage", "message": f"m{i}"})
     assert all(f["action"] == "message" for f in management_api.frames_to(SENDER))
+
+
+# --- stored before sent: acks, idempotent client_msg_id, retention ------------------------------------
+
+
+def stored_messages(dynamodb: Any, room: str = "general") -> list[dict[str, Any]]:
+    return dynamodb.query(
+        TableName=MESSAGES_TABLE,
+        KeyConditionExpression="room_id = :r",
+        ExpressionAttributeValues={":r": {"S": room}},
+        ConsistentRead=True,
+    )["Items"]
+
+
+class FailingClient:
+    """The function's DynamoDB client, with the message writes failing as a throttled table does."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("put_item", "transact_write_items"):
+
+            def fail(**kwargs: Any) -> Any:
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                    name,
+                )
+
+            return fail
+        return getattr(self._client, name)
+
+
+def test_send_message_acks_the_sender_once_stored_then_broadcasts(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
+    management_api.live.add("BOBxxxxxxxxxxx0=")
+    events: list[str] = []
+    post, client = send.sender.post, send.messages._client
+
+    class WatchingClient:
+        def __getattr__(self, name: str) -> Any:
+            def call(**kwargs: Any) -> Any:
+                result = getattr(client, name)(**kwargs)
+                events.append(f"{name} returned")
+                return result
+
+            return call
+
+    def watching_post(endpoint: str, connection_id: str, data: bytes) -> Any:
+        events.append(f"post {json.loads(data)['action']} to {connection_id}")
+        return post(endpoint, connection_id, data)
+
+    send.messages._client = WatchingClient()
+    send.sender.post = watching_post
+    call(send, {"action": "sendMessage", "message": "Hello", "client_msg_id": "c-7f3a"})
+    ack, message = management_api.frames_to(SENDER)
+    [stored] = stored_messages(dynamodb)
+    assert events[:2] == ["transact_write_items returned", f"post ack to {SENDER}"]
+    assert sorted(events[2:]) == ["post message to BOBxxxxxxxxxxx0=", f"post message to {SENDER}"]
+    assert ack == {
+        "action": "ack",
+        "client_msg_id": "c-7f3a",
+        "message_id": stored["message_id"]["S"],
+        "room_id": "general",
+    }
+    assert message["action"] == "message" and message["message_id"] == ack["message_id"]
+    assert message["client_msg_id"] == "c-7f3a"
+    [bob] = management_api.frames_to("BOBxxxxxxxxxxx0=")
+    assert bob == message
+
+
+def test_send_message_without_client_msg_id_is_stored_and_not_acked(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    call(send, {"action": "sendMessage", "message": "Hello"})
+    [message] = management_api.frames_to(SENDER)
+    assert message["action"] == "message" and "client_msg_id" not in message
+    [stored] = stored_messages(dynamodb)
+    assert stored["message_id"]["S"] == message["message_id"]
+
+
+def test_send_message_failed_store_broadcasts_nothing_and_tells_internal(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
+    management_api.live.add("BOBxxxxxxxxxxx0=")
+    send.messages._client = FailingClient(send.messages._client)
+    for body in (
+        {"action": "sendMessage", "message": "Hello", "client_msg_id": "c-1"},
+        {"action": "sendMessage", "message": "Hello"},
+    ):
+        management_api.reset()
+        assert call(send, body)["statusCode"] == 500
+        [frame] = management_api.frames_to(SENDER)
+        assert frame["action"] == "error" and frame["code"] == "internal"
+        assert "Throughput" not in frame["message"]
+        assert management_api.frames_to("BOBxxxxxxxxxxx0=") == []
+    assert stored_messages(dynamodb) == []
+
+
+def test_send_message_repeated_client_msg_id_stores_once_and_rebroadcasts_the_same_id(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
+    management_api.live.add("BOBxxxxxxxxxxx0=")
+    for _ in range(3):
+        call(send, {"action": "sendMessage", "message": "Hello", "client_msg_id": "retry-1"})
+    acks = [f for f in management_api.frames_to(SENDER) if f["action"] == "ack"]
+    received = management_api.frames_to("BOBxxxxxxxxxxx0=")
+    [stored] = stored_messages(dynamodb)
+    first_id = stored["message_id"]["S"]
+    assert [a["message_id"] for a in acks] == [first_id] * 3
+    assert [m["message_id"] for m in received] == [first_id] * 3
+    assert received[0] == received[1] == received[2]
+
+
+def test_send_message_repeat_with_other_text_broadcasts_the_first_message(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    call(send, {"action": "sendMessage", "message": "first", "client_msg_id": "c-9"})
+    call(send, {"action": "sendMessage", "message": "second", "client_msg_id": "c-9"})
+    messages = [f for f in management_api.frames_to(SENDER) if f["action"] == "message"]
+    assert [m["message"] for m in messages] == ["first", "first"]
+    assert len(stored_messages(dynamodb)) == 1
+
+
+def test_send_message_same_client_msg_id_of_another_user_is_another_message(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
+    management_api.live.add("BOBxxxxxxxxxxx0=")
+    call(send, {"action": "sendMessage", "message": "from alice", "client_msg_id": "c-1"})
+    call(
+        send,
+        {"action": "sendMessage", "message": "from bob", "client_msg_id": "c-1"},
+        connection_id="BOBxxxxxxxxxxx0=",
+    )
+    stored = stored_messages(dynamodb)
+    assert sorted(i["message"]["S"] for i in stored) == ["from alice", "from bob"]
+    acks = {
+        f["message_id"]
+        for cid in (SENDER, "BOBxxxxxxxxxxx0=")
+        for f in management_api.frames_to(cid)
+        if f["action"] == "ack"
+    }
+    assert len(acks) == 2
+
+
+def test_send_message_repeat_from_another_connection_of_the_user_is_the_same_message(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    put_record(dynamodb, "ALICE2xxxxxxxx0=", "general", "alice")
+    management_api.live.add("ALICE2xxxxxxxx0=")
+    call(send, {"action": "sendMessage", "message": "hi", "client_msg_id": "c-2"})
+    call(
+        send,
+        {"action": "sendMessage", "message": "hi", "client_msg_id": "c-2"},
+        connection_id="ALICE2xxxxxxxx0=",
+    )
+    assert len(stored_messages(dynamodb)) == 1
+
+
+def test_send_message_is_kept_for_the_retention_period(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    before = int(time.time())
+    call(send, {"action": "sendMessage", "message": "kept", "client_msg_id": "c-3"})
+    after = int(time.time())
+    items = dynamodb.scan(TableName=MESSAGES_TABLE, ConsistentRead=True)["Items"]
+    assert {i["room_id"]["S"] for i in items} >= {"general", "client#alice"}
+    for item in items:
+        if item["room_id"]["S"].startswith("rate#"):
+            continue
+        ttl = int(item["ttl"]["N"])
+        assert before + 7 * 86400 <= ttl <= after + 7 * 86400, item
+
+
+def test_send_message_retention_days_from_the_environment(
+    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MESSAGE_RETENTION_DAYS", "30")
+    put_record(dynamodb, SENDER, "general", "alice")
+    management_api.live.add(SENDER)
+    module = load_function("send_message")
+    call(module, {"action": "sendMessage", "message": "kept"})
+    [stored] = stored_messages(dynamodb)
+    assert abs(int(stored["ttl"]["N"]) - (time.time() + 30 * 86400)) < 5
+
+
+@pytest.mark.parametrize("value", ["", "x" * 65, "has space", "é", 7, None, ["a"], "a/b"])
+def test_send_message_bad_client_msg_id_is_invalid_request(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, value: Any
+) -> None:
+    body = {"action": "sendMessage", "message": "hi", "client_msg_id": value}
+    call(send, body)
+    frames = management_api.frames_to(SENDER)
+    if value is None:  # null: as if absent
+        assert frames[0]["action"] == "message"
+        return
+    assert [f["code"] for f in frames] == ["invalid_request"]
+    assert stored_messages(dynamodb) == []
+
+
+def test_send_message_invalid_request_ranks_after_invalid_message_before_too_large(
+    send: Any, management_api: FakeManagementApi
+) -> None:
+    call(send, {"action": "sendMessage", "message": "", "client_msg_id": "bad id"})
+    call(send, {"action": "sendMessage", "message": "x" * 5000, "client_msg_id": "bad id"})
+    call(send, {"action": "sendMessage", "room_id": "other", "message": "x", "client_msg_id": "bad id"})
+    codes = [f["code"] for f in management_api.frames_to(SENDER)]
+    assert codes == ["invalid_message", "invalid_request", "forbidden_room"]
+
+
+def test_send_message_ids_sort_in_store_order(send: Any, management_api: FakeManagementApi) -> None:
+    for i in range(30):
+        call(send, {"action": "sendMessage", "message": f"m{i}"})
+    ids = [f["message_id"] for f in management_api.frames_to(SENDER)]
+    assert ids == sorted(ids) and len(set(ids)) == 30
+    assert {len(i) for i in ids} == {26}

@@ -1,0 +1,64 @@
+"""Building a function's chat service from its environment, once per execution environment (cold start).
+
+Each handler calls :func:`chat_service` at import, so a bad variable fails the init naming it, and the
+boto3 clients are made during Lambda's init phase instead of on the first frame.
+"""
+
+from __future__ import annotations
+
+from shared.chat import ChatService
+from shared.config import (
+    MessageStoreConfig,
+    RateLimitConfig,
+    TableConfig,
+    callback_url_from_env,
+    messages_table_name,
+)
+from shared.connections import ConnectionStore, dynamodb_client
+from shared.messages import MessageStore
+from shared.rate_limit import RateLimiter, TokenBucket
+from shared.sender import Sender
+
+
+def chat_service(
+    *,
+    pool_size: int = 1,
+    stores_messages: bool = True,
+    deletes_gone: bool = False,
+    max_message_bytes: int = 4096,
+) -> ChatService:
+    """The service with its stores and sender. ``pool_size``: posts (and DynamoDB calls) in flight at once.
+
+    ``stores_messages`` False leaves out the message store (``$default`` only keeps rate-limit buckets there,
+    and is given neither the retention setting nor access to messages). ``deletes_gone``: a broadcast that
+    finds a connection gone (410) deletes its record; a reply to one sender leaves that to ``$disconnect``."""
+    client = dynamodb_client(pool_size=pool_size)
+    connections = ConnectionStore(TableConfig.from_env().table_name, client=client)
+    messages = None
+    if stores_messages:
+        store_config = MessageStoreConfig.from_env()
+        messages = MessageStore(
+            store_config.table_name, client=client, retention_days=store_config.retention_days
+        )
+    limits = RateLimitConfig.from_env()
+    limiter = RateLimiter(
+        messages_table_name(),
+        client=client,
+        bucket=TokenBucket(rate=limits.per_second, burst=limits.burst),
+    )
+    on_gone = connections.delete_if_exists if deletes_gone else _keep
+    sender = Sender(pool_size=pool_size, on_gone=on_gone)
+    callback_url = callback_url_from_env()
+    if callback_url:
+        sender.client(callback_url)  # build the management client during init, not on the first frame
+    return ChatService(
+        connections=connections,
+        messages=messages,
+        limiter=limiter,
+        sender=sender,
+        max_message_bytes=max_message_bytes,
+    )
+
+
+def _keep(connection_id: str) -> None:
+    """A gone connection found by a reply: its record is left to $disconnect and its TTL."""
