@@ -272,7 +272,7 @@ def test_send_message_acks_the_sender_once_stored_then_broadcasts(
     put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
     management_api.live.add("BOBxxxxxxxxxxx0=")
     events: list[str] = []
-    post, client = send.sender.post, send.messages._client
+    client = send.messages._client
 
     class WatchingClient:
         def __getattr__(self, name: str) -> Any:
@@ -283,12 +283,16 @@ def test_send_message_acks_the_sender_once_stored_then_broadcasts(
 
             return call
 
-    def watching_post(endpoint: str, connection_id: str, data: bytes) -> Any:
-        events.append(f"post {json.loads(data)['action']} to {connection_id}")
-        return post(endpoint, connection_id, data)
+    # Watch the wire: single posts and broadcasts both end in the management client's post_to_connection.
+    management = send.sender.client(management_api.endpoint_url)
+    post = management.post_to_connection
+
+    def watching_post(*, ConnectionId: str, Data: bytes) -> Any:  # noqa: N803 (boto3's argument names)
+        events.append(f"post {json.loads(Data)['action']} to {ConnectionId}")
+        return post(ConnectionId=ConnectionId, Data=Data)
 
     send.messages._client = WatchingClient()
-    send.sender.post = watching_post
+    management.post_to_connection = watching_post
     call(send, {"action": "sendMessage", "message": "Hello", "client_msg_id": "c-7f3a"})
     ack, message = management_api.frames_to(SENDER)
     [stored] = stored_messages(dynamodb)
