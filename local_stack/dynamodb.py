@@ -130,7 +130,7 @@ def make_moto_dynamodb_atomic() -> None:
                 finally:
                     models.copy = copy
 
-        setattr(backend_class, "transact_write_items", transact_write_items)
+        backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
         _atomic_installed = True
 
 

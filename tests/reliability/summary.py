@@ -27,8 +27,9 @@ FORMATS: dict[str, str] = {
     "missed_disconnect": "{dropped} $disconnects dropped, {removed_by_410} removed by the 410 path, "
     "{skipped_by_ttl} skipped by TTL, {reaped} reaped, "
     "{posted_to_dead} posts to dead connections after their 410/TTL",
-    "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated "
-    "({burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); {steady}",
+    "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated after dedupe "
+    "({resumes}; {burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); "
+    "{steady}",
     "storm": "{clients} clients closed at once, {left} records left after {waited}",
 }
 
@@ -67,4 +68,6 @@ class _Defaults(dict[str, object]):
         super().__init__({**counter, **texts})
 
     def __missing__(self, key: str) -> object:
-        return "n/a" if key in ("steady", "waited", "burst_workers", "burst_timeouts", "stack") else 0
+        return (
+            "n/a" if key in ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "resumes") else 0
+        )
