@@ -211,7 +211,7 @@ class BurstResult:
 
 @pytest.fixture(scope="module")
 def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
-    """50 clients x 50 messages at once, on a stack of its own with the per-connection limit off: this run
+    """50 clients x 50 messages at once, on a stack of its own with the per-user limit off: this run
     measures delivery (the limiter under contention is pinned by tests/reliability/test_rate_limit.py)."""
     stack = StackProcess(
         tmp_path_factory.mktemp("soak-stack") / "stack.log", extra_args=["--var", "rate_limit_per_second=0"]
