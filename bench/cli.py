@@ -167,8 +167,37 @@ def _connect(sub: Any) -> None:
     p.set_defaults(module="bench.connect_rate", make=make)
 
 
-SUITE = ("fanout", "post", "coldstart", "e2e", "connect")
+def _history(sub: Any) -> None:
+    p = sub.add_parser("history", help="the store's cost in a broadcast; history page latency via the stack")
+    p.add_argument("--recipients", type=ints, default=(1, 100, 1000), help="N values (1,100,1000)")
+    p.add_argument("--latency-ms", type=float, default=20.0, help="fake PostToConnection latency L (20)")
+    p.add_argument("--pool", type=int, default=32, help="BROADCAST_CONCURRENCY (32)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved handler runs per N and variant (5)")
+    p.add_argument("--stored-messages", type=int, default=300, help="messages in the history room (300)")
+    p.add_argument("--page-limits", type=ints, default=(50, 100), help="getHistory limits (50,100)")
+    p.add_argument("--requests", type=int, default=15, help="getHistory round trips per row, at most 15")
+    p.add_argument("--workers", type=int, default=2, help="local stack: executions per function (2)")
+
+    def make(a: argparse.Namespace) -> Any:
+        from bench.history import HistoryBenchConfig
+
+        return HistoryBenchConfig(
+            recipients=a.recipients,
+            latency_ms=a.latency_ms,
+            pool=a.pool,
+            repeats=a.repeats,
+            stored_messages=a.stored_messages,
+            page_limits=a.page_limits,
+            requests=a.requests,
+            workers=a.workers,
+        )
+
+    p.set_defaults(module="bench.history", make=make)
+
+
+SUITE = ("fanout", "post", "coldstart", "e2e", "connect", "history")
 BUILDERS: dict[str, Callable[[Any], None]] = {
+    "history": _history,
     "fanout": _fanout,
     "post": _post,
     "coldstart": _coldstart,

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.env import LAMBDAS, ROOT, TABLE, functions
+from bench.env import LAMBDAS, MESSAGES_TABLE, ROOT, TABLE, functions
 from bench.proc import stop_process
 from bench.report import median, table
 
@@ -62,6 +62,8 @@ def function_env(name: str, *, callback_url: str, dynamodb_endpoint: str) -> dic
     )
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # an image ships compiled bytecode; don't recompile each time
     env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    if "RATE_LIMIT_PER_SECOND" in env:
+        env["RATE_LIMIT_PER_SECOND"] = "0"  # one sender invokes back to back: measure, don't limit
     return env
 
 
@@ -148,6 +150,8 @@ def _events(name: str, secret: str, seq: int) -> dict[str, Any]:
         return message_event({"action": "sendMessage", "message": "hi"}, connection_id="SENDER000000000=")
     if name == "default":
         return message_event("not json", connection_id=cid, route="$default")
+    if name == "get_history":
+        return message_event({"action": "getHistory"}, connection_id="SENDER000000000=", route="getHistory")
     return message_event({"action": name}, connection_id=cid, route=name)
 
 
@@ -156,7 +160,7 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
     from bench.runtime_api import RuntimeApi
     from local_stack.config import StackConfig
     from local_stack.dynamodb import EmbeddedDynamoDB, dynamodb_client
-    from tests.support.tables import create_connections_table
+    from tests.support.tables import create_connections_table, create_messages_table
 
     secret = StackConfig().jwt_secret
     rows = []
@@ -165,6 +169,7 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
     try:
         client = dynamodb_client(endpoint, "us-east-1")
         create_connections_table(client, TABLE)
+        create_messages_table(client, MESSAGES_TABLE)
         from bench.seed import seed_room
 
         seed_room(client, "cold", 10)

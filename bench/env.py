@@ -12,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
 TABLE = "chat_connections"
+MESSAGES_TABLE = "chat_messages"
 REGION = "us-east-1"
 
 FAKE_AWS = {

@@ -80,7 +80,7 @@ class Harness:
             from bench.boto3_client import boto3_factory
             from shared.sender import Sender
 
-            self.module.sender = Sender(
+            self.module.sender = self.module.service.sender = Sender(
                 pool_size=pool, on_gone=self.module.store.delete_if_exists, client_factory=boto3_factory(pool)
             )
         elif client != "lean":
@@ -145,8 +145,8 @@ def run(config: FanoutConfig) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from bench.env import TABLE
-    from tests.support.tables import create_connections_table
+    from bench.env import MESSAGES_TABLE, TABLE
+    from tests.support.tables import create_connections_table, create_messages_table
 
     latency = config.latency_ms / 1000
     pools = [p for p in config.sweep_pools if p <= MAX_CONFIG_POOL]
@@ -154,7 +154,10 @@ def run(config: FanoutConfig) -> dict[str, Any]:
     with FakeApiProcess(latency=latency) as api, mock_aws():
         dynamodb = boto3.client("dynamodb")
         create_connections_table(dynamodb, TABLE)
+        create_messages_table(dynamodb, MESSAGES_TABLE)
         os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"] = TABLE
+        os.environ["DYNAMO_TABLE_NAME_CHAT_MESSAGES"] = MESSAGES_TABLE
+        os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # one sender invokes back to back: measure, don't limit
         os.environ["WEBSOCKET_CALLBACK_URL"] = api.endpoint_url
         harness = Harness(api=api, dynamodb=dynamodb)
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,11 +39,109 @@ def dynamodb_client(endpoint: str, region: str) -> Any:
     )
 
 
+_MUTATING_AND_READING = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "get_item",
+    "query",
+    "scan",
+    "batch_write_item",
+    "batch_get_item",
+    "transact_get_items",
+)
+_atomic_lock = threading.RLock()
+_atomic_installed = False
+
+
+def make_moto_dynamodb_atomic() -> None:
+    """Make moto's DynamoDB behave like DynamoDB under concurrent requests (the server is threaded).
+
+    moto checks a ``ConditionExpression`` and then writes without a lock, so two concurrent conditional
+    writes can both pass; and its ``TransactWriteItems`` deep-copies every table it touches as a backup
+    and, when the transaction is cancelled, puts that copy back — slower with every item stored (the
+    messages table grows all day under ``make dev``) and erasing whatever other requests wrote meanwhile.
+    Here every call is serialized by one lock, and a transaction backs up and restores only its own items.
+    Idempotent; in-process only (an external ``DYNAMODB_ENDPOINT`` is not touched).
+    """
+    global _atomic_installed
+    with _atomic_lock:
+        if _atomic_installed:
+            return
+        import copy
+
+        from moto.dynamodb import models
+
+        backend_class = models.DynamoDBBackend
+
+        def locked(method: Callable[..., Any]) -> Callable[..., Any]:
+            def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+                with _atomic_lock:
+                    return method(self, *args, **kwargs)
+
+            call.__name__ = method.__name__
+            call.__doc__ = method.__doc__
+            return call
+
+        for name in _MUTATING_AND_READING:
+            setattr(backend_class, name, locked(getattr(backend_class, name)))
+
+        original_transact = backend_class.transact_write_items
+
+        class _NoTableCopies:
+            """moto's ``copy`` during one transaction: tables are not copied (their items are, below)."""
+
+            @staticmethod
+            def deepcopy(value: Any, memo: Any = None) -> Any:
+                return value if isinstance(value, models.Table) else copy.deepcopy(value, memo)
+
+        def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+            with _atomic_lock:
+                backups = []
+                for entry in transact_items:
+                    _, op = next(iter(entry.items()))
+                    name = op.get("TableName")
+                    if name not in self.tables:
+                        continue
+                    table = self.tables[name]
+                    if "Item" in op:
+                        key = {table.hash_key_attr: op["Item"].get(table.hash_key_attr)}
+                        if table.range_key_attr is not None:
+                            key[table.range_key_attr] = op["Item"].get(table.range_key_attr)
+                    else:
+                        key = op.get("Key") or {}
+                    if any(value is None for value in key.values()):
+                        continue
+                    before = self.get_item(name, key)
+                    backups.append(
+                        (name, key, copy.deepcopy(before.to_json()["Attributes"]) if before else None)
+                    )
+                models.copy = _NoTableCopies  # type: ignore[assignment]
+                try:
+                    original_transact(self, transact_items)
+                except BaseException:
+                    for name, key, attributes in reversed(backups):
+                        if attributes is None:
+                            if self.get_item(name, key) is not None:
+                                self.delete_item(name, key)
+                        else:
+                            self.put_item(name, attributes)
+                    raise
+                finally:
+                    models.copy = copy
+
+        backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
+        _atomic_installed = True
+
+
 class EmbeddedDynamoDB:
-    """moto's server on a free 127.0.0.1 port, in a thread of this process."""
+    """moto's server on a free 127.0.0.1 port, in a thread of this process (made atomic:
+    :func:`make_moto_dynamodb_atomic`)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.server import ThreadedMotoServer
+
+        make_moto_dynamodb_atomic()
 
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.endpoint = ""

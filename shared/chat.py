@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.connections import Connection, ConnectionStore, RoomMembers
 from shared.messages import HistoryPage, MessageStore, StoredMessage
+from shared.observability import logger
 from shared.protocol import (
     ErrorCode,
     FrameError,
@@ -147,6 +148,14 @@ class ChatService:
             error = refused
         except Dropped:
             return None
+        except Exception:
+            # The frame cannot be counted (DynamoDB unreachable): its answer costs no more than the count
+            # would, so it is answered anyway rather than with "internal".
+            logger.warning("rate limit unavailable; answering the frame anyway", exc_info=True)
+            try:
+                error = unknown_action_error(parse_frame(body))
+            except FrameError as refused:
+                error = refused
         self.sender.post(endpoint, connection_id, error_frame(error.code, error.message))
         return error
 

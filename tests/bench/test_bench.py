@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import cli, coldstart, connect_rate, e2e, fanout, post_cost
+from bench import cli, coldstart, connect_rate, e2e, fanout, history, post_cost
 from bench.report import write
 
 
@@ -109,6 +109,33 @@ def test_bench_connect_tiny(tmp_path: Path) -> None:
     assert finite(row["per_s"])
     assert "connect rate" in connect_rate.render(result)
     check_written("connect", result, tmp_path)
+
+
+def test_bench_history_tiny(tmp_path: Path) -> None:
+    config = history.HistoryBenchConfig(
+        recipients=(1, 5),
+        latency_ms=1,
+        pool=4,
+        repeats=1,
+        stored_messages=20,
+        page_limits=(10,),
+        requests=2,
+        workers=1,
+    )
+    result = history.run(config)
+    assert [r["recipients"] for r in result["store"]] == [1, 5]
+    for row in result["store"]:
+        assert all(finite(row[k]) for k in ("broadcast_only_s", "stored_s", "stored_client_msg_id_s"))
+        assert finite(row["stored_over_broadcast"]) and finite(row["client_msg_id_over_broadcast"])
+    assert [(r["page"], r["limit"]) for r in result["history"]] == [
+        ("newest", 10),
+        ("before", 10),
+        ("after", 10),
+    ]
+    assert [r["messages"] for r in result["history"]] == [10, 10, 9]  # 20 stored; "after" the 11th: 9 left
+    assert all(finite(r["p50_ms"]) for r in result["history"])
+    assert "store cost" in history.render(result) and "history page latency" in history.render(result)
+    check_written("history", result, tmp_path)
 
 
 def test_bench_cli_runs_one_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,3 +150,11 @@ def test_assert_handled_accepts_only_a_status_or_unreachable_aws(
         assert not ok
     else:
         assert ok
+
+
+def test_get_history_image_handles_a_captured_event(functions: Any, docker_ip: str) -> None:
+    event = _event("message")
+    event["requestContext"]["routeKey"] = "getHistory"
+    event["body"] = '{"action": "getHistory"}'
+    # Every failure past parsing is caught: 500 (and an error frame) when DynamoDB is unreachable.
+    _assert_handled(_invoke(functions, docker_ip, "get_history", event), {200, 500})

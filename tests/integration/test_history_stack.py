@@ -68,6 +68,13 @@ class Member:
             frame["client_msg_id"] = client_msg_id
         await self.ws.send(json.dumps(frame))
 
+    async def send_in_order(self, text: str, client_msg_id: str) -> None:
+        """Send, then wait for the ack: sends that do not wait run as concurrent invocations (as API
+        Gateway's do) and may be stored in either order."""
+        acked = len(self.acks)
+        await self.send(text, client_msg_id)
+        assert await until(lambda: len(self.acks) > acked, 15), f"no ack for {client_msg_id}"
+
     async def history(self, **fields: Any) -> dict[str, Any]:
         await self.ws.send(json.dumps({"action": "getHistory", **fields}))
         return await asyncio.wait_for(self.histories.get(), 15)
@@ -126,14 +133,14 @@ def test_dropped_member_resumes_after_its_last_seen_id_with_all_20_once_in_order
     async def run() -> None:
         a = await Member.join(history_stack, "alice", "resume")
         b = await Member.join(history_stack, "bob", "resume")
-        await a.send("before", "c-before")
+        await a.send_in_order("before", "c-before")
         assert await until(lambda: len(b.live) == 1, 15)
         last_seen = b.live[-1]["message_id"]
         b.abort()
         texts = [f"m{i:02d}" for i in range(20)]
         for i, text in enumerate(texts):
-            await a.send(text, f"c-{i}")
-            assert await until(lambda: len(a.acks) == i + 2, 15), a.acks
+            await a.send_in_order(text, f"c-{i}")
+        assert await until(lambda: len(a.acks) == 21, 30), a.acks
         b2 = await Member.join(history_stack, "bob", "resume")
         fetched = await b2.resume(after=last_seen)
         shown = merged(b.live, b2.live, fetched)
@@ -152,8 +159,8 @@ def test_newest_page_after_reconnect_shows_the_conversation(history_stack: Stack
         a = await Member.join(history_stack, "alice", "reload")
         # Frames of one connection run concurrently (as on API Gateway): order comes from awaiting each ack.
         for i in range(5):
-            await a.send(f"r{i}", f"r-{i}")
-            assert await until(lambda: len(a.acks) == i + 1, 15)
+            await a.send_in_order(f"r{i}", f"r-{i}")
+        assert await until(lambda: len(a.acks) == 5, 15)
         await a.close()
         again = await Member.join(history_stack, "alice", "reload")
         page = await again.history()

@@ -33,8 +33,9 @@ FORMATS: dict[str, str] = {
     "missed_disconnect": "{dropped} $disconnects dropped, {removed_by_410} removed by the 410 path, "
     "{skipped_by_ttl} skipped by TTL, {reaped} reaped, "
     "{posted_to_dead} posts to dead connections after their 410/TTL",
-    "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated "
-    "({burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); {steady}",
+    "soak": "{clients} clients x {messages} messages: {lost} lost, {duplicated} duplicated after dedupe "
+    "({resumes}; {burst_timeouts} integration timeouts, {burst_workers} worker processes at the end); "
+    "{steady}",
     "storm": "{clients} clients closed at once, {left} records left after {waited}",
     "head-of-line": "{bursts} bursts of {burst} frames from one client: another room's echo p99 "
     "{idle_p99} idle, {loaded_p99} flooded ({ratio}, bound 3x + 250 ms; medians {medians}); "
@@ -83,6 +84,6 @@ class _Defaults(dict[str, object]):
         texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "idle_p99", "loaded_p99")
         return (
             "n/a"
-            if key in (*texts, "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
+            if key in (*texts, "resumes", "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
             else 0
         )

@@ -135,7 +135,7 @@ def messages(captured: Captured) -> list[str]:
 def test_faults_management_api_errors_and_timeouts(
     send: Any, dynamodb: Any, api: FaultyManagementApi, captured: Captured
 ) -> None:
-    send.sender = short_timeout_sender(send)
+    send.sender = send.service.sender = short_timeout_sender(send)
     everyone = [*LIVE, GONE, *TRANSIENT, *TRANSIENT_NET, *PERMANENT, *PERMANENT_NET]
     for cid in everyone:
         put_record(dynamodb, cid, "general")
@@ -191,7 +191,7 @@ def test_faults_management_api_down_deletes_nothing(
     for cid in [SENDER, *LIVE]:
         put_record(dynamodb, cid, "general", "alice")
     module = load_function("send_message")
-    module.sender = short_timeout_sender(module)
+    module.sender = module.service.sender = short_timeout_sender(module)
     assert post(module) == {"statusCode": 200}
     left = record_ids(dynamodb)
     metrics = captured.metrics()

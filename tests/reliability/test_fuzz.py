@@ -175,9 +175,7 @@ def expected_default(body: str) -> str:
 
 @pytest.fixture
 def room(dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv(
-        "RATE_LIMIT_PER_SECOND", "0"
-    )  # one sender fires every example: no per-connection limit
+    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "0")  # one sender fires every example: no per-user limit
     for cid, room_id in ((SENDER, ROOM), (WITNESS, ROOM), (STRANGER, "other")):
         put_record(dynamodb, cid, room_id, user="alice" if cid == SENDER else "bob")
         management_api.live.add(cid)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -49,3 +50,30 @@ def test_default_names_the_unknown_action(default: Any, management_api: FakeMana
 def test_default_gone_sender_is_not_an_error(default: Any, management_api: FakeManagementApi) -> None:
     event = message_event("x", connection_id="GONExxxxxxxxxx0=", route="$default")
     assert default.handler(event, FakeContext())["statusCode"] == 200
+
+
+def test_default_answers_even_when_the_rate_limit_cannot_be_read(
+    default: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    dynamodb.delete_table(TableName="chat_connections")
+    response = default.handler(message_event("junk", connection_id=CID, route="$default"), FakeContext())
+    assert response["statusCode"] == 200
+    assert [f["code"] for f in management_api.frames_to(CID)] == ["invalid_json"]
+
+
+def test_default_frames_count_against_the_users_limit(
+    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RATE_LIMIT_BURST", "2")
+    put_record(dynamodb, CID, "general", "alice")
+    management_api.live.add(CID)
+    module = load_function("default")
+    now = time.time()
+    module.service.limiter._clock = lambda: now  # no refill between the frames
+    for _ in range(6):
+        module.handler(message_event("junk", connection_id=CID, route="$default"), FakeContext())
+    assert [f["code"] for f in management_api.frames_to(CID)] == [
+        "invalid_json",
+        "invalid_json",
+        "rate_limited",
+    ]

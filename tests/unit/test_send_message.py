@@ -287,7 +287,7 @@ def test_send_message_acks_the_sender_once_stored_then_broadcasts(
     management = send.sender.client(management_api.endpoint_url)
     post = management.post_to_connection
 
-    def watching_post(*, ConnectionId: str, Data: bytes) -> Any:  # noqa: N803 (boto3's argument names)
+    def watching_post(*, ConnectionId: str, Data: bytes) -> Any:
         events.append(f"post {json.loads(Data)['action']} to {ConnectionId}")
         return post(ConnectionId=ConnectionId, Data=Data)
 
