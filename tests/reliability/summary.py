@@ -82,8 +82,5 @@ class _Defaults(dict[str, object]):
 
     def __missing__(self, key: str) -> object:
         texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "idle_p99", "loaded_p99")
-        return (
-            "n/a"
-            if key in (*texts, "resumes", "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
-            else 0
-        )
+        texts += ("resumes", "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
+        return "n/a" if key in texts else 0
