@@ -77,11 +77,25 @@ def _post(sub: Any) -> None:
     p.add_argument("--posts", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile-posts", type=int, default=300, help="0 skips the cProfile table")
+    p.add_argument("--fanout-posts", type=int, default=1000, help="N of the peers' fan-out; 0 skips it")
+    p.add_argument("--fanout-pool", type=int, default=32)
+    p.add_argument("--fanout-latency-ms", type=float, default=20.0)
+    p.add_argument("--fanout-rounds", type=int, default=3)
+    p.add_argument("--seed-loop-posts", type=int, default=100, help="posts the sequential seed loop makes")
 
     def make(a: argparse.Namespace) -> Any:
         from bench.post_cost import PostCostConfig
 
-        return PostCostConfig(posts=a.posts, rounds=a.rounds, profile_posts=a.profile_posts)
+        return PostCostConfig(
+            posts=a.posts,
+            rounds=a.rounds,
+            profile_posts=a.profile_posts,
+            fanout_posts=a.fanout_posts,
+            fanout_pool=a.fanout_pool,
+            fanout_latency_ms=a.fanout_latency_ms,
+            fanout_rounds=a.fanout_rounds,
+            seed_loop_posts=a.seed_loop_posts,
+        )
 
     p.set_defaults(module="bench.post_cost", make=make)
 
