@@ -100,6 +100,28 @@ def _post(sub: Any) -> None:
     p.set_defaults(module="bench.post_cost", make=make)
 
 
+def _lambda_size(sub: Any) -> None:
+    p = sub.add_parser("lambda", help="the broadcast under the CPU quota of Lambda memory sizes; cost per 1M")
+    p.add_argument("--memory", type=ints, default=(512, 1024, 1769), help="memory sizes, MB (512,1024,1769)")
+    p.add_argument("--recipients", type=ints, default=(100, 1000, 5000), help="N values (100,1000,5000)")
+    p.add_argument("--latency-ms", type=float, default=20.0, help="fake PostToConnection latency L (20)")
+    p.add_argument("--pool", type=int, default=32, help="BROADCAST_CONCURRENCY (32)")
+    p.add_argument("--repeats", type=int, default=3, help="broadcasts per N, median reported (3)")
+
+    def make(a: argparse.Namespace) -> Any:
+        from bench.lambda_size import LambdaSizeConfig
+
+        return LambdaSizeConfig(
+            memory_mb=a.memory,
+            recipients=a.recipients,
+            latency_ms=a.latency_ms,
+            pool=a.pool,
+            repeats=a.repeats,
+        )
+
+    p.set_defaults(module="bench.lambda_size", make=make)
+
+
 def _coldstart(sub: Any) -> None:
     p = sub.add_parser("coldstart", help="section 3: import time vs boto3; awslambdaric first vs warm")
     p.add_argument("--functions", type=words, default=(), help="default: every lambdas/*/app.py")
@@ -181,10 +203,11 @@ def _connect(sub: Any) -> None:
     p.set_defaults(module="bench.connect_rate", make=make)
 
 
-SUITE = ("fanout", "post", "coldstart", "e2e", "connect")
+SUITE = ("fanout", "post", "lambda", "coldstart", "e2e", "connect")
 BUILDERS: dict[str, Callable[[Any], None]] = {
     "fanout": _fanout,
     "post": _post,
+    "lambda": _lambda_size,
     "coldstart": _coldstart,
     "e2e": _e2e,
     "connect": _connect,
