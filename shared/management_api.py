@@ -50,6 +50,8 @@ from botocore.httpsession import get_cert_path
 from botocore.utils import normalize_url_path, percent_encode
 from urllib3.connection import HTTPConnection
 
+from shared import runtime
+
 OPERATION = "PostToConnection"
 SERVICE = "execute-api"
 _EXECUTE_API_HOST = re.compile(r"[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
@@ -64,7 +66,8 @@ def region_of(endpoint_url: str) -> str | None:
 class ManagementApiClient:
     """``post_to_connection`` for one management API endpoint (``https://{domain}/{stage}``); thread-safe.
 
-    Credentials come from botocore's default chain, resolved once (in Lambda: the environment's, static for
+    Credentials come from the process's botocore session (``shared.runtime``, shared with boto3's DynamoDB
+    client) and its default chain, resolved once (in Lambda: the environment's, static for
     its life); each request signs with ``get_frozen_credentials()``, so refreshable credentials still
     refresh. The region is the endpoint's for ``*.execute-api.<region>.amazonaws.com``, else the session's.
     """
@@ -80,7 +83,7 @@ class ManagementApiClient:
         credentials: Any = None,
         session: botocore.session.Session | None = None,
     ) -> None:
-        session = session or botocore.session.get_session()
+        session = session or runtime.botocore_session()
         self.endpoint_url = endpoint_url.rstrip("/")
         self.pool_size = pool_size
         self.region = region or region_of(endpoint_url) or session.get_config_variable("region")

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import runtime
 from shared.config import callback_url_from_env
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import FrameError, error_frame, parse_frame, unknown_action_error
@@ -35,3 +36,6 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
     sender.post(endpoint, request.connection_id, error_frame(error.code, error.message))
     return {"statusCode": 200}
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import runtime
 from shared.config import MessagingConfig, TableConfig
 from shared.connections import ConnectionStore, dynamodb_client
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
@@ -108,3 +109,6 @@ def _send(event: APIGatewayWebSocketEvent, connection_id: str, endpoint: str) ->
     count("GoneDeletesFailed", result.gone_kept)
     count("DeliveryFailures", result.failed)
     return {"statusCode": 200}
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

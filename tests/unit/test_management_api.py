@@ -35,7 +35,7 @@ from botocore.exceptions import (
 from botocore.utils import percent_encode
 from urllib3 import HTTPResponse
 
-from shared import management_api
+from shared import management_api, runtime
 from shared.management_api import ManagementApiClient, region_of
 from shared.sender import Outcome, classify
 from tests.support.management_api import FakeManagementApi
@@ -108,6 +108,14 @@ def scripted() -> Iterator[ScriptedApi]:
     yield api
     api.server.shutdown()
     api.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client shares the process's botocore session (shared.runtime); these tests change the
+    environment it resolves credentials and region from, so each starts with none cached."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setattr(runtime, "_own_session", None)
 
 
 @pytest.fixture
