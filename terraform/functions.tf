@@ -48,7 +48,7 @@ locals {
       route_key          = "sendMessage"
       description        = "Validates a message and broadcasts it to the sender's room"
       timeout            = 29
-      memory_size        = 512
+      memory_size        = 1024 # 0.58 vCPU: see terraform/README.md, "Memory size"
       dynamodb_actions   = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
       dynamodb_indexes   = ["room_id-index"]
       manage_connections = true
