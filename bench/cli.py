@@ -80,7 +80,7 @@ def _post(sub: Any) -> None:
     p.add_argument("--fanout-posts", type=int, default=1000, help="N of the peers' fan-out; 0 skips it")
     p.add_argument("--fanout-pool", type=int, default=32)
     p.add_argument("--fanout-latency-ms", type=float, default=20.0)
-    p.add_argument("--fanout-rounds", type=int, default=3)
+    p.add_argument("--fanout-rounds", type=int, default=5)
     p.add_argument("--seed-loop-posts", type=int, default=100, help="posts the sequential seed loop makes")
 
     def make(a: argparse.Namespace) -> Any:
