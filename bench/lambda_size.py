@@ -91,6 +91,8 @@ def cpu_group(memory_mb: int) -> Iterator[Path | None]:
                 break
             except OSError:
                 time.sleep(0.05)
+        else:
+            print(f"could not remove {path}: remove it with rmdir", file=sys.stderr)
 
 
 def _child_main(spec: dict[str, Any]) -> None:

@@ -163,3 +163,16 @@ def test_bench_cli_runs_one_benchmark(tmp_path: Path, capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert out.startswith("machine: ") and "CPU per post_to_connection" in out
     assert (tmp_path / "post-latest.json").exists()
+
+
+def test_cpu_group_quota_is_the_memory_sizes_share_of_one_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lambda_size, "CGROUP_CPU", tmp_path)
+    with lambda_size.cpu_group(512) as group:
+        assert group is not None and group.parent == tmp_path
+        assert (group / "cpu.cfs_period_us").read_text() == "100000"
+        assert (group / "cpu.cfs_quota_us").read_text() == "28943"  # 100 ms x 512 / 1,769
+        for child in group.iterdir():  # a real cgroup's files vanish with it; these are plain files
+            child.unlink()
+    assert not group.exists()
