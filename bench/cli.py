@@ -77,13 +77,49 @@ def _post(sub: Any) -> None:
     p.add_argument("--posts", type=int, default=500)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--profile-posts", type=int, default=300, help="0 skips the cProfile table")
+    p.add_argument("--fanout-posts", type=int, default=1000, help="N of the peers' fan-out; 0 skips it")
+    p.add_argument("--fanout-pool", type=int, default=32)
+    p.add_argument("--fanout-latency-ms", type=float, default=20.0)
+    p.add_argument("--fanout-rounds", type=int, default=5)
+    p.add_argument("--seed-loop-posts", type=int, default=100, help="posts the sequential seed loop makes")
 
     def make(a: argparse.Namespace) -> Any:
         from bench.post_cost import PostCostConfig
 
-        return PostCostConfig(posts=a.posts, rounds=a.rounds, profile_posts=a.profile_posts)
+        return PostCostConfig(
+            posts=a.posts,
+            rounds=a.rounds,
+            profile_posts=a.profile_posts,
+            fanout_posts=a.fanout_posts,
+            fanout_pool=a.fanout_pool,
+            fanout_latency_ms=a.fanout_latency_ms,
+            fanout_rounds=a.fanout_rounds,
+            seed_loop_posts=a.seed_loop_posts,
+        )
 
     p.set_defaults(module="bench.post_cost", make=make)
+
+
+def _lambda_size(sub: Any) -> None:
+    p = sub.add_parser("lambda", help="the broadcast under the CPU quota of Lambda memory sizes; cost per 1M")
+    p.add_argument("--memory", type=ints, default=(512, 1024, 1769), help="memory sizes, MB (512,1024,1769)")
+    p.add_argument("--recipients", type=ints, default=(100, 1000, 5000), help="N values (100,1000,5000)")
+    p.add_argument("--latency-ms", type=float, default=20.0, help="fake PostToConnection latency L (20)")
+    p.add_argument("--pool", type=int, default=32, help="BROADCAST_CONCURRENCY (32)")
+    p.add_argument("--repeats", type=int, default=3, help="broadcasts per N, median reported (3)")
+
+    def make(a: argparse.Namespace) -> Any:
+        from bench.lambda_size import LambdaSizeConfig
+
+        return LambdaSizeConfig(
+            memory_mb=a.memory,
+            recipients=a.recipients,
+            latency_ms=a.latency_ms,
+            pool=a.pool,
+            repeats=a.repeats,
+        )
+
+    p.set_defaults(module="bench.lambda_size", make=make)
 
 
 def _coldstart(sub: Any) -> None:
@@ -195,11 +231,12 @@ def _history(sub: Any) -> None:
     p.set_defaults(module="bench.history", make=make)
 
 
-SUITE = ("fanout", "post", "coldstart", "e2e", "connect", "history")
+SUITE = ("fanout", "post", "lambda", "coldstart", "e2e", "connect", "history")
 BUILDERS: dict[str, Callable[[Any], None]] = {
     "history": _history,
     "fanout": _fanout,
     "post": _post,
+    "lambda": _lambda_size,
     "coldstart": _coldstart,
     "e2e": _e2e,
     "connect": _connect,

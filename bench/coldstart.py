@@ -31,8 +31,15 @@ PROBES = {
     "boto3 + dynamodb client": "import boto3; boto3.client('dynamodb')",
 }
 TIMER = (
-    "import time, json; t0 = time.perf_counter()\n{code}\n"
-    "print(json.dumps({{'import_s': time.perf_counter() - t0}}))"
+    "import time, json, sys, gc\n"
+    "gc_s = [0.0]\n"  # time inside collections: each start subtracts the clock, each stop adds it
+    "def _gc(phase, info):\n"
+    "    gc_s[0] += time.perf_counter() if phase == 'stop' else -time.perf_counter()\n"
+    "gc.callbacks.append(_gc)\n"
+    "t0, c0 = time.perf_counter(), time.process_time()\n{code}\n"
+    "gc.callbacks.remove(_gc)\n"
+    "print(json.dumps({{'import_s': time.perf_counter() - t0, 'cpu_s': time.process_time() - c0, "
+    "'gc_s': gc_s[0], 'docs': 'botocore.docs' in sys.modules}}))"
 )
 
 
@@ -74,13 +81,14 @@ def _python(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     )
 
 
-def _timed_process(code: str, env: dict[str, str], cwd: Path) -> tuple[float, float]:
+def _timed_process(code: str, env: dict[str, str], cwd: Path) -> tuple[float, float, bool, float, float]:
     start = time.perf_counter()
     done = _python(["-c", TIMER.format(code=code)], env, cwd)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{code!r} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])["import_s"], wall
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return seen["import_s"], wall, seen["docs"], seen["cpu_s"], seen["gc_s"]
 
 
 def import_times(names: list[str], rounds: int) -> dict[str, Any]:
@@ -94,7 +102,10 @@ def import_times(names: list[str], rounds: int) -> dict[str, Any]:
     }
     for n in names:
         probes[f"{n}: import app"] = ("import app", envs[n], LAMBDAS / n)
-    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in probes}
+    for n in names:  # shared.runtime pauses the collector only in a Lambda environment: the same, without it
+        plain = {k: v for k, v in envs[n].items() if k != "AWS_LAMBDA_FUNCTION_NAME"}
+        probes[f"{n}: gc not paused"] = ("import app", plain, LAMBDAS / n)
+    samples: dict[str, list[tuple[float, float, bool, float, float]]] = {label: [] for label in probes}
     for code, env, cwd in probes.values():  # one unmeasured round: bytecode and page cache
         _timed_process(code, env, cwd)
     for _ in range(rounds):
@@ -111,6 +122,9 @@ def import_times(names: list[str], rounds: int) -> dict[str, Any]:
                 "process_ms": median([v[1] for v in values]) * 1000,
                 "over_boto3_ms": None if label == "python (pass)" else (imp - boto) * 1000,
                 "vs_boto3": None if label == "python (pass)" else imp / boto,
+                "botocore_docs": any(v[2] for v in values),
+                "import_cpu_ms": median([v[3] for v in values]) * 1000,
+                "gc_ms": median([v[4] for v in values]) * 1000,
             }
         )
     return {
@@ -268,9 +282,27 @@ def render(result: dict[str, Any]) -> str:
     parts = [
         table(
             f"cold start: import in a fresh interpreter (median of {imports['rounds']}, interleaved)",
-            ["what", "import ms", "process ms", "over boto3 ms", "x boto3"],
             [
-                [r["what"], r["import_ms"], r["process_ms"], r["over_boto3_ms"], r["vs_boto3"]]
+                "what",
+                "import ms",
+                "CPU ms",
+                "in gc ms",
+                "process ms",
+                "over boto3 ms",
+                "x boto3",
+                "botocore.docs",
+            ],
+            [
+                [
+                    r["what"],
+                    r["import_ms"],
+                    r.get("import_cpu_ms"),
+                    r.get("gc_ms"),
+                    r["process_ms"],
+                    r["over_boto3_ms"],
+                    r["vs_boto3"],
+                    "loaded" if r.get("botocore_docs") else "-",
+                ]
                 for r in imports["rows"]
             ],
         )

@@ -1,7 +1,14 @@
 """CPU per PostToConnection on the sender's side, by client: boto3 (as the functions used it before,
 bench/boto3_client.py), the shipped SigV4 + urllib3 client (shared/management_api.py, what
 shared/sender.py builds) and an unsigned urllib3 POST (the floor), each sequential against the fake
-management API with no latency; then where each signed client's time goes (cProfile).
+management API with no latency; then where each signed client's time goes (cProfile). Every client
+percent-encodes the connection id as boto3 does (real ids hold ``=``, ``+`` and ``/``; the ids here end
+in ``=``), so the floors send the same path: urllib3 re-checks a path holding ``%`` byte by byte (~40 us).
+
+Then the peers in a fan-out (N posts, pool P, the fake holding each post L ms), CPU of this process per post:
+the seed's sequential boto3 loop, boto3 + threads (``Sender`` given the previous client), an asyncio reference
+(aiohttp, one pooled session, botocore's SigV4Auth per request), ``Sender`` with an unsigned urllib3 client
+(the floor: same threads, same pool call, no signing) and ``Sender`` as shipped. Rounds are interleaved.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from botocore.utils import percent_encode
 
 from bench.boto3_client import boto3_management_client
 from bench.fake_api import FakeApiProcess
@@ -28,6 +38,11 @@ class PostCostConfig:
     posts: int = 500
     rounds: int = 3
     profile_posts: int = 300
+    fanout_posts: int = 1000
+    fanout_pool: int = 32
+    fanout_latency_ms: float = 20.0
+    fanout_rounds: int = 5
+    seed_loop_posts: int = 100  # the seed's loop takes N x L: measured on a sample
 
 
 def _clients(endpoint: str) -> dict[str, Callable[[str], Any]]:
@@ -36,13 +51,133 @@ def _clients(endpoint: str) -> dict[str, Callable[[str], Any]]:
     boto = boto3_management_client(endpoint, pool_size=1)
     lean = management_client(endpoint, pool_size=1)
     raw = urllib3.PoolManager(maxsize=1, retries=False)
+    same_call = UnsignedClient(endpoint, pool_size=1)
     return {
         "boto3": lambda cid: boto.post_to_connection(ConnectionId=cid, Data=DATA),
         LEAN: lambda cid: lean.post_to_connection(ConnectionId=cid, Data=DATA),
         "raw urllib3, unsigned": lambda cid: raw.request(
-            "POST", f"{endpoint}/@connections/{cid}", body=DATA, retries=False
+            "POST", f"{endpoint}/@connections/{percent_encode(cid)}", body=DATA, retries=False
         ),
+        UNSIGNED_SAME_CALL: lambda cid: same_call.post_to_connection(ConnectionId=cid, Data=DATA),
     }
+
+
+UNSIGNED_SAME_CALL = "unsigned, shipped pool call"
+
+
+class UnsignedClient:
+    """The shipped client's urllib3 call without SigV4 (the floor: what signing costs is the difference)."""
+
+    def __init__(self, endpoint_url: str, *, pool_size: int) -> None:
+        import urllib3
+
+        self._path = urlsplit(endpoint_url).path.rstrip("/")
+        self._pool = urllib3.connection_from_url(
+            endpoint_url, maxsize=pool_size, block=True, retries=False, timeout=urllib3.Timeout(2, read=5)
+        )
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
+        response = self._pool.urlopen(
+            "POST",
+            f"{self._path}/@connections/{percent_encode(ConnectionId)}",
+            body=Data,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=True,
+        )
+        if response.status != 200:
+            raise RuntimeError(f"fake API answered {response.status}")
+
+
+def _fanout_peers(api: Any, config: PostCostConfig) -> list[dict[str, Any]]:
+    """CPU (this process) and wall time per post of each peer fanning out to the same ids."""
+    from bench.boto3_client import boto3_factory
+    from shared.sender import Sender
+
+    n, pool = config.fanout_posts, config.fanout_pool
+    ids = [f"f{i:014d}=" for i in range(n)]
+    endpoint = api.endpoint_url
+
+    def sender(factory: Any = None) -> Callable[[], Any]:
+        s = Sender(pool_size=pool, on_gone=lambda cid: None, client_factory=factory)
+        return lambda: s.broadcast(endpoint, ids, DATA)
+
+    seed = boto3_management_client(endpoint, pool_size=1)
+
+    def seed_loop() -> None:
+        for cid in ids[: config.seed_loop_posts]:
+            seed.post_to_connection(ConnectionId=cid, Data=DATA)
+
+    peers: dict[str, tuple[Callable[[], Any], int]] = {
+        "seed loop (boto3, sequential)": (seed_loop, min(n, config.seed_loop_posts)),
+        "boto3 + threads (Sender)": (sender(boto3_factory(pool)), n),
+        "asyncio + aiohttp + botocore SigV4": (lambda: asyncio_fanout(endpoint, ids, pool), n),
+        "floor: unsigned urllib3 + threads (Sender)": (
+            sender(lambda url: UnsignedClient(url, pool_size=pool)),
+            n,
+        ),
+        "ours: Sender as shipped": (sender(), n),
+    }
+    for run, _ in peers.values():  # warm: clients, threads and kept-alive connections exist before timing
+        run()
+    samples: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _ in range(config.fanout_rounds):
+        for name, (run, posts) in peers.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            run()
+            samples[name].append(
+                ((time.perf_counter() - start) / posts, (time.process_time() - start_cpu) / posts)
+            )
+    floor = median([c for _, c in samples["floor: unsigned urllib3 + threads (Sender)"]])
+    rows = []
+    for name, (_, posts) in peers.items():
+        cpu = median([c for _, c in samples[name]])
+        wall = median([w for w, _ in samples[name]])
+        rows.append(
+            {
+                "client": name,
+                "posts": posts,
+                "wall_ms_per_post": wall * 1000,
+                "wall_s_for_n": wall * n,
+                "cpu_ms_per_post": cpu * 1000,
+                "cpu_vs_floor": cpu / floor,
+            }
+        )
+    return rows
+
+
+def asyncio_fanout(endpoint: str, ids: list[str], pool: int) -> None:
+    """The asyncio reference: one aiohttp session (pool connections), botocore's signer per request."""
+    import asyncio
+
+    import aiohttp
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.utils import percent_encode
+
+    session = botocore.session.get_session()
+    credentials = session.get_credentials()
+    region = session.get_config_variable("region")
+
+    async def main() -> None:
+        limit = asyncio.Semaphore(pool)
+        connector = aiohttp.TCPConnector(limit=pool)
+        async with aiohttp.ClientSession(connector=connector) as http:
+
+            async def post(cid: str) -> None:
+                url = f"{endpoint}/@connections/{percent_encode(cid)}"
+                request = AWSRequest(method="POST", url=url, data=DATA)
+                SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+                async with limit, http.post(url, data=DATA, headers=dict(request.headers.items())) as answer:
+                    await answer.read()
+                    if answer.status != 200:
+                        raise RuntimeError(f"fake API answered {answer.status}")
+
+            await asyncio.gather(*(post(cid) for cid in ids))
+
+    asyncio.run(main())
 
 
 def _measure(post: Callable[[str], Any], n: int) -> tuple[float, float]:
@@ -103,6 +238,7 @@ def run(config: PostCostConfig) -> dict[str, Any]:
             for name, post in clients.items():
                 samples[name].append(_measure(post, config.posts))
         boto_cpu = median([cpu for _, cpu in samples["boto3"]])
+        floor_cpu = median([cpu for _, cpu in samples["raw urllib3, unsigned"]])
         for name, values in samples.items():
             cpu = median([c for _, c in values])
             out["rows"].append(
@@ -111,9 +247,13 @@ def run(config: PostCostConfig) -> dict[str, Any]:
                     "wall_ms_per_post": median([w for w, _ in values]) * 1000,
                     "cpu_ms_per_post": cpu * 1000,
                     "cpu_vs_boto3": cpu / boto_cpu,
+                    "cpu_vs_floor": cpu / floor_cpu,
                     "max_posts_per_s_one_core": 1 / cpu,
                 }
             )
+        if config.fanout_posts:
+            with FakeApiProcess(latency=config.fanout_latency_ms / 1000) as slow_api:
+                out["fanout"] = _fanout_peers(slow_api, config)
         if config.profile_posts:
             out["profile"] = profile_client(
                 management_client(api.endpoint_url, pool_size=1), config.profile_posts
@@ -130,13 +270,14 @@ def render(result: dict[str, Any]) -> str:
         table(
             f"CPU per post_to_connection, sequential, no latency ({cfg['posts']} posts x {cfg['rounds']} "
             "rounds, median)",
-            ["client", "wall ms/post", "CPU ms/post", "CPU vs boto3", "posts/s per core"],
+            ["client", "wall ms/post", "CPU ms/post", "CPU vs boto3", "vs unsigned", "posts/s per core"],
             [
                 [
                     r["client"],
                     r["wall_ms_per_post"],
                     r["cpu_ms_per_post"],
                     r["cpu_vs_boto3"],
+                    r.get("cpu_vs_floor", float("nan")),
                     r["max_posts_per_s_one_core"],
                 ]
                 for r in result["rows"]
@@ -144,6 +285,28 @@ def render(result: dict[str, Any]) -> str:
             digits=3,
         )
     ]
+    if result.get("fanout"):
+        parts.append(
+            table(
+                f"peers in a fan-out: N = {cfg['fanout_posts']:,}, pool {cfg['fanout_pool']}, L = "
+                f"{cfg['fanout_latency_ms']:g} ms, CPU of this process per post (median of "
+                f"{cfg['fanout_rounds']}, interleaved; the seed loop on {cfg['seed_loop_posts']} posts, its "
+                "N-post time extrapolated)",
+                ["client", "posts", "wall ms/post", "wall s for N", "CPU ms/post", "CPU vs floor"],
+                [
+                    [
+                        r["client"],
+                        r["posts"],
+                        r["wall_ms_per_post"],
+                        r["wall_s_for_n"],
+                        r["cpu_ms_per_post"],
+                        r["cpu_vs_floor"],
+                    ]
+                    for r in result["fanout"]
+                ],
+                digits=3,
+            )
+        )
     for key, name in (("profile", "the shipped client's"), ("profile_boto3", "boto3's")):
         profile = result.get(key)
         if profile:

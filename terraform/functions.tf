@@ -51,7 +51,7 @@ locals {
       route_key   = "sendMessage"
       description = "Stores a message, acknowledges it and broadcasts it to the sender's room"
       timeout     = 29
-      memory_size = 512
+      memory_size = 1024 # 0.58 vCPU: see terraform/README.md, "Memory size"
       dynamodb_actions = {
         connections = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
         # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import deadline
+from shared import deadline, runtime
 from shared.auth import AuthError, TokenVerifier
 from shared.config import AuthConfig, DeadlineConfig, TableConfig
 from shared.connections import ConnectionStore, dynamodb_client
@@ -109,3 +109,6 @@ def _choose_subprotocol(offered: list[str]) -> str | None:
     if SUBPROTOCOL in offered:
         return SUBPROTOCOL
     return next((p for p in offered if not p.startswith(BEARER_PREFIX)), None)
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

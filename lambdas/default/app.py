@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import runtime
 from shared.config import callback_url_from_env
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import ErrorCode, error_frame
@@ -45,3 +46,6 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         logger.info("frame refused", extra={"code": error.code.value})
         count("MessagesRefused")
     return {"statusCode": 200}
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

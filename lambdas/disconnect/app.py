@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import deadline
+from shared import deadline, runtime
 from shared.config import DeadlineConfig, TableConfig
 from shared.connections import ConnectionStore, dynamodb_client
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
@@ -44,3 +44,6 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     )
     count("ConnectionsClosed")
     return {"statusCode": 200}
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

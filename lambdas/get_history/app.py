@@ -11,6 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import runtime
 from shared.chat import Dropped
 from shared.config import callback_url_from_env
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
@@ -57,3 +58,4 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     )
     count("HistoryPages")
     return {"statusCode": 200}
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from shared import runtime
 from shared.chat import Dropped
 from shared.config import MessagingConfig
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
@@ -79,3 +80,6 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     count("GoneDeletesFailed", broadcast.gone_kept)
     count("DeliveryFailures", broadcast.failed)
     return {"statusCode": 200}
+
+
+runtime.init_done()  # last: freeze what init allocated, resume garbage collection

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import cli, coldstart, connect_rate, e2e, fanout, history, post_cost
+from bench import cli, coldstart, connect_rate, e2e, fanout, history, lambda_size, post_cost
 from bench.report import write
 
 
@@ -68,12 +68,57 @@ def test_bench_fanout_tiny(tmp_path: Path) -> None:
 
 
 def test_bench_post_cost_tiny(tmp_path: Path) -> None:
-    result = post_cost.run(post_cost.PostCostConfig(posts=5, rounds=1, profile_posts=5))
+    config = post_cost.PostCostConfig(
+        posts=5,
+        rounds=1,
+        profile_posts=5,
+        fanout_posts=6,
+        fanout_pool=2,
+        fanout_latency_ms=1,
+        fanout_rounds=1,
+        seed_loop_posts=3,
+    )
+    result = post_cost.run(config)
     assert result["rows"][0]["client"] == "boto3"
     assert all(finite(r["cpu_ms_per_post"]) for r in result["rows"])
+    assert [r["posts"] for r in result["fanout"]] == [3, 6, 6, 6, 6]
+    assert all(finite(r["cpu_vs_floor"]) for r in result["fanout"])
+    assert "peers in a fan-out" in post_cost.render(result)
     assert result["profile"]["by_area_ms_per_post"]
     assert "CPU per post_to_connection" in post_cost.render(result)
     check_written("post", result, tmp_path)
+
+
+@pytest.mark.parametrize("cgroup", [True, False])
+def test_bench_lambda_size_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cgroup: bool) -> None:
+    if not cgroup:  # no writable cgroup: the run falls back to an estimate and says so
+        monkeypatch.setattr(lambda_size, "CGROUP_CPU", tmp_path / "no-cgroup-here")
+    config = lambda_size.LambdaSizeConfig(
+        memory_mb=(512, 1769), recipients=(3, 7), latency_ms=1, pool=2, repeats=1, shipped_mb=512
+    )
+    result = lambda_size.run(config)
+    assert [(r["memory_mb"], r["recipients"]) for r in result["rows"]] == [
+        (512, 3),
+        (512, 7),
+        (1769, 3),
+        (1769, 7),
+    ]
+    for row in result["rows"]:
+        assert row["delivered"] == row["recipients"]
+        assert all(finite(row[k]) for k in ("wall_s", "ideal_s", "over_ideal", "cost_per_million_usd"))
+    if not cgroup:
+        assert {r["emulation"] for r in result["rows"]} == {"estimated"}
+        assert "no writable cgroup" in lambda_size.render(result)
+    assert list(lambda_size.CGROUP_CPU.glob("bench-lambda-*")) == []  # every group removed
+    check_written("lambda", result, tmp_path)
+
+
+def test_lambda_cost_and_cpu_share() -> None:
+    assert lambda_size.vcpu(1769) == 1.0 and lambda_size.vcpu(3538) == 1.0
+    assert lambda_size.vcpu(512) == pytest.approx(0.2894, abs=1e-4)
+    # 1 s at 1 GB: $0.0000166667 + $0.0000002 per request, times a million; billed per started ms
+    assert lambda_size.cost_per_million(1.0, 1024) == pytest.approx(16.8667, abs=1e-3)
+    assert lambda_size.cost_per_million(0.0001, 1024) == lambda_size.cost_per_million(0.001, 1024)
 
 
 def test_bench_coldstart_tiny(tmp_path: Path) -> None:
@@ -140,7 +185,21 @@ def test_bench_history_tiny(tmp_path: Path) -> None:
 
 def test_bench_cli_runs_one_benchmark(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--results-dir", str(tmp_path), "post", "--posts", "2", "--rounds", "1", "--profile-posts", "0"]
+    argv += ["--fanout-posts", "0"]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("machine: ") and "CPU per post_to_connection" in out
     assert (tmp_path / "post-latest.json").exists()
+
+
+def test_cpu_group_quota_is_the_memory_sizes_share_of_one_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lambda_size, "CGROUP_CPU", tmp_path)
+    with lambda_size.cpu_group(512) as group:
+        assert group is not None and group.parent == tmp_path
+        assert (group / "cpu.cfs_period_us").read_text() == "100000"
+        assert (group / "cpu.cfs_quota_us").read_text() == "28943"  # 100 ms x 512 / 1,769
+        for child in group.iterdir():  # a real cgroup's files vanish with it; these are plain files
+            child.unlink()
+    assert not group.exists()

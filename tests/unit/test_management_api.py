@@ -19,9 +19,9 @@ import boto3
 import botocore.auth
 import botocore.session
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
-from botocore.credentials import RefreshableCredentials
+from botocore.credentials import ReadOnlyCredentials, RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -32,8 +32,10 @@ from botocore.exceptions import (
     NoRegionError,
     ReadTimeoutError,
 )
+from botocore.utils import percent_encode
 from urllib3 import HTTPResponse
 
+from shared import management_api, runtime
 from shared.management_api import ManagementApiClient, region_of
 from shared.sender import Outcome, classify
 from tests.support.management_api import FakeManagementApi
@@ -106,6 +108,14 @@ def scripted() -> Iterator[ScriptedApi]:
     yield api
     api.server.shutdown()
     api.server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client shares the process's botocore session (shared.runtime); these tests change the
+    environment it resolves credentials and region from, so each starts with none cached."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    monkeypatch.setattr(runtime, "_own_session", None)
 
 
 @pytest.fixture
@@ -405,3 +415,50 @@ def test_text_data_is_sent_as_utf8_like_boto3(management_api: FakeManagementApi)
         Data="héllo",  # type: ignore[arg-type]
     )
     assert management_api.delivered == [("TEXT", "héllo".encode())]
+
+
+def _botocore_headers(credentials: Any, url: str, data: bytes, region: str) -> dict[str, str]:
+    request = AWSRequest(method="POST", url=url, data=data)
+    botocore.auth.SigV4Auth(credentials, "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://abc123defg.execute-api.eu-west-2.amazonaws.com/prod",
+        "http://127.0.0.1:3001/prod",
+        "https://chat.example.com:8443/v1/",
+    ],
+)
+@pytest.mark.parametrize("connection_id", [CONNECTION_ID, "plain", "..", ".", "a b~c", "é"])
+@pytest.mark.parametrize("token", ["IQoJb3JpZ2luX2VjEXAMPLE//token==", None])
+def test_signer_equals_botocores_sigv4_across_days_and_keys(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, connection_id: str, token: str | None
+) -> None:
+    """The cached signing key must follow the day and the secret key: each post's headers are exactly
+    what botocore's SigV4Auth adds to the same request."""
+    client = ManagementApiClient(endpoint, pool_size=1, region="eu-west-2", credentials=object())
+    path = f"{client._path}/@connections/{percent_encode(connection_id)}"
+    days = [FROZEN, FROZEN + datetime.timedelta(hours=1), FROZEN + datetime.timedelta(days=1)]
+    secrets = ["secret-one", "secret-one", "secret-two"]
+    for now, secret in zip(days * 2, secrets + secrets[::-1], strict=True):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, now=now, **k: now)
+        credentials = ReadOnlyCredentials("AKIDEXAMPLE", secret, token)
+        ours = client._signer.headers(credentials, path, DATA)
+        assert ours == _botocore_headers(credentials, client._origin + path, DATA, "eu-west-2")
+
+
+def test_signing_key_is_derived_once_per_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    derivations: list[str] = []
+    real = management_api._hmac
+    monkeypatch.setattr(management_api, "_hmac", lambda key, msg: derivations.append(msg) or real(key, msg))
+    client = ManagementApiClient(
+        "http://127.0.0.1:1/prod", pool_size=1, region="us-east-1", credentials=object()
+    )
+    credentials = ReadOnlyCredentials("AKIDEXAMPLE", "secret", None)
+    for now in (FROZEN, FROZEN, FROZEN + datetime.timedelta(hours=11), FROZEN + datetime.timedelta(days=1)):
+        monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, now=now, **k: now)
+        client._signer.headers(credentials, "/prod/@connections/A", DATA)
+    scope = ["us-east-1", "execute-api", "aws4_request"]
+    assert derivations == ["20261129", *scope, "20261130", *scope]
