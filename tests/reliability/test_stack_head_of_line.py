@@ -30,10 +30,11 @@ ECHOES = 12  # per victim and window
 CYCLES = 4  # idle window, then flooded window
 BURST_INTERVAL_S = 0.5
 # The bound is 3x the idle p99. A 2-core machine shared with other jobs stalls every process now and then
-# for a few hundred milliseconds (measured: stalls of 0.1-0.7 s hitting all victims at once, idle or not);
-# the defect this guards against delays another room by seconds (1,500 queued invocations), so this slack
-# keeps the test from failing on a stall without hiding that.
-STALL_SLACK_MS = 250.0
+# for a few hundred milliseconds (measured: stalls of 0.1-0.7 s hitting all victims at once, idle or not;
+# 0.8 s at a load average of 10); the defect this guards against delays another room by 15-29 s (1,500
+# queued invocations), so this slack keeps the test from failing on a stall without hiding that. The
+# summary line prints the measured ratio against the 3x target.
+STALL_SLACK_MS = 1000.0
 ECHO_INTERVAL_S = 0.15
 BURST = 1500
 BIG_FRAMES = 3000
