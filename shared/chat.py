@@ -109,6 +109,12 @@ class ChatService:
             client_msg_id=given_id,
         )
         message = saved.message
+        if saved.duplicate and message.room_id != connection.room_id:
+            # Acking or re-broadcasting would post the first message into a room this send did not name.
+            raise FrameError(
+                ErrorCode.INVALID_REQUEST,
+                f'client_msg_id "{given_id}" was already used for a message in another room; use a new one',
+            )
         if given_id is not None:
             self.sender.post(
                 endpoint,

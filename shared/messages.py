@@ -138,10 +138,14 @@ class MessageStore:
             }
             if client_msg_id is None:
                 try:
-                    self._client.put_item(**put_message)
+                    self._client.put_item(**put_message, ReturnValuesOnConditionCheckFailure="ALL_OLD")
                 except ClientError as error:
                     if _code(error) != "ConditionalCheckFailedException":
                         raise
+                    # botocore retries a put whose answer was lost: the item it finds may be this very
+                    # write, which must not be stored a second time under another id.
+                    if error.response.get("Item") == put_message["Item"]:
+                        return SaveResult(message=message, duplicate=False)
                     continue  # two writers drew the same ULID: draw again
                 return SaveResult(message=message, duplicate=False)
 

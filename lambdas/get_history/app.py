@@ -58,4 +58,6 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     )
     count("HistoryPages")
     return {"statusCode": 200}
+
+
 runtime.init_done()  # last: freeze what init allocated, resume garbage collection

@@ -158,3 +158,11 @@ def test_build_push_uses_the_registrys_region_and_writes_the_architecture(
     assert written["architecture"] == "arm64"
     assert set(written["image_digests"]) == set(FUNCTIONS)
     assert all(d == "sha256:" + "ab" * 32 for d in written["image_digests"].values())
+
+
+def test_destroy_lifts_deletion_protection_of_every_table(module: Module) -> None:
+    """destroy's first apply turns deletion protection off; a table it leaves out fails the destroy."""
+    targeted = {a.removeprefix(PREFIX) for a in re.findall(r"-target=(\S+)", _recipe("destroy"))}
+    protected = {a for a, body in module.resources.items() if "deletion_protection_enabled" in str(body)}
+    assert protected, "no table has deletion protection: the check would prove nothing"
+    assert protected <= targeted, f"make destroy leaves deletion protection on {sorted(protected - targeted)}"

@@ -458,3 +458,41 @@ def test_send_message_ids_sort_in_store_order(send: Any, management_api: FakeMan
     ids = [f["message_id"] for f in management_api.frames_to(SENDER)]
     assert ids == sorted(ids) and len(set(ids)) == 30
     assert {len(i) for i in ids} == {26}
+
+
+def test_send_message_client_msg_id_reused_in_another_room_is_refused_not_posted_there(
+    send: Any, dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    other_tab = "ALICE2xxxxxxxx0="
+    put_record(dynamodb, other_tab, "random", "alice", name="Alice")
+    management_api.live.add(other_tab)
+    call(send, {"action": "sendMessage", "message": "in general", "client_msg_id": "c-1"})
+    management_api.reset()
+    call(send, {"action": "sendMessage", "message": "in random", "client_msg_id": "c-1"}, other_tab)
+    [error] = management_api.frames_to(other_tab)
+    assert error["action"] == "error" and error["code"] == "invalid_request"
+    assert management_api.frames_to(SENDER) == []  # general's message is not re-broadcast from random
+    assert stored_messages(dynamodb, "random") == []
+
+
+def test_send_message_put_retried_after_a_lost_answer_is_stored_once(send: Any, dynamodb: Any) -> None:
+    real = send.messages._client
+
+    class AnswerLost:
+        """The first attempt lands but its answer is lost; botocore's retry then meets its own item."""
+
+        def __getattr__(self, name: str) -> Any:
+            if name != "put_item":
+                return getattr(real, name)
+
+            def put_item(**kwargs: Any) -> Any:
+                first = {k: v for k, v in kwargs.items() if k != "ReturnValuesOnConditionCheckFailure"}
+                real.put_item(**first)
+                return real.put_item(**kwargs)
+
+            return put_item
+
+    send.messages._client = AnswerLost()
+    call(send, {"action": "sendMessage", "message": "hello"})
+    send.messages._client = real
+    assert [m["message"]["S"] for m in stored_messages(dynamodb)] == ["hello"]
