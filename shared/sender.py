@@ -115,7 +115,14 @@ class Sender:
                 self._clients[endpoint_url] = self._client_factory(endpoint_url)
             return self._clients[endpoint_url]
 
-    def post(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+    def post(
+        self,
+        endpoint_url: str,
+        connection_id: str,
+        data: bytes,
+        *,
+        on_gone: Callable[[str], object] | None = None,
+    ) -> Outcome:
         client = self.client(endpoint_url)
         attempt = 1
         while True:
@@ -126,7 +133,7 @@ class Sender:
                 outcome, retry = classify(error)
                 reason = str(error)
             if outcome is Outcome.GONE:
-                return Outcome.GONE if self._forget(connection_id) else Outcome.GONE_KEPT
+                return Outcome.GONE if self._forget(connection_id, on_gone) else Outcome.GONE_KEPT
             if not retry or attempt >= self._retry.max_attempts:
                 logger.warning(
                     "post_to_connection failed",
@@ -136,11 +143,21 @@ class Sender:
             self._sleep(self._retry.delay(attempt))
             attempt += 1
 
-    def broadcast(self, endpoint_url: str, connection_ids: Iterable[str], data: bytes) -> BroadcastResult:
+    def broadcast(
+        self,
+        endpoint_url: str,
+        connection_ids: Iterable[str],
+        data: bytes,
+        *,
+        on_gone: Callable[[str], object] | None = None,
+    ) -> BroadcastResult:
+        """Post ``data`` to every id; ``on_gone`` (default: the sender's) is told each one found gone."""
         ids = list(connection_ids)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="fanout")
-        outcomes = list(self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data), ids))
+        outcomes = list(
+            self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data, on_gone), ids)
+        )
         return BroadcastResult(
             recipients=len(ids),
             delivered=outcomes.count(Outcome.DELIVERED),
@@ -149,16 +166,18 @@ class Sender:
             failed=outcomes.count(Outcome.FAILED),
         )
 
-    def _post_safely(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
+    def _post_safely(
+        self, endpoint_url: str, connection_id: str, data: bytes, on_gone: Callable[[str], object] | None
+    ) -> Outcome:
         try:
-            return self.post(endpoint_url, connection_id, data)
+            return self.post(endpoint_url, connection_id, data, on_gone=on_gone)
         except Exception:  # one recipient's surprise must not cost the others their message
             logger.exception("unexpected error posting", extra={"connection_id": connection_id})
             return Outcome.FAILED
 
-    def _forget(self, connection_id: str) -> bool:
+    def _forget(self, connection_id: str, on_gone: Callable[[str], object] | None) -> bool:
         try:
-            self._on_gone(connection_id)
+            (on_gone or self._on_gone)(connection_id)
         except Exception:  # the record expires by TTL anyway; the next broadcast tries again
             logger.exception("could not delete gone connection", extra={"connection_id": connection_id})
             return False

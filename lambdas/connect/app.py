@@ -1,7 +1,10 @@
-"""$connect: verify the JWT, check the room, store the connection (docs/protocol.md section 3).
+"""$connect: verify the JWT, check the room, store the connection in its first room (docs/protocol.md
+section 3, docs/rooms.md).
 
 Checks run in the contract's order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
-Nothing is stored unless every check passes; a failed write refuses the connection.
+Nothing is stored unless every check passes; a failed write refuses the connection. The token's rooms
+claim is kept on the record, so a later ``join`` is checked like this connect. The room hears the user
+come online when this is their first connection in it.
 """
 
 from __future__ import annotations
@@ -14,17 +17,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.auth import AuthError, TokenVerifier
-from shared.config import AuthConfig, TableConfig
-from shared.connections import ConnectionStore
+from shared.config import AuthConfig, callback_url_from_env
+from shared.messages import StoreUnavailable
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import is_valid_room_id
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
 # A browser can't set headers on a WebSocket, but it can offer subprotocols: ["chat.v1", "bearer.<JWT>"].
 SUBPROTOCOL = "chat.v1"
 BEARER_PREFIX = "bearer."
 
-store = ConnectionStore(TableConfig.from_env().table_name)
 verifier = TokenVerifier(AuthConfig.from_env())
+callback_url = callback_url_from_env()
+service = chat_service(stores_messages=False, rate_limited=False)
+store = service.connections
 
 
 @metrics.log_metrics(capture_cold_start_metric=True)
@@ -53,9 +60,18 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     if offered and chosen is None:
         return _refuse(400, f'offer the "{SUBPROTOCOL}" subprotocol beside the bearer token')
 
+    request = event.request_context
+    endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
     try:
-        store.put(connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name)
-    except (ClientError, BotoCoreError):
+        result = service.connect(
+            endpoint,
+            connection_id=connection_id,
+            room_id=room_id,
+            user_id=identity.user_id,
+            name=identity.name,
+            granted_rooms=identity.rooms,
+        )
+    except (ClientError, BotoCoreError, StoreUnavailable):
         # Refused (API Gateway answers 502), so no record may stay: the write may have landed before
         # its response was lost.
         logger.exception("could not store the connection")
@@ -63,8 +79,9 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         with contextlib.suppress(Exception):
             store.delete(connection_id)
         raise
-    logger.info("connected", extra={"user_id": identity.user_id})
+    logger.info("connected", extra={"user_id": identity.user_id, "online": result.presence})
     count("ConnectionsOpened")
+    count("PresenceOnline", int(result.presence))
     response: dict[str, Any] = {"statusCode": 200}
     if chosen is not None:
         response["headers"] = {"Sec-WebSocket-Protocol": chosen}

@@ -1,7 +1,8 @@
-"""$disconnect: delete the connection's record.
+"""$disconnect: delete the connection's record and every room membership it had; each room where that
+was the user's last connection hears them go offline (docs/rooms.md).
 
-Best effort on AWS's side: API Gateway can miss a $disconnect, so records also carry a TTL and the
-broadcast path removes connections the management API reports gone.
+Best effort on AWS's side: API Gateway can miss a $disconnect, so records and memberships also carry a
+TTL, and every broadcast removes connections the management API reports gone.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.config import TableConfig
-from shared.connections import ConnectionStore
+from shared.config import callback_url_from_env
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
-store = ConnectionStore(TableConfig.from_env().table_name)
+callback_url = callback_url_from_env()
+service = chat_service(stores_messages=False, rate_limited=False)
 
 
 @metrics.log_metrics
@@ -25,10 +28,18 @@ store = ConnectionStore(TableConfig.from_env().table_name)
 def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     request = event.request_context
     logger.append_keys(connection_id=request.connection_id)
-    store.delete(request.connection_id)
+    endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
+    rooms = service.disconnect(endpoint, request.connection_id)
+    offline = sum(room.presence for room in rooms)
     logger.info(
         "disconnected",
-        extra={"status_code": request.disconnect_status_code, "reason": request.disconnect_reason},
+        extra={
+            "status_code": request.disconnect_status_code,
+            "reason": request.disconnect_reason,
+            "rooms": len(rooms),
+            "offline": offline,
+        },
     )
     count("ConnectionsClosed")
+    count("PresenceOffline", offline)
     return {"statusCode": 200}

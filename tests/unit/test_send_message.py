@@ -283,9 +283,9 @@ def test_send_message_acks_the_sender_once_stored_then_broadcasts(
 
             return call
 
-    def watching_post(endpoint: str, connection_id: str, data: bytes) -> Any:
+    def watching_post(endpoint: str, connection_id: str, data: bytes, **options: Any) -> Any:
         events.append(f"post {json.loads(data)['action']} to {connection_id}")
-        return post(endpoint, connection_id, data)
+        return post(endpoint, connection_id, data, **options)
 
     send.messages._client = WatchingClient()
     send.sender.post = watching_post
