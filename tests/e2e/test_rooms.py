@@ -1,0 +1,279 @@
+"""The browser client in several rooms on one connection: a room list with unread counts, switching rooms
+without reconnecting, a member list that follows presence, "… is typing", direct messages, and a sender's
+messages kept in order. Screenshots at desktop width and 375 px land in tests/e2e/artifacts/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from .conftest import Pages
+from .test_chat import expect_message, join, room, say, texts
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def open_nav(page: Any) -> None:
+    """On narrow screens the room list is a drawer: open it."""
+    if page.locator("#nav-toggle").is_visible() and page.locator("#nav").is_hidden():
+        page.click("#nav-toggle")
+        expect(page.locator("#nav")).to_be_visible()
+
+
+def open_members(page: Any) -> None:
+    if page.locator("#members-toggle").is_visible() and page.locator("#members-panel").is_hidden():
+        page.click("#members-toggle")
+        expect(page.locator("#members-panel")).to_be_visible()
+
+
+def room_item(page: Any, room_id: str) -> Any:
+    return page.locator(f'#room-list li[data-room="{room_id}"]')
+
+
+def join_room(page: Any, room_id: str) -> None:
+    open_nav(page)
+    page.fill("#new-room", room_id)
+    page.press("#new-room", "Enter")
+    expect(page.locator("#room-name")).to_have_text(room_id)
+    expect(room_item(page, room_id)).to_be_attached()
+    expect(room_item(page, room_id).locator(".conv-note")).to_have_count(0)  # "joining…" until joined
+
+
+def switch(page: Any, room_id: str) -> None:
+    open_nav(page)
+    room_item(page, room_id).locator("button.conv").click()
+    expect(page.locator("#room-name")).to_have_text(room_id)
+
+
+def badge(page: Any, room_id: str) -> Any:
+    return room_item(page, room_id).locator(".badge")
+
+
+def member(page: Any, user_id: str) -> Any:
+    return page.locator(f'#members li[data-user-id="{user_id}"]')
+
+
+def record_frames(page: Any) -> list[tuple[str, dict[str, Any]]]:
+    frames: list[tuple[str, dict[str, Any]]] = []
+
+    def watch(ws: Any) -> None:
+        ws.on("framesent", lambda payload: frames.append(("sent", json.loads(payload))))
+        ws.on("framereceived", lambda payload: frames.append(("received", json.loads(payload))))
+
+    page.on("websocket", watch)
+    return frames
+
+
+def test_two_users_three_rooms_presence_typing_and_a_direct_conversation(pages: Pages) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    lobby, dev, ops = room(), room(), room()
+    alice = pages.open("alice", width=1280, height=800)
+    bob = pages.open("bob", width=375, height=740)
+    sockets: list[Any] = []
+    alice.on("websocket", lambda ws: sockets.append(ws))
+    join(alice, "Alice", lobby)
+    join_room(alice, dev)
+    join_room(alice, ops)
+    join(bob, "Bob", lobby)
+    join_room(bob, dev)
+    join_room(bob, ops)
+    assert len(sockets) == 1, "three rooms, one WebSocket"
+
+    # Presence: Alice, looking at the lobby, sees Bob come online there.
+    switch(alice, lobby)
+    expect(member(alice, "bob")).to_have_attribute("data-online", "true")
+    expect(member(alice, "alice")).to_have_attribute("data-online", "true")
+
+    # Unread counts: Bob writes in dev and ops while Alice reads the lobby.
+    switch(bob, dev)
+    say(bob, "dev one")
+    say(bob, "dev two")
+    switch(bob, ops)
+    say(bob, "ops one")
+    expect(badge(alice, dev)).to_have_text("2")
+    expect(badge(alice, ops)).to_have_text("1")
+    expect(badge(alice, lobby)).to_have_count(0)
+    assert texts(alice) == []  # nothing of dev or ops shown in the lobby
+    expect(alice.locator("#nav-toggle .badge")).to_be_hidden()  # the room list is on screen at 1280 px
+
+    # Switching (same socket): dev's messages, its count cleared; ops still unread.
+    switch(alice, dev)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["dev one", "dev two"])
+    expect(badge(alice, dev)).to_have_count(0)
+    expect(badge(alice, ops)).to_have_text("1")
+    switch(alice, ops)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["ops one"])
+    switch(alice, dev)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["dev one", "dev two"])
+    assert len(sockets) == 1
+
+    # On a narrow screen the unread count shows on the drawer's button.
+    say(alice, "seen on the small screen?")
+    expect(bob.locator("#nav-toggle .badge")).to_have_text("1")
+
+    # Typing: shown to the others, gone a few seconds after they stop.
+    switch(bob, dev)
+    expect(bob.locator("#nav-toggle .badge")).to_be_hidden()
+    bob.locator("#message").press_sequentially("thinking about it", delay=20)
+    expect(alice.locator("#typing")).to_have_text("Bob is typing…")
+    expect(bob.locator("#typing")).to_have_text("")  # never echoed to the sender
+    alice.screenshot(path=str(SHOTS / "rooms-1280x800.png"))
+    expect(alice.locator("#typing")).to_have_text("", timeout=6_000)
+    bob.fill("#message", "")
+
+    # Presence offline: Bob leaves ops, Alice (in ops) sees him go offline there only.
+    switch(alice, ops)
+    expect(member(alice, "bob")).to_have_attribute("data-online", "true")
+    open_nav(bob)
+    room_item(bob, ops).locator("button.conv-leave").click()
+    expect(room_item(bob, ops)).to_have_count(0)
+    expect(member(alice, "bob")).to_have_attribute("data-online", "false")
+    switch(alice, lobby)
+    expect(member(alice, "bob")).to_have_attribute("data-online", "true")
+
+    # A direct conversation, opened from the member list.
+    member(alice, "bob").locator("button.dm-open").click()
+    expect(alice.locator("#room-name")).to_have_text("Bob")
+    expect(alice.locator("#room-hash")).to_have_text("@")
+    say(alice, "psst, Bob")
+    expect(alice.locator("#messages .msg.own .text")).to_have_text(["psst, Bob"])
+    dm_item = bob.locator('#dm-list li[data-user="alice"]')
+    expect(dm_item.locator(".badge")).to_have_text("1")
+    expect(bob.locator("#nav-toggle .badge")).to_have_text("1")
+    open_nav(bob)
+    bob.screenshot(path=str(SHOTS / "rooms-nav-375x740.png"))
+    dm_item.locator("button.conv").click()
+    expect(bob.locator("#room-name")).to_have_text("Alice")
+    expect(bob.locator("#messages .msg .text")).to_have_text(["psst, Bob"])
+    say(bob, "hi Alice, only you see this")
+    expect(alice.locator("#messages .msg .text")).to_have_text(["psst, Bob", "hi Alice, only you see this"])
+    bob.screenshot(path=str(SHOTS / "direct-375x740.png"))
+    switch(bob, dev)
+    open_members(bob)
+    expect(member(bob, "alice")).to_have_attribute("data-online", "true")
+    bob.screenshot(path=str(SHOTS / "members-375x740.png"))
+    bob.keyboard.press("Escape")
+    expect(bob.locator("#members-panel")).to_be_hidden()
+    bob.screenshot(path=str(SHOTS / "rooms-375x740.png"))
+    alice.screenshot(path=str(SHOTS / "direct-1280x800.png"))
+    assert "psst, Bob" not in texts(bob)  # the room shows room messages only
+    # Nothing overflows sideways at 375 px.
+    assert bob.evaluate("document.documentElement.scrollWidth") <= 375
+
+    # After a reload the direct conversation comes back from the server's history (with_user_id).
+    alice.reload()
+    alice.wait_for_selector("body[data-ready=true]")
+    join(alice, "Alice", lobby)
+    expect(room_item(alice, dev)).to_be_attached()  # the rooms Alice was in are joined again
+    expect(room_item(alice, dev).locator(".conv-note")).to_have_count(0)
+    expect(room_item(alice, ops)).to_be_attached()
+    member(alice, "bob").locator("button.dm-open").click()
+    expect(alice.locator("#messages .msg .text")).to_have_text(["psst, Bob", "hi Alice, only you see this"])
+    for size in ("rooms-1280x800.png", "rooms-375x740.png", "direct-375x740.png", "members-375x740.png"):
+        assert (SHOTS / size).stat().st_size > 10_000
+
+
+def test_a_senders_messages_go_one_at_a_time_and_keep_their_order(pages: Pages) -> None:
+    lobby, other = room(), room()
+    alice, bob = pages.open("alice"), pages.open("bob")
+    frames = record_frames(bob)
+    join(alice, "Alice", lobby)
+    join(bob, "Bob", lobby)
+    join_room(bob, other)
+    switch(bob, lobby)
+    words = [f"n{i}" for i in range(8)]
+    for word in words:  # typed faster than the server answers
+        bob.fill("#message", word)
+        bob.press("#message", "Enter")
+    switch(bob, other)
+    say(bob, "elsewhere")
+    expect(alice.locator("#messages .msg .text")).to_have_text(words)
+    expect(bob.locator("#outbox .pending")).to_have_count(0)
+    # Never a second message out before the previous one was acknowledged.
+    waiting: str | None = None
+    sends = 0
+    for direction, frame in frames:
+        if direction == "sent" and frame.get("action") == "sendMessage":
+            assert waiting is None, f"{frame['message']} sent before the ack of the previous one"
+            waiting = frame["client_msg_id"]
+            sends += 1
+        elif direction == "received" and frame.get("action") == "ack" and frame["client_msg_id"] == waiting:
+            waiting = None
+    assert sends == len(words) + 1
+
+
+def test_joining_a_room_is_checked_and_explained(pages: Pages) -> None:
+    page = pages.open("carol", width=375, height=700)
+    join(page, "Carol", room())
+    open_nav(page)
+    page.fill("#new-room", "no spaces please")
+    page.press("#new-room", "Enter")
+    expect(page.locator("#room-error")).to_contain_text("Room names are 1–64 letters")
+    expect(page.locator("#room-list li")).to_have_count(1)
+    # The last room cannot be left (the connection opens with one); with two, each has a leave button.
+    expect(page.locator("#room-list .conv-leave")).to_have_count(0)
+    join_room(page, room())
+    open_nav(page)
+    expect(page.locator("#room-list .conv-leave")).to_have_count(2)
+    expect(page.locator("#room-error")).to_be_hidden()
+
+
+def test_protocol_frames_for_rooms_presence_typing_and_direct_messages(pages: Pages) -> None:
+    page = pages.open("logic")
+    result = page.evaluate(
+        """async () => {
+            const p = await import("./protocol.js");
+            const parse = (frame) => p.parseFrame(JSON.stringify(frame));
+            return {
+                join: p.joinFrame("r"), leave: p.leaveFrame("r"), members: p.listMembersFrame("r"),
+                typing: p.typingFrame("r"), direct: p.sendDirectFrame("bob", "hi", "c-1"),
+                roomHistory: p.historyFrame("r", { after: "X" }),
+                dmHistory: p.historyFrame({ withUserId: "bob" }, { before: "Y", limit: 10 }),
+                presence: parse({ action: "presence", room_id: "r", user_id: "bob", state: "offline" }),
+                badPresence: parse({ action: "presence", room_id: "r", user_id: "bob", state: "away" }),
+                memberList: parse({ action: "members", room_id: "r", members: [{ user_id: "a", name: "A" }, { name: "x" }] }),
+                typed: parse({ action: "typing", room_id: "r", user_id: "bob", name: "Bob" }),
+                dm: parse({ action: "direct", from_user_id: "bob", to_user_id: "alice", message: "yo",
+                            message_id: "01M8RN34BX9E1B42A8P7CJG8XE", timestamp: "2026-12-01T11:15:58Z" }),
+                joined: parse({ action: "joined", room_id: "r" }),
+                tooMany: p.explainJoinError("too_many_rooms", "r"),
+            };
+        }"""
+    )
+    assert json.loads(result["join"]) == {"action": "join", "room_id": "r"}
+    assert json.loads(result["leave"]) == {"action": "leave", "room_id": "r"}
+    assert json.loads(result["members"]) == {"action": "listMembers", "room_id": "r"}
+    assert json.loads(result["typing"]) == {"action": "typing", "room_id": "r"}
+    assert json.loads(result["direct"]) == {
+        "action": "sendDirect",
+        "to_user_id": "bob",
+        "message": "hi",
+        "client_msg_id": "c-1",
+    }
+    assert json.loads(result["roomHistory"]) == {"action": "getHistory", "room_id": "r", "after": "X"}
+    assert json.loads(result["dmHistory"]) == {
+        "action": "getHistory",
+        "with_user_id": "bob",
+        "before": "Y",
+        "limit": 10,
+    }
+    assert result["presence"] == {
+        "kind": "presence",
+        "roomId": "r",
+        "userId": "bob",
+        "name": None,
+        "online": False,
+    }
+    assert result["badPresence"]["kind"] == "unknown"
+    assert result["memberList"]["members"] == [{"userId": "a", "name": "A"}]
+    assert result["typed"] == {"kind": "typing", "roomId": "r", "userId": "bob", "name": "Bob"}
+    assert result["dm"]["direct"] is True
+    assert (result["dm"]["userId"], result["dm"]["toUserId"], result["dm"]["roomId"]) == ("bob", "alice", "")
+    assert result["joined"] == {"kind": "joined", "roomId": "r"}
+    assert "leave one" in result["tooMany"]
