@@ -856,8 +856,8 @@ function renderMembers() {
   if (conv.kind === "room") {
     entries = [...conv.members].map(([userId, member]) => ({ userId, name: member.name || nameOf(userId), online: member.online }));
     const online = entries.filter((entry) => entry.online).length;
-    $("members-title").textContent = `In #${conv.id}`;
-    $("members-count").textContent = `${online} online`;
+    $("members-title").textContent = "Members";
+    $("members-count").textContent = `#${conv.id} · ${online} online`;
     $("members-toggle-count").textContent = String(online);
   } else {
     entries = [app.session.userId, conv.id].map((userId) => ({
@@ -1413,7 +1413,10 @@ async function main() {
 
   $("join-form").addEventListener("submit", onJoin);
   $("mode-toggle").addEventListener("click", () => setMode(app.mode === "local" ? "remote" : "local"));
-  $("leave").addEventListener("click", () => leave());
+  $("leave").addEventListener("click", () => {
+    store.set(STORE.rooms, "[]"); // signing out forgets the rooms; a reload or an expired token does not
+    leave();
+  });
   $("retry-now").addEventListener("click", () => {
     if ($("retry-now").dataset.action === "signin") {
       leave({ error: $("status-detail").textContent });

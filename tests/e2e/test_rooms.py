@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Pages
-from .test_chat import expect_message, join, room, say, texts
+from .conftest import Pages, Stack
+from .test_chat import join, room, say, texts
+from .test_history import seed
 
 pytestmark = pytest.mark.browser
 
@@ -214,7 +215,7 @@ def test_joining_a_room_is_checked_and_explained(pages: Pages) -> None:
     open_nav(page)
     page.fill("#new-room", "no spaces please")
     page.press("#new-room", "Enter")
-    expect(page.locator("#room-error")).to_contain_text("Room names are 1–64 letters")
+    expect(page.locator("#room-error")).to_contain_text("Room names are 1\N{EN DASH}64 letters")
     expect(page.locator("#room-list li")).to_have_count(1)
     # The last room cannot be left (the connection opens with one); with two, each has a leave button.
     expect(page.locator("#room-list .conv-leave")).to_have_count(0)
@@ -237,7 +238,8 @@ def test_protocol_frames_for_rooms_presence_typing_and_direct_messages(pages: Pa
                 dmHistory: p.historyFrame({ withUserId: "bob" }, { before: "Y", limit: 10 }),
                 presence: parse({ action: "presence", room_id: "r", user_id: "bob", state: "offline" }),
                 badPresence: parse({ action: "presence", room_id: "r", user_id: "bob", state: "away" }),
-                memberList: parse({ action: "members", room_id: "r", members: [{ user_id: "a", name: "A" }, { name: "x" }] }),
+                memberList: parse({ action: "members", room_id: "r",
+                                    members: [{ user_id: "a", name: "A" }, { name: "x" }] }),
                 typed: parse({ action: "typing", room_id: "r", user_id: "bob", name: "Bob" }),
                 dm: parse({ action: "direct", from_user_id: "bob", to_user_id: "alice", message: "yo",
                             message_id: "01M8RN34BX9E1B42A8P7CJG8XE", timestamp: "2026-12-01T11:15:58Z" }),
@@ -277,3 +279,31 @@ def test_protocol_frames_for_rooms_presence_typing_and_direct_messages(pages: Pa
     assert (result["dm"]["userId"], result["dm"]["toUserId"], result["dm"]["roomId"]) == ("bob", "alice", "")
     assert result["joined"] == {"kind": "joined", "roomId": "r"}
     assert "leave one" in result["tooMany"]
+
+
+def test_after_a_reconnect_every_room_is_joined_again_and_what_was_missed_arrives(
+    pages: Pages, stack: Stack
+) -> None:
+    lobby, dev = room(), room()
+    alice = pages.open("alice")
+    frames = record_frames(alice)
+    join(alice, "Alice", lobby)
+    join_room(alice, dev)
+    switch(alice, lobby)
+    seed(stack, dev, 1, user="bob")
+    expect(badge(alice, dev)).to_have_text("1")
+    [connection_id] = stack.connection_ids(user_id="alice", room_id=lobby)
+    assert stack.delete_connection(connection_id) == 204
+    expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
+    seed(stack, dev, 3, user="bob")  # old 000 again (same client_msg_id: not stored twice), 001, 002
+    seed(stack, lobby, 1, user="carol")
+    expect(alice.locator("#status")).to_have_attribute("data-state", "connected", timeout=20_000)
+    expect(badge(alice, dev)).to_have_text("3")
+    expect(alice.locator("#messages .msg .text")).to_have_text(["old 000"])  # the lobby's, from carol
+    switch(alice, dev)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["old 000", "old 001", "old 002"])
+    sent = [frame for direction, frame in frames if direction == "sent"]
+    joins = [frame["room_id"] for frame in sent if frame.get("action") == "join"]
+    assert joins == [dev, dev], joins  # joined, then joined again on the new connection
+    resumed = [f for f in sent if f.get("action") == "getHistory" and f.get("room_id") == dev]
+    assert any("after" in f for f in resumed), "dev's missed messages were fetched with after="
