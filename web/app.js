@@ -600,7 +600,7 @@ function onOpen() {
 }
 
 function afterJoin(conv) {
-  if (conv === app.active) requestMembers(conv);
+  if (conv === app.active && conv.kind === "room") requestMembers(conv);
   if (conv.history.newestId) resumeAfter(conv, resumeCursor(conv.history.newestId));
   else loadNewest(conv);
   for (const entry of conv.outbox) if (entry.state === "queued") requestSend(entry);

@@ -292,18 +292,28 @@ def test_after_a_reconnect_every_room_is_joined_again_and_what_was_missed_arrive
     switch(alice, lobby)
     seed(stack, dev, 1, user="bob")
     expect(badge(alice, dev)).to_have_text("1")
+    switch(alice, dev)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["old 000"])
+    # Away from the rooms while the connection is down: in the direct conversation with Bob (listed in dev
+    # as seen through his message).
+    member(alice, "bob").locator("button.dm-open").click()
+    expect(alice.locator("#room-name")).to_have_text("bob")
     [connection_id] = stack.connection_ids(user_id="alice", room_id=lobby)
     assert stack.delete_connection(connection_id) == 204
     expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
     seed(stack, dev, 3, user="bob")  # old 000 again (same client_msg_id: not stored twice), 001, 002
     seed(stack, lobby, 1, user="carol")
     expect(alice.locator("#status")).to_have_attribute("data-state", "connected", timeout=20_000)
-    expect(badge(alice, dev)).to_have_text("3")
-    expect(alice.locator("#messages .msg .text")).to_have_text(["old 000"])  # the lobby's, from carol
+    expect(badge(alice, dev)).to_have_text("2")
+    expect(badge(alice, lobby)).to_have_text("1")
     switch(alice, dev)
     expect(alice.locator("#messages .msg .text")).to_have_text(["old 000", "old 001", "old 002"])
+    switch(alice, lobby)
+    expect(alice.locator("#messages .msg .text")).to_have_text(["old 000"])  # carol's
     sent = [frame for direction, frame in frames if direction == "sent"]
     joins = [frame["room_id"] for frame in sent if frame.get("action") == "join"]
     assert joins == [dev, dev], joins  # joined, then joined again on the new connection
     resumed = [f for f in sent if f.get("action") == "getHistory" and f.get("room_id") == dev]
     assert any("after" in f for f in resumed), "dev's missed messages were fetched with after="
+    listed = {f["room_id"] for f in sent if f.get("action") == "listMembers"}
+    assert listed == {lobby, dev}, listed  # never a user id taken for a room
