@@ -133,7 +133,7 @@ def test_dropped_member_resumes_after_its_last_seen_id_with_all_20_once_in_order
         texts = [f"m{i:02d}" for i in range(20)]
         for i, text in enumerate(texts):
             await a.send(text, f"c-{i}")
-            assert await until(lambda: len(a.acks) == i + 2, 15), a.acks
+            assert await until(lambda i=i: len(a.acks) == i + 2, 15), a.acks
         b2 = await Member.join(history_stack, "bob", "resume")
         fetched = await b2.resume(after=last_seen)
         shown = merged(b.live, b2.live, fetched)
@@ -153,7 +153,7 @@ def test_newest_page_after_reconnect_shows_the_conversation(history_stack: Stack
         # Frames of one connection run concurrently (as on API Gateway): order comes from awaiting each ack.
         for i in range(5):
             await a.send(f"r{i}", f"r-{i}")
-            assert await until(lambda: len(a.acks) == i + 1, 15)
+            assert await until(lambda i=i: len(a.acks) == i + 1, 15)
         await a.close()
         again = await Member.join(history_stack, "alice", "reload")
         page = await again.history()

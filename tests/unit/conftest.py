@@ -37,7 +37,12 @@ def function_env(monkeypatch: pytest.MonkeyPatch, management_api: FakeManagement
         "BROADCAST_CONCURRENCY": "8",
     }
     names = ("JWT_SECRET_ARN", "JWT_JWKS_URL", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE")
-    tunables = ("MESSAGE_RETENTION_DAYS", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", "MAX_ROOMS_PER_CONNECTION")
+    tunables = (
+        "MESSAGE_RETENTION_DAYS",
+        "RATE_LIMIT_PER_SECOND",
+        "RATE_LIMIT_BURST",
+        "MAX_ROOMS_PER_CONNECTION",
+    )
     for name in (*names, *tunables):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
