@@ -31,6 +31,8 @@ locals {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
         WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         JWT_SECRET_ARN                     = var.jwt_secret_arn
         JWT_JWKS_URL                       = var.jwt_jwks_url
         JWT_ALGORITHMS                     = join(",", var.jwt_algorithms)
@@ -54,6 +56,8 @@ locals {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
         WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
       }
     }
     send_message = {

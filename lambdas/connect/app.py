@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.auth import AuthError, TokenVerifier
-from shared.config import AuthConfig, callback_url_from_env
+from shared.config import AuthConfig, MessagingConfig
 from shared.messages import StoreUnavailable
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import is_valid_room_id
@@ -29,8 +29,10 @@ SUBPROTOCOL = "chat.v1"
 BEARER_PREFIX = "bearer."
 
 verifier = TokenVerifier(AuthConfig.from_env())
-callback_url = callback_url_from_env()
-service = chat_service(stores_messages=False, rate_limited=False)
+config = MessagingConfig.from_env()
+callback_url = config.callback_url
+# Presence goes to the whole room within this route's timeout: posted with the broadcast pool.
+service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False, rate_limited=False)
 store = service.connections
 
 

@@ -12,13 +12,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.config import callback_url_from_env
+from shared.config import MessagingConfig
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.sender import endpoint_url
 from shared.wiring import chat_service
 
-callback_url = callback_url_from_env()
-service = chat_service(stores_messages=False, rate_limited=False)
+config = MessagingConfig.from_env()
+callback_url = config.callback_url
+# Presence goes to the whole room within this route's timeout: posted with the broadcast pool.
+service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False, rate_limited=False)
 
 
 @metrics.log_metrics

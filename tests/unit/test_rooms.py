@@ -366,3 +366,15 @@ def test_a_410_within_the_connect_grace_keeps_the_connection(chat: Chat) -> None
     chat.send(observer, {"action": "sendMessage", "message": "hi"})
     assert cid("slow") in record_ids(chat.dynamodb)
     assert ("room", f"sam#{cid('slow')}") in chat.memberships()
+
+
+def test_presence_at_connect_is_posted_with_the_broadcast_pool(chat: Chat) -> None:
+    # A room of N members costs $connect N posts within its 10 s: one after another would not fit.
+    for n in range(8):
+        chat.connect(f"member{n}", f"member{n}", "big")
+    chat.api.latency = 0.1
+    chat.api.reset()
+    chat.api.max_in_flight = 0
+    chat.connect("late", "latecomer", "big")
+    assert len([cid for cid, _ in chat.api.delivered]) == 8
+    assert chat.api.max_in_flight > 1
