@@ -624,8 +624,18 @@ function requestJoin(conv) {
 
 function joinFailed(conv, text) {
   if (app.convs.get(conv.key) !== conv) return;
+  const unsent = conv.outbox.map((entry) => entry.text).join("\n\n");
   removeConversation(conv);
+  if (unsent && !$("message").value.trim()) {
+    // What was written for that room is not lost: it is back in the box.
+    $("message").value = unsent;
+    autoGrow();
+    updateByteCount();
+  }
   showRoomError(text);
+  $("announcer").textContent = text;
+  // On a narrow screen the room list is a drawer: open it so the reason is seen where the join was typed.
+  if (getComputedStyle($("nav-toggle")).display !== "none") setDrawer("nav");
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def test_two_users_three_rooms_presence_typing_and_a_direct_conversation(pages: 
     expect(badge(alice, ops)).to_have_text("1")
     expect(badge(alice, lobby)).to_have_count(0)
     assert texts(alice) == []  # nothing of dev or ops shown in the lobby
+    alice.screenshot(path=str(SHOTS / "unread-1280x800.png"))
     expect(alice.locator("#nav-toggle .badge")).to_be_hidden()  # the room list is on screen at 1280 px
 
     # Switching (same socket): dev's messages, its count cleared; ops still unread.
@@ -322,3 +323,39 @@ def test_after_a_reconnect_every_room_is_joined_again_and_what_was_missed_arrive
     assert any("after" in f for f in resumed), "dev's missed messages were fetched with after="
     listed = {f["room_id"] for f in sent if f.get("action") == "listMembers"}
     assert listed == {lobby, dev}, listed  # never a user id taken for a room
+
+
+def test_a_refused_join_is_explained_and_the_other_rooms_carry_on(pages: Pages) -> None:
+    lobby, crowded = room(), room()
+    alice, bob = pages.open("alice", width=375, height=700), pages.open("bob")
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("action") == "join" and frame.get("room_id") == crowded:
+                # As a server would answer the 51st room of a connection.
+                ws.send(json.dumps({"action": "error", "code": "too_many_rooms", "message": "at most 50"}))
+                return
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    alice.route_web_socket("**/*", route)
+    join(alice, "Alice", lobby)
+    join(bob, "Bob", lobby)
+    open_nav(alice)
+    alice.fill("#new-room", crowded)
+    alice.press("#new-room", "Enter")
+    # Shown where it was typed, in the drawer, even though the page had switched to the new room.
+    expect(alice.locator("#room-error")).to_be_visible()
+    expect(alice.locator("#room-error")).to_contain_text(f"leave one before joining “{crowded}”")
+    expect(room_item(alice, crowded)).to_have_count(0)
+    expect(alice.locator("#room-name")).to_have_text(lobby)
+    alice.keyboard.press("Escape")
+    # The error was the join's: the next message goes out and is not taken for a failure.
+    say(alice, "still here")
+    expect(bob.locator("#messages .msg .text")).to_have_text(["still here"])
+    expect(alice.locator("#outbox .pending")).to_have_count(0)
+    expect(alice.locator("#composer-error")).to_be_hidden()
