@@ -597,6 +597,7 @@ function onOpen() {
     }
   }
   renderConvLists();
+  if (app.active) renderHeader();
 }
 
 function afterJoin(conv) {

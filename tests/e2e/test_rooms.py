@@ -215,6 +215,7 @@ def test_a_senders_messages_go_one_at_a_time_and_keep_their_order(pages: Pages) 
 def test_joining_a_room_is_checked_and_explained(pages: Pages) -> None:
     page = pages.open("carol", width=375, height=700)
     join(page, "Carol", room())
+    expect(page.locator("#room-joining")).to_be_hidden()  # the connection's own room needs no join
     open_nav(page)
     page.fill("#new-room", "no spaces please")
     page.press("#new-room", "Enter")
