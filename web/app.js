@@ -51,6 +51,7 @@ const PAGE_SIZE = 50; // messages per history page
 const ACK_TIMEOUT_MS = 10000; // a send not acknowledged within this is shown as failed, with a retry
 const HISTORY_TIMEOUT_MS = 15000; // a history page not answered within this is asked for again
 const ANSWER_TIMEOUT_MS = 10000; // join, leave, listMembers
+const RATE_LIMITED_PAUSE_MS = 1000; // a join, leave, member list or history page refused as too fast goes again after this
 const TYPING_ERROR_WINDOW_MS = 250; // an error this soon after a typing frame, with nothing else sent, is its own
 const STORE = {
   mode: "chat.mode",
@@ -224,7 +225,7 @@ const app = {
   convs: new Map(), // "room:<id>" | "dm:<user id>" -> conversation (see newConversation), in list order
   active: null, // the conversation on screen
   names: new Map(), // user_id -> display name, from members, presence, typing and messages
-  wire: { queue: [], inFlight: null, timer: null }, // see request()
+  wire: { queue: [], inFlight: null, timer: null, pausedUntil: 0 }, // see request()
   drawer: "", // "" | "nav" | "members": the panel open over the chat on narrow screens
   noTyping: false, // the server has no typing route: stop sending typing frames
   typingWanted: null, // {conv, at}: a typing frame held back while a request was under way
@@ -513,7 +514,8 @@ function renderState(state, info) {
 // Nothing is queued while the socket is down: on open, onOpen() asks again for everything still needed.
 
 /** @param {{payload: () => string, matches: (frame) => boolean, onAnswer: Function, onError?: Function,
- *           onTimeout?: Function, onDrop?: Function, timeoutMs?: number, front?: boolean}} req */
+ *           onTimeout?: Function, onDrop?: Function, timeoutMs?: number, front?: boolean,
+ *           again?: boolean (sent again, after a pause, when refused as rate_limited)}} req */
 function request(req) {
   if (app.conn?.state !== "connected") return;
   if (req.front) app.wire.queue.unshift(req);
@@ -528,7 +530,7 @@ function pump() {
     app.typingWanted = null;
     if (conv === app.active && Date.now() - at < TYPING_INTERVAL_MS) sendTyping();
   }
-  if (wire.inFlight || !wire.queue.length || app.conn?.state !== "connected") return;
+  if (wire.inFlight || !wire.queue.length || app.conn?.state !== "connected" || Date.now() < wire.pausedUntil) return;
   const req = wire.queue.shift();
   if (!app.conn.send(req.payload())) {
     wire.queue.unshift(req);
@@ -555,9 +557,18 @@ function answer(frame) {
 
 /** An error frame (or API Gateway's own) answers the request in flight, whatever it was. */
 function refuse(error) {
-  const req = app.wire.inFlight;
+  const wire = app.wire;
+  const req = wire.inFlight;
   if (!req) return false;
   settle(req);
+  if (error.code === "rate_limited" && req.again) {
+    // The per-user limit counts every frame: after a reconnect into many rooms the joins and history pages
+    // can outrun it. Such requests wait a moment and go again; nothing is lost or reported.
+    wire.queue.unshift(req);
+    wire.pausedUntil = Date.now() + RATE_LIMITED_PAUSE_MS;
+    setTimeout(pump, RATE_LIMITED_PAUSE_MS);
+    return true;
+  }
   (req.onError ?? (() => {}))(error);
   pump();
   return true;
@@ -585,7 +596,7 @@ function onOpen() {
   const connected = app.connectRoom;
   if (!app.convs.has(`room:${connected}`)) {
     // Left while the connection was being made: leave it on the server too.
-    request({ payload: () => leaveFrame(connected), matches: (f) => f.kind === "left" && f.roomId === connected, onAnswer: () => {} });
+    request({ again: true, payload: () => leaveFrame(connected), matches: (f) => f.kind === "left" && f.roomId === connected, onAnswer: () => {} });
   }
   for (const conv of app.convs.values()) {
     if (conv.kind === "room" && conv.id !== connected) {
@@ -609,6 +620,7 @@ function afterJoin(conv) {
 
 function requestJoin(conv) {
   request({
+    again: true,
     payload: () => joinFrame(conv.id),
     matches: (f) => f.kind === "joined" && f.roomId === conv.id,
     onAnswer: () => {
@@ -676,6 +688,7 @@ function leaveRoom(conv) {
   if (rooms().length <= 1) return; // the connection needs one room to open with
   removeConversation(conv);
   request({
+    again: true,
     payload: () => leaveFrame(conv.id),
     matches: (f) => f.kind === "left" && f.roomId === conv.id,
     onAnswer: () => {},
@@ -762,6 +775,7 @@ function renderConvLists() {
     const li = el("li", "conv-item");
     li.dataset.key = conv.key;
     li.dataset[conv.kind === "room" ? "room" : "user"] = conv.id;
+    li.dataset.state = conv.state;
     const open = el("button", "conv");
     open.type = "button";
     if (conv === app.active) open.setAttribute("aria-current", "page");
@@ -818,6 +832,7 @@ function setDrawer(which) {
 
 function requestMembers(conv) {
   request({
+    again: true,
     payload: () => listMembersFrame(conv.id),
     matches: (f) => f.kind === "members" && f.roomId === conv.id,
     onAnswer: (frame) => applyMembers(frame),
@@ -1145,16 +1160,13 @@ const historyTarget = (conv) => (conv.kind === "room" ? conv.id : { withUserId: 
 
 function requestHistory(conv, fields, onPage, { onDrop } = {}) {
   const req = {
+    again: true,
     payload: () => historyFrame(historyTarget(conv), fields),
     matches: (f) => f.kind === "history",
     onAnswer: (page) => {
       if (app.convs.get(conv.key) === conv) onPage(page);
     },
-    onError: (error) => {
-      onDrop?.();
-      // Too fast: ask again a little later. Anything else would fail again the same way.
-      if (error.code === "rate_limited") setTimeout(() => app.convs.get(conv.key) === conv && requestHistory(conv, fields, onPage, { onDrop }), 2000);
-    },
+    onError: () => onDrop?.(), // would fail again the same way
     onTimeout: () => request({ ...req, front: true }),
     onDrop, // the socket dropped: onOpen asks again
     timeoutMs: HISTORY_TIMEOUT_MS,
