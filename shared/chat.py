@@ -15,6 +15,7 @@ was goes offline there, which is broadcast in turn.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ from typing import Any
 
 from shared.connections import Connection, ConnectionStore, JoinOutcome
 from shared.messages import HistoryPage, MessageStore, StoredMessage, conversation_key
+from shared.observability import logger
 from shared.protocol import (
     ErrorCode,
     FrameError,
@@ -218,9 +220,13 @@ class ChatService:
             endpoint, (c.connection_id for c in targets), encode(message.as_frame()), on_gone=gone.add
         )
         by_id = {c.connection_id: c for c in targets}
+        kept = 0
+        offline: list[tuple[str, str, str | None]] = []
         for cid in gone.ids():
             target = by_id[cid]
-            self._remove_connection(endpoint, cid, target.user_id, since=target.since, known_room=None)
+            kept += not self._clean_up(cid, target.user_id, since=target.since, room=None, offline=offline)
+        self._announce_offline(endpoint, offline)
+        result = _with_kept(result, kept)
         fanout = Fanout(recipients=len(targets), pages=2, broadcast=result)
         return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
 
@@ -373,13 +379,16 @@ class ChatService:
         gone = _Gone()
         result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
         by_id = {m.connection_id: m for m in targets}
+        kept = 0
+        offline: list[tuple[str, str, str | None]] = []
         for cid in gone.ids():
             found = by_id[cid]
-            self._remove_connection(endpoint, cid, found.user_id, since=found.since, known_room=room_id)
+            kept += not self._clean_up(cid, found.user_id, since=found.since, room=room_id, offline=offline)
         for expired in room.expired:  # API Gateway closed it (2 h at most); its $disconnect was missed
-            self._remove_connection(
-                endpoint, expired.connection_id, expired.user_id, since=0, known_room=room_id
-            )
+            self._clean_up(expired.connection_id, expired.user_id, since=0, room=room_id, offline=offline)
+        # Announced once every gone one is removed, so none of them is posted to again.
+        self._announce_offline(endpoint, offline)
+        result = _with_kept(result, kept)
         return Fanout(
             recipients=len(targets), pages=room.pages, expired_skipped=room.expired_skipped, broadcast=result
         )
@@ -417,20 +426,44 @@ class ChatService:
         fanout = self.broadcast_room(endpoint, room_id, data)
         return RoomResult(room_id=room_id, changed=True, presence=True, fanout=fanout)
 
-    def _remove_connection(
-        self, endpoint: str, connection_id: str, user_id: str, *, since: int, known_room: str | None
-    ) -> None:
-        """A connection found gone: its record and every membership it had (the room it was found in,
-        even when the record is already gone)."""
+    def _clean_up(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        since: int,
+        room: str | None,
+        offline: list[tuple[str, str, str | None]],
+    ) -> bool:
+        """Remove a connection a broadcast found gone: its record and every membership it had (``room``,
+        where it was found, even when the record is already gone); the users it leaves offline are added
+        to ``offline``. False when that failed: the message reached everyone else, which must not turn
+        into an error, and the next broadcast (or the TTL) removes it."""
         if since and self._clock() - since < CONNECT_GRACE_SECONDS:
-            return
-        connection = self.connections.take(connection_id)
-        rooms = set(connection.rooms) if connection is not None else set()
-        if known_room is not None:
-            rooms.add(known_room)
-        name = connection.name if connection is not None else None
-        for room in sorted(rooms):
-            self._depart(endpoint, room, user_id, connection_id, name=name)
+            return True
+        assert self.memberships is not None
+        try:
+            connection = self.connections.take(connection_id)
+            rooms = set(connection.rooms) if connection is not None else set()
+            if room is not None:
+                rooms.add(room)
+            name = connection.name if connection is not None else None
+            for each in sorted(rooms):
+                self.memberships.remove(each, user_id, connection_id)
+                if self.memberships.depart(each, user_id, connection_id):
+                    offline.append((each, user_id, name))
+        except Exception:
+            logger.exception("could not delete gone connection", extra={"gone_connection_id": connection_id})
+            return False
+        return True
+
+    def _announce_offline(self, endpoint: str, offline: list[tuple[str, str, str | None]]) -> None:
+        for room_id, user_id, name in offline:
+            data = presence_frame(room_id=room_id, user_id=user_id, name=name, online=False)
+            try:
+                self.broadcast_room(endpoint, room_id, data)
+            except Exception:  # presence is best effort here: the message itself went out
+                logger.exception("could not announce offline", extra={"room_id": room_id})
 
     def _undo_connect(self, connection: Connection) -> None:
         for undo in (
@@ -446,6 +479,11 @@ class ChatService:
         ):
             with contextlib.suppress(Exception):  # the write that failed is what is reported
                 undo()
+
+
+def _with_kept(result: BroadcastResult, kept: int) -> BroadcastResult:
+    """The broadcast's counts with ``kept`` of its gone connections moved to gone_kept (removal failed)."""
+    return dataclasses.replace(result, gone=result.gone - kept, gone_kept=result.gone_kept + kept)
 
 
 class _Gone:

@@ -225,7 +225,7 @@ class RoomsOf:
 def requested_room(frame: dict[str, Any], *, connection: RoomsOf) -> str:
     """The frame's ``room_id`` (omitted: the connection's first room while it is in it), or
     ``forbidden_room``."""
-    if "room_id" not in frame or frame["room_id"] is None:
+    if "room_id" not in frame:
         if connection.first in connection.rooms:
             return connection.first
         raise FrameError(

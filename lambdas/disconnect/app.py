@@ -21,6 +21,7 @@ config = MessagingConfig.from_env()
 callback_url = config.callback_url
 # Presence goes to the whole room within this route's timeout: posted with the broadcast pool.
 service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False, rate_limited=False)
+store = service.connections
 
 
 @metrics.log_metrics

@@ -295,7 +295,9 @@ def test_disconnect_racing_a_reconnect_never_removes_the_live_connection(chat: C
     assert [f["message"] for f in chat.frames(new, "message")] == ["still there?"]
     # A late 410 for the old connection (a broadcast that read it before it left) changes nothing either.
     service = chat.function("send_message").service
-    service._remove_connection("http://unused", old, "alice", since=0, known_room="room")
+    offline: list[tuple[str, str, str | None]] = []
+    assert service._clean_up(old, "alice", since=0, room="room", offline=offline)
+    assert offline == []
     assert chat.memberships() == {("room", f"olga#{observer}"), ("room", f"alice#{new}")}
     assert chat.presence(observer) == [("room", "alice", "online")]
 
