@@ -269,22 +269,23 @@ class ChatService:
                 ErrorCode.TOO_MANY_ROOMS,
                 f"a connection may be in at most {self.max_rooms} rooms; leave one first",
             )
-        result = RoomResult(room_id=room_id, changed=False, presence=False)
-        if outcome is JoinOutcome.JOINED:
-            result = self._enter(endpoint, connection, room_id)
+        # Already in it: written again (idempotent), which completes a join whose first attempt failed
+        # after the record was updated.
+        result = self._enter(endpoint, connection, room_id)
         self.sender.post(endpoint, connection_id, room_frame("joined", room_id))
-        return result
+        return dataclasses.replace(result, changed=outcome is JoinOutcome.JOINED)
 
     def leave(self, endpoint: str, connection_id: str, body: str | None) -> RoomResult:
         """Take a room off the connection, answer ``left``, and tell the room the user is offline when
         this was their last connection in it. Leaving a room one is not in only answers ``left``."""
         connection, frame = self._frame(connection_id, body, LEAVE)
         room_id = room_to_join(frame)
-        result = RoomResult(room_id=room_id, changed=False, presence=False)
-        if self.connections.remove_room(connection_id, room_id):
-            result = self._depart(endpoint, room_id, connection.user_id, connection_id, name=connection.name)
+        was_in = self.connections.remove_room(connection_id, room_id)
+        # Removed even when the record did not list it (both conditional): completes a leave that failed
+        # half way.
+        result = self._depart(endpoint, room_id, connection.user_id, connection_id, name=connection.name)
         self.sender.post(endpoint, connection_id, room_frame("left", room_id))
-        return result
+        return dataclasses.replace(result, changed=was_in)
 
     def list_members(
         self, endpoint: str, connection_id: str, body: str | None

@@ -380,3 +380,24 @@ def test_presence_at_connect_is_posted_with_the_broadcast_pool(chat: Chat) -> No
     chat.connect("late", "latecomer", "big")
     assert len([cid for cid, _ in chat.api.delivered]) == 8
     assert chat.api.max_in_flight > 1
+
+
+def test_a_join_that_failed_after_updating_the_record_is_completed_by_joining_again(chat: Chat) -> None:
+    observer = chat.connect("obs", "olga", "room")
+    alice = chat.connect("alice", "alice", "lobby")
+    join = chat.function("join")
+    store = join.service.memberships
+    real_add = store.add
+
+    def failing_add(membership: Any) -> None:
+        raise RuntimeError("DynamoDB went away")
+
+    store.add = failing_add
+    chat.send(alice, {"action": "join", "room_id": "room"})
+    assert [f["code"] for f in chat.frames(alice, "error")] == ["internal"]
+    store.add = real_add
+    chat.send(alice, {"action": "join", "room_id": "room"})
+    assert ("room", f"alice#{alice}") in chat.memberships()
+    assert chat.presence(observer) == [("room", "alice", "online")]
+    chat.send(observer, {"action": "sendMessage", "message": "now you hear me"})
+    assert [f["message"] for f in chat.frames(alice, "message")] == ["now you hear me"]
