@@ -1261,7 +1261,8 @@ function submitMessage() {
 /** Sends (or sends again) an entry with its own client_msg_id: the server stores it at most once. */
 function requestSend(entry) {
   const conv = entry.conv;
-  entry.state = "queued";
+  // Connected, it is on its way (perhaps behind other requests); else it waits for the connection.
+  entry.state = app.conn?.state === "connected" ? "sending" : "queued";
   renderOutboxEntry(entry);
   request({
     payload: () => {

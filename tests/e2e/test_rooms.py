@@ -409,3 +409,34 @@ def test_a_direct_message_from_one_tab_shows_in_the_senders_other_tab_as_their_o
     expect(bob.locator('#dm-list li[data-user="alice"] .badge')).to_have_text("1")
     expect(bob.locator('#dm-list li[data-user="alice"] .conv-name')).to_have_text("Alice")
     assert texts(bob) == []
+
+
+def test_a_message_behind_an_unanswered_request_is_shown_as_sending_and_goes_after_its_timeout(
+    pages: Pages,
+) -> None:
+    lobby = room()
+    alice = pages.open("alice")
+    held: list[str] = []
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("action") == "listMembers" and not held:
+                held.append(frame["room_id"])  # lost: never answered
+                return
+            server.send(message)
+
+        ws.on_message(to_server)
+
+    alice.route_web_socket("**/*", route)
+    join(alice, "Alice", lobby)
+    say(alice, "behind a lost request")
+    pending = alice.locator("#outbox .pending")
+    # Connected: on its way, not "waiting for the connection".
+    expect(pending).to_have_attribute("data-state", "sending")
+    expect(pending.locator(".pending-label")).to_have_text("Sending…")
+    # The lost request times out (10 s) and the message goes.
+    expect(alice.locator("#messages .msg.own .text")).to_have_text(["behind a lost request"], timeout=20_000)
+    assert held == [lobby]
