@@ -35,6 +35,26 @@ FROM base AS get_history
 COPY lambdas/get_history/ ${LAMBDA_TASK_ROOT}/
 CMD ["app.handler"]
 
+FROM base AS join
+COPY lambdas/join/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS leave
+COPY lambdas/leave/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS list_members
+COPY lambdas/list_members/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS typing
+COPY lambdas/typing/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS send_direct
+COPY lambdas/send_direct/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
 FROM base AS default
 COPY lambdas/default/ ${LAMBDA_TASK_ROOT}/
 CMD ["app.handler"]

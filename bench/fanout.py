@@ -1,9 +1,10 @@
 """Section 1: fan-out of send_message to N recipients against a fake management API with latency L.
 
-For each N, in the same run: the handler's wall time (its real paginated Query on moto, then the
-bounded-pool broadcast), the seed article's sequential loop (one boto3 client, ``post_to_connection`` per
-connection) on the same ids and the same fake, the ideal ceil(N / pool) x L, and the ratios. Then a sweep
-of pool sizes at one N, against the account's callback throttle (10,000 RPS).
+For each N, in the same run: the handler's wall time (its real paginated Query of the room's memberships
+on moto, then the bounded-pool broadcast), the same room read the way it was before rooms (a Query of the
+connections table's ``room_id-index``), the seed article's sequential loop (one boto3 client,
+``post_to_connection`` per connection) on the same ids and the same fake, the ideal ceil(N / pool) x L,
+and the ratios. Then a sweep of pool sizes at one N, against the account's callback throttle (10,000 RPS).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from bench.seed import seed_room
 
 SENDER_INDEX = 0  # the sender is one of the room's members (it receives its own message)
 MAX_CONFIG_POOL = 200  # BROADCAST_CONCURRENCY's upper bound (shared/config.py)
+MESSAGES_TABLE = "chat_messages"
+MEMBERSHIPS_TABLE = "chat_memberships"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +53,8 @@ class Run:
     fanout_cpu_s: float
     pages: int
     items: int
+    record_query_s: float
+    record_items: int
     delivered: int
     posts_seen: int
     max_in_flight: int
@@ -69,24 +74,26 @@ class Harness:
 
     def room(self, n: int) -> str:
         if n not in self.rooms:
-            self.rooms[n] = seed_room(self.dynamodb, f"room-{n}", n)
+            self.rooms[n] = seed_room(self.dynamodb, f"room-{n}", n, memberships_table=MEMBERSHIPS_TABLE)
         return f"room-{n}"
 
     def load(self, pool: int, page_size: int | None, warm_members: int, client: str = "lean") -> None:
         os.environ["BROADCAST_CONCURRENCY"] = str(pool)
         self.module = load_function("send_message")
+        service = self.module.service
+        service.memberships.page_size = page_size
         self.module.store.page_size = page_size
         if client == "boto3":  # the same Sender, given the previous boto3 client through its client_factory
             from bench.boto3_client import boto3_factory
             from shared.sender import Sender
 
-            self.module.sender = self.module.service.sender = Sender(
-                pool_size=pool, on_gone=self.module.store.delete_if_exists, client_factory=boto3_factory(pool)
+            service.sender = Sender(
+                pool_size=pool, on_gone=lambda _cid: None, client_factory=boto3_factory(pool)
             )
         elif client != "lean":
             raise ValueError(f"unknown client {client!r} (boto3, lean)")
-        self.query = Timed(self.module.store, "room_members")
-        self.broadcast = Timed(self.module.sender, "broadcast")
+        self.query = Timed(service.memberships, "room")
+        self.broadcast = Timed(service.sender, "broadcast")
         # Warm-up: the client, the thread pool and its kept-alive connections exist before measuring.
         self.invoke(warm_members)
 
@@ -110,6 +117,9 @@ class Harness:
             raise RuntimeError(f"send_message answered {response}")
         stats = self.api.stats()
         members, result = self.query.last, self.broadcast.last
+        started = time.perf_counter()
+        records = self.module.store.room_members(room)  # the read before rooms: the connections' index
+        record_query_s = time.perf_counter() - started
         return Run(
             wall_s=wall,
             query_s=self.query.calls[0],
@@ -117,6 +127,8 @@ class Harness:
             fanout_cpu_s=self.broadcast.cpu[0],
             pages=members.pages,
             items=members.items_read,
+            record_query_s=record_query_s,
+            record_items=records.items_read,
             delivered=result.delivered,
             posts_seen=stats["posts"],
             max_in_flight=stats["max_in_flight"],
@@ -145,8 +157,12 @@ def run(config: FanoutConfig) -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    from bench.env import MESSAGES_TABLE, TABLE
-    from tests.support.tables import create_connections_table, create_messages_table
+    from bench.env import TABLE
+    from tests.support.tables import (
+        create_connections_table,
+        create_memberships_table,
+        create_messages_table,
+    )
 
     latency = config.latency_ms / 1000
     pools = [p for p in config.sweep_pools if p <= MAX_CONFIG_POOL]
@@ -155,9 +171,11 @@ def run(config: FanoutConfig) -> dict[str, Any]:
         dynamodb = boto3.client("dynamodb")
         create_connections_table(dynamodb, TABLE)
         create_messages_table(dynamodb, MESSAGES_TABLE)
+        create_memberships_table(dynamodb, MEMBERSHIPS_TABLE)
         os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"] = TABLE
         os.environ["DYNAMO_TABLE_NAME_CHAT_MESSAGES"] = MESSAGES_TABLE
-        os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # one sender invokes back to back: measure, don't limit
+        os.environ["DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS"] = MEMBERSHIPS_TABLE
+        os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # one sender posting repeatedly: not what is measured
         os.environ["WEBSOCKET_CALLBACK_URL"] = api.endpoint_url
         harness = Harness(api=api, dynamodb=dynamodb)
         started = time.perf_counter()
@@ -200,6 +218,8 @@ def _row(
         "handler_s": wall,
         "handler_s_all": [r.wall_s for r in runs],
         "query_s": median([r.query_s for r in runs]),
+        "record_query_s": median([r.record_query_s for r in runs]),
+        "record_items_read": runs[0].record_items,
         "fanout_s": fanout,
         "fanout_cpu_ms_per_post": median([r.fanout_cpu_s for r in runs]) * 1000 / n,
         "ideal_s": ideal,
@@ -257,6 +277,7 @@ def render(result: dict[str, Any]) -> str:
             r["items_read"],
             r["handler_s"] * 1000,
             r["query_s"] * 1000,
+            r["record_query_s"] * 1000,
             r["fanout_s"] * 1000,
             r["ideal_s"] * 1000,
             r["handler_over_ideal"],
@@ -276,7 +297,8 @@ def render(result: dict[str, Any]) -> str:
             "fan-out: send_message handler (lean = shared/management_api.py as shipped; boto3 = the previous "
             "client), "
             f"pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms "
-            f"(median of {cfg['repeats']}; query = moto, not DynamoDB)",
+            f"(median of {cfg['repeats']}; query = the room's memberships, records = the same room read from "
+            "the connections' room_id-index as before rooms; both moto, not DynamoDB)",
             [
                 "client",
                 "N",
@@ -284,6 +306,7 @@ def render(result: dict[str, Any]) -> str:
                 "items",
                 "handler ms",
                 "query ms",
+                "records ms",
                 "fan-out ms",
                 "ideal ms",
                 "hdl/ideal",

@@ -14,10 +14,31 @@ def connection_id(room: str, index: int) -> str:
     return f"{zlib.crc32(room.encode()) % 10**5:05d}{index:010d}="
 
 
-def seed_room(client: Any, room: str, count: int, *, user_prefix: str = "u") -> list[str]:
-    """Put ``count`` live connections in ``room`` (batch writes of 25); returns their ids."""
+def seed_room(
+    client: Any, room: str, count: int, *, user_prefix: str = "u", memberships_table: str | None = None
+) -> list[str]:
+    """Put ``count`` live connections in ``room`` (batch writes of 25); returns their ids. With
+    ``memberships_table``, each also gets its membership of the room (what a broadcast reads)."""
     ttl = str(int(time.time()) + 7200)
     ids = [connection_id(room, i) for i in range(count)]
+    if memberships_table is not None:
+        for start in range(0, count, 25):
+            members = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "room_id": {"S": room},
+                            "member": {"S": f"{user_prefix}{start + i}#{cid}"},
+                            "connection_id": {"S": cid},
+                            "user_id": {"S": f"{user_prefix}{start + i}"},
+                            "ttl": {"N": ttl},
+                            "since": {"N": "0"},
+                        }
+                    }
+                }
+                for i, cid in enumerate(ids[start : start + 25])
+            ]
+            client.batch_write_item(RequestItems={memberships_table: members})
     for start in range(0, count, 25):
         requests = [
             {
@@ -28,6 +49,7 @@ def seed_room(client: Any, room: str, count: int, *, user_prefix: str = "u") -> 
                         "user_id": {"S": f"{user_prefix}{start + i}"},
                         "ttl": {"N": ttl},
                         "created_at": {"S": "2026-11-29T00:00:00Z"},
+                        "rooms": {"SS": [room]},
                     }
                 }
             }

@@ -1,48 +1,90 @@
 """The chat service: what a frame does, between the handlers (events in, status codes out) and the stores
-and sender (I/O). Every decision lives here: who is asking, the rate limit, validation, store, ack, fan-out.
+and sender (I/O). Every decision lives here: who is asking, the rate limit, validation, store, ack, fan-out,
+rooms and presence (docs/rooms.md).
 
 Refusals raise :class:`~shared.protocol.FrameError` (the handler answers the sender with its error frame);
-a frame dropped by the rate limit returns ``None`` and is answered with nothing. A store that fails raises
-before anything is broadcast, so the sender is told ``internal`` and may retry with the same
-``client_msg_id``.
+a frame dropped by the rate limit (or a typing frame within its 2 s) raises :class:`Dropped` and is answered
+with nothing. A store that fails raises before anything is broadcast, so the sender is told ``internal`` and
+may retry with the same ``client_msg_id``.
+
+A broadcast that finds connections gone (410), or memberships past their ``ttl``, removes each of those
+connections from every room it was in, by exact key, after the broadcast: a user whose last connection that
+was goes offline there, which is broadcast in turn.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.connections import Connection, ConnectionStore, RoomMembers
-from shared.messages import HistoryPage, MessageStore, StoredMessage
+from shared.connections import Connection, ConnectionStore, JoinOutcome
+from shared.messages import HistoryPage, MessageStore, StoredMessage, conversation_key
 from shared.observability import logger
 from shared.protocol import (
     ErrorCode,
     FrameError,
+    RoomsOf,
     ack_frame,
     client_msg_id,
+    direct_ack_frame,
     encode,
     error_frame,
     history_frame,
+    members_frame,
+    message_text,
     parse_frame,
+    presence_frame,
+    requested_room,
+    room_frame,
+    room_to_join,
+    typing_frame,
     unknown_action_error,
+    user_id_field,
     validate_chat_message,
     validate_history_request,
 )
 from shared.rate_limit import RateLimiter, Verdict
+from shared.rooms import Membership, MembershipStore, RoomMemberships
 from shared.sender import BroadcastResult, Sender
 
 SEND_MESSAGE = "sendMessage"
 GET_HISTORY = "getHistory"
+JOIN = "join"
+LEAVE = "leave"
+LIST_MEMBERS = "listMembers"
+TYPING = "typing"
+SEND_DIRECT = "sendDirect"
 # PostToConnection refuses more than 128 KiB: a history frame is cut to fit (has_more then stays true).
 MAX_FRAME_BYTES = 128 * 1024
+# A 410 this soon after $connect may be a connection whose $connect is still running: it is kept.
+CONNECT_GRACE_SECONDS = 10
+_NO_BROADCAST = BroadcastResult(recipients=0, delivered=0, gone=0, gone_kept=0, failed=0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fanout:
+    """One broadcast: who was read, what posting did, and what the cleanup after it removed."""
+
+    recipients: int = 0
+    pages: int = 0
+    expired_skipped: int = 0
+    broadcast: BroadcastResult = _NO_BROADCAST
 
 
 @dataclass(frozen=True, kw_only=True)
 class SendResult:
     message: StoredMessage
     duplicate: bool  # a repeated client_msg_id: nothing was stored, the first message went out again
-    members: RoomMembers
-    broadcast: BroadcastResult
+    fanout: Fanout
+
+    @property
+    def broadcast(self) -> BroadcastResult:
+        return self.fanout.broadcast
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,21 +94,39 @@ class HistoryResult:
     has_more: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class RoomResult:
+    """What join / leave / connect / disconnect did to one room."""
+
+    room_id: str
+    changed: bool  # False: already in it (join) / not in it (leave)
+    presence: bool  # an online / offline frame went out
+    fanout: Fanout = Fanout()
+
+
 class ChatService:
     def __init__(
         self,
         *,
         connections: ConnectionStore,
         messages: MessageStore | None,
-        limiter: RateLimiter,
+        limiter: RateLimiter | None,
         sender: Sender,
+        memberships: MembershipStore | None = None,
         max_message_bytes: int = 4096,
+        max_rooms: int = 50,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.connections = connections
         self.messages = messages
         self.limiter = limiter
         self.sender = sender
+        self.memberships = memberships
         self.max_message_bytes = max_message_bytes
+        self.max_rooms = max_rooms
+        self._clock = clock
+
+    # -- frames --------------------------------------------------------------------------------------
 
     def admit(self, connection_id: str) -> Connection | None:
         """The sender's live record after counting this frame against its user's rate limit.
@@ -77,6 +137,7 @@ class ChatService:
         connection = self.connections.get(connection_id)
         if connection is None:
             return None
+        assert self.limiter is not None
         verdict = self.limiter.take(connection.user_id)
         if verdict is Verdict.REFUSED_NOTIFY:
             bucket = self.limiter.bucket
@@ -89,60 +150,172 @@ class ChatService:
             raise Dropped
         return connection
 
-    def send_message(self, endpoint: str, connection_id: str, body: str | None) -> SendResult:
-        """Store a chat message, acknowledge it to the sender, then fan it out to its room."""
+    def _frame(self, connection_id: str, body: str | None, action: str) -> tuple[Connection, dict[str, Any]]:
         connection = self.admit(connection_id)
         frame = parse_frame(body)
-        if frame.get("action") != SEND_MESSAGE:
+        if frame.get("action") != action:
             raise unknown_action_error(frame)
-        connection = _in_a_room(connection)
-        text = validate_chat_message(
-            frame, connection_room=connection.room_id, max_bytes=self.max_message_bytes
+        return _in_a_room(connection), frame
+
+    def send_message(self, endpoint: str, connection_id: str, body: str | None) -> SendResult:
+        """Store a chat message, acknowledge it to the sender, then fan it out to its room."""
+        connection, frame = self._frame(connection_id, body, SEND_MESSAGE)
+        room_id, text = validate_chat_message(
+            frame, connection=_rooms_of(connection), max_bytes=self.max_message_bytes
         )
         given_id = client_msg_id(frame)
         assert self.messages is not None
         saved = self.messages.save(
-            room_id=connection.room_id,
+            room_id=room_id,
             user_id=connection.user_id,
             text=text,
             name=connection.name,
             client_msg_id=given_id,
         )
         message = saved.message
-        if saved.duplicate and message.room_id != connection.room_id:
-            # Acking or re-broadcasting would post the first message into a room this send did not name.
-            raise FrameError(
-                ErrorCode.INVALID_REQUEST,
-                f'client_msg_id "{given_id}" was already used for a message in another room; use a new one',
-            )
+        _same_conversation(saved.duplicate, message.room_id, room_id, given_id)
         if given_id is not None:
             self.sender.post(
                 endpoint,
                 connection_id,
                 ack_frame(client_msg_id=given_id, message_id=message.message_id, room_id=message.room_id),
             )
-        members = self.connections.room_members(message.room_id)
-        result = self.sender.broadcast(
-            endpoint, (c.connection_id for c in members.connections), encode(message.as_frame())
+        fanout = self.broadcast_room(endpoint, message.room_id, encode(message.as_frame()))
+        return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
+
+    def send_direct(self, endpoint: str, connection_id: str, body: str | None) -> SendResult:
+        """Store a direct message, acknowledge it, then deliver it to every live connection of the
+        recipient and to the sender's other connections (``user_id-index``)."""
+        connection, frame = self._frame(connection_id, body, SEND_DIRECT)
+        to_user_id = user_id_field(frame, "to_user_id")
+        if to_user_id == connection.user_id:
+            raise FrameError(ErrorCode.INVALID_REQUEST, "a direct message must go to another user")
+        text = message_text(frame, max_bytes=self.max_message_bytes)
+        given_id = client_msg_id(frame)
+        assert self.messages is not None
+        saved = self.messages.save(
+            room_id="",
+            user_id=connection.user_id,
+            text=text,
+            name=connection.name,
+            client_msg_id=given_id,
+            to_user_id=to_user_id,
         )
-        return SendResult(message=message, duplicate=saved.duplicate, members=members, broadcast=result)
+        message = saved.message
+        _same_conversation(
+            saved.duplicate, message.room_id, conversation_key(connection.user_id, to_user_id), given_id
+        )
+        if given_id is not None:
+            self.sender.post(
+                endpoint,
+                connection_id,
+                direct_ack_frame(
+                    client_msg_id=given_id, message_id=message.message_id, to_user_id=to_user_id
+                ),
+            )
+        targets = [
+            c
+            for user in (to_user_id, connection.user_id)
+            for c in self.connections.user_connections(user)
+            if c.connection_id != connection_id
+        ]
+        gone = _Gone()
+        result = self.sender.broadcast(
+            endpoint, (c.connection_id for c in targets), encode(message.as_frame()), on_gone=gone.add
+        )
+        by_id = {c.connection_id: c for c in targets}
+        kept = 0
+        offline: list[tuple[str, str, str | None]] = []
+        for cid in gone.ids():
+            target = by_id[cid]
+            kept += not self._clean_up(cid, target.user_id, since=target.since, room=None, offline=offline)
+        self._announce_offline(endpoint, offline)
+        result = _with_kept(result, kept)
+        fanout = Fanout(recipients=len(targets), pages=2, broadcast=result)
+        return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
 
     def get_history(self, endpoint: str, connection_id: str, body: str | None) -> HistoryResult:
-        """Answer the sender with one page of its room's history."""
-        connection = self.admit(connection_id)
-        frame = parse_frame(body)
-        if frame.get("action") != GET_HISTORY:
-            raise unknown_action_error(frame)
-        connection = _in_a_room(connection)
-        request = validate_history_request(frame, connection_room=connection.room_id)
-        assert self.messages is not None
-        page = self.messages.page(
-            request.room_id, before=request.before, after=request.after, limit=request.limit
+        """Answer the sender with one page of a room's (or a direct conversation's) history."""
+        connection, frame = self._frame(connection_id, body, GET_HISTORY)
+        request = validate_history_request(
+            frame, connection=_rooms_of(connection), user_id=connection.user_id
         )
+        if request.with_user_id is not None:
+            key = conversation_key(connection.user_id, request.with_user_id)
+        else:
+            assert request.room_id is not None
+            key = request.room_id
+        assert self.messages is not None
+        page = self.messages.page(key, before=request.before, after=request.after, limit=request.limit)
         frames = [message.as_frame() for message in page.messages]
-        data, sent = _fit(request.room_id, frames, page.has_more, newest_kept=request.after is None)
+        data, sent = _fit(
+            request.room_id,
+            request.with_user_id,
+            frames,
+            page.has_more,
+            newest_kept=request.after is None,
+        )
         self.sender.post(endpoint, connection_id, data)
         return HistoryResult(page=page, sent=sent, has_more=page.has_more or sent < len(frames))
+
+    def join(self, endpoint: str, connection_id: str, body: str | None) -> RoomResult:
+        """Add a room to the connection (checked like a connect), answer ``joined``, and tell the room
+        the user is online when this is their first connection in it."""
+        connection, frame = self._frame(connection_id, body, JOIN)
+        room_id = room_to_join(frame)
+        if not connection.may_join(room_id):
+            raise FrameError(ErrorCode.FORBIDDEN_ROOM, f'the token does not grant room "{room_id}"')
+        outcome = self.connections.add_room(connection_id, room_id, max_rooms=self.max_rooms)
+        if outcome is JoinOutcome.NO_RECORD:
+            raise _in_a_room_error()
+        if outcome is JoinOutcome.TOO_MANY:
+            raise FrameError(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"a connection may be in at most {self.max_rooms} rooms; leave one first",
+            )
+        # Already in it: written again (idempotent), which completes a join whose first attempt failed
+        # after the record was updated.
+        result = self._enter(endpoint, connection, room_id)
+        self.sender.post(endpoint, connection_id, room_frame("joined", room_id))
+        return dataclasses.replace(result, changed=outcome is JoinOutcome.JOINED)
+
+    def leave(self, endpoint: str, connection_id: str, body: str | None) -> RoomResult:
+        """Take a room off the connection, answer ``left``, and tell the room the user is offline when
+        this was their last connection in it. Leaving a room one is not in only answers ``left``."""
+        connection, frame = self._frame(connection_id, body, LEAVE)
+        room_id = room_to_join(frame)
+        was_in = self.connections.remove_room(connection_id, room_id)
+        # Removed even when the record did not list it (both conditional): completes a leave that failed
+        # half way.
+        result = self._depart(endpoint, room_id, connection.user_id, connection_id, name=connection.name)
+        self.sender.post(endpoint, connection_id, room_frame("left", room_id))
+        return dataclasses.replace(result, changed=was_in)
+
+    def list_members(
+        self, endpoint: str, connection_id: str, body: str | None
+    ) -> list[tuple[str, str | None]]:
+        """Answer the distinct users with a live connection in the room, each once (every page read)."""
+        connection, frame = self._frame(connection_id, body, LIST_MEMBERS)
+        room_id = requested_room(frame, connection=_rooms_of(connection))
+        assert self.memberships is not None
+        seen: dict[str, str | None] = {}
+        for membership in self.memberships.room(room_id).live:
+            if membership.user_id not in seen or seen[membership.user_id] is None:
+                seen[membership.user_id] = membership.name
+        members = list(seen.items())
+        self.sender.post(endpoint, connection_id, members_frame(room_id=room_id, members=members))
+        return members
+
+    def typing(self, endpoint: str, connection_id: str, body: str | None) -> Fanout:
+        """Tell the room's other users this one is typing: never stored, one per connection and room
+        every 2 s (the rest are dropped silently)."""
+        connection, frame = self._frame(connection_id, body, TYPING)
+        room_id = requested_room(frame, connection=_rooms_of(connection))
+        assert self.memberships is not None
+        if not self.memberships.typing_allowed(room_id, connection.user_id, connection_id):
+            raise Dropped
+        data = typing_frame(room_id=room_id, user_id=connection.user_id, name=connection.name)
+        return self.broadcast_room(endpoint, room_id, data, skip_user=connection.user_id)
 
     def refuse_unrouted(self, endpoint: str, connection_id: str, body: str | None) -> FrameError | None:
         """A frame no route takes: its error (``invalid_json`` / ``unknown_action``), counted like any
@@ -165,22 +338,212 @@ class ChatService:
         self.sender.post(endpoint, connection_id, error_frame(error.code, error.message))
         return error
 
+    # -- connections ---------------------------------------------------------------------------------
+
+    def connect(
+        self,
+        endpoint: str,
+        *,
+        connection_id: str,
+        room_id: str,
+        user_id: str,
+        name: str | None,
+        granted_rooms: Iterable[str] | None,
+    ) -> RoomResult:
+        """Store a new connection in its first room (the connect URL's). Raises when a store fails,
+        after removing what was written (the handshake is then refused)."""
+        granted = tuple(sorted(granted_rooms)) if granted_rooms is not None else None
+        connection = self.connections.put(
+            connection_id=connection_id, room_id=room_id, user_id=user_id, name=name, granted_rooms=granted
+        )
+        try:
+            return self._enter(endpoint, connection, room_id)
+        except Exception:
+            self._undo_connect(connection)
+            raise
+
+    def disconnect(self, endpoint: str, connection_id: str) -> list[RoomResult]:
+        """Remove the connection's record and every membership it had, by exact key (a reconnect has a
+        new connection id and is never touched); offline goes to each room the user has now left."""
+        connection = self.connections.take(connection_id)
+        if connection is None:
+            return []
+        return [
+            self._depart(endpoint, room, connection.user_id, connection_id, name=connection.name)
+            for room in sorted(connection.rooms)
+        ]
+
+    # -- rooms and presence --------------------------------------------------------------------------
+
+    def broadcast_room(
+        self,
+        endpoint: str,
+        room_id: str,
+        data: bytes,
+        *,
+        skip_connection: str | None = None,
+        skip_user: str | None = None,
+    ) -> Fanout:
+        """Post ``data`` to every live membership of the room (one paginated Query), then remove the
+        connections found gone and the memberships found expired."""
+        assert self.memberships is not None
+        room: RoomMemberships = self.memberships.room(room_id)
+        targets = [m for m in room.live if m.connection_id != skip_connection and m.user_id != skip_user]
+        gone = _Gone()
+        result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
+        by_id = {m.connection_id: m for m in targets}
+        kept = 0
+        offline: list[tuple[str, str, str | None]] = []
+        for cid in gone.ids():
+            found = by_id[cid]
+            kept += not self._clean_up(cid, found.user_id, since=found.since, room=room_id, offline=offline)
+        for expired in room.expired:  # API Gateway closed it (2 h at most); its $disconnect was missed
+            self._clean_up(expired.connection_id, expired.user_id, since=0, room=room_id, offline=offline)
+        # Announced once every gone one is removed, so none of them is posted to again.
+        self._announce_offline(endpoint, offline)
+        result = _with_kept(result, kept)
+        return Fanout(
+            recipients=len(targets), pages=room.pages, expired_skipped=room.expired_skipped, broadcast=result
+        )
+
+    def _enter(self, endpoint: str, connection: Connection, room_id: str) -> RoomResult:
+        assert self.memberships is not None
+        self.memberships.add(
+            Membership(
+                room_id=room_id,
+                connection_id=connection.connection_id,
+                user_id=connection.user_id,
+                ttl=connection.ttl,
+                name=connection.name,
+                since=connection.since,
+            )
+        )
+        first = self.memberships.enter(
+            room_id, connection.user_id, connection.connection_id, name=connection.name
+        )
+        if not first:
+            return RoomResult(room_id=room_id, changed=True, presence=False)
+        data = presence_frame(room_id=room_id, user_id=connection.user_id, name=connection.name, online=True)
+        # The joining connection is answered "joined" (or is still in its $connect, where a post is a 410).
+        fanout = self.broadcast_room(endpoint, room_id, data, skip_connection=connection.connection_id)
+        return RoomResult(room_id=room_id, changed=True, presence=True, fanout=fanout)
+
+    def _depart(
+        self, endpoint: str, room_id: str, user_id: str, connection_id: str, *, name: str | None
+    ) -> RoomResult:
+        assert self.memberships is not None
+        self.memberships.remove(room_id, user_id, connection_id)
+        if not self.memberships.depart(room_id, user_id, connection_id):
+            return RoomResult(room_id=room_id, changed=True, presence=False)
+        data = presence_frame(room_id=room_id, user_id=user_id, name=name, online=False)
+        fanout = self.broadcast_room(endpoint, room_id, data)
+        return RoomResult(room_id=room_id, changed=True, presence=True, fanout=fanout)
+
+    def _clean_up(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        since: int,
+        room: str | None,
+        offline: list[tuple[str, str, str | None]],
+    ) -> bool:
+        """Remove a connection a broadcast found gone: its record and every membership it had (``room``,
+        where it was found, even when the record is already gone); the users it leaves offline are added
+        to ``offline``. False when that failed: the message reached everyone else, which must not turn
+        into an error, and the next broadcast (or the TTL) removes it."""
+        if since and self._clock() - since < CONNECT_GRACE_SECONDS:
+            return True
+        assert self.memberships is not None
+        try:
+            connection = self.connections.take(connection_id)
+            rooms = set(connection.rooms) if connection is not None else set()
+            if room is not None:
+                rooms.add(room)
+            name = connection.name if connection is not None else None
+            for each in sorted(rooms):
+                self.memberships.remove(each, user_id, connection_id)
+                if self.memberships.depart(each, user_id, connection_id):
+                    offline.append((each, user_id, name))
+        except Exception:
+            logger.exception("could not delete gone connection", extra={"gone_connection_id": connection_id})
+            return False
+        return True
+
+    def _announce_offline(self, endpoint: str, offline: list[tuple[str, str, str | None]]) -> None:
+        for room_id, user_id, name in offline:
+            data = presence_frame(room_id=room_id, user_id=user_id, name=name, online=False)
+            try:
+                self.broadcast_room(endpoint, room_id, data)
+            except Exception:  # presence is best effort here: the message itself went out
+                logger.exception("could not announce offline", extra={"room_id": room_id})
+
+    def _undo_connect(self, connection: Connection) -> None:
+        for undo in (
+            lambda: self.connections.delete(connection.connection_id),
+            lambda: (
+                self.memberships
+                and self.memberships.remove(connection.room_id, connection.user_id, connection.connection_id)
+            ),
+            lambda: (
+                self.memberships
+                and self.memberships.depart(connection.room_id, connection.user_id, connection.connection_id)
+            ),
+        ):
+            with contextlib.suppress(Exception):  # the write that failed is what is reported
+                undo()
+
+
+def _with_kept(result: BroadcastResult, kept: int) -> BroadcastResult:
+    """The broadcast's counts with ``kept`` of its gone connections moved to gone_kept (removal failed)."""
+    return dataclasses.replace(result, gone=result.gone - kept, gone_kept=result.gone_kept + kept)
+
+
+class _Gone:
+    """Connection ids a broadcast found gone (collected from its threads)."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, connection_id: str) -> None:
+        with self._lock:
+            self._ids.append(connection_id)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._ids)
+
 
 class Dropped(Exception):
     """The rate limit dropped the frame: answer nothing."""
 
 
+def _in_a_room_error() -> FrameError:
+    return FrameError(ErrorCode.FORBIDDEN_ROOM, "this connection is not in any room; reconnect")
+
+
 def _in_a_room(connection: Connection | None) -> Connection:
     if connection is None:
-        raise FrameError(ErrorCode.FORBIDDEN_ROOM, "this connection is not in any room; reconnect")
+        raise _in_a_room_error()
     return connection
 
 
+def _rooms_of(connection: Connection) -> RoomsOf:
+    return RoomsOf(first=connection.room_id, rooms=connection.rooms)
+
+
 def _fit(
-    room_id: str, frames: list[dict[str, Any]], has_more: bool, *, newest_kept: bool
+    room_id: str | None,
+    with_user_id: str | None,
+    frames: list[dict[str, Any]],
+    has_more: bool,
+    *,
+    newest_kept: bool,
 ) -> tuple[bytes, int]:
     """The history frame, without the messages farthest from the cursor that do not fit in 128 KiB."""
-    budget = MAX_FRAME_BYTES - len(history_frame(room_id=room_id, messages=[], has_more=True))
+    empty = history_frame(room_id=room_id, with_user_id=with_user_id, messages=[], has_more=True)
+    budget = MAX_FRAME_BYTES - len(empty)
     order = list(reversed(frames)) if newest_kept else list(frames)
     kept = 0
     for frame in order:
@@ -189,5 +552,17 @@ def _fit(
             break
         kept += 1
     chosen = frames[len(frames) - kept :] if newest_kept else frames[:kept]
-    data = history_frame(room_id=room_id, messages=chosen, has_more=has_more or kept < len(frames))
+    data = history_frame(
+        room_id=room_id, with_user_id=with_user_id, messages=chosen, has_more=has_more or kept < len(frames)
+    )
     return data, kept
+
+
+def _same_conversation(duplicate: bool, stored_in: str, asked_for: str, given_id: str | None) -> None:
+    """A repeated client_msg_id must repeat the same conversation: acking or re-broadcasting the first
+    message would otherwise post it where this send never named."""
+    if duplicate and stored_in != asked_for:
+        raise FrameError(
+            ErrorCode.INVALID_REQUEST,
+            f'client_msg_id "{given_id}" was already used for another conversation; use a new one',
+        )

@@ -246,3 +246,19 @@ class RateLimitConfig:
 def messages_table_name(env: Mapping[str, str] = os.environ) -> str:
     """The messages table (it also keeps the rate-limit buckets, see shared/rate_limit.py)."""
     return _required(env, "DYNAMO_TABLE_NAME_CHAT_MESSAGES")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoomsConfig:
+    """Where memberships and presence are kept."""
+
+    table_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> RoomsConfig:
+        return cls(table_name=_required(env, "DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS"))
+
+
+def max_rooms_per_connection(env: Mapping[str, str] = os.environ) -> int:
+    """How many rooms one connection may be in at once (``join`` refuses more: ``too_many_rooms``)."""
+    return _int(env, "MAX_ROOMS_PER_CONNECTION", default=50, minimum=1, maximum=1000)

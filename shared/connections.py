@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 from botocore.config import Config
@@ -47,9 +48,24 @@ class Connection:
     ttl: int
     name: str | None = None
     created_at: str | None = None
+    # Every room the connection is in (the first one, room_id, while it has not left it).
+    rooms: frozenset[str] = frozenset()
+    # The token's rooms claim, kept from $connect for later joins; None: any room.
+    granted_rooms: tuple[str, ...] | None = None
+    since: int = 0  # epoch seconds of $connect
 
     def expired(self, now: float) -> bool:
         return self.ttl <= now
+
+    def may_join(self, room_id: str) -> bool:
+        return self.granted_rooms is None or room_id in self.granted_rooms
+
+
+class JoinOutcome(Enum):
+    JOINED = "joined"
+    ALREADY_IN = "already_in"
+    TOO_MANY = "too_many"
+    NO_RECORD = "no_record"
 
 
 @dataclass(kw_only=True)
@@ -77,7 +93,20 @@ class ConnectionStore:
         # Items per Query page; None lets DynamoDB fill each page up to 1 MB.
         self.page_size = page_size
 
-    def put(self, *, connection_id: str, room_id: str, user_id: str, name: str | None = None) -> Connection:
+    @property
+    def client(self) -> Any:
+        """The DynamoDB client (a deadline budgets its attempts)."""
+        return self._client
+
+    def put(
+        self,
+        *,
+        connection_id: str,
+        room_id: str,
+        user_id: str,
+        name: str | None = None,
+        granted_rooms: tuple[str, ...] | None = None,
+    ) -> Connection:
         now = self._clock()
         connection = Connection(
             connection_id=connection_id,
@@ -86,6 +115,9 @@ class ConnectionStore:
             name=name,
             ttl=int(now) + TTL_SECONDS,
             created_at=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            rooms=frozenset({room_id}),
+            granted_rooms=granted_rooms,
+            since=int(now),
         )
         item = {
             "connection_id": {"S": connection.connection_id},
@@ -93,9 +125,13 @@ class ConnectionStore:
             "user_id": {"S": connection.user_id},
             "ttl": {"N": str(connection.ttl)},
             "created_at": {"S": connection.created_at},
+            "rooms": {"SS": [room_id]},
+            "since": {"N": str(connection.since)},
         }
         if name is not None:
             item["name"] = {"S": name}
+        if granted_rooms is not None:
+            item["granted_rooms"] = {"L": [{"S": room} for room in granted_rooms]}
         self._client.put_item(TableName=self.table_name, Item=item)
         return connection
 
@@ -113,6 +149,59 @@ class ConnectionStore:
     def delete(self, connection_id: str) -> None:
         """Remove a record; removing one that is already gone is not an error."""
         self._client.delete_item(TableName=self.table_name, Key={"connection_id": {"S": connection_id}})
+
+    def add_room(self, connection_id: str, room_id: str, *, max_rooms: int) -> JoinOutcome:
+        """Put a room in the connection's record, at most ``max_rooms`` of them (one conditional update)."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"connection_id": {"S": connection_id}},
+                UpdateExpression="ADD rooms :r",
+                ConditionExpression=(
+                    "attribute_exists(connection_id) AND NOT contains(rooms, :room) "
+                    "AND (attribute_not_exists(rooms) OR size(rooms) < :max)"
+                ),
+                ExpressionAttributeValues={
+                    ":r": {"SS": [room_id]},
+                    ":room": {"S": room_id},
+                    ":max": {"N": str(max_rooms)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            old = error.response.get("Item")
+            if not old:
+                return JoinOutcome.NO_RECORD
+            if room_id in old.get("rooms", {}).get("SS", []):
+                return JoinOutcome.ALREADY_IN
+            return JoinOutcome.TOO_MANY
+        return JoinOutcome.JOINED
+
+    def remove_room(self, connection_id: str, room_id: str) -> bool:
+        """Take a room out of the connection's record; False when it was not there."""
+        try:
+            self._client.update_item(
+                TableName=self.table_name,
+                Key={"connection_id": {"S": connection_id}},
+                UpdateExpression="DELETE rooms :r",
+                ConditionExpression="contains(rooms, :room)",
+                ExpressionAttributeValues={":r": {"SS": [room_id]}, ":room": {"S": room_id}},
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def take(self, connection_id: str) -> Connection | None:
+        """Delete exactly this connection's record and return it as it was (None: there was none)."""
+        response = self._client.delete_item(
+            TableName=self.table_name, Key={"connection_id": {"S": connection_id}}, ReturnValues="ALL_OLD"
+        )
+        item = response.get("Attributes")
+        return _from_item(item) if item else None
 
     def delete_if_exists(self, connection_id: str) -> bool:
         """Remove exactly this connection's record; False when there was none (e.g. $disconnect won)."""
@@ -171,6 +260,7 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         return value["S"] if value is not None else default
 
     ttl = item.get("ttl")
+    granted = item.get("granted_rooms")
     return Connection(
         connection_id=item["connection_id"]["S"],
         room_id=text("room_id", room_id) or "",
@@ -179,4 +269,7 @@ def _from_item(item: dict[str, Any], *, room_id: str = "", user_id: str = "") ->
         # A record without ttl (written by hand) never expires here; DynamoDB would never delete it either.
         ttl=int(ttl["N"]) if ttl is not None else 2**62,
         created_at=text("created_at"),
+        rooms=frozenset(item.get("rooms", {}).get("SS", [])),
+        granted_rooms=tuple(v["S"] for v in granted["L"]) if granted is not None else None,
+        since=int(item.get("since", {"N": "0"})["N"]),
     )

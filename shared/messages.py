@@ -8,6 +8,9 @@ room id cannot contain ``#`` and a ULID cannot contain ``#`` or lower case:
 - ``("client#" + user_id, client_msg_id)``: which message a user's ``client_msg_id`` became. Written in
   the same transaction as the message, so a retry finds the first message instead of storing a second.
 - ``("rate#" + user_id, "bucket")``: the user's rate-limit bucket (:mod:`shared.rate_limit`).
+- ``(conversation_key(a, b), ULID)``: the direct messages between two users, stored and paged exactly like
+  a room's. The key starts with ``dm#`` and spells both user ids length-prefixed, so no room, no other
+  prefix and no other pair of users can produce it.
 
 Every item carries ``ttl`` (epoch seconds). DynamoDB deletes expired items up to 48 hours late, so reads
 skip them. Errors of DynamoDB cross this module's line as :class:`StoreUnavailable`, never as botocore's.
@@ -24,11 +27,18 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import ids
-from shared.protocol import message_object, utc_timestamp
+from shared.protocol import direct_object, message_object, utc_timestamp
 
 CLIENT_KEY_PREFIX = "client#"
 RATE_KEY_PREFIX = "rate#"
+DIRECT_KEY_PREFIX = "dm#"
 _MAX_ID_ATTEMPTS = 3
+
+
+def conversation_key(user_a: str, user_b: str) -> str:
+    """The hash key of the direct conversation between two users (the same for either order)."""
+    low, high = sorted((user_a, user_b))
+    return f"{DIRECT_KEY_PREFIX}{len(low)}:{low}#{high}"
 
 
 class StoreUnavailable(Exception):
@@ -45,8 +55,19 @@ class StoredMessage:
     ttl: int
     name: str | None = None
     client_msg_id: str | None = None
+    to_user_id: str | None = None  # a direct message (room_id is then the conversation's key)
 
     def as_frame(self) -> dict[str, Any]:
+        if self.to_user_id is not None:
+            return direct_object(
+                from_user_id=self.user_id,
+                to_user_id=self.to_user_id,
+                message=self.message,
+                message_id=self.message_id,
+                timestamp=self.timestamp,
+                name=self.name,
+                client_msg_id=self.client_msg_id,
+            )
         return message_object(
             room_id=self.room_id,
             user_id=self.user_id,
@@ -97,11 +118,15 @@ class MessageStore:
         text: str,
         name: str | None = None,
         client_msg_id: str | None = None,
+        to_user_id: str | None = None,
     ) -> SaveResult:
         """Store a message; with a ``client_msg_id`` this user stored before (within retention), store
-        nothing and return that first message."""
+        nothing and return that first message. ``to_user_id``: a direct message, stored under
+        ``conversation_key(user_id, to_user_id)`` (``room_id`` is ignored)."""
+        if to_user_id is not None:
+            room_id = conversation_key(user_id, to_user_id)
         try:
-            return self._save(room_id, user_id, text, name, client_msg_id)
+            return self._save(room_id, user_id, text, name, client_msg_id, to_user_id)
         except (ClientError, BotoCoreError) as error:
             raise StoreUnavailable(f"could not store the message: {_code(error)}") from error
 
@@ -115,7 +140,13 @@ class MessageStore:
             raise StoreUnavailable(f"could not read the history: {_code(error)}") from error
 
     def _save(
-        self, room_id: str, user_id: str, text: str, name: str | None, client_msg_id: str | None
+        self,
+        room_id: str,
+        user_id: str,
+        text: str,
+        name: str | None,
+        client_msg_id: str | None,
+        to_user_id: str | None,
     ) -> SaveResult:
         stale_target: str | None = None
         for _ in range(_MAX_ID_ATTEMPTS):
@@ -130,6 +161,7 @@ class MessageStore:
                 ttl=ms // 1000 + self.retention_seconds,
                 name=name,
                 client_msg_id=client_msg_id,
+                to_user_id=to_user_id,
             )
             put_message = {
                 "TableName": self.table_name,
@@ -302,6 +334,8 @@ def _to_item(message: StoredMessage) -> dict[str, Any]:
         item["name"] = {"S": message.name}
     if message.client_msg_id is not None:
         item["client_msg_id"] = {"S": message.client_msg_id}
+    if message.to_user_id is not None:
+        item["to_user_id"] = {"S": message.to_user_id}
     return item
 
 
@@ -319,4 +353,5 @@ def _from_item(item: dict[str, Any]) -> StoredMessage:
         ttl=int(item["ttl"]["N"]),
         name=optional("name"),
         client_msg_id=optional("client_msg_id"),
+        to_user_id=optional("to_user_id"),
     )

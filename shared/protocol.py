@@ -16,6 +16,8 @@ from shared.ids import is_ulid
 
 ROOM_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 CLIENT_MSG_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A user id is a token's sub: any printable text (Cognito: a UUID, Auth0: "auth0|..."), within a bound.
+USER_ID_PATTERN = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 HISTORY_LIMIT_DEFAULT = 50
 HISTORY_LIMIT_MAX = 100
 
@@ -28,6 +30,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN_ROOM = "forbidden_room"
     INVALID_REQUEST = "invalid_request"
     RATE_LIMITED = "rate_limited"
+    TOO_MANY_ROOMS = "too_many_rooms"
     INTERNAL = "internal"
 
 
@@ -117,8 +120,70 @@ def ack_frame(*, client_msg_id: str, message_id: str, room_id: str) -> bytes:
     )
 
 
-def history_frame(*, room_id: str, messages: list[dict[str, Any]], has_more: bool) -> bytes:
-    return encode({"action": "history", "room_id": room_id, "messages": messages, "has_more": has_more})
+def history_frame(
+    *, room_id: str | None, messages: list[dict[str, Any]], has_more: bool, with_user_id: str | None = None
+) -> bytes:
+    where = {"room_id": room_id} if with_user_id is None else {"with_user_id": with_user_id}
+    return encode({"action": "history", **where, "messages": messages, "has_more": has_more})
+
+
+def direct_object(
+    *,
+    from_user_id: str,
+    to_user_id: str,
+    message: str,
+    message_id: str,
+    timestamp: str,
+    name: str | None = None,
+    client_msg_id: str | None = None,
+) -> dict[str, Any]:
+    """A direct message as it is delivered and as a conversation's history lists it."""
+    frame: dict[str, Any] = {
+        "action": "direct",
+        "from_user_id": from_user_id,
+        "to_user_id": to_user_id,
+        "message": message,
+        "message_id": message_id,
+        "timestamp": timestamp,
+    }
+    if name is not None:
+        frame["name"] = name
+    if client_msg_id is not None:
+        frame["client_msg_id"] = client_msg_id
+    return frame
+
+
+def direct_ack_frame(*, client_msg_id: str, message_id: str, to_user_id: str) -> bytes:
+    return encode(
+        {"action": "ack", "client_msg_id": client_msg_id, "message_id": message_id, "to_user_id": to_user_id}
+    )
+
+
+def room_frame(action: str, room_id: str) -> bytes:
+    """``joined`` / ``left``."""
+    return encode({"action": action, "room_id": room_id})
+
+
+def members_frame(*, room_id: str, members: list[tuple[str, str | None]]) -> bytes:
+    listed = [
+        {"user_id": user, "name": name} if name is not None else {"user_id": user} for user, name in members
+    ]
+    return encode({"action": "members", "room_id": room_id, "members": listed})
+
+
+def presence_frame(*, room_id: str, user_id: str, name: str | None, online: bool) -> bytes:
+    frame: dict[str, Any] = {"action": "presence", "room_id": room_id, "user_id": user_id}
+    if name is not None:
+        frame["name"] = name
+    frame["state"] = "online" if online else "offline"
+    return encode(frame)
+
+
+def typing_frame(*, room_id: str, user_id: str, name: str | None) -> bytes:
+    frame: dict[str, Any] = {"action": "typing", "room_id": room_id, "user_id": user_id}
+    if name is not None:
+        frame["name"] = name
+    return encode(frame)
 
 
 def parse_frame(body: str | None) -> dict[str, Any]:
@@ -146,24 +211,57 @@ def unknown_action_error(frame: dict[str, Any]) -> FrameError:
     return FrameError(ErrorCode.UNKNOWN_ACTION, f'unknown action "{shown}"; use {_ACTIONS}')
 
 
-_ACTIONS = '"sendMessage" or "getHistory"'
+_ACTIONS = '"sendMessage", "getHistory", "join", "leave", "listMembers", "typing" or "sendDirect"'
 
 
-def requested_room(frame: dict[str, Any], *, connection_room: str) -> str:
-    """The frame's ``room_id`` (omitted: the connection's room), or ``forbidden_room``."""
-    room_id = frame.get("room_id", connection_room)
-    if room_id != connection_room:
+@dataclass(frozen=True, kw_only=True)
+class RoomsOf:
+    """The rooms a connection is in, and its first room (the connect URL's)."""
+
+    first: str
+    rooms: frozenset[str]
+
+
+def requested_room(frame: dict[str, Any], *, connection: RoomsOf) -> str:
+    """The frame's ``room_id`` (omitted: the connection's first room while it is in it), or
+    ``forbidden_room``."""
+    if "room_id" not in frame:
+        if connection.first in connection.rooms:
+            return connection.first
         raise FrameError(
             ErrorCode.FORBIDDEN_ROOM,
-            f'this connection is in room "{connection_room}" and can only use that room',
+            f'this connection has left its first room "{connection.first}": name a "room_id" it is in',
         )
-    return connection_room
+    room_id = frame["room_id"]
+    if not isinstance(room_id, str) or room_id not in connection.rooms:
+        shown = room_id if isinstance(room_id, str) and len(room_id) <= 64 else "that room"
+        raise FrameError(ErrorCode.FORBIDDEN_ROOM, f'this connection is not in room "{shown}": join it first')
+    return room_id
 
 
-def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_bytes: int) -> str:
-    """The text of a ``sendMessage`` frame, checked in the contract's order: forbidden_room,
-    invalid_message, message_too_large. The message goes to ``connection_room``: no other is allowed."""
-    requested_room(frame, connection_room=connection_room)
+def room_to_join(frame: dict[str, Any]) -> str:
+    """The ``room_id`` of a ``join`` / ``leave`` frame, or ``invalid_request``."""
+    room_id = frame.get("room_id")
+    if not is_valid_room_id(room_id):
+        raise FrameError(
+            ErrorCode.INVALID_REQUEST, '"room_id" is required and must match ^[A-Za-z0-9_.:-]{1,64}$'
+        )
+    return room_id
+
+
+def user_id_field(frame: dict[str, Any], key: str) -> str:
+    """A user id field (``to_user_id``, ``with_user_id``), or ``invalid_request``."""
+    value = frame.get(key)
+    if not isinstance(value, str) or USER_ID_PATTERN.fullmatch(value) is None:
+        raise FrameError(
+            ErrorCode.INVALID_REQUEST,
+            f'"{key}" must be a user id (1 to 128 characters, no control characters)',
+        )
+    return value
+
+
+def message_text(frame: dict[str, Any], *, max_bytes: int) -> str:
+    """The ``message`` of a frame: invalid_message, invalid_request (client_msg_id), message_too_large."""
     text = frame.get("message")
     if not isinstance(text, str) or not text.strip():
         raise FrameError(ErrorCode.INVALID_MESSAGE, '"message" must be a non-empty string')
@@ -178,6 +276,13 @@ def validate_chat_message(frame: dict[str, Any], *, connection_room: str, max_by
             f"message is {size:,} bytes; at most {max_bytes:,} bytes (UTF-8) are allowed",
         )
     return text
+
+
+def validate_chat_message(frame: dict[str, Any], *, connection: RoomsOf, max_bytes: int) -> tuple[str, str]:
+    """(room, text) of a ``sendMessage`` frame, checked in the contract's order: forbidden_room,
+    invalid_message, message_too_large."""
+    room_id = requested_room(frame, connection=connection)
+    return room_id, message_text(frame, max_bytes=max_bytes)
 
 
 def client_msg_id(frame: dict[str, Any]) -> str | None:
@@ -195,18 +300,29 @@ def client_msg_id(frame: dict[str, Any]) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class HistoryRequest:
-    room_id: str
+    room_id: str | None  # None: a direct conversation
+    with_user_id: str | None
     before: str | None
     after: str | None
     limit: int
 
 
-def validate_history_request(frame: dict[str, Any], *, connection_room: str) -> HistoryRequest:
+def validate_history_request(frame: dict[str, Any], *, connection: RoomsOf, user_id: str) -> HistoryRequest:
     """A ``getHistory`` frame checked in the contract's order: forbidden_room, then invalid_request.
 
-    A cursor given as ``null`` counts as absent; unknown keys are ignored.
+    ``with_user_id`` instead of ``room_id`` reads the direct conversation with that user. A cursor given
+    as ``null`` counts as absent; unknown keys are ignored.
     """
-    room_id = requested_room(frame, connection_room=connection_room)
+    room_id: str | None = None
+    with_user_id: str | None = None
+    if frame.get("with_user_id") is not None:
+        if frame.get("room_id") is not None:
+            raise FrameError(ErrorCode.INVALID_REQUEST, 'give "room_id" or "with_user_id", not both')
+        with_user_id = user_id_field(frame, "with_user_id")
+        if with_user_id == user_id:
+            raise FrameError(ErrorCode.INVALID_REQUEST, '"with_user_id" must be another user')
+    else:
+        room_id = requested_room(frame, connection=connection)
     before, after = frame.get("before"), frame.get("after")
     for name, cursor in (("before", before), ("after", after)):
         if cursor is not None and not is_ulid(cursor):
@@ -220,4 +336,4 @@ def validate_history_request(frame: dict[str, Any], *, connection_room: str) -> 
         raise FrameError(
             ErrorCode.INVALID_REQUEST, f'"limit" must be an integer from 1 to {HISTORY_LIMIT_MAX}'
         )
-    return HistoryRequest(room_id=room_id, before=before, after=after, limit=limit)
+    return HistoryRequest(room_id=room_id, with_user_id=with_user_id, before=before, after=after, limit=limit)

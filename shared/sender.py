@@ -132,12 +132,21 @@ class Sender:
                 self._clients[endpoint_url] = self._client_factory(endpoint_url)
             return self._clients[endpoint_url]
 
-    def post(self, endpoint_url: str, connection_id: str, data: bytes) -> Outcome:
-        report = self._post(endpoint_url, connection_id, data)
+    def post(
+        self,
+        endpoint_url: str,
+        connection_id: str,
+        data: bytes,
+        *,
+        on_gone: Callable[[str], object] | None = None,
+    ) -> Outcome:
+        report = self._post(endpoint_url, connection_id, data, on_gone)
         _count_retries(report.retries, report.read_timeout_retries)
         return report.outcome
 
-    def _post(self, endpoint_url: str, connection_id: str, data: bytes) -> _Report:
+    def _post(
+        self, endpoint_url: str, connection_id: str, data: bytes, on_gone: Callable[[str], object] | None
+    ) -> _Report:
         client = self.client(endpoint_url)
         attempt = 1
         retries = read_timeout_retries = 0
@@ -150,7 +159,7 @@ class Sender:
                 reason = str(error)
                 read_timeout = isinstance(error, ReadTimeoutError)
             if outcome is Outcome.GONE:
-                outcome = Outcome.GONE if self._forget(connection_id) else Outcome.GONE_KEPT
+                outcome = Outcome.GONE if self._forget(connection_id, on_gone) else Outcome.GONE_KEPT
                 return _Report(outcome, retries, read_timeout_retries)
             if not retry or attempt >= self._retry.max_attempts:
                 logger.warning(
@@ -172,11 +181,21 @@ class Sender:
             self._sleep(self._retry.delay(attempt))
             attempt += 1
 
-    def broadcast(self, endpoint_url: str, connection_ids: Iterable[str], data: bytes) -> BroadcastResult:
+    def broadcast(
+        self,
+        endpoint_url: str,
+        connection_ids: Iterable[str],
+        data: bytes,
+        *,
+        on_gone: Callable[[str], object] | None = None,
+    ) -> BroadcastResult:
+        """Post ``data`` to every id; ``on_gone`` (default: the sender's) is told each one found gone."""
         ids = list(connection_ids)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="fanout")
-        reports = list(self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data), ids))
+        reports = list(
+            self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data, on_gone), ids)
+        )
         outcomes = [r.outcome for r in reports]
         retries = sum(r.retries for r in reports)
         read_timeout_retries = sum(r.read_timeout_retries for r in reports)
@@ -191,16 +210,18 @@ class Sender:
             read_timeout_retries=read_timeout_retries,
         )
 
-    def _post_safely(self, endpoint_url: str, connection_id: str, data: bytes) -> _Report:
+    def _post_safely(
+        self, endpoint_url: str, connection_id: str, data: bytes, on_gone: Callable[[str], object] | None
+    ) -> _Report:
         try:
-            return self._post(endpoint_url, connection_id, data)
+            return self._post(endpoint_url, connection_id, data, on_gone)
         except Exception:  # one recipient's surprise must not cost the others their message
             logger.exception("unexpected error posting", extra={"connection_id": connection_id})
             return _Report(Outcome.FAILED)
 
-    def _forget(self, connection_id: str) -> bool:
+    def _forget(self, connection_id: str, on_gone: Callable[[str], object] | None) -> bool:
         try:
-            self._on_gone(connection_id)
+            (on_gone or self._on_gone)(connection_id)
         except Exception:  # the record expires by TTL anyway; the next broadcast tries again
             logger.exception("could not delete gone connection", extra={"connection_id": connection_id})
             return False

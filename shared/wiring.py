@@ -10,6 +10,7 @@ from shared.chat import ChatService
 from shared.config import (
     MessageStoreConfig,
     RateLimitConfig,
+    RoomsConfig,
     TableConfig,
     callback_url_from_env,
     messages_table_name,
@@ -17,6 +18,7 @@ from shared.config import (
 from shared.connections import ConnectionStore, dynamodb_client
 from shared.messages import MessageStore
 from shared.rate_limit import RateLimiter, TokenBucket
+from shared.rooms import MembershipStore
 from shared.sender import Sender
 
 
@@ -24,30 +26,39 @@ def chat_service(
     *,
     pool_size: int = 1,
     stores_messages: bool = True,
-    deletes_gone: bool = False,
+    rate_limited: bool = True,
+    uses_rooms: bool = True,
+    max_rooms: int = 50,
     max_message_bytes: int = 4096,
+    connect_timeout: float = 2,
+    read_timeout: float = 3,
 ) -> ChatService:
     """The service with its stores and sender. ``pool_size``: posts (and DynamoDB calls) in flight at once.
 
     ``stores_messages`` False leaves out the message store (``$default`` only keeps rate-limit buckets there,
-    and is given neither the retention setting nor access to messages). ``deletes_gone``: a broadcast that
-    finds a connection gone (410) deletes its record; a reply to one sender leaves that to ``$disconnect``."""
-    client = dynamodb_client(pool_size=pool_size)
+    and is given neither the retention setting nor access to messages); ``rate_limited`` False leaves out
+    the rate limit ($connect, $disconnect); ``uses_rooms`` False the membership table. A broadcast removes
+    the connections it finds gone (410); a reply to one sender leaves that to ``$disconnect``."""
+    client = dynamodb_client(pool_size=pool_size, connect_timeout=connect_timeout, read_timeout=read_timeout)
     connections = ConnectionStore(TableConfig.from_env().table_name, client=client)
+    memberships = None
+    if uses_rooms:
+        memberships = MembershipStore(RoomsConfig.from_env().table_name, client=client)
     messages = None
     if stores_messages:
         store_config = MessageStoreConfig.from_env()
         messages = MessageStore(
             store_config.table_name, client=client, retention_days=store_config.retention_days
         )
-    limits = RateLimitConfig.from_env()
-    limiter = RateLimiter(
-        messages_table_name(),
-        client=client,
-        bucket=TokenBucket(rate=limits.per_second, burst=limits.burst),
-    )
-    on_gone = connections.delete_if_exists if deletes_gone else _keep
-    sender = Sender(pool_size=pool_size, on_gone=on_gone)
+    limiter = None
+    if rate_limited:
+        limits = RateLimitConfig.from_env()
+        limiter = RateLimiter(
+            messages_table_name(),
+            client=client,
+            bucket=TokenBucket(rate=limits.per_second, burst=limits.burst),
+        )
+    sender = Sender(pool_size=pool_size, on_gone=_keep)
     callback_url = callback_url_from_env()
     if callback_url:
         sender.client(callback_url)  # build the management client during init, not on the first frame
@@ -56,7 +67,9 @@ def chat_service(
         messages=messages,
         limiter=limiter,
         sender=sender,
+        memberships=memberships,
         max_message_bytes=max_message_bytes,
+        max_rooms=max_rooms,
     )
 
 

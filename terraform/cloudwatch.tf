@@ -183,6 +183,27 @@ resource "aws_cloudwatch_metric_alarm" "messages_dynamodb" {
   tags = local.tags
 }
 
+# The memberships table has no index either (a room is its partition; a connection's rooms are on its record).
+resource "aws_cloudwatch_metric_alarm" "memberships_dynamodb" {
+  for_each = local.throttle_metrics
+
+  alarm_name          = "${aws_dynamodb_table.memberships.name}-${each.key}"
+  alarm_description   = "${each.value} on the memberships table (broadcasts, joins and presence fail with internal)."
+  namespace           = "AWS/DynamoDB"
+  metric_name         = each.value
+  dimensions          = { TableName = aws_dynamodb_table.memberships.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
 resource "aws_cloudwatch_dashboard" "this" {
   dashboard_name = "${var.name}-${var.stage_name}-${local.region}" # dashboards are account-wide
   dashboard_body = jsonencode({

@@ -88,3 +88,42 @@ resource "aws_dynamodb_table" "messages" {
 
   tags = local.tags
 }
+
+# Room memberships and presence (docs/rooms.md). (room_id, "<user_id>#<connection_id>"): one connection in
+# one room, read by a broadcast with one paginated Query of the room's partition. ("presence#<room>",
+# user_id): the set of that user's connections in the room, whose first and last element are the user's
+# online and offline. Which rooms a connection is in is kept on its connection record, so $disconnect and
+# a 410 remove memberships by exact key without an index.
+resource "aws_dynamodb_table" "memberships" {
+  name                        = "${var.name}-memberships"
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "room_id"
+  range_key                   = "member"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "room_id"
+    type = "S"
+  }
+
+  attribute {
+    name = "member"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
+  }
+
+  point_in_time_recovery {
+    enabled = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = aws_kms_key.this.arn
+  }
+
+  tags = local.tags
+}

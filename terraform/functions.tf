@@ -16,16 +16,23 @@ locals {
 
   functions = {
     connect = {
-      route_key          = "$connect"
-      description        = "Verifies the JWT and stores the connection"
-      timeout            = 10
-      memory_size        = 256
-      dynamodb_actions   = { connections = ["dynamodb:PutItem", "dynamodb:DeleteItem"] }
+      route_key   = "$connect"
+      description = "Verifies the JWT, stores the connection in its first room, announces presence"
+      timeout     = 10
+      memory_size = 256
+      dynamodb_actions = {
+        connections = ["dynamodb:PutItem", "dynamodb:DeleteItem"]
+        memberships = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+      }
       dynamodb_indexes   = {}
-      manage_connections = false
+      manage_connections = true
       route_response     = false
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS   = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS   = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL               = local.callback_url
+        MAX_MESSAGE_BYTES                    = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY                = tostring(var.broadcast_concurrency)
         JWT_SECRET_ARN                       = var.jwt_secret_arn
         JWT_JWKS_URL                         = var.jwt_jwks_url
         JWT_ALGORITHMS                       = join(",", var.jwt_algorithms)
@@ -35,34 +42,43 @@ locals {
       }
     }
     disconnect = {
-      route_key          = "$disconnect"
-      description        = "Deletes the connection record"
-      timeout            = 10
-      memory_size        = 256
-      dynamodb_actions   = { connections = ["dynamodb:DeleteItem"] }
+      route_key   = "$disconnect"
+      description = "Deletes the connection record and its memberships, announces presence"
+      timeout     = 10
+      memory_size = 256
+      dynamodb_actions = {
+        connections = ["dynamodb:DeleteItem"]
+        memberships = ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+      }
       dynamodb_indexes   = {}
-      manage_connections = false
+      manage_connections = true
       route_response     = false
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
       }
     }
     send_message = {
       route_key   = "sendMessage"
-      description = "Stores a message, acknowledges it and broadcasts it to the sender's room"
+      description = "Stores a message, acknowledges it and broadcasts it to one of the sender's rooms"
       timeout     = 29
       memory_size = 1024 # 0.58 vCPU: see terraform/README.md, "Memory size"
       dynamodb_actions = {
-        connections = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+        connections = ["dynamodb:GetItem", "dynamodb:DeleteItem"]
         # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.
-        messages = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+        messages    = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+        memberships = ["dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
       }
-      dynamodb_indexes   = { connections = ["room_id-index"] }
+      dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
         MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
         WEBSOCKET_CALLBACK_URL             = local.callback_url
         MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
@@ -73,7 +89,7 @@ locals {
     }
     get_history = {
       route_key   = "getHistory"
-      description = "Answers one page of a room's stored messages"
+      description = "Answers one page of a room's or a direct conversation's stored messages"
       timeout     = 10
       memory_size = 256
       dynamodb_actions = {
@@ -88,6 +104,127 @@ locals {
         DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
         MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
         WEBSOCKET_CALLBACK_URL             = local.callback_url
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    join = {
+      route_key   = "join"
+      description = "Joins a room (checked like a connect) and announces the user's presence there"
+      timeout     = 29
+      memory_size = 512
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+        messages    = ["dynamodb:UpdateItem"] # the rate-limit bucket only
+        memberships = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        MAX_ROOMS_PER_CONNECTION           = tostring(var.max_rooms_per_connection)
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    leave = {
+      route_key   = "leave"
+      description = "Leaves a room and announces the user offline there after their last connection"
+      timeout     = 29
+      memory_size = 512
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+        messages    = ["dynamodb:UpdateItem"] # the rate-limit bucket only
+        memberships = ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    list_members = {
+      route_key   = "listMembers"
+      description = "Answers the distinct users present in one of the connection's rooms"
+      timeout     = 10
+      memory_size = 256
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem"]
+        messages    = ["dynamodb:UpdateItem"] # the rate-limit bucket only
+        memberships = ["dynamodb:Query"]
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    typing = {
+      route_key   = "typing"
+      description = "Tells a room's other users that one is typing (not stored; one per 2 s per connection and room)"
+      timeout     = 29
+      memory_size = 512
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem", "dynamodb:DeleteItem"]
+        messages    = ["dynamodb:UpdateItem"] # the rate-limit bucket only
+        memberships = ["dynamodb:UpdateItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
+        RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+      }
+    }
+    send_direct = {
+      route_key   = "sendDirect"
+      description = "Stores a direct message, acknowledges it, delivers it to both users' connections"
+      timeout     = 29
+      memory_size = 512
+      dynamodb_actions = {
+        connections = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+        # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.
+        messages    = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+        memberships = ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+      }
+      dynamodb_indexes   = { connections = ["user_id-index"] }
+      manage_connections = true
+      route_response     = false
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
       }

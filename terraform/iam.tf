@@ -6,6 +6,7 @@ locals {
   dynamodb_tables = {
     connections = { arn = aws_dynamodb_table.connections.arn, sid = "Connection" }
     messages    = { arn = aws_dynamodb_table.messages.arn, sid = "Message" }
+    memberships = { arn = aws_dynamodb_table.memberships.arn, sid = "Membership" }
   }
 
   dynamodb_item_actions = {

@@ -111,6 +111,17 @@ variable "max_message_bytes" {
   }
 }
 
+variable "max_rooms_per_connection" {
+  description = "Rooms one connection may be in at once (MAX_ROOMS_PER_CONNECTION of join); more is refused with too_many_rooms."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.max_rooms_per_connection >= 1 && var.max_rooms_per_connection <= 1000 && floor(var.max_rooms_per_connection) == var.max_rooms_per_connection
+    error_message = "max_rooms_per_connection must be a whole number between 1 and 1000."
+  }
+}
+
 variable "broadcast_concurrency" {
   description = "Concurrent PostToConnection calls per broadcast (BROADCAST_CONCURRENCY of send_message)."
   type        = number

@@ -1,11 +1,17 @@
 // The browser chat client. No build step, no dependencies: an ES module the local stack serves as is.
 // Protocol details (URLs, frames, error wording, backoff) live in protocol.js; this file is the I/O and UI.
 // All user data reaches the page through textContent, never as HTML.
+//
+// One WebSocket carries every room the user is in and their direct conversations. Each conversation keeps
+// its own messages, history cursors, outbox, unread count, members and typing state; switching between
+// them only swaps which one is on screen.
 
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   ROOM_PATTERN,
   SUBPROTOCOL,
+  TYPING_INTERVAL_MS,
+  TYPING_SHOWN_MS,
   backoffDelay,
   connectRequest,
   decodeToken,
@@ -13,13 +19,20 @@ import {
   explainClose,
   explainError,
   explainGatewayFrame,
+  explainJoinError,
   historyFrame,
+  joinFrame,
+  leaveFrame,
+  listMembersFrame,
   newClientMsgId,
   NOT_STORED_CODES,
   parseFrame,
   resumeCursor,
   roomRule,
+  sendDirectFrame,
   sendMessageFrame,
+  typingFrame,
+  ulidTime,
   userIdFor,
   utf8Bytes,
 } from "./protocol.js";
@@ -33,11 +46,22 @@ export const TOKEN_TRANSPORT = "query";
 const RECONNECT = { baseMs: 1000, maxMs: 30000 }; // exponential, with jitter (protocol.backoffDelay)
 const STABLE_AFTER_MS = 5000; // a connection that stayed open this long resets the backoff
 const GROUP_WITHIN_MS = 5 * 60 * 1000; // consecutive messages of one sender within this are grouped
-const MAX_RENDERED = 5000; // oldest messages are dropped from the page beyond this (paging back brings them again)
+const MAX_RENDERED = 5000; // oldest messages of a conversation are dropped beyond this (paging back brings them again)
 const PAGE_SIZE = 50; // messages per history page
 const ACK_TIMEOUT_MS = 10000; // a send not acknowledged within this is shown as failed, with a retry
 const HISTORY_TIMEOUT_MS = 15000; // a history page not answered within this is asked for again
-const STORE = { mode: "chat.mode", name: "chat.name", room: "chat.room", wsUrl: "chat.wsUrl", token: "chat.token", anon: "chat.anonId" };
+const ANSWER_TIMEOUT_MS = 10000; // join, leave, listMembers
+const RATE_LIMITED_PAUSE_MS = 1000; // a join, leave, member list or history page refused as too fast goes again after this
+const TYPING_ERROR_WINDOW_MS = 250; // an error this soon after a typing frame, with nothing else sent, is its own
+const STORE = {
+  mode: "chat.mode",
+  name: "chat.name",
+  room: "chat.room",
+  rooms: "chat.rooms",
+  wsUrl: "chat.wsUrl",
+  token: "chat.token",
+  anon: "chat.anonId",
+};
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, className, text) => {
@@ -67,7 +91,7 @@ const fullTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium",
 const numberFormat = new Intl.NumberFormat("en-US");
 
 // ---------------------------------------------------------------------------------------------------
-// Connection: one room, reconnecting with backoff until stopped.
+// Connection: one socket for every room and direct conversation, reconnecting with backoff until stopped.
 
 class ChatConnection {
   /** @param {{target: () => Promise<{baseUrl: string, token: string, roomId: string}>, local: boolean,
@@ -188,20 +212,23 @@ class ChatConnection {
   }
 }
 
+
 // ---------------------------------------------------------------------------------------------------
 // Page state
 
 const app = {
   config: null, // /config.json of the local stack; null when the page is served elsewhere
   mode: "local", // "local": token from /dev/token; "remote": the user's wss:// URL and token
-  session: null, // {baseUrl, roomId, userId, name, token, local}
+  session: null, // {baseUrl, roomId (the room of the join form), userId, name, token, local, rooms (claim) }
   conn: null,
-  seen: new Set(), // message_ids already shown (frames may arrive twice: live, re-broadcast, history)
-  people: new Map(), // user_id -> display name, from messages seen
-  outbox: [], // {text, clientMsgId, state: "queued"|"sending"|"sent"|"failed", node, sentAt}
-  history: null, // see resetHistory()
-  lastRendered: null, // {userId, time} of the last message, for grouping
-  unseenBelow: 0,
+  connectRoom: null, // the room_id of the current connection's URL: in it without a join
+  convs: new Map(), // "room:<id>" | "dm:<user id>" -> conversation (see newConversation), in list order
+  active: null, // the conversation on screen
+  names: new Map(), // user_id -> display name, from members, presence, typing and messages
+  wire: { queue: [], inFlight: null, timer: null, pausedUntil: 0 }, // see request()
+  drawer: "", // "" | "nav" | "members": the panel open over the chat on narrow screens
+  noTyping: false, // the server has no typing route: stop sending typing frames
+  typingWanted: null, // {conv, at}: a typing frame held back while a request was under way
   countdown: null,
 };
 
@@ -209,6 +236,58 @@ function maxBytes() {
   const value = Number(app.config?.maxMessageBytes);
   return Number.isInteger(value) && value > 0 ? value : DEFAULT_MAX_MESSAGE_BYTES;
 }
+
+/** A room ("room", its room_id) or a direct conversation ("dm", the other user's id). Its message list
+ *  and outbox are elements of their own, in the page only while it is the active one. */
+function newConversation(kind, id) {
+  const list = el("ol", "messages");
+  list.setAttribute("role", "log");
+  list.setAttribute("aria-live", "polite");
+  list.setAttribute("aria-relevant", "additions");
+  list.tabIndex = 0;
+  const outboxList = el("ol", "messages outbox");
+  outboxList.setAttribute("aria-label", "Not yet delivered");
+  const conv = {
+    key: `${kind}:${id}`,
+    kind,
+    id,
+    // rooms: "joining" until the server answers "joined" (or the connection's URL room is open);
+    // direct conversations need no join.
+    state: kind === "dm" ? "joined" : "joining",
+    list,
+    outboxList,
+    seen: new Set(), // message_ids shown (frames may arrive twice: live, re-broadcast, history)
+    outbox: [], // {text, clientMsgId, state: "queued"|"sending"|"sent"|"failed", node, sentAt, conv}
+    history: { newestId: null, oldestId: null, olderExist: false, loadingOlder: false, loaded: false },
+    lastRendered: null,
+    unread: 0,
+    unseenBelow: 0,
+    scroll: null, // {top, atBottom} while not on screen
+    draft: "",
+    members: new Map(), // user_id -> {name, online: true | false | null (seen, state unknown)}
+    typing: new Map(), // user_id -> time until which "… is typing" shows
+    typingSentAt: 0,
+  };
+  list.setAttribute("aria-label", `Messages in ${label(conv)}`);
+  return conv;
+}
+
+function label(conv) {
+  return conv.kind === "room" ? `#${conv.id}` : nameOf(conv.id);
+}
+
+function nameOf(userId) {
+  return app.names.get(userId) || userId;
+}
+
+function noteName(userId, name) {
+  if (!userId || !name) return;
+  if (app.names.get(userId) === name) return;
+  app.names.set(userId, name);
+  if (app.convs.has(`dm:${userId}`)) renderConvLists();
+}
+
+const rooms = () => [...app.convs.values()].filter((conv) => conv.kind === "room");
 
 // ---------------------------------------------------------------------------------------------------
 // Join view
@@ -301,7 +380,15 @@ async function onJoin(event) {
       return;
     }
     const claims = decodeToken(token);
-    session = { baseUrl, roomId, userId: String(claims.sub ?? ""), name: String(claims.name || claims.sub || "you"), token, local: false };
+    session = {
+      baseUrl,
+      roomId,
+      userId: String(claims.sub ?? ""),
+      name: String(claims.name || claims.sub || "you"),
+      token,
+      local: false,
+      rooms: Array.isArray(claims.rooms) ? claims.rooms : null,
+    };
   }
   store.set(STORE.room, roomId);
   enterChat(session);
@@ -312,24 +399,21 @@ async function onJoin(event) {
 
 function enterChat(session) {
   app.session = session;
-  app.seen.clear();
-  app.people.clear();
-  app.outbox = [];
-  resetHistory();
-  app.lastRendered = null;
-  app.unseenBelow = 0;
-  $("messages").replaceChildren();
-  $("outbox").replaceChildren();
-  $("empty").hidden = false;
-  $("jump").hidden = true;
+  app.convs.clear();
+  app.names.clear();
+  app.active = null;
+  app.noTyping = false;
+  resetWire();
   showComposerError("");
-  $("room-name").textContent = session.roomId;
-  $("messages").setAttribute("aria-label", `Messages in ${session.roomId}`);
-  $("message").placeholder = `Message #${session.roomId}`;
   $("me").textContent = `${session.name} · ${session.userId}`;
   $("endpoint").textContent = session.baseUrl;
-  document.title = `#${session.roomId} — Chat`;
-  notePerson(session.userId, session.name);
+  noteName(session.userId, session.name);
+  // The form's room first (it is the connection's URL room), then the rooms this browser was in before.
+  const remembered = parseRooms(store.get(STORE.rooms));
+  for (const roomId of [session.roomId, ...remembered.filter((id) => id !== session.roomId)]) {
+    if (mayJoin(roomId)) addRoom(roomId);
+  }
+  activate(app.convs.get(`room:${session.roomId}`));
   $("join-view").hidden = true;
   $("chat-view").hidden = false;
 
@@ -338,13 +422,14 @@ function enterChat(session) {
     transport: app.config?.tokenTransport === "subprotocol" ? "subprotocol" : TOKEN_TRANSPORT,
     target: async () => {
       if (session.local) session.token = await localToken(session.userId, session.name);
-      return { baseUrl: session.baseUrl, token: session.token, roomId: session.roomId };
+      app.connectRoom = (rooms()[0] ?? { id: session.roomId }).id;
+      return { baseUrl: session.baseUrl, token: session.token, roomId: app.connectRoom };
     },
     onOpen: onOpen,
     onFrame: onFrame,
     onState: (state, info) => {
-      // In-flight messages are sent again (same client_msg_id) when the socket is back.
-      if (state === "reconnecting" || state === "closed") requeueSending();
+      // In-flight requests are made again (sends with the same client_msg_id) when the socket is back.
+      if (state === "reconnecting" || state === "closed" || state === "idle") resetWire();
       renderState(state, info);
     },
   });
@@ -352,10 +437,30 @@ function enterChat(session) {
   $("message").focus();
 }
 
+function parseRooms(text) {
+  try {
+    const value = JSON.parse(text || "[]");
+    return Array.isArray(value) ? value.filter((id) => typeof id === "string" && ROOM_PATTERN.test(id)) : [];
+  } catch {
+    return [];
+  }
+}
+
+function rememberRooms() {
+  store.set(STORE.rooms, JSON.stringify(rooms().map((conv) => conv.id)));
+}
+
+/** Whether the token lets the user into a room, as far as the page can tell (the server decides). */
+function mayJoin(roomId) {
+  const granted = app.session?.rooms;
+  return ROOM_PATTERN.test(roomId) && (!Array.isArray(granted) || granted.includes(roomId));
+}
+
 function leave({ error = "" } = {}) {
   app.conn?.stop();
   app.conn = null;
   clearInterval(app.countdown);
+  setDrawer("");
   $("chat-view").hidden = true;
   $("join-view").hidden = false;
   document.title = "Chat";
@@ -394,62 +499,560 @@ function renderState(state, info) {
   } else {
     $("status-text").textContent = STATE_LABEL[state] ?? state;
     banner.hidden = true;
-    announce = state === "connected" ? `Connected to ${app.session?.roomId}.` : "";
+    announce = state === "connected" ? `Connected to ${app.active ? label(app.active) : "the chat"}.` : "";
   }
   if (state !== "closed") delete retry.dataset.action;
   if (announce) $("announcer").textContent = announce;
   $("chat-view").dataset.state = state;
 }
 
-function onFrame(data) {
-  const frame = parseFrame(data);
-  if (frame.kind === "message") {
-    if (frame.roomId && frame.roomId !== app.session.roomId) return;
-    showMessage(frame, { live: true });
-  } else if (frame.kind === "ack") {
-    onAck(frame);
-  } else if (frame.kind === "history") {
-    onHistory(frame);
-  } else if (frame.kind === "error") {
-    const failed = failOldestSending(NOT_STORED_CODES.has(frame.code));
-    showComposerError(explainError(frame.code, frame.message, { maxBytes: maxBytes(), bytes: failed ? utf8Bytes(failed.text) : 0 }), frame.code);
-  } else if (frame.kind === "gateway") {
-    // "Internal server error": the function failed, perhaps after storing the message: retry, same id.
-    failOldestSending(false);
-    showComposerError(explainGatewayFrame(frame.message), "gateway");
-  }
+// ---------------------------------------------------------------------------------------------------
+// Requests: one at a time. The server handles a connection's frames concurrently and its answers (errors
+// above all) name no request, so the page sends the next request only once the previous one is answered
+// or has timed out: every answer then belongs to the one request in flight, and a sender's messages are
+// stored in the order they were written. Typing frames get no answer: see sendTyping().
+// Nothing is queued while the socket is down: on open, onOpen() asks again for everything still needed.
+
+/** @param {{payload: () => string, matches: (frame) => boolean, onAnswer: Function, onError?: Function,
+ *           onTimeout?: Function, onDrop?: Function, timeoutMs?: number, front?: boolean,
+ *           again?: boolean (sent again, after a pause, when refused as rate_limited)}} req */
+function request(req) {
+  if (app.conn?.state !== "connected") return;
+  if (req.front) app.wire.queue.unshift(req);
+  else app.wire.queue.push(req);
+  pump();
 }
 
-/** Shows a message once (by message_id), in message_id order wherever it arrives from. */
-function showMessage(frame, { live = false } = {}) {
-  if (!frame.id || app.seen.has(frame.id)) {
-    if (frame.id) settleOutbox(frame.clientMsgId, frame.id);
-    return false;
+function pump() {
+  const wire = app.wire;
+  if (!wire.inFlight && !wire.queue.length && app.typingWanted) {
+    const { conv, at } = app.typingWanted;
+    app.typingWanted = null;
+    if (conv === app.active && Date.now() - at < TYPING_INTERVAL_MS) sendTyping();
   }
-  app.seen.add(frame.id);
-  const own = frame.userId === app.session.userId;
-  const history = app.history;
-  if (!history.newestId || frame.id > history.newestId) history.newestId = frame.id;
-  if (!history.oldestId || frame.id < history.oldestId) history.oldestId = frame.id;
-  if (own) settleOutbox(frame.clientMsgId, frame.id);
-  renderMessage(frame, own, { live });
+  if (wire.inFlight || !wire.queue.length || app.conn?.state !== "connected" || Date.now() < wire.pausedUntil) return;
+  const req = wire.queue.shift();
+  if (!app.conn.send(req.payload())) {
+    wire.queue.unshift(req);
+    return;
+  }
+  wire.inFlight = req;
+  wire.timer = setTimeout(() => {
+    if (wire.inFlight !== req) return;
+    wire.inFlight = null;
+    req.onTimeout?.();
+    pump();
+  }, req.timeoutMs ?? ANSWER_TIMEOUT_MS);
+}
+
+/** Hands an answer to the request in flight if it is the one it answers. */
+function answer(frame) {
+  const req = app.wire.inFlight;
+  if (!req || !req.matches(frame)) return false;
+  settle(req);
+  req.onAnswer(frame);
+  pump();
   return true;
 }
 
-function notePerson(userId, name) {
-  if (!userId) return;
-  const had = app.people.get(userId);
-  app.people.set(userId, name || had || userId);
-  if (had === app.people.get(userId)) return;
-  const list = $("people");
-  list.replaceChildren(
-    ...[...app.people].map(([id, label]) => {
-      const item = el("li", id === app.session.userId ? "person me" : "person");
-      item.append(el("span", "avatar", initial(label)), el("span", "person-name", label));
-      if (id === app.session.userId) item.append(el("span", "you-badge", "you"));
-      return item;
+/** An error frame (or API Gateway's own) answers the request in flight, whatever it was. */
+function refuse(error) {
+  const wire = app.wire;
+  const req = wire.inFlight;
+  if (!req) return false;
+  settle(req);
+  if (error.code === "rate_limited" && req.again) {
+    // The per-user limit counts every frame: after a reconnect into many rooms the joins and history pages
+    // can outrun it. Such requests wait a moment and go again; nothing is lost or reported.
+    wire.queue.unshift(req);
+    wire.pausedUntil = Date.now() + RATE_LIMITED_PAUSE_MS;
+    setTimeout(pump, RATE_LIMITED_PAUSE_MS);
+    return true;
+  }
+  (req.onError ?? (() => {}))(error);
+  pump();
+  return true;
+}
+
+function settle(req) {
+  clearTimeout(app.wire.timer);
+  if (app.wire.inFlight === req) app.wire.inFlight = null;
+}
+
+function resetWire() {
+  const wire = app.wire;
+  clearTimeout(wire.timer);
+  const dropped = [wire.inFlight, ...wire.queue].filter(Boolean);
+  wire.inFlight = null;
+  wire.queue = [];
+  for (const req of dropped) req.onDrop?.();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// (Re)connected: join the rooms the user is in, then fetch each conversation's history (what was missed
+// while away, page by page) and send what is waiting in its outbox.
+
+function onOpen() {
+  const connected = app.connectRoom;
+  if (!app.convs.has(`room:${connected}`)) {
+    // Left while the connection was being made: leave it on the server too.
+    request({ again: true, payload: () => leaveFrame(connected), matches: (f) => f.kind === "left" && f.roomId === connected, onAnswer: () => {} });
+  }
+  for (const conv of app.convs.values()) {
+    if (conv.kind === "room" && conv.id !== connected) {
+      conv.state = "joining";
+      requestJoin(conv);
+    } else {
+      conv.state = "joined";
+      afterJoin(conv);
+    }
+  }
+  renderConvLists();
+  if (app.active) renderHeader();
+}
+
+function afterJoin(conv) {
+  if (conv === app.active && conv.kind === "room") requestMembers(conv);
+  if (conv.history.newestId) resumeAfter(conv, resumeCursor(conv.history.newestId));
+  else loadNewest(conv);
+  for (const entry of conv.outbox) if (entry.state === "queued") requestSend(entry);
+}
+
+function requestJoin(conv) {
+  request({
+    again: true,
+    payload: () => joinFrame(conv.id),
+    matches: (f) => f.kind === "joined" && f.roomId === conv.id,
+    onAnswer: () => {
+      if (app.convs.get(conv.key) !== conv) return;
+      conv.state = "joined";
+      renderConvLists();
+      if (conv === app.active) renderHeader();
+      afterJoin(conv);
+    },
+    onError: (error) => joinFailed(conv, explainJoinError(error.code, conv.id, error.message)),
+    onTimeout: () => joinFailed(conv, `The server did not answer the join of “${conv.id}”. Try again.`),
+  });
+}
+
+function joinFailed(conv, text) {
+  if (app.convs.get(conv.key) !== conv) return;
+  const unsent = conv.outbox.map((entry) => entry.text).join("\n\n");
+  removeConversation(conv);
+  if (unsent && !$("message").value.trim()) {
+    // What was written for that room is not lost: it is back in the box.
+    $("message").value = unsent;
+    autoGrow();
+    updateByteCount();
+  }
+  showRoomError(text);
+  $("announcer").textContent = text;
+  // On a narrow screen the room list is a drawer: open it so the reason is seen where the join was typed.
+  if (getComputedStyle($("nav-toggle")).display !== "none") setDrawer("nav");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Rooms and direct conversations: the lists, joining, leaving, switching.
+
+function addRoom(roomId) {
+  const conv = newConversation("room", roomId);
+  conv.members.set(app.session.userId, { name: app.session.name, online: true });
+  app.convs.set(conv.key, conv);
+  rememberRooms();
+  renderConvLists();
+  return conv;
+}
+
+function joinRoom(roomId) {
+  showRoomError("");
+  if (!ROOM_PATTERN.test(roomId)) {
+    showRoomError(roomRule());
+    return false;
+  }
+  if (!mayJoin(roomId)) {
+    showRoomError(explainJoinError("forbidden_room", roomId));
+    return false;
+  }
+  const existing = app.convs.get(`room:${roomId}`);
+  if (existing) {
+    activate(existing);
+    return true;
+  }
+  const conv = addRoom(roomId);
+  activate(conv);
+  requestJoin(conv); // sent at once if connected; else on (re)connect
+  return true;
+}
+
+function leaveRoom(conv) {
+  if (rooms().length <= 1) return; // the connection needs one room to open with
+  removeConversation(conv);
+  request({
+    again: true,
+    payload: () => leaveFrame(conv.id),
+    matches: (f) => f.kind === "left" && f.roomId === conv.id,
+    onAnswer: () => {},
+  });
+  $("announcer").textContent = `Left #${conv.id}.`;
+}
+
+function removeConversation(conv) {
+  app.convs.delete(conv.key);
+  if (conv.kind === "room") rememberRooms();
+  if (app.active === conv) {
+    app.active = null;
+    activate(rooms()[0] ?? app.convs.values().next().value);
+  }
+  renderConvLists();
+}
+
+/** The direct conversation with a user, created (and its history asked for) the first time. */
+function directWith(userId) {
+  let conv = app.convs.get(`dm:${userId}`);
+  if (!conv) {
+    conv = newConversation("dm", userId);
+    app.convs.set(conv.key, conv);
+    renderConvLists();
+    loadNewest(conv);
+  }
+  return conv;
+}
+
+function openDirect(userId) {
+  if (!userId || userId === app.session.userId) return;
+  activate(directWith(userId));
+  $("message").focus();
+}
+
+/** Puts a conversation on screen: its messages, outbox, draft, scroll position, members and typing. */
+function activate(conv) {
+  if (!conv) return;
+  const scroller = $("scroller");
+  const previous = app.active;
+  if (previous && previous !== conv) {
+    previous.draft = $("message").value;
+    previous.scroll = { top: scroller.scrollTop, atBottom: isAtBottom() };
+    previous.list.removeAttribute("id");
+    previous.outboxList.removeAttribute("id");
+  }
+  app.active = conv;
+  conv.list.id = "messages";
+  conv.outboxList.id = "outbox";
+  scroller.replaceChildren(historyLoading, emptyNote, conv.list, conv.outboxList);
+  historyLoading.hidden = !conv.history.loadingOlder;
+  emptyNote.hidden = conv.list.childElementCount > 0 || conv.outbox.length > 0;
+  emptyNote.textContent = conv.kind === "room" ? "No messages yet — say hello." : `No messages with ${nameOf(conv.id)} yet — say hello.`;
+  if (previous !== conv) {
+    $("message").value = conv.draft;
+    autoGrow();
+    updateByteCount();
+    conv.unread = 0;
+    conv.unseenBelow = 0;
+    $("jump").hidden = true;
+    if (!conv.scroll || conv.scroll.atBottom) scrollToBottom();
+    else scroller.scrollTop = conv.scroll.top;
+    if (conv.kind === "room" && conv.state === "joined") requestMembers(conv);
+  }
+  renderHeader();
+  renderConvLists();
+  renderMembers();
+  renderTyping();
+  setDrawer("");
+}
+
+function renderHeader() {
+  const conv = app.active;
+  $("room-hash").textContent = conv.kind === "room" ? "#" : "@";
+  $("room-name").textContent = conv.kind === "room" ? conv.id : nameOf(conv.id);
+  $("room-joining").hidden = !(conv.kind === "room" && conv.state === "joining");
+  $("message").placeholder = conv.kind === "room" ? `Message #${conv.id}` : `Message ${nameOf(conv.id)}`;
+  document.title = `${label(conv)} — Chat`;
+}
+
+function renderConvLists() {
+  if (!app.session) return;
+  const item = (conv) => {
+    const li = el("li", "conv-item");
+    li.dataset.key = conv.key;
+    li.dataset[conv.kind === "room" ? "room" : "user"] = conv.id;
+    li.dataset.state = conv.state;
+    const open = el("button", "conv");
+    open.type = "button";
+    if (conv === app.active) open.setAttribute("aria-current", "page");
+    const name = el("span", "conv-name", conv.kind === "room" ? conv.id : nameOf(conv.id));
+    const mark = el("span", "conv-mark", conv.kind === "room" ? "#" : "@");
+    mark.setAttribute("aria-hidden", "true");
+    open.append(mark, name);
+    if (conv.kind === "room" && conv.state === "joining") open.append(el("span", "conv-note", "joining…"));
+    if (conv.unread > 0) {
+      const badge = el("span", "badge", conv.unread > 99 ? "99+" : String(conv.unread));
+      badge.title = `${conv.unread} unread`;
+      open.append(badge);
+      open.setAttribute("aria-label", `${label(conv)}, ${conv.unread} unread`);
+    }
+    open.addEventListener("click", () => activate(conv));
+    li.append(open);
+    if (conv.kind === "room" && rooms().length > 1) {
+      const out = el("button", "icon conv-leave", "×");
+      out.type = "button";
+      out.title = `Leave #${conv.id}`;
+      out.setAttribute("aria-label", `Leave #${conv.id}`);
+      out.addEventListener("click", () => leaveRoom(conv));
+      li.append(out);
+    }
+    return li;
+  };
+  const all = [...app.convs.values()];
+  $("room-list").replaceChildren(...all.filter((conv) => conv.kind === "room").map(item));
+  const dms = all.filter((conv) => conv.kind === "dm");
+  $("dm-list").replaceChildren(...dms.map(item));
+  $("dm-empty").hidden = dms.length > 0;
+  const unread = all.reduce((sum, conv) => sum + (conv === app.active ? 0 : conv.unread), 0);
+  const badge = $("nav-unread");
+  badge.textContent = unread > 99 ? "99+" : String(unread);
+  badge.hidden = unread === 0;
+  $("nav-toggle").setAttribute("aria-label", unread ? `Rooms and direct messages, ${unread} unread` : "Rooms and direct messages");
+}
+
+function showRoomError(text) {
+  $("room-error").textContent = text;
+  $("room-error").hidden = !text;
+}
+
+function setDrawer(which) {
+  app.drawer = which;
+  $("chat-view").dataset.drawer = which;
+  $("nav-toggle").setAttribute("aria-expanded", String(which === "nav"));
+  $("members-toggle").setAttribute("aria-expanded", String(which === "members"));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Members and presence: listMembers when a room comes on screen, then presence frames keep it current.
+// People seen only through their messages are listed without a state.
+
+function requestMembers(conv) {
+  request({
+    again: true,
+    payload: () => listMembersFrame(conv.id),
+    matches: (f) => f.kind === "members" && f.roomId === conv.id,
+    onAnswer: (frame) => applyMembers(frame),
+    onError: () => {}, // a server without member lists: people seen in messages are still listed
+  });
+}
+
+function applyMembers(frame) {
+  const conv = app.convs.get(`room:${frame.roomId}`);
+  if (!conv) return;
+  for (const member of conv.members.values()) member.online = member.online === null ? null : false;
+  for (const { userId, name } of frame.members) {
+    noteName(userId, name);
+    conv.members.set(userId, { name: name || conv.members.get(userId)?.name || null, online: true });
+  }
+  conv.members.set(app.session.userId, { name: app.session.name, online: true });
+  if (conv === app.active) renderMembers();
+}
+
+function onPresence(frame) {
+  const conv = app.convs.get(`room:${frame.roomId}`);
+  if (!conv || frame.userId === app.session.userId) return;
+  noteName(frame.userId, frame.name);
+  const member = conv.members.get(frame.userId);
+  conv.members.set(frame.userId, { name: frame.name || member?.name || null, online: frame.online });
+  if (!frame.online) conv.typing.delete(frame.userId);
+  if (conv === app.active) {
+    renderMembers();
+    renderTyping();
+  }
+}
+
+function onlineAnywhere(userId) {
+  let known = null;
+  for (const conv of rooms()) {
+    const member = conv.members.get(userId);
+    if (member?.online) return true;
+    if (member && member.online === false) known = false;
+  }
+  return known;
+}
+
+function renderMembers() {
+  const conv = app.active;
+  if (!conv) return;
+  let entries;
+  if (conv.kind === "room") {
+    entries = [...conv.members].map(([userId, member]) => ({ userId, name: member.name || nameOf(userId), online: member.online }));
+    const online = entries.filter((entry) => entry.online).length;
+    $("members-title").textContent = "Members";
+    $("members-count").textContent = `#${conv.id} · ${online} online`;
+    $("members-toggle-count").textContent = String(online);
+  } else {
+    entries = [app.session.userId, conv.id].map((userId) => ({
+      userId,
+      name: nameOf(userId),
+      online: userId === app.session.userId ? true : onlineAnywhere(userId),
+    }));
+    $("members-title").textContent = "Direct conversation";
+    $("members-count").textContent = "";
+    $("members-toggle-count").textContent = "2";
+  }
+  const rank = (entry) => (entry.userId === app.session.userId ? 0 : entry.online ? 1 : entry.online === false ? 3 : 2);
+  entries.sort((a, b) => rank(a) - rank(b) || a.name.localeCompare(b.name));
+  $("members").replaceChildren(
+    ...entries.map((entry) => {
+      const me = entry.userId === app.session.userId;
+      const li = el("li", me ? "person me" : "person");
+      li.dataset.userId = entry.userId;
+      li.dataset.online = entry.online === null ? "unknown" : String(entry.online);
+      const avatar = el("span", "avatar", initial(entry.name));
+      avatar.setAttribute("aria-hidden", "true");
+      const state = el("span", "presence", entry.online ? "online" : entry.online === false ? "offline" : "");
+      const name = el("span", "person-name", entry.name);
+      if (entry.name !== entry.userId) name.title = entry.userId;
+      li.append(avatar, name);
+      if (me) li.append(el("span", "you-badge", "you"));
+      li.append(state);
+      if (!me && !(conv.kind === "dm" && conv.id === entry.userId)) {
+        const write = el("button", "small ghost dm-open", "Message");
+        write.type = "button";
+        write.setAttribute("aria-label", `Message ${entry.name} directly`);
+        write.addEventListener("click", () => openDirect(entry.userId));
+        li.append(write);
+      }
+      return li;
     }),
   );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Typing: sent at most once per 2 s while the user types in a room; shown for others for about 3 s.
+
+function onTyping(frame) {
+  const conv = app.convs.get(`room:${frame.roomId}`);
+  if (!conv || frame.userId === app.session.userId) return;
+  noteName(frame.userId, frame.name);
+  conv.typing.set(frame.userId, Date.now() + TYPING_SHOWN_MS);
+  if (conv === app.active) renderTyping();
+}
+
+function renderTyping() {
+  const conv = app.active;
+  const now = Date.now();
+  const names = [];
+  if (conv) {
+    for (const [userId, until] of conv.typing) {
+      if (until <= now) conv.typing.delete(userId);
+      else names.push(nameOf(userId));
+    }
+  }
+  let text = "";
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+  else if (names.length > 2) text = "Several people are typing…";
+  const node = $("typing");
+  if (node.textContent !== text) node.textContent = text;
+}
+
+/** Typing gets no answer, but an error (a server without typing, the rate limit) names no request either:
+ *  so a typing frame goes out only when nothing else is waiting, and holds the line for a moment in which
+ *  any error is its own. Best effort: skipped while other requests are under way. */
+function sendTyping() {
+  const conv = app.active;
+  if (app.noTyping || !conv || conv.kind !== "room" || conv.state !== "joined" || !$("message").value.trim()) return;
+  const now = Date.now();
+  if (now - conv.typingSentAt < TYPING_INTERVAL_MS) return;
+  if (app.wire.inFlight || app.wire.queue.length) {
+    app.typingWanted = { conv, at: now }; // sent by pump() once the line is free, if still fresh
+    return;
+  }
+  app.typingWanted = null;
+  conv.typingSentAt = now;
+  request({
+    payload: () => typingFrame(conv.id),
+    matches: () => false,
+    onAnswer: () => {},
+    onError: (error) => {
+      if (error.code === "unknown_action" || (error.code === "gateway" && error.message === "Forbidden")) app.noTyping = true;
+    },
+    timeoutMs: TYPING_ERROR_WINDOW_MS,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Incoming frames
+
+function onFrame(data) {
+  const frame = parseFrame(data);
+  switch (frame.kind) {
+    case "message": {
+      const conv = conversationOf(frame);
+      if (!conv) return;
+      conv.typing.delete(frame.userId);
+      if (conv === app.active) renderTyping();
+      showMessage(conv, frame, { live: true, unread: true });
+      return;
+    }
+    case "ack":
+      if (!answer(frame)) onAck(frame);
+      return;
+    case "history":
+    case "joined":
+    case "left":
+      answer(frame);
+      return;
+    case "members":
+      if (!answer(frame)) applyMembers(frame);
+      return;
+    case "presence":
+      onPresence(frame);
+      return;
+    case "typing":
+      onTyping(frame);
+      return;
+    case "error":
+      if (!refuse(frame)) showComposerError(explainError(frame.code, frame.message, { maxBytes: maxBytes() }), frame.code);
+      return;
+    case "gateway":
+      // "Internal server error": the function failed, perhaps after storing the message: retry, same id.
+      if (!refuse({ code: "gateway", message: frame.message })) showComposerError(explainGatewayFrame(frame.message), "gateway");
+      return;
+    default:
+  }
+}
+
+/** The conversation a live message belongs to: its room (if the user is in it) or the direct one. */
+function conversationOf(frame) {
+  if (!frame.direct) return app.convs.get(`room:${frame.roomId}`) ?? null;
+  const me = app.session.userId;
+  const other = frame.userId === me ? frame.toUserId : frame.userId;
+  if (!other || other === me) return null;
+  noteName(frame.userId, frame.name);
+  return directWith(other);
+}
+
+/** Shows a message once (by message_id), in message_id order wherever it arrives from. `unread`: count it
+ *  as unread when it is someone else's and its conversation is not on screen. */
+function showMessage(conv, frame, { live = false, unread = false } = {}) {
+  if (!frame.id || conv.seen.has(frame.id)) {
+    if (frame.id) settleOutbox(conv, frame.clientMsgId, frame.id);
+    return false;
+  }
+  conv.seen.add(frame.id);
+  const own = frame.userId === app.session.userId;
+  const history = conv.history;
+  if (!history.newestId || frame.id > history.newestId) history.newestId = frame.id;
+  if (!history.oldestId || frame.id < history.oldestId) history.oldestId = frame.id;
+  if (own) settleOutbox(conv, frame.clientMsgId, frame.id);
+  noteName(frame.userId, frame.name);
+  if (conv.kind === "room" && !conv.members.has(frame.userId)) {
+    conv.members.set(frame.userId, { name: frame.name, online: null });
+    if (conv === app.active) renderMembers();
+  }
+  renderMessage(conv, frame, own, { live });
+  if (unread && !own && conv !== app.active) {
+    conv.unread += 1;
+    renderConvLists();
+  }
+  return true;
 }
 
 function initial(name) {
@@ -463,15 +1066,19 @@ function colorIndex(userId) {
   return hash % 8;
 }
 
-function renderMessage(frame, own, { live = false } = {}) {
+function isAtBottom() {
   const scroller = $("scroller");
-  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+}
+
+function renderMessage(conv, frame, own, { live = false } = {}) {
+  const onScreen = conv === app.active;
+  const atBottom = onScreen && isAtBottom();
   const when = frame.timestamp ? new Date(frame.timestamp) : new Date();
   const time = Number.isNaN(when.getTime()) ? new Date() : when;
-  const name = frame.name || app.people.get(frame.userId) || frame.userId;
-  notePerson(frame.userId, frame.name);
+  const name = frame.name || nameOf(frame.userId);
 
-  const list = $("messages");
+  const list = conv.list;
   const next = [...list.children].find((node) => node.dataset.messageId > frame.id) ?? null;
   const previous = next ? next.previousElementSibling : list.lastElementChild;
   const grouped = groupedWith(previous, frame.userId, time);
@@ -495,7 +1102,9 @@ function renderMessage(frame, own, { live = false } = {}) {
   meta.append(stamp);
   if (own) {
     const delivery = el("span", "delivery", "✓ sent");
-    delivery.title = "Stored on the server: everyone in the room gets it, now or when they are back";
+    delivery.title = conv.kind === "room"
+      ? "Stored on the server: everyone in the room gets it, now or when they are back"
+      : "Stored on the server: they get it now or when they are back";
     meta.append(delivery);
   }
   const body = el("div", "body");
@@ -508,19 +1117,25 @@ function renderMessage(frame, own, { live = false } = {}) {
   if (appended) {
     while (list.childElementCount > MAX_RENDERED) {
       list.firstElementChild.remove();
-      app.history.olderExist = true;
-      app.history.oldestId = list.firstElementChild?.dataset.messageId ?? null;
+      conv.history.olderExist = true;
+      conv.history.oldestId = list.firstElementChild?.dataset.messageId ?? null;
     }
   }
-  $("empty").hidden = true;
+  if (!onScreen) return;
+  emptyNote.hidden = true;
   if (!appended || !live) return;
   if (atBottom || own) {
     scrollToBottom();
   } else {
-    app.unseenBelow += 1;
-    $("jump").textContent = `${app.unseenBelow} new message${app.unseenBelow === 1 ? "" : "s"} ↓`;
-    $("jump").hidden = false;
+    noteUnseenBelow(1);
   }
+}
+
+function noteUnseenBelow(count) {
+  const conv = app.active;
+  conv.unseenBelow += count;
+  $("jump").textContent = `${conv.unseenBelow} new message${conv.unseenBelow === 1 ? "" : "s"} ↓`;
+  $("jump").hidden = false;
 }
 
 function groupedWith(previous, userId, time) {
@@ -532,105 +1147,83 @@ function groupedWith(previous, userId, time) {
 function scrollToBottom() {
   const scroller = $("scroller");
   scroller.scrollTop = scroller.scrollHeight;
-  app.unseenBelow = 0;
+  if (app.active) app.active.unseenBelow = 0;
   $("jump").hidden = true;
 }
 
 // ---------------------------------------------------------------------------------------------------
-// History: the newest page on join, older pages when scrolled to the top, and after every reconnect
-// everything after the last message seen, page by page until the server says there is no more. One
-// request at a time, so each answer belongs to the request before it.
+// History, per conversation: the newest page when it is first opened, older pages when scrolled to the
+// top, and after every reconnect everything after the last message seen, page by page until the server
+// says there is no more.
 
-function resetHistory() {
-  clearTimeout(app.history?.timer);
-  app.history = { newestId: null, oldestId: null, olderExist: false, loadingOlder: false, queue: [], inFlight: null, timer: null };
+const historyTarget = (conv) => (conv.kind === "room" ? conv.id : { withUserId: conv.id });
+
+function requestHistory(conv, fields, onPage, { onDrop } = {}) {
+  const req = {
+    again: true,
+    payload: () => historyFrame(historyTarget(conv), fields),
+    matches: (f) => f.kind === "history",
+    onAnswer: (page) => {
+      if (app.convs.get(conv.key) === conv) onPage(page);
+    },
+    onError: () => onDrop?.(), // would fail again the same way
+    onTimeout: () => request({ ...req, front: true }),
+    onDrop, // the socket dropped: onOpen asks again
+    timeoutMs: HISTORY_TIMEOUT_MS,
+  };
+  request(req);
 }
 
-function onOpen() {
-  const history = app.history;
-  clearTimeout(history.timer);
-  history.inFlight = null;
-  history.queue = [];
-  history.loadingOlder = false;
-  if (history.newestId) {
-    resumeAfter(resumeCursor(history.newestId));
-  } else {
-    requestHistory({ limit: PAGE_SIZE }, (page) => {
-      for (const message of page.messages) showMessage(message);
-      app.history.olderExist = page.hasMore;
-      scrollToBottom();
-    });
-  }
-  flushOutbox();
-}
-
-function resumeAfter(cursor) {
-  requestHistory({ after: cursor, limit: 100 }, (page) => {
-    const scroller = $("scroller");
-    const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
-    let shown = 0;
-    for (const message of page.messages) if (showMessage(message)) shown += 1;
-    if (atBottom) scrollToBottom();
-    else if (shown) {
-      app.unseenBelow += shown;
-      $("jump").textContent = `${app.unseenBelow} new message${app.unseenBelow === 1 ? "" : "s"} ↓`;
-      $("jump").hidden = false;
-    }
-    if (page.hasMore && page.messages.length) resumeAfter(page.messages[page.messages.length - 1].id);
+function loadNewest(conv) {
+  requestHistory(conv, { limit: PAGE_SIZE }, (page) => {
+    const first = !conv.history.loaded;
+    for (const message of page.messages) showMessage(conv, message, { unread: !first });
+    conv.history.loaded = true;
+    if (first) conv.history.olderExist = page.hasMore;
+    if (conv === app.active) scrollToBottom();
   });
 }
 
-function loadOlder() {
-  const history = app.history;
+function resumeAfter(conv, cursor) {
+  requestHistory(conv, { after: cursor, limit: 100 }, (page) => {
+    const atBottom = conv === app.active && isAtBottom();
+    let shown = 0;
+    for (const message of page.messages) if (showMessage(conv, message, { unread: true })) shown += 1;
+    if (atBottom) scrollToBottom();
+    else if (shown && conv === app.active) noteUnseenBelow(shown);
+    if (page.hasMore && page.messages.length) resumeAfter(conv, page.messages[page.messages.length - 1].id);
+  });
+}
+
+function loadOlder(conv) {
+  const history = conv.history;
   if (!history.olderExist || history.loadingOlder || !history.oldestId) return;
   history.loadingOlder = true;
-  $("history-loading").hidden = false;
-  requestHistory({ before: history.oldestId, limit: PAGE_SIZE }, (page) => {
-    const scroller = $("scroller");
-    // Keep what the reader is looking at in place while older messages are added above it.
-    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
-    for (const message of page.messages) showMessage(message);
-    scroller.scrollTop = scroller.scrollHeight - fromBottom;
-    app.history.olderExist = page.hasMore;
-    app.history.loadingOlder = false;
-    $("history-loading").hidden = true;
-  });
-}
-
-function requestHistory(fields, onPage) {
-  app.history.queue.push({ fields, onPage });
-  pumpHistory();
-}
-
-function pumpHistory() {
-  const history = app.history;
-  if (history.inFlight || !history.queue.length) return;
-  const next = history.queue[0];
-  if (!app.conn?.send(historyFrame(app.session.roomId, next.fields))) return; // sent again on reconnect
-  history.queue.shift();
-  history.inFlight = next;
-  history.timer = setTimeout(() => {
-    if (app.history !== history || history.inFlight !== next) return;
-    history.inFlight = null;
-    history.queue.unshift(next);
+  historyLoading.hidden = false;
+  const done = () => {
     history.loadingOlder = false;
-    pumpHistory();
-  }, HISTORY_TIMEOUT_MS);
-}
-
-function onHistory(page) {
-  const history = app.history;
-  const request = history.inFlight;
-  if (!request || (page.roomId && page.roomId !== app.session.roomId)) return;
-  clearTimeout(history.timer);
-  history.inFlight = null;
-  request.onPage(page);
-  pumpHistory();
+    if (conv === app.active) historyLoading.hidden = true;
+  };
+  requestHistory(
+    conv,
+    { before: history.oldestId, limit: PAGE_SIZE },
+    (page) => {
+      const scroller = $("scroller");
+      // Keep what the reader is looking at in place while older messages are added above it.
+      const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+      for (const message of page.messages) showMessage(conv, message);
+      if (conv === app.active) scroller.scrollTop = scroller.scrollHeight - fromBottom;
+      history.olderExist = page.hasMore;
+      done();
+    },
+    { onDrop: done },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Composer and outbox: nothing typed is silently lost. A message is shown as "waiting" while offline and
-// sent on reconnect; one sent but never confirmed (the connection dropped) can be sent again or discarded.
+// sent on reconnect; one whose send failed can be retried (same client_msg_id), edited or discarded.
+// Each conversation's messages go out one at a time, in the order they were written (see request()).
 
 const OUTBOX_LABEL = {
   queued: "Waiting for the connection — sends when it is back",
@@ -642,6 +1235,7 @@ const OUTBOX_LABEL = {
 function submitMessage() {
   const box = $("message");
   const text = box.value;
+  const conv = app.active;
   if (!text.trim()) {
     showComposerError("That message is empty — type something first.", "empty");
     return;
@@ -652,40 +1246,70 @@ function submitMessage() {
     return;
   }
   showComposerError("");
-  const entry = { text, clientMsgId: newClientMsgId(), state: "queued", node: null, sentAt: 0 };
-  app.outbox.push(entry);
+  const entry = { text, clientMsgId: newClientMsgId(), state: "queued", node: null, sentAt: 0, conv };
+  conv.outbox.push(entry);
   box.value = "";
+  conv.draft = "";
   autoGrow();
   updateByteCount();
-  transmit(entry);
   renderOutboxEntry(entry);
+  emptyNote.hidden = true;
+  if (conv.state === "joined") requestSend(entry);
   scrollToBottom();
 }
 
 /** Sends (or sends again) an entry with its own client_msg_id: the server stores it at most once. */
-function transmit(entry) {
-  if (app.conn?.send(sendMessageFrame(app.session.roomId, entry.text, entry.clientMsgId))) {
-    entry.state = "sending";
-    entry.sentAt = Date.now();
-  } else {
-    entry.state = "queued";
-  }
+function requestSend(entry) {
+  const conv = entry.conv;
+  // Connected, it is on its way (perhaps behind other requests); else it waits for the connection.
+  entry.state = app.conn?.state === "connected" ? "sending" : "queued";
+  renderOutboxEntry(entry);
+  request({
+    payload: () => {
+      entry.state = "sending";
+      entry.sentAt = Date.now();
+      renderOutboxEntry(entry);
+      return conv.kind === "room"
+        ? sendMessageFrame(conv.id, entry.text, entry.clientMsgId)
+        : sendDirectFrame(conv.id, entry.text, entry.clientMsgId);
+    },
+    matches: (f) => f.kind === "ack" && f.clientMsgId === entry.clientMsgId,
+    onAnswer: (ack) => onAck(ack),
+    onError: (error) => failSend(entry, error),
+    onTimeout: () => {
+      if (entry.state !== "sending") return;
+      entry.state = "failed";
+      renderOutboxEntry(entry);
+    },
+    onDrop: () => {
+      if (entry.state !== "sending" && entry.state !== "queued") return;
+      entry.state = "queued";
+      renderOutboxEntry(entry);
+    },
+    timeoutMs: ACK_TIMEOUT_MS,
+  });
 }
 
-function flushOutbox() {
-  for (const entry of app.outbox) {
-    if (entry.state !== "queued") continue;
-    transmit(entry);
-    if (entry.state !== "sending") break;
-    renderOutboxEntry(entry);
+function findEntry(predicate) {
+  for (const conv of app.convs.values()) {
+    const entry = conv.outbox.find(predicate);
+    if (entry) return entry;
   }
+  return null;
 }
 
 function onAck(ack) {
-  const entry = app.outbox.find((candidate) => candidate.clientMsgId === ack.clientMsgId);
+  const entry = findEntry((candidate) => candidate.clientMsgId === ack.clientMsgId);
   if (!entry) return;
-  if (app.seen.has(ack.id)) {
+  if (entry.conv.seen.has(ack.id)) {
     removeOutbox(entry); // its broadcast is already on the page
+    return;
+  }
+  if (entry.conv.kind === "dm") {
+    // A direct message comes back to the sender's other connections, not to this one: the ack is its echo.
+    const ms = ulidTime(ack.id);
+    const timestamp = new Date(ms ?? Date.now()).toISOString();
+    showMessage(entry.conv, { kind: "message", direct: true, id: ack.id, userId: app.session.userId, toUserId: entry.conv.id, name: app.session.name, text: entry.text, timestamp, clientMsgId: entry.clientMsgId });
     return;
   }
   entry.state = "sent";
@@ -694,19 +1318,19 @@ function onAck(ack) {
 }
 
 /** The stored message is on the page: its pending bubble goes. */
-function settleOutbox(clientMsgId, messageId) {
-  const entry = app.outbox.find(
+function settleOutbox(conv, clientMsgId, messageId) {
+  const entry = conv.outbox.find(
     (candidate) => (clientMsgId && candidate.clientMsgId === clientMsgId) || candidate.messageId === messageId,
   );
   if (entry) removeOutbox(entry);
 }
 
-/** An error frame answers the oldest message still waiting for its answer. */
-function failOldestSending(notStored) {
-  const entry = app.outbox.find((candidate) => candidate.state === "sending");
-  if (!entry) return null;
+/** The server refused a send (or API Gateway answered for a failed function). */
+function failSend(entry, error) {
+  const notStored = NOT_STORED_CODES.has(error.code);
   const box = $("message");
-  if (notStored && !box.value.trim()) {
+  const onScreen = entry.conv === app.active;
+  if (notStored && onScreen && !box.value.trim()) {
     // Refused and not stored: put it back where the user can fix it (e.g. shorten an over-long message).
     removeOutbox(entry);
     box.value = entry.text;
@@ -717,27 +1341,23 @@ function failOldestSending(notStored) {
     if (notStored) entry.clientMsgId = newClientMsgId(); // it was not stored: an edit is a new message
     renderOutboxEntry(entry);
   }
-  return entry;
-}
-
-function expireUnacknowledged() {
-  for (const entry of app.outbox) {
-    if (entry.state === "sending" && Date.now() - entry.sentAt > ACK_TIMEOUT_MS) {
-      entry.state = "failed";
-      renderOutboxEntry(entry);
-    }
-  }
+  if (!onScreen) return;
+  const text = error.code === "gateway"
+    ? explainGatewayFrame(error.message)
+    : explainError(error.code, error.message, { maxBytes: maxBytes(), bytes: utf8Bytes(entry.text), direct: entry.conv.kind === "dm" });
+  showComposerError(text, error.code);
 }
 
 function removeOutbox(entry) {
-  app.outbox = app.outbox.filter((candidate) => candidate !== entry);
+  const conv = entry.conv;
+  conv.outbox = conv.outbox.filter((candidate) => candidate !== entry);
   entry.node?.remove();
 }
 
 function renderOutboxEntry(entry) {
   if (!entry.node) {
     entry.node = el("li", "msg own pending");
-    $("outbox").append(entry.node);
+    entry.conv.outboxList.append(entry.node);
   }
   const body = el("div", "body");
   const meta = el("div", "meta");
@@ -750,8 +1370,11 @@ function renderOutboxEntry(entry) {
     again.title = "Sends it again; the server never stores one message twice";
     again.addEventListener("click", () => {
       showComposerError("");
-      transmit(entry);
-      renderOutboxEntry(entry);
+      if (entry.conv.state === "joined") requestSend(entry);
+      else {
+        entry.state = "queued";
+        renderOutboxEntry(entry);
+      }
     });
     const edit = el("button", "small ghost", "Edit");
     edit.type = "button";
@@ -771,15 +1394,6 @@ function renderOutboxEntry(entry) {
   entry.node.dataset.state = entry.state;
   entry.node.dataset.clientMsgId = entry.clientMsgId;
   entry.node.replaceChildren(body);
-}
-
-function requeueSending() {
-  for (const entry of app.outbox) {
-    if (entry.state === "sending") {
-      entry.state = "queued";
-      renderOutboxEntry(entry);
-    }
-  }
 }
 
 function showComposerError(text, code = "") {
@@ -810,6 +1424,9 @@ function updateByteCount() {
 // ---------------------------------------------------------------------------------------------------
 // Wiring
 
+const historyLoading = $("history-loading");
+const emptyNote = $("empty");
+
 async function main() {
   app.config = await loadConfig();
   $("name").value = store.get(STORE.name);
@@ -820,7 +1437,10 @@ async function main() {
 
   $("join-form").addEventListener("submit", onJoin);
   $("mode-toggle").addEventListener("click", () => setMode(app.mode === "local" ? "remote" : "local"));
-  $("leave").addEventListener("click", () => leave());
+  $("leave").addEventListener("click", () => {
+    store.set(STORE.rooms, "[]"); // signing out forgets the rooms; a reload or an expired token does not
+    leave();
+  });
   $("retry-now").addEventListener("click", () => {
     if ($("retry-now").dataset.action === "signin") {
       leave({ error: $("status-detail").textContent });
@@ -830,6 +1450,22 @@ async function main() {
     } else {
       app.conn?.retryNow();
     }
+  });
+  $("join-room-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const box = $("new-room");
+    if (joinRoom(box.value.trim())) {
+      box.value = "";
+      $("message").focus();
+    } else {
+      box.focus();
+    }
+  });
+  $("nav-toggle").addEventListener("click", () => setDrawer(app.drawer === "nav" ? "" : "nav"));
+  $("members-toggle").addEventListener("click", () => setDrawer(app.drawer === "members" ? "" : "members"));
+  $("drawer-backdrop").addEventListener("click", () => setDrawer(""));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && app.drawer) setDrawer("");
   });
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -846,20 +1482,21 @@ async function main() {
   $("message").addEventListener("input", () => {
     autoGrow();
     updateByteCount();
+    sendTyping();
   });
   $("composer-error-close").addEventListener("click", () => {
     showComposerError("");
     $("message").focus();
   });
   $("scroller").addEventListener("scroll", () => {
-    const scroller = $("scroller");
-    if (scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80) {
-      app.unseenBelow = 0;
+    if (!app.active) return;
+    if (isAtBottom()) {
+      app.active.unseenBelow = 0;
       $("jump").hidden = true;
     }
-    if (scroller.scrollTop < 40 && app.session) loadOlder();
+    if ($("scroller").scrollTop < 40) loadOlder(app.active);
   });
-  setInterval(expireUnacknowledged, 1000);
+  setInterval(renderTyping, 500);
   $("jump").addEventListener("click", () => {
     scrollToBottom();
     $("message").focus();

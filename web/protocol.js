@@ -1,5 +1,6 @@
 // The chat protocol as the browser sees it (docs/protocol.md, docs/history.md), with no DOM and no I/O:
-// URLs, frames, message ids, error wording, token claims and the reconnect schedule. app.js does the I/O.
+// URLs, frames (rooms, presence, typing, direct messages), message ids, error wording, token claims and
+// the reconnect schedule. app.js does the I/O.
 
 export const ROOM_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const DEFAULT_MAX_MESSAGE_BYTES = 4096;
@@ -33,9 +34,41 @@ export function sendMessageFrame(roomId, message, clientMsgId) {
   return JSON.stringify(frame);
 }
 
-/** One page of history: the newest (no cursor), or just `before` / `after` a message_id. */
-export function historyFrame(roomId, { before, after, limit } = {}) {
-  const frame = { action: "getHistory", room_id: roomId };
+/** A direct message to one user; stored, acknowledged and retried like a room message. */
+export function sendDirectFrame(toUserId, message, clientMsgId) {
+  const frame = { action: "sendDirect", to_user_id: toUserId, message };
+  if (clientMsgId) frame.client_msg_id = clientMsgId;
+  return JSON.stringify(frame);
+}
+
+/** Another room on the same connection, and back out of it. */
+export function joinFrame(roomId) {
+  return JSON.stringify({ action: "join", room_id: roomId });
+}
+
+export function leaveFrame(roomId) {
+  return JSON.stringify({ action: "leave", room_id: roomId });
+}
+
+export function listMembersFrame(roomId) {
+  return JSON.stringify({ action: "listMembers", room_id: roomId });
+}
+
+export function typingFrame(roomId) {
+  return JSON.stringify({ action: "typing", room_id: roomId });
+}
+
+/** The server drops typing frames beyond one per connection per room in this interval. */
+export const TYPING_INTERVAL_MS = 2000;
+/** How long "… is typing" stays up after the last typing frame of a user. */
+export const TYPING_SHOWN_MS = 3000;
+
+/** One page of history: the newest (no cursor), or just `before` / `after` a message_id.
+ *  `target` is a room id (a string) or `{withUserId}` for the direct conversation with that user. */
+export function historyFrame(target, { before, after, limit } = {}) {
+  const frame = { action: "getHistory" };
+  if (typeof target === "string") frame.room_id = target;
+  else frame.with_user_id = target.withUserId;
   if (before) frame.before = before;
   if (after) frame.after = after;
   if (limit) frame.limit = limit;
@@ -91,8 +124,24 @@ export function parseFrame(data) {
   if (frame === null || typeof frame !== "object" || Array.isArray(frame)) {
     return { kind: "unknown", raw: String(data) };
   }
-  if (frame.action === "message" && typeof frame.message === "string") {
+  if ((frame.action === "message" || frame.action === "direct") && typeof frame.message === "string") {
     return parseMessage(frame);
+  }
+  const roomId = typeof frame.room_id === "string" ? frame.room_id : "";
+  if ((frame.action === "joined" || frame.action === "left") && roomId) {
+    return { kind: frame.action, roomId };
+  }
+  if (frame.action === "members" && roomId && Array.isArray(frame.members)) {
+    const members = frame.members
+      .filter((m) => m && typeof m === "object" && typeof m.user_id === "string" && m.user_id)
+      .map((m) => ({ userId: m.user_id, name: cleanName(m.name) }));
+    return { kind: "members", roomId, members };
+  }
+  if (frame.action === "presence" && roomId && typeof frame.user_id === "string" && ["online", "offline"].includes(frame.state)) {
+    return { kind: "presence", roomId, userId: frame.user_id, name: cleanName(frame.name), online: frame.state === "online" };
+  }
+  if (frame.action === "typing" && roomId && typeof frame.user_id === "string") {
+    return { kind: "typing", roomId, userId: frame.user_id, name: cleanName(frame.name) };
   }
   if (frame.action === "ack" && typeof frame.client_msg_id === "string" && typeof frame.message_id === "string") {
     return { kind: "ack", clientMsgId: frame.client_msg_id, id: frame.message_id, roomId: String(frame.room_id ?? "") };
@@ -101,7 +150,8 @@ export function parseFrame(data) {
     const messages = frame.messages
       .filter((m) => m && typeof m === "object" && typeof m.message === "string" && typeof m.message_id === "string")
       .map(parseMessage);
-    return { kind: "history", roomId: String(frame.room_id ?? ""), messages, hasMore: frame.has_more === true };
+    const withUserId = typeof frame.with_user_id === "string" ? frame.with_user_id : "";
+    return { kind: "history", roomId: String(frame.room_id ?? ""), withUserId, messages, hasMore: frame.has_more === true };
   }
   if (frame.action === "error") {
     return { kind: "error", code: String(frame.code ?? ""), message: String(frame.message ?? "") };
@@ -113,13 +163,22 @@ export function parseFrame(data) {
   return { kind: "unknown", raw: String(data) };
 }
 
+function cleanName(name) {
+  return typeof name === "string" && name.trim() ? name : null;
+}
+
+/** A room message or a direct one ("direct", or a page of a direct conversation's history). A direct one
+ *  has `direct: true`, `userId` its sender and `toUserId` its recipient. */
 function parseMessage(frame) {
+  const direct = frame.action === "direct" || (typeof frame.from_user_id === "string" && !frame.room_id);
   return {
     kind: "message",
+    direct,
     id: typeof frame.message_id === "string" ? frame.message_id : null,
-    roomId: String(frame.room_id ?? ""),
-    userId: String(frame.user_id ?? ""),
-    name: typeof frame.name === "string" && frame.name.trim() ? frame.name : null,
+    roomId: direct ? "" : String(frame.room_id ?? ""),
+    userId: String((direct ? frame.from_user_id : frame.user_id) ?? frame.user_id ?? ""),
+    toUserId: direct ? String(frame.to_user_id ?? "") : "",
+    name: cleanName(frame.name),
     text: frame.message,
     timestamp: typeof frame.timestamp === "string" ? frame.timestamp : null,
     clientMsgId: typeof frame.client_msg_id === "string" ? frame.client_msg_id : null,
@@ -130,6 +189,22 @@ function parseMessage(frame) {
  *  other failure (internal, rate_limited, a gateway error, no answer) may or may not have stored it: the
  *  message is retried with its client_msg_id, which the server never stores twice. */
 export const NOT_STORED_CODES = new Set(["message_too_large", "invalid_message", "invalid_request", "forbidden_room"]);
+
+/** Plain words for an error answering a join of `roomId`. */
+export function explainJoinError(code, roomId, serverMessage) {
+  switch (code) {
+    case "too_many_rooms":
+      return `You are in as many rooms as one connection allows — leave one before joining “${roomId}”.`;
+    case "forbidden_room":
+      return `Your token does not let you into room “${roomId}”.`;
+    case "invalid_request":
+      return roomRule();
+    case "unknown_action":
+      return "This server has one room per connection: it cannot join another room.";
+    default:
+      return explainError(code, serverMessage);
+  }
+}
 
 /** Plain words for a contract error frame. `context.bytes` is the size of what was sent. */
 export function explainError(code, serverMessage, context = {}) {
@@ -142,7 +217,9 @@ export function explainError(code, serverMessage, context = {}) {
     case "invalid_message":
       return "That message is empty — type something first.";
     case "forbidden_room":
-      return "You can only post to the room you joined.";
+      return "You are not in that room any more — join it again to post there.";
+    case "too_many_rooms":
+      return "You are in as many rooms as one connection allows — leave one first.";
     case "invalid_json":
     case "unknown_action":
       return "The server did not understand that request. Reload the page and try again.";
@@ -151,7 +228,9 @@ export function explainError(code, serverMessage, context = {}) {
     case "rate_limited":
       return "You are sending too fast — wait a moment, then retry.";
     case "invalid_request":
-      return "The server refused that request as malformed. Reload the page and try again.";
+      return context.direct
+        ? "That person can’t be written to (a direct message needs another user’s id)."
+        : "The server refused that request as malformed. Reload the page and try again.";
     default:
       return serverMessage ? `The server refused that: ${serverMessage}` : "The server refused that message.";
   }

@@ -1,8 +1,11 @@
-"""$connect: verify the JWT, check the room, store the connection (docs/auth.md).
+"""$connect: verify the JWT, check the room, store the connection in its first room (docs/auth.md,
+docs/rooms.md).
 
 Checks run in the documented order: 401 (token), then 400 (room_id), then 403 (user_id, rooms claim).
 Nothing is stored unless every check passes. A failed write, or one that could not finish in time, refuses
-the connection and deletes the record: the write may have landed although its answer never came.
+the connection and deletes the record: the write may have landed although its answer never came. The
+token's rooms claim is kept on the record, so a later ``join`` is checked like this connect. The room hears
+the user come online when this is their first connection in it.
 """
 
 from __future__ import annotations
@@ -16,20 +19,31 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import deadline, runtime
 from shared.auth import AuthError, TokenVerifier
-from shared.config import AuthConfig, DeadlineConfig, TableConfig
-from shared.connections import ConnectionStore, dynamodb_client
+from shared.config import AuthConfig, DeadlineConfig, MessagingConfig
+from shared.messages import StoreUnavailable
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import is_valid_room_id
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
 # A browser can't set headers on a WebSocket, but it can offer subprotocols: ["chat.v1", "bearer.<JWT>"].
 SUBPROTOCOL = "chat.v1"
 BEARER_PREFIX = "bearer."
 
-# One attempt is at most 3 s: the 10 s function keeps room for a retry and for the delete that undoes a
-# write whose answer was lost.
-dynamodb = dynamodb_client(connect_timeout=1, read_timeout=2)
-store = ConnectionStore(TableConfig.from_env().table_name, client=dynamodb)
 verifier = TokenVerifier(AuthConfig.from_env())
+config = MessagingConfig.from_env()
+callback_url = config.callback_url
+# Presence goes to the whole room within this route's timeout: posted with the broadcast pool. One
+# DynamoDB attempt is at most 3 s: the 10 s function keeps room for a retry and for the delete that undoes
+# a write whose answer was lost.
+service = chat_service(
+    pool_size=config.broadcast_concurrency,
+    stores_messages=False,
+    rate_limited=False,
+    connect_timeout=1,
+    read_timeout=2,
+)
+store = service.connections
 
 margin_seconds = DeadlineConfig.from_env().margin_seconds
 
@@ -47,7 +61,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
 
     try:
         # A JWKS fetch leaves time for the write and its undo.
-        with deadline.reserve(2 * deadline.attempt_seconds(dynamodb)):
+        with deadline.reserve(2 * deadline.attempt_seconds(store.client)):
             identity = verifier.verify(params.get("token") or _bearer_subprotocol(offered))
     except AuthError as error:
         return _refuse(error.status, error.reason)
@@ -63,15 +77,22 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     if offered and chosen is None:
         return _refuse(400, f'offer the "{SUBPROTOCOL}" subprotocol beside the bearer token')
 
+    request = event.request_context
+    endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
     try:
-        with deadline.reserve(deadline.attempt_seconds(dynamodb)):  # time left for the delete below
-            store.put(
-                connection_id=connection_id, room_id=room_id, user_id=identity.user_id, name=identity.name
+        with deadline.reserve(deadline.attempt_seconds(store.client)):  # time left for the delete below
+            result = service.connect(
+                endpoint,
+                connection_id=connection_id,
+                room_id=room_id,
+                user_id=identity.user_id,
+                name=identity.name,
+                granted_rooms=identity.rooms,
             )
         late = deadline.remaining()
         if late is not None and late < 0:
             raise deadline.DeadlineExceeded(f"the connection was stored {-late:.2f} s after the deadline")
-    except (ClientError, BotoCoreError, deadline.DeadlineExceeded):
+    except (ClientError, BotoCoreError, StoreUnavailable, deadline.DeadlineExceeded):
         # Refused (API Gateway answers 502), so no record may stay: the write may have landed before
         # its response was lost.
         logger.exception("could not store the connection")
@@ -80,8 +101,9 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         with contextlib.suppress(Exception), deadline.suspended():
             store.delete(connection_id)
         raise
-    logger.info("connected", extra={"user_id": identity.user_id})
+    logger.info("connected", extra={"user_id": identity.user_id, "online": result.presence})
     count("ConnectionsOpened")
+    count("PresenceOnline", int(result.presence))
     response: dict[str, Any] = {"statusCode": 200}
     if chosen is not None:
         response["headers"] = {"Sec-WebSocket-Protocol": chosen}

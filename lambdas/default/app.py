@@ -20,7 +20,7 @@ from shared.wiring import chat_service
 
 callback_url = callback_url_from_env()
 # No message store here: only the connection record (whose user is counted) and the rate-limit bucket.
-service = chat_service(stores_messages=False)
+service = chat_service(stores_messages=False, uses_rooms=False)
 
 
 @metrics.log_metrics

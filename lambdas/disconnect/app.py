@@ -1,7 +1,8 @@
-"""$disconnect: delete the connection's record.
+"""$disconnect: delete the connection's record and every room membership it had; each room where that
+was the user's last connection hears them go offline (docs/rooms.md).
 
-Best effort on AWS's side: API Gateway can miss a $disconnect, so records also carry a TTL and the
-broadcast path removes connections the management API reports gone.
+Best effort on AWS's side: API Gateway can miss a $disconnect, so records and memberships also carry a
+TTL, and every broadcast removes connections the management API reports gone.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared import deadline, runtime
-from shared.config import DeadlineConfig, TableConfig
-from shared.connections import ConnectionStore, dynamodb_client
+from shared.config import DeadlineConfig, MessagingConfig
+from shared.messages import StoreUnavailable
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
+from shared.sender import endpoint_url
+from shared.wiring import chat_service
 
-store = ConnectionStore(
-    TableConfig.from_env().table_name, client=dynamodb_client(connect_timeout=1, read_timeout=2)
+config = MessagingConfig.from_env()
+callback_url = config.callback_url
+# Presence goes to the whole room within this route's timeout: posted with the broadcast pool.
+service = chat_service(
+    pool_size=config.broadcast_concurrency,
+    stores_messages=False,
+    rate_limited=False,
+    connect_timeout=1,
+    read_timeout=2,
 )
+store = service.connections
 
 margin_seconds = DeadlineConfig.from_env().margin_seconds
 
@@ -32,17 +43,25 @@ margin_seconds = DeadlineConfig.from_env().margin_seconds
 def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str, Any]:
     request = event.request_context
     logger.append_keys(connection_id=request.connection_id)
+    endpoint = endpoint_url(callback_url, domain_name=request.domain_name, stage=request.stage)
     try:
-        store.delete(request.connection_id)
-    except (ClientError, BotoCoreError, deadline.DeadlineExceeded):
+        rooms = service.disconnect(endpoint, request.connection_id)
+    except (ClientError, BotoCoreError, StoreUnavailable, deadline.DeadlineExceeded):
         logger.exception("could not delete the connection (its ttl still expires it)")
         count("ConnectionStoreErrors")
         raise
+    offline = sum(room.presence for room in rooms)
     logger.info(
         "disconnected",
-        extra={"status_code": request.disconnect_status_code, "reason": request.disconnect_reason},
+        extra={
+            "status_code": request.disconnect_status_code,
+            "reason": request.disconnect_reason,
+            "rooms": len(rooms),
+            "offline": offline,
+        },
     )
     count("ConnectionsClosed")
+    count("PresenceOffline", offline)
     return {"statusCode": 200}
 
 

@@ -20,7 +20,7 @@ from shared.sender import endpoint_url
 from shared.wiring import chat_service
 
 callback_url = callback_url_from_env()
-service = chat_service()
+service = chat_service(uses_rooms=False)
 sender = service.sender
 
 

@@ -1,6 +1,6 @@
 """sendMessage: store a chat message, acknowledge it to the sender, then broadcast it to the room.
 
-The room is the one stored at $connect; a frame naming another room is refused (``forbidden_room``).
+The room is any the connection is in (omitted: its first room); another is refused (``forbidden_room``).
 Errors go to the sender only, as error frames; nothing is broadcast then. A message is broadcast only
 once it is stored, and a repeated ``client_msg_id`` broadcasts the stored message again (docs/history.md).
 """
@@ -21,10 +21,7 @@ from shared.sender import endpoint_url
 from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
-# Gone connections are deleted from the fan-out threads: one pooled connection each.
-service = chat_service(
-    pool_size=config.broadcast_concurrency, deletes_gone=True, max_message_bytes=config.max_message_bytes
-)
+service = chat_service(pool_size=config.broadcast_concurrency, max_message_bytes=config.max_message_bytes)
 store = service.connections
 messages = service.messages
 limiter = service.limiter
@@ -56,7 +53,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         sender.post(endpoint, connection_id, error_frame(ErrorCode.INTERNAL, "internal error; try again"))
         return {"statusCode": 500}
 
-    message, members, broadcast = result.message, result.members, result.broadcast
+    message, fanout, broadcast = result.message, result.fanout, result.broadcast
     logger.info(
         "broadcast",
         extra={
@@ -69,8 +66,8 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
             "gone": broadcast.gone,
             "gone_kept": broadcast.gone_kept,
             "failed": broadcast.failed,
-            "query_pages": members.pages,
-            "expired_skipped": members.expired_skipped,
+            "query_pages": fanout.pages,
+            "expired_skipped": fanout.expired_skipped,
         },
     )
     count("MessagesRebroadcast" if result.duplicate else "MessagesStored")

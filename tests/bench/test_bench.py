@@ -57,9 +57,12 @@ def test_bench_fanout_tiny(tmp_path: Path) -> None:
     ]
     for row in result["rows"]:
         assert row["delivered"] == row["posts_seen_by_api"] == row["recipients"]
-        assert row["items_read"] == row["recipients"] and row["pages"] >= 1
+        assert row["items_read"] == row["record_items_read"] == row["recipients"] and row["pages"] >= 1
         assert 1 <= row["max_in_flight"] <= 4
-        assert all(finite(row[k]) for k in ("handler_s", "query_s", "fanout_s", "ideal_s", "sequential_s"))
+        assert all(
+            finite(row[k])
+            for k in ("handler_s", "query_s", "record_query_s", "fanout_s", "ideal_s", "sequential_s")
+        )
     assert [r["sequential_extrapolated"] for r in result["rows"][:2]] == [False, True]
     assert [r["pool"] for r in result["sweep"]] == [2, 4]
     assert result["best_pool"] in (2, 4)

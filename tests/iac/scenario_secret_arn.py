@@ -13,7 +13,7 @@ from moto import mock_aws
 
 from tests.conftest import load_function
 from tests.support.events import FakeContext, connect_event
-from tests.support.tables import create_connections_table
+from tests.support.tables import create_connections_table, create_memberships_table
 from tests.support.tokens import make_token
 
 TABLE = "chat_connections"
@@ -24,10 +24,12 @@ SECRET = "scenario-secret-that-is-at-least-32-bytes-long"
 def secret_arn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with mock_aws():
         create_connections_table(boto3.client("dynamodb"), TABLE)
+        create_memberships_table(boto3.client("dynamodb"), "chat_memberships")
         arn = boto3.client("secretsmanager").create_secret(Name="chat-jwt", SecretString=SECRET)["ARN"]
         for name in ("JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", TABLE)
+        monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS", "chat_memberships")
         monkeypatch.setenv("JWT_SECRET_ARN", arn)
         monkeypatch.setenv("JWT_ALGORITHMS", "HS256")
         yield arn

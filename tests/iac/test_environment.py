@@ -63,6 +63,10 @@ def names_in_source() -> set[str]:
             if isinstance(mapping, ast.Dict)
             for key, value in zip(mapping.keys, mapping.values, strict=True)
             if isinstance(key, ast.Constant) and str(key.value).startswith("ReturnValues")
+        } | {
+            id(keyword.value)
+            for keyword in ast.walk(tree)
+            if isinstance(keyword, ast.keyword) and str(keyword.arg).startswith("ReturnValues")
         }
         for node in ast.walk(tree):
             if (

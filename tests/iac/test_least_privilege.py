@@ -14,7 +14,7 @@ import pytest
 
 from tests.iac.gotchas import policy_statements
 from tests.iac.hcl import Evaluator, Module, function_keys
-from tests.support.records import MESSAGES_TABLE, TABLE
+from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
 
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
@@ -40,7 +40,7 @@ def _statements(module: Module, evaluator: Evaluator, function: str) -> list[dic
 
 
 # The unit tests' table names (tests/support/records.py) and the Terraform table each one stands for.
-TEST_TABLES = {TABLE: "connections", MESSAGES_TABLE: "messages"}
+TEST_TABLES = {TABLE: "connections", MESSAGES_TABLE: "messages", MEMBERSHIPS_TABLE: "memberships"}
 # TransactWriteItems is authorised per item, as the action the item performs.
 TRANSACT_ACTIONS = {
     "Put": "PutItem",

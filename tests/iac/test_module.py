@@ -258,7 +258,20 @@ def test_functions_map_matches_lambdas_and_dockerfile(defaults: Evaluator) -> No
     targets = set(re.findall(r"^FROM base AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE))
     assert set(functions) == folders == targets
     routes = [fn["route_key"] for fn in functions.values()]
-    assert sorted(routes) == sorted({"$connect", "$disconnect", "sendMessage", "getHistory", "$default"})
+    assert sorted(routes) == sorted(
+        {
+            "$connect",
+            "$disconnect",
+            "sendMessage",
+            "getHistory",
+            "join",
+            "leave",
+            "listMembers",
+            "typing",
+            "sendDirect",
+            "$default",
+        }
+    )
     for name, fn in functions.items():
         assert set(fn) >= {
             "route_key",
@@ -280,7 +293,11 @@ def test_readme_lists_every_input_and_output(module: Module) -> None:
 def test_every_table_and_index_has_throttle_alarms(module: Module, complete: Evaluator) -> None:
     """GSI throttles are reported under TableName + GlobalSecondaryIndexName only: one alarm pair each."""
     tables = dict(evaluated(module, complete, "aws_dynamodb_table"))
-    assert set(tables) == {"aws_dynamodb_table.connections", "aws_dynamodb_table.messages"}
+    assert set(tables) == {
+        "aws_dynamodb_table.connections",
+        "aws_dynamodb_table.messages",
+        "aws_dynamodb_table.memberships",
+    }
     connections_indexes = {
         gsi["name"] for gsi in tables["aws_dynamodb_table.connections"]["global_secondary_index"]
     }

@@ -21,7 +21,12 @@ def open_client(stack: Stack, user: str, room: str, **extra: str) -> ClientConne
 
 
 def frame(ws: ClientConnection) -> dict[str, Any]:
-    return json.loads(ws.recv(timeout=20))
+    """The next frame that is not presence (members who connect after ``ws`` announce themselves)."""
+    for _ in range(20):
+        got: dict[str, Any] = json.loads(ws.recv(timeout=20))
+        if got.get("action") != "presence":
+            return got
+    raise AssertionError("only presence frames arrived")
 
 
 def status_of(stack: Stack, query: str) -> int:

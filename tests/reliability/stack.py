@@ -110,6 +110,7 @@ class Client:
     received: Counter[str] = field(default_factory=Counter)
     message_ids: Counter[tuple[str, str]] = field(default_factory=Counter)  # (text, message_id)
     errors: Counter[str] = field(default_factory=Counter)
+    presence: Counter[tuple[Any, Any]] = field(default_factory=Counter)  # (user_id, state)
     reader: asyncio.Task[None] | None = None
 
     @classmethod
@@ -128,6 +129,8 @@ class Client:
                     self.message_ids[frame["message"], frame.get("message_id", "")] += 1
                 elif frame.get("action") == "error":  # a contract error frame
                     self.errors[str(frame.get("code"))] += 1
+                elif frame.get("action") == "presence":  # members coming and going (docs/rooms.md)
+                    self.presence[frame.get("user_id"), frame.get("state")] += 1
                 else:  # API Gateway's own frames: "Internal server error", "Endpoint request timed out"
                     self.errors[f"gateway: {frame.get('message')}"] += 1
 

@@ -10,21 +10,61 @@ import boto3
 
 TABLE = "chat_connections"
 MESSAGES_TABLE = "chat_messages"
+MEMBERSHIPS_TABLE = "chat_memberships"
 
 
 def put_record(
-    dynamodb: Any, cid: str, room: str, user: str = "u", *, ttl: int | None = None, name: str | None = None
+    dynamodb: Any,
+    cid: str,
+    room: str,
+    user: str = "u",
+    *,
+    ttl: int | None = None,
+    name: str | None = None,
+    rooms: tuple[str, ...] = (),
+    memberships: bool = True,
 ) -> None:
+    """A connection record in ``room`` (and ``rooms``), with its memberships and presence (as a
+    $connect and joins leave them) unless ``memberships`` is False (the connections table alone)."""
+    expiry = ttl if ttl is not None else int(time.time()) + 7200
     item = {
         "connection_id": {"S": cid},
         "room_id": {"S": room},
         "user_id": {"S": user},
-        "ttl": {"N": str(ttl if ttl is not None else int(time.time()) + 7200)},
+        "ttl": {"N": str(expiry)},
         "created_at": {"S": "2026-11-29T00:00:00Z"},
+        "rooms": {"SS": sorted({room, *rooms})},
     }
     if name:
         item["name"] = {"S": name}
     dynamodb.put_item(TableName=TABLE, Item=item)
+    if not memberships:
+        return
+    for each in sorted({room, *rooms}):
+        put_membership(dynamodb, cid, each, user, ttl=expiry, name=name)
+
+
+def put_membership(
+    dynamodb: Any, cid: str, room: str, user: str, *, ttl: int, name: str | None = None
+) -> None:
+    member = {
+        "room_id": {"S": room},
+        "member": {"S": f"{user}#{cid}"},
+        "connection_id": {"S": cid},
+        "user_id": {"S": user},
+        "ttl": {"N": str(ttl)},
+        "since": {"N": "0"},
+    }
+    if name:
+        member["name"] = {"S": name}
+    dynamodb.put_item(TableName=MEMBERSHIPS_TABLE, Item=member)
+    dynamodb.update_item(
+        TableName=MEMBERSHIPS_TABLE,
+        Key={"room_id": {"S": "presence#" + room}, "member": {"S": user}},
+        UpdateExpression="ADD connections :c SET #ttl = :ttl",
+        ExpressionAttributeNames={"#ttl": "ttl"},
+        ExpressionAttributeValues={":c": {"SS": [cid]}, ":ttl": {"N": str(ttl)}},
+    )
 
 
 def table_client(endpoint: str, region: str = "us-east-1") -> Any:

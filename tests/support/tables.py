@@ -24,3 +24,7 @@ def create_connections_table(client: Any, name: str) -> None:
 
 def create_messages_table(client: Any, name: str) -> None:
     ensure_table(client, name, _model().tables["messages"])
+
+
+def create_memberships_table(client: Any, name: str) -> None:
+    ensure_table(client, name, _model().tables["memberships"])

@@ -8,8 +8,12 @@ import pytest
 from moto import mock_aws
 
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import MESSAGES_TABLE, TABLE
-from tests.support.tables import create_connections_table, create_messages_table
+from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
+from tests.support.tables import (
+    create_connections_table,
+    create_memberships_table,
+    create_messages_table,
+)
 from tests.support.tokens import SECRET
 
 
@@ -26,13 +30,20 @@ def function_env(monkeypatch: pytest.MonkeyPatch, management_api: FakeManagement
     env = {
         "DYNAMO_TABLE_NAME_CHAT_CONNECTIONS": TABLE,
         "DYNAMO_TABLE_NAME_CHAT_MESSAGES": MESSAGES_TABLE,
+        "DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS": MEMBERSHIPS_TABLE,
         "JWT_SECRET": SECRET,
         "WEBSOCKET_CALLBACK_URL": management_api.endpoint_url,
         "MAX_MESSAGE_BYTES": "4096",
         "BROADCAST_CONCURRENCY": "8",
     }
     names = ("JWT_SECRET_ARN", "JWT_JWKS_URL", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE")
-    for name in (*names, "MESSAGE_RETENTION_DAYS", "RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST"):
+    tunables = (
+        "MESSAGE_RETENTION_DAYS",
+        "RATE_LIMIT_PER_SECOND",
+        "RATE_LIMIT_BURST",
+        "MAX_ROOMS_PER_CONNECTION",
+    )
+    for name in (*names, *tunables):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -45,4 +56,5 @@ def dynamodb(function_env: dict[str, str]) -> Iterator[Any]:
         client = boto3.client("dynamodb")
         create_connections_table(client, TABLE)
         create_messages_table(client, MESSAGES_TABLE)
+        create_memberships_table(client, MEMBERSHIPS_TABLE)
         yield client
