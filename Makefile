@@ -132,6 +132,7 @@ deploy: ## terraform init, apply KMS + ECR, build-push, then the full apply (TF_
 destroy: ## Lift deletion protection and ECR's image guard, then terraform destroy everything
 	$(TF) -chdir=$(TF_DIR) apply -input=false $(TF_ARGS) -var deletion_protection=false -var ecr_force_delete=true \
 	  -target=$(TF_TARGET_PREFIX)aws_dynamodb_table.connections -target=$(TF_TARGET_PREFIX)aws_dynamodb_table.messages \
+	  -target=$(TF_TARGET_PREFIX)aws_dynamodb_table.memberships \
 	  -target=$(TF_TARGET_PREFIX)aws_ecr_repository.this
 	$(TF) -chdir=$(TF_DIR) destroy -input=false $(TF_ARGS) -var deletion_protection=false -var ecr_force_delete=true
 

@@ -9,7 +9,7 @@ from local_stack.terraform import load_model
 
 def test_every_terraform_table_is_read_with_its_keys_and_ttl() -> None:
     model = load_model([REPO_ROOT / "terraform"])
-    assert set(model.tables) == {"connections", "messages"}
+    assert set(model.tables) == {"connections", "messages", "memberships"}
     messages = model.tables["messages"]
     assert (messages.hash_key, messages.range_key, messages.ttl_attribute) == ("room_id", "message_id", "ttl")
     assert messages.attributes == {"room_id": "S", "message_id": "S"} and messages.indexes == ()
