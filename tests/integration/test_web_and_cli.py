@@ -35,6 +35,15 @@ def get(url: str) -> tuple[int, dict[str, str], bytes]:
         return exc.code, dict(exc.headers), exc.read()
 
 
+def only_connection(stack: Stack, timeout: float = 5) -> str:
+    """The stack's one connection: the client sees 101 a moment before the gateway lists it."""
+    deadline = time.monotonic() + timeout
+    while not stack.connection_ids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [conn_id] = stack.connection_ids()
+    return conn_id
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -180,7 +189,7 @@ def test_cli_invoke_acts_on_the_running_stack(local_stack_factory: Any, tmp_path
     assert state["ws_url"] == stack.ws_url and state["dynamodb_endpoint"] == stack.dynamodb_endpoint
     token = stack.token("alice", room="general")
     with connect(f"{stack.ws_url}?token={token}&room_id=general") as ws:
-        [conn_id] = stack.connection_ids()
+        conn_id = only_connection(stack)
         event = run_cli("generate-event", "sendMessage", "--connection-id", conn_id, "--message", "from cli")
         assert event.returncode == 0, event.stderr
         started = time.monotonic()
@@ -383,7 +392,7 @@ def test_the_documented_boto3_snippet_works_as_pasted(chat_stack: Stack, tmp_pat
     assert 'endpoint_url="http://127.0.0.1:3001/dev"' in snippet and 'connection_id = "' in snippet
     token = chat_stack.token("alice", room="general")
     with connect(f"{chat_stack.ws_url}?token={token}&room_id=general") as ws:
-        [conn_id] = chat_stack.connection_ids()
+        conn_id = only_connection(chat_stack)
         code = snippet.replace("http://127.0.0.1:3001/dev", chat_stack.callback_url)
         code = re.sub(r'connection_id = "[^"]*"', f'connection_id = "{conn_id}"', code)
         script = tmp_path / "snippet.py"
