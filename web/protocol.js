@@ -105,10 +105,13 @@ export function lowestIdAt(ms) {
   return time + "0".repeat(16);
 }
 
-/** Where to resume after a reconnect: a little before the last id seen. Two servers storing at the same
- *  moment can commit their ids a few milliseconds out of order, so asking `after` exactly the last id seen
- *  could skip one; what is fetched twice is dropped by message_id. */
-export function resumeCursor(lastSeenId, rewindMs = 2000) {
+/** Where to resume after a reconnect: before the last id seen by the longest a store can take. An id is
+ *  drawn before its write, and the write can land up to ~16 s later (3 DynamoDB attempts of 2 s connect +
+ *  3 s read, docs/history.md), after messages with newer ids: asking `after` exactly the last id seen could
+ *  skip it for good. What is fetched twice is dropped by message_id. */
+export const RESUME_REWIND_MS = 20000;
+
+export function resumeCursor(lastSeenId, rewindMs = RESUME_REWIND_MS) {
   const ms = ulidTime(lastSeenId);
   return ms === null ? lastSeenId : lowestIdAt(ms - rewindMs);
 }
