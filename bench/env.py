@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS = ROOT / "lambdas"
 TABLE = "chat_connections"
 MESSAGES_TABLE = "chat_messages"
+MEMBERSHIPS_TABLE = "chat_memberships"
 REGION = "us-east-1"
 
 FAKE_AWS = {

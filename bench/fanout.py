@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE
 from bench.fake_api import FakeApiProcess
 from bench.functions import Timed, load_function, quiet_stdout
 from bench.report import median, table
@@ -22,8 +23,6 @@ from bench.seed import seed_room
 
 SENDER_INDEX = 0  # the sender is one of the room's members (it receives its own message)
 MAX_CONFIG_POOL = 200  # BROADCAST_CONCURRENCY's upper bound (shared/config.py)
-MESSAGES_TABLE = "chat_messages"
-MEMBERSHIPS_TABLE = "chat_memberships"
 
 
 @dataclass(frozen=True, kw_only=True)

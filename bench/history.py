@@ -67,20 +67,26 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
     import boto3
     from moto import mock_aws
 
-    from bench.env import MESSAGES_TABLE, TABLE
+    from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
     from bench.fake_api import FakeApiProcess
     from bench.functions import quiet_stdout
     from tests.support.events import FakeContext, message_event
-    from tests.support.tables import create_connections_table, create_messages_table
+    from tests.support.tables import (
+        create_connections_table,
+        create_memberships_table,
+        create_messages_table,
+    )
 
     rows = []
     with FakeApiProcess(latency=config.latency_ms / 1000) as api, mock_aws():
         dynamodb = boto3.client("dynamodb")
         create_connections_table(dynamodb, TABLE)
         create_messages_table(dynamodb, MESSAGES_TABLE)
+        create_memberships_table(dynamodb, MEMBERSHIPS_TABLE)
         os.environ.update(
             DYNAMO_TABLE_NAME_CHAT_CONNECTIONS=TABLE,
             DYNAMO_TABLE_NAME_CHAT_MESSAGES=MESSAGES_TABLE,
+            DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS=MEMBERSHIPS_TABLE,
             RATE_LIMIT_PER_SECOND="0",
             WEBSOCKET_CALLBACK_URL=api.endpoint_url,
         )

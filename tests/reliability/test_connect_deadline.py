@@ -24,8 +24,8 @@ from local_stack.dynamodb import EmbeddedDynamoDB
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import FakeContext, connect_event
-from tests.support.records import TABLE
-from tests.support.tables import create_connections_table
+from tests.support.records import MEMBERSHIPS_TABLE, TABLE
+from tests.support.tables import create_connections_table, create_memberships_table
 from tests.support.tokens import make_token
 
 # What Lambda gives $connect (terraform/functions.tf: timeout 10) less a second of cold start and JWT work.
@@ -114,8 +114,10 @@ def moto_server() -> Iterator[str]:
 def table(moto_server: str, function_env: dict[str, str]) -> Iterator[Any]:
     client = boto3.client("dynamodb", endpoint_url=moto_server)
     create_connections_table(client, TABLE)
+    create_memberships_table(client, MEMBERSHIPS_TABLE)  # connect writes the first room's membership
     yield client
     client.delete_table(TableName=TABLE)
+    client.delete_table(TableName=MEMBERSHIPS_TABLE)
 
 
 def stored(table: Any) -> list[str]:
