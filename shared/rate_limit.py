@@ -22,7 +22,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-RATE_KEY_PREFIX = "rate#"
+from shared.messages import RATE_KEY_PREFIX  # the messages table's keyspaces are listed there
+
 BUCKET_RANGE_KEY = "bucket"
 _ATTEMPTS = 4
 
