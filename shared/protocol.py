@@ -107,11 +107,7 @@ def message_object(
         "message_id": message_id,
         "timestamp": timestamp,
     }
-    if name is not None:
-        frame["name"] = name
-    if client_msg_id is not None:
-        frame["client_msg_id"] = client_msg_id
-    return frame
+    return _with_optional(frame, name=name, client_msg_id=client_msg_id)
 
 
 def ack_frame(*, client_msg_id: str, message_id: str, room_id: str) -> bytes:
@@ -146,11 +142,7 @@ def direct_object(
         "message_id": message_id,
         "timestamp": timestamp,
     }
-    if name is not None:
-        frame["name"] = name
-    if client_msg_id is not None:
-        frame["client_msg_id"] = client_msg_id
-    return frame
+    return _with_optional(frame, name=name, client_msg_id=client_msg_id)
 
 
 def direct_ack_frame(*, client_msg_id: str, message_id: str, to_user_id: str) -> bytes:
@@ -337,3 +329,9 @@ def validate_history_request(frame: dict[str, Any], *, connection: RoomsOf, user
             ErrorCode.INVALID_REQUEST, f'"limit" must be an integer from 1 to {HISTORY_LIMIT_MAX}'
         )
     return HistoryRequest(room_id=room_id, with_user_id=with_user_id, before=before, after=after, limit=limit)
+
+
+def _with_optional(frame: dict[str, Any], **optional: str | None) -> dict[str, Any]:
+    """The frame with each optional field that has a value (absent, not null, when it has none)."""
+    frame.update((key, value) for key, value in optional.items() if value is not None)
+    return frame
