@@ -255,7 +255,7 @@ def generate_event(
 def _generate(args: argparse.Namespace) -> int:
     config = _config(args)
     model = load_model(config.terraform_dirs)
-    route_keys = {name: spec.route_key for name, spec in model.functions.items()}
+    route_keys = model.route_keys
     known = set(route_keys.values()) | {"$connect", "$disconnect", "$default"}
     key = _route_key(route_keys, args.route)
     if key not in known:
@@ -281,6 +281,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _read_event(args: argparse.Namespace, route_keys: dict[str, str], config: StackConfig) -> bytes:
     if args.event is None:
+        if args.function not in route_keys:
+            raise ValueError(f"{args.function} serves no route: give its event with -e FILE or -e -")
         print(f"(no --event: using generate-event {route_keys[args.function]}'s)", file=sys.stderr)
         event = generate_event(args.function, route_keys=route_keys, config=config)
         return json.dumps(event).encode()
@@ -331,7 +333,7 @@ def _invoke_running(args: argparse.Namespace) -> int:
     if args.function not in functions:
         return _unknown_function(args.function, functions)
     config = StackConfig.from_env(stage=state["stage"], ws_port=port)
-    route_keys = {name: spec["route_key"] for name, spec in functions.items()}
+    route_keys = {name: spec["route_key"] for name, spec in functions.items() if spec["route_key"]}
     payload = _read_event(args, route_keys, config)
     request = urllib.request.Request(  # noqa: S310 - the running stack's own http:// endpoint
         functions[args.function]["invoke_url"],
@@ -368,7 +370,7 @@ async def _invoke_self_contained(args: argparse.Namespace) -> int:
     model = load_model(config.terraform_dirs)
     if args.function not in model.functions:
         return _unknown_function(args.function, model.functions)
-    route_keys = {name: spec.route_key for name, spec in model.functions.items()}
+    route_keys = model.route_keys
     payload = _read_event(args, route_keys, config)
     async with run_stack(config) as stack:
         result = await stack.pools[args.function].invoke(payload)

@@ -38,7 +38,7 @@ from .dynamodb import (
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .runtime import FunctionPool, LambdaRuntime, LogSink
-from .terraform import Evaluator, FunctionSpec, TerraformError, TerraformModel, load_model
+from .terraform import FunctionSpec, TerraformError, TerraformModel, evaluate_environment, load_model
 from .tokens import make_token
 from .web import make_web_app
 
@@ -83,8 +83,8 @@ def check_route_keys(model: TerraformModel) -> None:
     """Two functions on one route: API Gateway has one integration per route, so Terraform's apply
     fails on the second; refuse it here too instead of silently routing to one of them."""
     owners: dict[str, list[str]] = {}
-    for name, spec in model.functions.items():
-        owners.setdefault(spec.route_key, []).append(name)
+    for name, route_key in model.route_keys.items():
+        owners.setdefault(route_key, []).append(name)
     clashes = [
         f"functions {', '.join(names[:-1])} and {names[-1]} have the same route_key {key!r}"
         for key, names in owners.items()
@@ -162,22 +162,20 @@ def function_environment(
 ) -> dict[str, str]:
     """The function's Terraform environment with local values, plus Lambda's runtime variables
     (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on)."""
-    variables = dict(model.variables)
-    variables.update(config.tf_vars)
-    evaluator = Evaluator(
-        variables=variables,
-        references={
+    env, cannot = evaluate_environment(
+        model,
+        spec,
+        tf_vars=config.tf_vars,
+        known={
             "local.callback_url": callback_url,
             **{
                 f"aws_dynamodb_table.{resource}.name": name
                 for resource, name in local_table_names(config.table_name, model.tables).items()
             },
         },
-        locals=model.locals,
     )
-    env: dict[str, str] = {name: evaluator.value(raw) for name, raw in spec.environment.items()}
     if unresolved is not None:
-        unresolved.extend(evaluator.unresolved)
+        unresolved.extend(cannot)
     if "JWT_SECRET_ARN" in env:
         env["JWT_SECRET_ARN"] = ""  # locally the secret is given directly
     verifies_tokens = any(name.startswith("JWT_") for name in spec.environment)
@@ -417,9 +415,10 @@ async def _add_functions(
                 min_workers=config.min_workers,
             )
             integration = LocalIntegration(pool)
-        routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
+        if spec.route_key is not None:
+            routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
     for expr in sorted(set(unresolved)):
-        log("terraform", f"cannot evaluate {expr} locally (no default in the module): passing ''")
+        log("terraform", f"cannot evaluate {expr} locally: passing ''")
     return routes, max_message_bytes
 
 
