@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from shared.config import ConfigError
 from tests.conftest import load_function
 from tests.support.events import FakeContext
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import MESSAGES_TABLE, put_record, table_items
+from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
 from tests.support.sqs import bodies, deliver
 
 ROOM = "news"
@@ -158,8 +159,16 @@ def test_an_unexpected_failure_is_a_json_error_too(
 def test_shards_that_cannot_be_queued_are_a_json_error_asking_for_the_same_client_msg_id(
     sqs: Any, members: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FANOUT_QUEUE_URL", sqs.url + "-missing")
-    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "hi", "client_msg_id": "j1"})
+    publish = load_function("publish")
+
+    class Unreachable:
+        meta = sqs.client.meta
+
+        def send_message_batch(self, **params: Any) -> Any:
+            raise EndpointConnectionError(endpoint_url=sqs.url)
+
+    monkeypatch.setattr(publish.service.fanout, "_client", Unreachable())
+    result = invoke(publish, {"room_id": ROOM, "message": "hi", "client_msg_id": "j1"})
     assert result["ok"] is False and result["error"]["code"] == "internal"
     assert "client_msg_id" in result["error"]["message"]
 
@@ -170,3 +179,14 @@ def test_publish_needs_the_callback_url(
     monkeypatch.delenv("WEBSOCKET_CALLBACK_URL")
     with pytest.raises(ConfigError, match="WEBSOCKET_CALLBACK_URL"):
         load_function("publish")
+
+
+def test_a_gone_connection_found_by_a_publish_is_removed(
+    members: list[str], dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    management_api.live.discard(members[0])
+    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "hi"})
+    assert result["ok"] is True
+    assert record_ids(dynamodb) == set(members[1:])
+    offline = [f for f in management_api.frames_to(members[1]) if f["action"] == "presence"]
+    assert [(f["user_id"], f["state"]) for f in offline] == [("reader0", "offline")]
