@@ -255,7 +255,9 @@ def generate_event(
 def _generate(args: argparse.Namespace) -> int:
     config = _config(args)
     model = load_model(config.terraform_dirs)
-    route_keys = model.route_keys
+    route_keys = {
+        name: spec.route_key for name, spec in model.functions.items() if spec.route_key is not None
+    }
     known = set(route_keys.values()) | {"$connect", "$disconnect", "$default"}
     key = _route_key(route_keys, args.route)
     if key not in known:
@@ -279,12 +281,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_event(args: argparse.Namespace, route_keys: dict[str, str], config: StackConfig) -> bytes:
+def _read_event(args: argparse.Namespace, route_keys: dict[str, str | None], config: StackConfig) -> bytes:
+    if args.event is None and route_keys.get(args.function) is None:
+        raise ValueError(f"{args.function} has no route, so no event to generate: give one with --event")
     if args.event is None:
-        if args.function not in route_keys:
-            raise ValueError(f"{args.function} serves no route: give its event with -e FILE or -e -")
         print(f"(no --event: using generate-event {route_keys[args.function]}'s)", file=sys.stderr)
-        event = generate_event(args.function, route_keys=route_keys, config=config)
+        routed = {name: key for name, key in route_keys.items() if key is not None}
+        event = generate_event(args.function, route_keys=routed, config=config)
         return json.dumps(event).encode()
     try:
         raw = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
@@ -333,7 +336,7 @@ def _invoke_running(args: argparse.Namespace) -> int:
     if args.function not in functions:
         return _unknown_function(args.function, functions)
     config = StackConfig.from_env(stage=state["stage"], ws_port=port)
-    route_keys = {name: spec["route_key"] for name, spec in functions.items() if spec["route_key"]}
+    route_keys = {name: spec["route_key"] for name, spec in functions.items()}
     payload = _read_event(args, route_keys, config)
     request = urllib.request.Request(  # noqa: S310 - the running stack's own http:// endpoint
         functions[args.function]["invoke_url"],
@@ -370,7 +373,7 @@ async def _invoke_self_contained(args: argparse.Namespace) -> int:
     model = load_model(config.terraform_dirs)
     if args.function not in model.functions:
         return _unknown_function(args.function, model.functions)
-    route_keys = model.route_keys
+    route_keys: dict[str, str | None] = {name: spec.route_key for name, spec in model.functions.items()}
     payload = _read_event(args, route_keys, config)
     async with run_stack(config) as stack:
         result = await stack.pools[args.function].invoke(payload)
