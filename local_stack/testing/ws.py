@@ -53,6 +53,8 @@ class ChatClient:
     name: str = ""
     ignore_presence: bool = False
     frames: list[dict[str, Any]] = field(default_factory=list)
+    received: Counter[str] = field(default_factory=Counter)  # chat message text -> times it arrived
+    errors: Counter[str] = field(default_factory=Counter)  # error code, or "gateway: <its message>"
     reader: asyncio.Task[None] | None = None
 
     @classmethod
@@ -76,8 +78,16 @@ class ChatClient:
         with contextlib.suppress(Exception):
             async for raw in self.ws:
                 frame = json.loads(raw)
-                if not (self.ignore_presence and frame.get("action") == "presence"):
-                    self.frames.append(frame)
+                action = frame.get("action")
+                if self.ignore_presence and action == "presence":
+                    continue
+                self.frames.append(frame)
+                if action == "message":
+                    self.received[frame["message"]] += 1
+                elif action == "error":
+                    self.errors[str(frame.get("code"))] += 1
+                elif action is None:  # API Gateway's own frames
+                    self.errors[f"gateway: {frame.get('message')}"] += 1
 
     def of(self, action: str) -> list[dict[str, Any]]:
         """The frames received with this ``action`` (``message``, ``ack``, ``presence``, ``error``...)."""
@@ -87,16 +97,6 @@ class ChatClient:
     def gateway_errors(self) -> list[str]:
         """API Gateway's own frames (no ``action``): "Internal server error", "Endpoint request timed out"."""
         return [str(f.get("message")) for f in self.frames if "action" not in f]
-
-    def received(self) -> Counter[str]:
-        """How many times each chat message text arrived."""
-        return Counter(f["message"] for f in self.of("message"))
-
-    def errors(self) -> Counter[str]:
-        """Contract error codes and gateway frames, counted (``gateway: <message>`` for the latter)."""
-        codes = Counter(str(f.get("code")) for f in self.of("error"))
-        codes.update(f"gateway: {text}" for text in self.gateway_errors)
-        return codes
 
     async def send(self, frame: dict[str, Any] | str) -> None:
         """Send a frame (a dict, as JSON) or a chat message text (a ``sendMessage``)."""

@@ -4,6 +4,7 @@ and reading the connections table."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psutil
 from botocore.awsrequest import AWSResponse
 
 
@@ -154,3 +156,21 @@ class DynamoFaults:
         payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
         return AWSResponse(url, status, headers, _RawBody(payload.encode()))
+
+
+# --- a stack's processes ---------------------------------------------------------------------------------
+
+
+def memory(pid: int) -> tuple[int, int, int]:
+    """(RSS of the stack process ``pid``, summed RSS of its worker processes, number of workers), bytes."""
+    gateway = psutil.Process(pid)
+    workers = count = 0
+    for child in gateway.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            workers += child.memory_info().rss
+            count += 1
+    return gateway.memory_info().rss, workers, count
+
+
+def worker_environments(pid: int) -> list[dict[str, str]]:
+    return [child.environ() for child in psutil.Process(pid).children(recursive=True)]

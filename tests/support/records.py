@@ -95,3 +95,8 @@ def records(dynamodb: Any) -> list[dict[str, Any]]:
 
 def record_ids(dynamodb: Any) -> set[str]:
     return {item["connection_id"]["S"] for item in records(dynamodb)}
+
+
+def table_ids(client: Any) -> set[str]:
+    """The connection ids in the connections table behind ``client``."""
+    return {item["connection_id"]["S"] for item in table_items(client)}
