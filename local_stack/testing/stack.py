@@ -66,9 +66,11 @@ class StackProcess:
     command: Sequence[str] | None = None
     start_timeout_s: float = 90.0
     stop_signal: int = signal.SIGTERM
+    signal_group: bool = False  # send it to the whole process group (a terminal's Ctrl-C, ``make dev``)
     process: subprocess.Popen[bytes] | None = None
     ready: dict[str, Any] = field(default_factory=dict)
     starts: int = 0
+    returncode: int | None = None  # the exit status of its last stop
     _ports: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> StackProcess:
@@ -119,11 +121,13 @@ class StackProcess:
         return self
 
     def stop(self, grace: float = 30.0) -> int | None:
-        """Stop it (``stop_signal`` to its process group, then SIGKILL); its exit status."""
+        """Stop it (``stop_signal``, then SIGKILL after ``grace`` s); its exit status. The stack closes every
+        connection first (firing ``$disconnect``), and its workers die with it."""
         proc, self.process = self.process, None
         if proc is None:
             return None
-        return stop_process(proc, grace, sig=self.stop_signal, group=True)
+        self.returncode = stop_process(proc, grace, sig=self.stop_signal, group=self.signal_group)
+        return self.returncode
 
     def restart(self) -> StackProcess:
         self.stop()
