@@ -68,18 +68,18 @@ def read_ready_line(
 
 
 def wait_for_ready(
-    proc: subprocess.Popen[Any], log_path: Path, timeout: float, *, what: str
+    proc: subprocess.Popen[Any], log_path: Path, timeout: float, *, what: str, offset: int = 0
 ) -> dict[str, Any]:
-    """Poll ``log_path`` (where ``proc`` writes its output) for the ready line, within ``timeout`` s."""
+    """Poll ``log_path`` (where ``proc`` writes its output, from byte ``offset`` on) for the ready line,
+    within ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    offset = 0
     pending = ""
     while True:
-        with log_path.open(encoding="utf-8", errors="replace") as log:
+        with log_path.open("rb") as log:
             log.seek(offset)
             chunk = log.read()
             offset = log.tell()
-        pending += chunk
+        pending += chunk.decode("utf-8", errors="replace")
         *lines, pending = pending.split("\n")
         for line in lines:
             ready = parse_ready_line(line)

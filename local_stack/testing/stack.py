@@ -100,6 +100,7 @@ class StackProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(command)} =====\n".encode())
             log.flush()
+            offset = log.tell()
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 command,
                 cwd=REPO_ROOT,
@@ -110,7 +111,9 @@ class StackProcess:
                 start_new_session=True,  # Ctrl-C in the test's terminal does not reach it first
             )
         try:
-            self.ready = wait_for_ready(self.process, self.log_path, self.start_timeout_s, what="local stack")
+            self.ready = wait_for_ready(
+                self.process, self.log_path, self.start_timeout_s, what="local stack", offset=offset
+            )
         except BaseException:
             self.stop()
             raise
