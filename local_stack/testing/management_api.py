@@ -11,7 +11,8 @@ A connection id answers 200 while it is live (in ``live``, or any id not startin
 posts to that id get, one entry per attempt: a status (``429``, ``500``, ``200``, ...), ``"hang"`` (held
 ``hang_seconds`` and dropped unanswered) or ``"reset"`` (dropped at once). Every post is held
 ``latency`` seconds (``latencies[id]`` for one id). What was delivered, the attempts per id, how many
-posts were served at once (``max_in_flight``) and the client connections seen are recorded.
+posts were served at once (``max_in_flight``), the client connections and every request as it arrived
+(``seen``) are recorded. ``answer = (status, headers, body)`` answers every post with exactly that.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from aiohttp import web
 from ..config import REPO_ROOT
 from .process import read_ready_line, stop_process
 
-__all__ = ["ERROR_TYPES", "FakeManagementApi", "FakeManagementApiProcess"]
+__all__ = ["ERROR_TYPES", "FakeManagementApi", "FakeManagementApiProcess", "Seen"]
 
 ERROR_TYPES = {
     403: "ForbiddenException",
@@ -44,6 +45,16 @@ ERROR_TYPES = {
 }
 
 
+@dataclass(frozen=True)
+class Seen:
+    """One request as it arrived: method, raw path (percent-encoding kept), headers, body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 @dataclass
 class FakeManagementApi:
     stage: str = "prod"
@@ -53,6 +64,8 @@ class FakeManagementApi:
     all_live: bool = False
     scripts: dict[str, list[int | str]] = field(default_factory=dict)
     hang_seconds: float = 2.0
+    answer: tuple[int, dict[str, str], bytes] | None = None  # (status, headers, body) for every post
+    seen: list[Seen] = field(default_factory=list)
     delivered: list[tuple[str, bytes]] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     posts: int = 0
@@ -94,6 +107,7 @@ class FakeManagementApi:
         with self._lock:
             self.delivered.clear()
             self.attempts.clear()
+            self.seen.clear()
             self.posts = self.bytes = self.max_in_flight = 0
             self.peers.clear()
         return self.stats()
@@ -123,6 +137,7 @@ class FakeManagementApi:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.attempts[connection_id] += 1
+            self.seen.append(Seen(request.method, request.raw_path, dict(request.headers), body))
             if request.transport is not None:
                 self.peers.add(request.transport.get_extra_info("peername"))
             script = self.scripts.get(connection_id)
@@ -137,6 +152,9 @@ class FakeManagementApi:
                 raise ConnectionResetError(f"dropped a post to {connection_id} ({step})")
             if delay:
                 await asyncio.sleep(delay)
+            if self.answer is not None:
+                status, headers, payload = self.answer
+                return web.Response(status=status, headers=headers, body=payload)
             status = int(step)
             if status == 200:
                 with self._lock:
