@@ -4,6 +4,7 @@ as a child process (``python -m local_stack up``, :class:`StackProcess`), on fre
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,10 +73,12 @@ class StackProcess:
     starts: int = 0
     returncode: int | None = None  # the exit status of its last stop
     _ports: dict[str, str] = field(default_factory=dict)
+    _own_dir: Path | None = None  # the temporary folder it made for its log (removed on __exit__)
 
     def start(self) -> StackProcess:
         if self.log_path is None:
-            self.log_path = Path(tempfile.mkdtemp(prefix="local-stack-")) / "stack.log"
+            self._own_dir = Path(tempfile.mkdtemp(prefix="local-stack-"))
+            self.log_path = self._own_dir / "stack.log"
         state_dir = self.log_path.parent / "state"
         env = {
             **os.environ,
@@ -141,6 +144,9 @@ class StackProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if self._own_dir is not None and exc[0] is None:  # kept when the block failed: its log may tell why
+            shutil.rmtree(self._own_dir, ignore_errors=True)
+            self._own_dir = self.log_path = None
 
     @property
     def pid(self) -> int:
