@@ -150,8 +150,8 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
 
 
 def _events(name: str, secret: str, seq: int) -> dict[str, Any]:
+    from local_stack.testing import make_token
     from tests.support.events import connect_event, disconnect_event, message_event
-    from tests.support.tokens import make_token
 
     cid = f"COLD{seq:011d}="
     if name == "connect":

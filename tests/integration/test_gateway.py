@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from local_stack import Stack
 from local_stack.gateway import Gateway, GatewayLimits, Route
 from local_stack.runtime import InvokeResult
+from local_stack.testing.raw_ws import RawClient, handshake_request
 
 from ..support.events import EVENTS
-from ..support.raw_ws import RawClient, handshake_request
 from .helpers import TF_NO_DEFAULT, EventLog, connect, connection_id, handshake_status, request, wait_until
 
 pytestmark = pytest.mark.timeout(60)

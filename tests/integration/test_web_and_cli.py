@@ -335,7 +335,7 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
     """JWT_JWKS_URL, JWT_ISSUER (every documented setting) reach the functions through `make dev`."""
-    from tests.support.jwks import RsaKey, serve_jwks
+    from local_stack.testing.jwks import RsaKey, serve_jwks
 
     key = RsaKey()
     ws_port, web_port = free_port(), free_port()

@@ -9,16 +9,12 @@ import hmac
 import io
 import json
 import socket
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
-
-from tests.support.management_api import FakeManagementApi
 
 
 def b64url(data: bytes) -> str:
@@ -93,41 +89,6 @@ def closed_port_url() -> str:
 
 
 # --- fault injection -------------------------------------------------------------------------------------
-
-
-@dataclass
-class FaultyManagementApi(FakeManagementApi):
-    """The shared fake management API, plus network faults queued per connection id before its status
-    script: ``"hang"`` (hold the request ``hang_seconds``, then drop it unanswered) and ``"reset"`` (drop
-    it at once)."""
-
-    faults: dict[str, list[str]] = field(default_factory=dict)
-    hang_seconds: float = 2.0
-
-    def start(self) -> FaultyManagementApi:
-        super().start()
-        assert self._server is not None
-        base: Any = self._server.RequestHandlerClass
-        api = self
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def do_POST(self) -> None:
-                connection_id = self._connection_id()
-                with api._lock:
-                    queue = api.faults.get(connection_id)
-                    fault = queue.pop(0) if queue else None
-                    if fault is not None:
-                        api.attempts[connection_id] += 1
-                if fault is None:
-                    super().do_POST()
-                    return
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if fault == "hang":
-                    time.sleep(api.hang_seconds)
-                self.close_connection = True
-
-        self._server.RequestHandlerClass = Handler
-        return self
 
 
 class _RawBody(io.BytesIO):

@@ -20,6 +20,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from local_stack.testing import SECRET
+from local_stack.testing.jwks import KID, Endpoint, RsaKey, http_endpoint, serve_jwks
 from shared.observability import logger as powertools_logger
 from tests.conftest import load_function
 from tests.reliability import summary
@@ -33,10 +35,7 @@ from tests.reliability.helpers import (
     unsigned,
 )
 from tests.support.events import FakeContext, connect_event
-from tests.support.http import Endpoint, http_endpoint
-from tests.support.jwks import KID, RsaKey, serve_jwks
 from tests.support.records import records
-from tests.support.tokens import SECRET
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "chat-api"

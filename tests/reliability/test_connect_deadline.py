@@ -21,12 +21,12 @@ import boto3
 import pytest
 
 from local_stack.dynamodb import EmbeddedDynamoDB
+from local_stack.testing import make_token
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import FakeContext, connect_event
 from tests.support.records import MEMBERSHIPS_TABLE, TABLE
 from tests.support.tables import create_connections_table, create_memberships_table
-from tests.support.tokens import make_token
 
 # What Lambda gives $connect (terraform/functions.tf: timeout 10) less a second of cold start and JWT work.
 BUDGET_SECONDS = 9.0
@@ -176,7 +176,7 @@ def test_connect_deadline_slow_jwks_is_401_in_time_whatever_its_timeout(
 ) -> None:
     # A 20 s JWKS timeout (the largest JWT_JWKS_TIMEOUT_SECONDS allows) in a 10 s function: the fetch is
     # cut to what the deadline leaves after reserving the write and its undo.
-    from tests.support.jwks import RsaKey, serve_jwks
+    from local_stack.testing.jwks import RsaKey, serve_jwks
 
     key = RsaKey()
     with serve_jwks(key, delay=30.0) as (url, seen):

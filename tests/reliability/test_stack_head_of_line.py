@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from local_stack.testing.raw_ws import handshake_request
 from tests.reliability import summary
 from tests.reliability.stack import Client, StackProcess
-from tests.support.raw_ws import handshake_request
 
 MB = 1024 * 1024
 VICTIMS = 3  # users of the quiet room, each timing its own echoes: more samples for the p99

@@ -18,11 +18,11 @@ import pytest
 from botocore.credentials import Credentials
 
 from local_stack import StackConfig, StackThread
+from local_stack.testing.raw_ws import RawClient
 from shared.management_api import ManagementApiClient
 from shared.sender import Sender
 from tests.reliability import summary
 from tests.reliability.stack import token
-from tests.support.raw_ws import RawClient
 
 FRAMES = 400
 PAD = 16 * 1024  # 400 x 16 KB = 6.4 MB: more than the socket buffers between the gateway and the member

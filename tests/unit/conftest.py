@@ -7,14 +7,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.management_api import FakeManagementApi
+from local_stack.testing import SECRET, FakeManagementApi
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
 from tests.support.tables import (
     create_connections_table,
     create_memberships_table,
     create_messages_table,
 )
-from tests.support.tokens import SECRET
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import jwt
 import pytest
 from moto import mock_aws
 
+from local_stack.testing import SECRET, make_token
+from local_stack.testing.jwks import RsaKey, http_endpoint, serve_jwks
 from shared.auth import AuthError, JwksKeys, TokenVerifier
 from shared.config import AuthConfig
-from tests.support.http import http_endpoint
-from tests.support.jwks import RsaKey, serve_jwks
-from tests.support.tokens import SECRET, make_token
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "chat-api"

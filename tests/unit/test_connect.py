@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import make_token
 from tests.conftest import load_function
 from tests.support.events import FakeContext, connect_event
 from tests.support.records import TABLE, records
-from tests.support.tokens import make_token
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeManagementApi
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
 from tests.support.records import put_record
 
 CID = "DEFAULTxxxxxxx0="

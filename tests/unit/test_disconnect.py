@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import make_token
 from tests.conftest import load_function
 from tests.support.events import FakeContext, connect_event, disconnect_event
 from tests.support.records import TABLE
-from tests.support.tokens import make_token
 
 
 @pytest.fixture

@@ -35,10 +35,10 @@ from botocore.exceptions import (
 from botocore.utils import percent_encode
 from urllib3 import HTTPResponse
 
+from local_stack.testing import FakeManagementApi
 from shared import management_api, runtime
 from shared.management_api import ManagementApiClient, region_of
 from shared.sender import Outcome, classify
-from tests.support.management_api import FakeManagementApi
 
 FROZEN = datetime.datetime(2026, 11, 29, 12, 34, 56)
 # A real-looking id with every character base64 can hold that needs encoding.
