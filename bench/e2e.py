@@ -45,6 +45,7 @@ class E2EConfig:
     dynamodb: str = "embedded"  # or "process": moto in its own process through DYNAMODB_ENDPOINT
     target_clients: int = 200  # one broadcast at a time to this many; 0 skips the target
     target_repeats: int = 5
+    stack_args: tuple[str, ...] = ()  # more ``python -m local_stack up`` flags, e.g. --var NAME=VALUE
 
 
 @dataclass
@@ -228,14 +229,14 @@ def wait_for_disconnects(dynamodb: str, timeout_s: float) -> int:
 
 
 @contextlib.contextmanager
-def local_stack(workers: int, dynamodb: str) -> Iterator[StackProcess]:
+def local_stack(workers: int, dynamodb: str, args: tuple[str, ...] = ()) -> Iterator[StackProcess]:
     """The stack with its embedded moto (``dynamodb="embedded"``, as ``make dev``) or with moto_server in a
     process of its own (``"process"``, through the stack's DYNAMODB_ENDPOINT)."""
     if dynamodb not in ("embedded", "process"):
         raise ValueError(f"dynamodb must be embedded or process, got {dynamodb!r}")
     with contextlib.ExitStack() as stack:
         env = {"DYNAMODB_ENDPOINT": stack.enter_context(_moto_process())} if dynamodb == "process" else {}
-        yield stack.enter_context(StackProcess(workers=workers, min_workers=workers, env=env))
+        yield stack.enter_context(StackProcess(args=args, workers=workers, min_workers=workers, env=env))
 
 
 @contextlib.contextmanager
@@ -274,7 +275,7 @@ def run(config: E2EConfig) -> dict[str, Any]:
         "config": {**asdict(config), "profile_dir": str(config.profile_dir or "")},
         "rows": [],
     }
-    with local_stack(config.workers, config.dynamodb) as stack, FloorProcess() as floor:
+    with local_stack(config.workers, config.dynamodb, config.stack_args) as stack, FloorProcess() as floor:
 
         def both(k: int, messages: int, senders: int, tag: str) -> dict[str, Any]:
             room = f"bench-{tag}{k}"

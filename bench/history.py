@@ -32,7 +32,7 @@ class HistoryBenchConfig:
     repeats: int = 5
     stored_messages: int = 300
     page_limits: tuple[int, ...] = (50, 100)
-    requests: int = 30
+    requests: int = 15  # at most 15: each is a frame of the reader's rate limit
     workers: int = 2
 
 
