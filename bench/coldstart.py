@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import subprocess
@@ -158,6 +159,13 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
     )
 
 
+@functools.cache
+def _route_keys() -> dict[str, str]:
+    from local_stack.terraform import load_model
+
+    return {name: spec.route_key for name, spec in load_model([ROOT / "terraform"]).functions.items()}
+
+
 def _event(name: str, secret: str, seq: int) -> dict[str, Any]:
     from bench.functions import connect_event, disconnect_event, message_event
     from bench.seed import connection_id
@@ -174,9 +182,7 @@ def _event(name: str, secret: str, seq: int) -> dict[str, Any]:
         return message_event("not json", connection_id=cid, route="$default")
     # every other function is a route named after its action (sendMessage, getHistory, join, ...): its
     # frame from the sender, a member of room "cold"
-    from local_stack.terraform import load_model
-
-    route = load_model([ROOT / "terraform"]).functions[name].route_key
+    route = _route_keys().get(name) or name
     body = {"action": route, "room_id": "cold", "message": "hi", "to_user_id": "bob", "user_id": "bob"}
     return message_event(body, connection_id=connection_id("cold", 0), route=route)
 
@@ -202,19 +208,25 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
             envs = {
                 n: function_env(n, callback_url=api.endpoint_url, dynamodb_endpoint=endpoint) for n in names
             }
-            rows = asyncio.run(_environments(LambdaRuntime, envs, secret, rounds, warm))
+            failed: dict[str, str] = {}
+            rows = asyncio.run(_environments(LambdaRuntime, envs, secret, rounds, warm, failed))
     finally:
         embedded.stop()
-    return {"rows": rows, "warm_invocations": warm}
+    return {"rows": rows, "warm_invocations": warm, "failed": failed}
 
 
 async def _environments(
-    runtime_class: Any, envs: dict[str, dict[str, str]], secret: str, rounds: int, warm: int
+    runtime_class: Any,
+    envs: dict[str, dict[str, str]],
+    secret: str,
+    rounds: int,
+    warm: int,
+    failed: dict[str, str],
 ) -> list[dict[str, Any]]:
     runtime = runtime_class(log=lambda name, line: None)
     await runtime.start()
     seq = 0
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for name, env in envs.items():
             samples: list[dict[str, float]] = []
@@ -223,18 +235,21 @@ async def _environments(
                     name, task_root=LAMBDAS / name, env=env, timeout_s=30, max_workers=1, min_workers=0
                 )
                 try:
-                    seq += 1
+                    events = [_event(name, secret, seq + i) for i in range(1 + warm)]
+                    seq += len(events)
                     spawned = time.perf_counter()
-                    first = await pool.invoke(_event(name, secret, seq))
+                    first = await pool.invoke(events[0])
                     cold_ms = (time.perf_counter() - spawned) * 1000
-                    if not first.ok:
-                        raise RuntimeError(f"{name} failed its first invocation: {first.payload[-2000:]!r}")
-                    warm_ms = []
-                    for _ in range(warm):
-                        seq += 1
-                        warm_ms.append((await pool.invoke(_event(name, secret, seq))).duration_ms)
+                    warm_ms = (
+                        [(await pool.invoke(event)).duration_ms for event in events[1:]] if first.ok else []
+                    )
                 finally:
                     await pool.close()
+                if (
+                    not first.ok
+                ):  # one function's failure (say, an event it does not take) is a row, not the end
+                    failed[name] = f"{first.error_type}: {first.payload[:300]!r}"
+                    break
                 samples.append(
                     {
                         "init_ms": cold_ms - first.duration_ms,
@@ -243,13 +258,14 @@ async def _environments(
                         "warm_invoke_ms": median(warm_ms),
                     }
                 )
-            rows.append(
-                {
-                    "function": name,
-                    "rounds": rounds,
-                    **{k: median([s[k] for s in samples]) for k in samples[0]},
-                }
-            )
+            if samples:
+                rows.append(
+                    {
+                        "function": name,
+                        "rounds": rounds,
+                        **{k: median([s[k] for s in samples]) for k in samples[0]},
+                    }
+                )
     finally:
         await runtime.close()
     return rows
@@ -331,4 +347,7 @@ def render(result: dict[str, Any]) -> str:
                 ],
             )
         )
+        parts += [
+            f"{name}: its first invocation failed ({why})" for name, why in runtime.get("failed", {}).items()
+        ]
     return "\n\n".join(parts)
