@@ -1,16 +1,100 @@
-"""Loading a function's handler module the way its image does (module ``app``, cold start included)."""
+"""A function as its image runs it (module ``app``, cold start included), fed the events the local stack's
+gateway builds, against the tables Terraform defines; and timing of what it calls."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import itertools
+import json
 import time
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
-from tests.support.functions import load_function
+from bench.env import LAMBDAS, ROOT, TABLE
+from local_stack import events
 
-__all__ = ["load_function", "quiet_stdout"]
+_modules = itertools.count()
+
+
+def load_function(name: str) -> ModuleType:
+    """Import ``lambdas/<name>/app.py`` afresh: its module-level init (config, clients) runs again."""
+    spec = importlib.util.spec_from_file_location(
+        f"lambda_{name}_{next(_modules)}", LAMBDAS / name / "app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def create_tables(client: Any) -> None:
+    """Every table of terraform/ under its local name (chat_connections, chat_messages, ...)."""
+    from local_stack.dynamodb import ensure_table, local_table_names
+    from local_stack.terraform import load_model
+
+    model = load_model([ROOT / "terraform"])
+    for resource, name in local_table_names(TABLE, model.tables).items():
+        ensure_table(client, name, model.tables[resource])
+
+
+def _connection(connection_id: str) -> events.ConnectionInfo:
+    return events.ConnectionInfo(
+        connection_id, events.now_ms(), "127.0.0.1", "bench", "127.0.0.1", "dev", "benchapi01"
+    )
+
+
+def message_event(
+    body: str | dict[str, Any], *, connection_id: str, route: str = "sendMessage"
+) -> dict[str, Any]:
+    """A frame's event, as the local stack's gateway builds it."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    return events.message_event(
+        _connection(connection_id),
+        route_key=route,
+        body=text,
+        request_id=events.new_id(),
+        message_id=events.new_id(),
+        request_ms=events.now_ms(),
+    )
+
+
+def connect_event(query: dict[str, str], *, connection_id: str) -> dict[str, Any]:
+    return events.connect_event(
+        _connection(connection_id),
+        headers=[("Host", "127.0.0.1")],
+        query=query.items(),
+        request_id=events.new_id(),
+        request_ms=events.now_ms(),
+        forwarded_port=443,
+    )
+
+
+def disconnect_event(*, connection_id: str) -> dict[str, Any]:
+    return events.disconnect_event(
+        _connection(connection_id),
+        status_code=1001,
+        reason="",
+        request_id=events.new_id(),
+        request_ms=events.now_ms(),
+    )
+
+
+class FakeContext:
+    """The attributes Powertools reads from a Lambda context."""
+
+    function_name = "bench"
+    memory_limit_in_mb = 1024
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "7f1c0e4a-0000-4000-8000-000000000000"
+    function_version = "$LATEST"
+    log_group_name = "/aws/lambda/bench"
+    log_stream_name = "2026/12/01/[$LATEST]bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
 
 
 @contextlib.contextmanager
