@@ -236,7 +236,9 @@ def local_stack(workers: int, dynamodb: str, args: tuple[str, ...] = ()) -> Iter
         raise ValueError(f"dynamodb must be embedded or process, got {dynamodb!r}")
     with contextlib.ExitStack() as stack:
         env = {"DYNAMODB_ENDPOINT": stack.enter_context(_moto_process())} if dynamodb == "process" else {}
-        yield stack.enter_context(StackProcess(args=args, workers=workers, min_workers=workers, env=env))
+        yield stack.enter_context(
+            StackProcess(args=args, workers=workers, min_workers=workers, env=env, echo_logs=False)
+        )
 
 
 @contextlib.contextmanager

@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE
-from bench.functions import FakeContext, Timed, create_tables, load_function, message_event, quiet_stdout
+from bench.functions import Timed, create_tables, load_function, message_event, quiet_stdout
 from bench.report import median, table
 from bench.seed import seed_room
-from local_stack.testing import FakeManagementApiProcess
+from local_stack.testing import FakeContext, FakeManagementApiProcess
 
 SENDER_INDEX = 0  # the sender is one of the room's members (it receives its own message)
 MAX_CONFIG_POOL = 200  # BROADCAST_CONCURRENCY's upper bound (shared/config.py)
@@ -108,7 +108,7 @@ class Harness:
         self.broadcast.reset()
         start = time.perf_counter()
         with quiet_stdout():
-            response = self.module.handler(event, FakeContext())
+            response = self.module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
         wall = time.perf_counter() - start
         if response.get("statusCode") != 200:
             raise RuntimeError(f"send_message answered {response}")

@@ -82,21 +82,6 @@ def disconnect_event(*, connection_id: str) -> dict[str, Any]:
     )
 
 
-class FakeContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name = "bench"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id = "7f1c0e4a-0000-4000-8000-000000000000"
-    function_version = "$LATEST"
-    log_group_name = "/aws/lambda/bench"
-    log_stream_name = "2026/12/01/[$LATEST]bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
 @contextlib.contextmanager
 def quiet_stdout() -> Iterator[None]:
     """Powertools Metrics prints one EMF document per invocation; keep it out of the tables."""

@@ -68,8 +68,8 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
     from moto import mock_aws
 
     from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
-    from bench.functions import FakeContext, create_tables, message_event, quiet_stdout
-    from local_stack.testing import FakeManagementApiProcess
+    from bench.functions import create_tables, message_event, quiet_stdout
+    from local_stack.testing import FakeContext, FakeManagementApiProcess
 
     rows = []
     with FakeManagementApiProcess(latency=config.latency_ms / 1000) as api, mock_aws():
@@ -103,7 +103,7 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
             api.reset()
             start = time.perf_counter()
             with quiet_stdout():
-                response = module.handler(event, FakeContext())
+                response = module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
             elapsed = time.perf_counter() - start
             if response.get("statusCode") != 200:
                 raise RuntimeError(f"send_message answered {response}")

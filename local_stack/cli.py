@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         "--max-duration", type=float, default=7200.0, help="maximum connection duration, seconds (7200)"
     )
     up.add_argument("--no-reload", action="store_true", help="do not recycle workers when code changes")
+    up.add_argument(
+        "--quiet", action="store_true", help="do not print the functions' logs (the ready lines still are)"
+    )
     up.add_argument("--user", default="alice", help="user of the printed ready-made token (alice)")
     up.add_argument("--room", default="general", help="room of the printed example URL (general)")
 
@@ -173,6 +176,7 @@ async def _up(args: argparse.Namespace) -> int:
         idle_timeout_s=args.idle_timeout,
         max_duration_s=args.max_duration,
         reload=not args.no_reload,
+        echo_logs=not args.quiet,
         state_dir=Path(os.environ.get("LOCAL_STACK_STATE_DIR") or DEFAULT_STATE_DIR),
     )
     loop = asyncio.get_running_loop()

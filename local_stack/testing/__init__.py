@@ -4,6 +4,7 @@
 * :class:`StackProcess`: ``python -m local_stack up`` as a child, ready on its ready line;
 * :func:`make_token` (and ``SECRET``, the stack's default secret): the one token maker;
 * :class:`FakeManagementApi` / :class:`FakeManagementApiProcess`: the one fake ``@connections`` API;
+* :class:`FakeContext`: a Lambda context for calling a ``handler`` directly;
 * ``local_stack.testing.ws`` (``ChatClient``: needs ``websockets``) and ``local_stack.testing.raw_ws``
   (bare-socket WebSocket frames) for clients; ``local_stack.testing.jwks`` for identity providers.
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..config import DEFAULT_JWT_SECRET
 from ..tokens import make_token as _sign
+from .context import FakeContext
 from .management_api import FakeManagementApi, FakeManagementApiProcess
 from .process import StartError, parse_ready_line, read_ready_line, stop_process
 from .stack import TEST_DEFAULTS, StackProcess, start_stack, test_config
@@ -23,6 +25,7 @@ from .stack import TEST_DEFAULTS, StackProcess, start_stack, test_config
 __all__ = [
     "SECRET",
     "TEST_DEFAULTS",
+    "FakeContext",
     "FakeManagementApi",
     "FakeManagementApiProcess",
     "StackProcess",

@@ -53,7 +53,9 @@ class StackProcess:
 
     ``args`` are extra ``up`` flags; ``env`` is added to this process's environment (``WS_PORT`` and
     ``WEB_PORT`` default to 0, free ports) and ``command`` replaces the
-    whole command line, e.g. ``make dev``). Its output goes to ``log_path`` (a temporary file if none).
+    whole command line, e.g. ``make dev``). Its output goes to ``log_path`` (a temporary file if none);
+    ``echo_logs=False`` (``up --quiet``) leaves the functions' logs out of it, for a run that measures the
+    stack and would otherwise write every invocation's log lines.
     After :meth:`start`, ``ready`` holds the ready line (``ws_url``, ``callback_url``, ``web_url``,
     ``dynamodb_endpoint``, ``state_file``, ``pid``, ...). :meth:`restart` comes back on the same ports.
     """
@@ -63,6 +65,7 @@ class StackProcess:
     workers: int | None = None
     min_workers: int | None = None
     jwt_secret: str = DEFAULT_JWT_SECRET
+    echo_logs: bool = True
     log_path: Path | None = None
     command: Sequence[str] | None = None
     start_timeout_s: float = 90.0
@@ -98,6 +101,8 @@ class StackProcess:
                 command += ["--workers", str(self.workers)]
             if self.min_workers is not None:
                 command += ["--min-workers", str(self.min_workers)]
+            if not self.echo_logs:
+                command.append("--quiet")
             command += list(self.args)
         self.starts += 1
         with self.log_path.open("ab") as log:

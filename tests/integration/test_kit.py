@@ -18,7 +18,7 @@ import pytest
 from local_stack import DEFAULT_JWT_SECRET
 from local_stack.testing import FakeManagementApiProcess, StackProcess, StartError, parse_ready_line
 
-from .helpers import REPO
+from .helpers import REPO, connect
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,6 +70,19 @@ def test_a_stack_that_cannot_start_fails_fast_with_its_output(tmp_path: Path) ->
     with pytest.raises(StartError) as failure:
         StackProcess(args=["--var", "no-equals-sign"], log_path=tmp_path / "stack.log").start()
     assert "exited with 2" in str(failure.value) and "--var needs NAME=VALUE" in str(failure.value)
+
+
+@pytest.mark.parametrize("echo_logs", [True, False], ids=["echoed", "quiet"])
+def test_stack_process_echoes_function_logs_unless_told_not_to(echo_logs: bool, tmp_path: Path) -> None:
+    """``echo_logs=False`` (``up --quiet``): a benchmark's stack does not write every invocation's log."""
+    stack = StackProcess(echo_logs=echo_logs, log_path=tmp_path / "stack.log")
+    with stack, connect(stack.url("alice", "general"), open_timeout=30) as ws:
+        ws.send('{"action": "sendMessage", "message": "hi"}')
+        assert '"hi"' in ws.recv(timeout=30)
+    assert stack.returncode == 0
+    lines = stack.output().splitlines()
+    assert any(parse_ready_line(line) for line in lines)
+    assert any("send_message" in line and "REPORT RequestId" in line for line in lines) is echo_logs
 
 
 def test_fake_management_api_in_a_child_process_counts_and_answers() -> None:

@@ -20,7 +20,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from local_stack.testing import SECRET
+from local_stack.testing import SECRET, FakeContext
 from local_stack.testing.jwks import KID, Endpoint, RsaKey, http_endpoint, serve_jwks
 from shared.observability import logger as powertools_logger
 from tests.conftest import load_function
@@ -34,7 +34,7 @@ from tests.reliability.helpers import (
     retamper,
     unsigned,
 )
-from tests.support.events import FakeContext, connect_event
+from tests.support.events import connect_event
 from tests.support.records import records
 
 ISSUER = "https://issuer.test/"

@@ -17,7 +17,7 @@ from typing import Any
 import botocore.endpoint
 import pytest
 
-from local_stack.testing import FakeManagementApi, make_token
+from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from shared.management_api import ManagementApiClient
 from shared.sender import Sender
 from tests.conftest import load_function
@@ -27,7 +27,7 @@ from tests.reliability.helpers import (
     DynamoFaults,
     closed_port_url,
 )
-from tests.support.events import FakeContext, connect_event, disconnect_event, message_event
+from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import put_record, record_ids
 
 SENDER = "SENDERxxxxxxxx0="

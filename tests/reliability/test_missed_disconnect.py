@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from local_stack.testing import FakeManagementApi, make_token
+from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
-from tests.support.events import FakeContext, connect_event, message_event
+from tests.support.events import connect_event, message_event
 from tests.support.records import put_record, record_ids
 
 CLIENTS = [f"CLIENT{i}xxxxxxxx=" for i in range(6)]

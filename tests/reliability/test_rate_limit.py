@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from local_stack.testing import FakeManagementApi
+from local_stack.testing import FakeContext, FakeManagementApi
 from shared.rate_limit import RateLimiter, TokenBucket, Verdict
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.support.events import FakeContext, message_event
+from tests.support.events import message_event
 from tests.support.records import put_record
 
 SENDER, OTHER, WITNESS = "SENDERxxxxxxxx0=", "OTHERxxxxxxxxx0=", "WITNESSxxxxxxx0="

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from local_stack.testing import FakeManagementApi
+from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
+from tests.support.events import message_event
 from tests.support.records import put_record
 
 CID = "DEFAULTxxxxxxx0="

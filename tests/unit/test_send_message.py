@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from local_stack.testing import FakeManagementApi
+from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
+from tests.support.events import message_event
 from tests.support.records import MESSAGES_TABLE, TABLE, put_record, record_ids
 
 SENDER = "SENDERxxxxxxxx0="
