@@ -7,6 +7,7 @@ a screenshot of every open page of a test that failed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,22 @@ def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
     pytest.skip(reason)
+
+
+def intercept(page: Any, hold: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], bool]) -> None:
+    """The page's WebSocket frames pass through ``hold(frame, reply)``; a frame it returns True for never
+    reaches the server (``reply(frame)`` answers the page as the server would)."""
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if not hold(json.loads(message), lambda frame: ws.send(json.dumps(frame))):
+                server.send(message)
+
+        ws.on_message(to_server)
+
+    page.route_web_socket("**/*", route)
 
 
 def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
