@@ -92,8 +92,7 @@ def frame(module: Any, body: Any, connection_id: str, route: str) -> None:
 
 
 def send(module: Any, text: str, connection_id: str = SENDER) -> None:
-    event = message_event({"action": "sendMessage", "message": text}, connection_id=connection_id)
-    assert module.handler(event, FakeContext()) == {"statusCode": 200}
+    frame(module, {"action": "sendMessage", "message": text}, connection_id, "sendMessage")
 
 
 def outcome(api: FakeManagementApi, sender: str = SENDER) -> tuple[list[str], list[str], list[str]]:
