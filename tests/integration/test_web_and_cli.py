@@ -112,19 +112,6 @@ def test_placeholder_until_web_client_exists(local_stack_factory: Any, tmp_path:
     assert status == 200 and b"/config.json" in body
 
 
-def test_cli_token() -> None:
-    out = subprocess.run(
-        [PY, "-m", "local_stack", "token", "--user", "carol", "--room", "r1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.strip()
-    claims = jwt.decode(out, DEFAULT_JWT_SECRET, algorithms=["HS256"])
-    assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
-
-
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "local_stack", *args],
@@ -135,6 +122,13 @@ def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.Comp
         text=True,
         timeout=90,
     )
+
+
+def test_cli_token() -> None:
+    result = run_cli("token", "--user", "carol", "--room", "r1")
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
 
 
 def run_invoke(tmp_path: Path, function: str, event: str, **env: str) -> subprocess.CompletedProcess[str]:
