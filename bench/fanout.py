@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE
-from bench.functions import Timed, create_tables, load_function, message_event, quiet_stdout
+from bench.functions import Timed, create_tables, message_event, quiet_stdout
 from bench.report import median, table
 from bench.seed import seed_room
-from local_stack.testing import FakeContext, FakeManagementApiProcess
+from local_stack.testing import FakeContext, FakeManagementApiProcess, load_function
 
 SENDER_INDEX = 0  # the sender is one of the room's members (it receives its own message)
 MAX_CONFIG_POOL = 200  # BROADCAST_CONCURRENCY's upper bound (shared/config.py)

@@ -1,33 +1,17 @@
-"""A function as its image runs it (module ``app``, cold start included), fed the events the local stack's
-gateway builds, against the tables Terraform defines; and timing of what it calls."""
+"""What a benchmark feeds a function it calls directly (loaded with ``local_stack.testing.load_function``):
+the events the local stack's gateway builds, the tables Terraform defines; and timing of what it calls."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import itertools
 import json
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
-from bench.env import LAMBDAS, ROOT, TABLE
+from bench.env import ROOT, TABLE
 from local_stack import events
-
-_modules = itertools.count()
-
-
-def load_function(name: str) -> ModuleType:
-    """Import ``lambdas/<name>/app.py`` afresh: its module-level init (config, clients) runs again."""
-    spec = importlib.util.spec_from_file_location(
-        f"lambda_{name}_{next(_modules)}", LAMBDAS / name / "app.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def create_tables(client: Any) -> None:

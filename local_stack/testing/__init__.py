@@ -4,7 +4,8 @@
 * :class:`StackProcess`: ``python -m local_stack up`` as a child, ready on its ready line;
 * :func:`make_token` (and ``SECRET``, the stack's default secret): the one token maker;
 * :class:`FakeManagementApi` / :class:`FakeManagementApiProcess`: the one fake ``@connections`` API;
-* :class:`FakeContext`: a Lambda context for calling a ``handler`` directly;
+* :func:`load_function` / :class:`FakeContext`: a function's module as its image loads it, and a Lambda
+  context, for calling its ``handler`` directly;
 * ``local_stack.testing.ws`` (``ChatClient``: needs ``websockets``) and ``local_stack.testing.raw_ws``
   (bare-socket WebSocket frames) for clients; ``local_stack.testing.jwks`` for identity providers.
 
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..config import DEFAULT_JWT_SECRET
 from ..tokens import make_token as _sign
-from .context import FakeContext
+from .context import FakeContext, load_function
 from .management_api import FakeManagementApi, FakeManagementApiProcess
 from .process import StartError, parse_ready_line, read_ready_line, stop_process
 from .stack import TEST_DEFAULTS, StackProcess, start_stack, test_config
@@ -30,6 +31,7 @@ __all__ = [
     "FakeManagementApiProcess",
     "StackProcess",
     "StartError",
+    "load_function",
     "make_token",
     "parse_ready_line",
     "read_ready_line",

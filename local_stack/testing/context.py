@@ -1,10 +1,31 @@
-"""A Lambda context for calling a function's ``handler`` directly (unit tests, benchmarks)."""
+"""Calling a function's ``handler`` directly (unit tests, benchmarks): its module loaded as its image
+loads it, and a Lambda context to pass it."""
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import time
+from pathlib import Path
+from types import ModuleType
 
-__all__ = ["FakeContext"]
+from ..config import REPO_ROOT
+
+__all__ = ["FakeContext", "load_function"]
+
+_loads = itertools.count()
+
+
+def load_function(name: str, functions_dir: Path = REPO_ROOT / "lambdas") -> ModuleType:
+    """Import ``<functions_dir>/<name>/app.py`` afresh (a module of its own each time): its module-level
+    init (config, clients) runs again, as in a new execution environment."""
+    spec = importlib.util.spec_from_file_location(
+        f"lambda_{name}_{next(_loads)}", functions_dir / name / "app.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class FakeContext:
