@@ -3,26 +3,26 @@
 1. Import time in a fresh interpreter (the function's own environment and PYTHONPATH, as its image):
    ``import app`` next to ``import boto3`` alone and ``boto3`` + one client, measured in the same rounds,
    interleaved; plus the whole process (interpreter start to exit) for ``pass``.
-2. Through ``awslambdaric`` against bench/runtime_api.py: init (spawn to the first ``/next``), the first
-   invocation, and warm invocations of the same process. DynamoDB is moto's server; the management API is
-   bench/fake_api.py without latency.
+2. Through ``awslambdaric`` in local_stack's Lambda runtime (local_stack/runtime.py, one worker per
+   execution environment): init (spawn to the first answer, less that invocation's duration), the first
+   invocation, and warm invocations of the same process. DynamoDB is the stack's embedded moto; the
+   management API is the kit's fake without latency.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.env import LAMBDAS, MESSAGES_TABLE, ROOT, TABLE, functions
-from bench.proc import stop_process
+from bench.env import LAMBDAS, MEMBERSHIPS_TABLE, ROOT, functions
 from bench.report import median, table
 
 PROBES = {
@@ -30,6 +30,10 @@ PROBES = {
     "import boto3": "import boto3",
     "boto3 + dynamodb client": "import boto3; boto3.client('dynamodb')",
 }
+# Imported by botocore.client/handlers/waiter and boto3.session/resources/dynamodb at module level (so by
+# ``import boto3`` alone): ~3 + ~1.7 ms of a function's ~240 ms import (bench/README.md). Keeping them out
+# would mean replacing private modules of both libraries in sys.modules; they are measured, not removed.
+DETAILED = ("botocore.docs", "boto3.docs")
 TIMER = (
     "import time, json, sys, gc\n"
     "gc_s = [0.0]\n"  # time inside collections: each start subtracts the clock, each stop adds it
@@ -135,7 +139,8 @@ def import_times(names: list[str], rounds: int) -> dict[str, Any]:
 
 
 def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[str, float]]:
-    """Packages by the self time of their modules' imports (``-X importtime``, one run), in ms."""
+    """Packages by the self time of their modules' imports (``-X importtime``, one run), in ms; the
+    subpackages in DETAILED are listed on their own (botocore.docs: what keeping it out would save)."""
     done = _python(["-X", "importtime", "-c", "import app"], env, cwd)
     totals: dict[str, float] = {}
     for line in done.stderr.splitlines():
@@ -144,14 +149,27 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
         own, _cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
         if not own.isdigit():
             continue
-        package = name.split(".")[0]
+        package = next((d for d in DETAILED if name == d or name.startswith(d + ".")), name.split(".")[0])
         totals[package] = totals.get(package, 0.0) + int(own) / 1000
-    return sorted(totals.items(), key=lambda kv: -kv[1])[:limit]
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:limit]
+    return (
+        top
+        + [(d, totals.get(d, 0.0)) for d in DETAILED if d not in dict(top)]
+        + [("all", sum(totals.values()))]
+    )
 
 
-def _events(name: str, secret: str, seq: int) -> dict[str, Any]:
-    from tests.support.events import connect_event, disconnect_event, message_event
-    from tests.support.tokens import make_token
+@functools.cache
+def _route_keys() -> dict[str, str]:
+    from local_stack.terraform import load_model
+
+    return {name: spec.route_key for name, spec in load_model([ROOT / "terraform"]).functions.items()}
+
+
+def _event(name: str, secret: str, seq: int) -> dict[str, Any]:
+    from bench.functions import connect_event, disconnect_event, message_event
+    from bench.seed import connection_id
+    from local_stack.testing import make_token
 
     cid = f"COLD{seq:011d}="
     if name == "connect":
@@ -160,55 +178,87 @@ def _events(name: str, secret: str, seq: int) -> dict[str, Any]:
         )
     if name == "disconnect":
         return disconnect_event(connection_id=cid)
-    if name == "send_message":
-        return message_event({"action": "sendMessage", "message": "hi"}, connection_id="SENDER000000000=")
     if name == "default":
         return message_event("not json", connection_id=cid, route="$default")
-    if name == "get_history":
-        return message_event({"action": "getHistory"}, connection_id="SENDER000000000=", route="getHistory")
-    return message_event({"action": name}, connection_id=cid, route=name)
+    # every other function is a route named after its action (sendMessage, getHistory, join, ...): its
+    # frame from the sender, a member of room "cold"
+    route = _route_keys().get(name) or name
+    body = {"action": route, "room_id": "cold", "message": "hi", "to_user_id": "bob", "user_id": "bob"}
+    return message_event(body, connection_id=connection_id("cold", 0), route=route)
 
 
 def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
-    from bench.fake_api import FakeApiProcess
-    from bench.runtime_api import RuntimeApi
+    """Each function in ``rounds`` fresh execution environments of local_stack's Lambda runtime (one
+    worker each): init = spawn to answer minus the first invocation's own duration."""
+    from bench.functions import create_tables
+    from bench.seed import seed_room
     from local_stack.config import StackConfig
     from local_stack.dynamodb import EmbeddedDynamoDB, dynamodb_client
-    from tests.support.tables import create_connections_table, create_messages_table
+    from local_stack.runtime import LambdaRuntime
+    from local_stack.testing import FakeManagementApiProcess
 
     secret = StackConfig().jwt_secret
-    rows = []
     embedded = EmbeddedDynamoDB()
     endpoint = embedded.start()
     try:
         client = dynamodb_client(endpoint, "us-east-1")
-        create_connections_table(client, TABLE)
-        create_messages_table(client, MESSAGES_TABLE)
-        from bench.seed import seed_room
+        create_tables(client)
+        seed_room(client, "cold", 10, memberships_table=MEMBERSHIPS_TABLE)
+        with FakeManagementApiProcess(latency=0.0, stage="dev") as api:
+            envs = {
+                n: function_env(n, callback_url=api.endpoint_url, dynamodb_endpoint=endpoint) for n in names
+            }
+            failed: dict[str, str] = {}
+            rows = asyncio.run(_environments(LambdaRuntime, envs, secret, rounds, warm, failed))
+    finally:
+        embedded.stop()
+    return {"rows": rows, "warm_invocations": warm, "failed": failed}
 
-        seed_room(client, "cold", 10)
-        client.put_item(
-            TableName=TABLE,
-            Item={
-                "connection_id": {"S": "SENDER000000000="},
-                "room_id": {"S": "cold"},
-                "user_id": {"S": "alice"},
-                "ttl": {"N": str(int(time.time()) + 7200)},
-            },
-        )
-        with FakeApiProcess(latency=0.0, stage="dev") as api:
-            seq = 0
-            for name in names:
-                env = function_env(name, callback_url=api.endpoint_url, dynamodb_endpoint=endpoint)
-                samples: list[dict[str, float]] = []
-                for _ in range(rounds):
 
-                    def event(name: str = name) -> dict[str, Any]:
-                        nonlocal seq
-                        seq += 1
-                        return _events(name, secret, seq)
-
-                    samples.append(_one_environment(name, env, event, warm, RuntimeApi))
+async def _environments(
+    runtime_class: Any,
+    envs: dict[str, dict[str, str]],
+    secret: str,
+    rounds: int,
+    warm: int,
+    failed: dict[str, str],
+) -> list[dict[str, Any]]:
+    runtime = runtime_class(log=lambda name, line: None)
+    await runtime.start()
+    seq = 0
+    rows: list[dict[str, Any]] = []
+    try:
+        for name, env in envs.items():
+            samples: list[dict[str, float]] = []
+            for _ in range(rounds):
+                pool = await runtime.add_function(
+                    name, task_root=LAMBDAS / name, env=env, timeout_s=30, max_workers=1, min_workers=0
+                )
+                try:
+                    events = [_event(name, secret, seq + i) for i in range(1 + warm)]
+                    seq += len(events)
+                    spawned = time.perf_counter()
+                    first = await pool.invoke(events[0])
+                    cold_ms = (time.perf_counter() - spawned) * 1000
+                    warm_ms = (
+                        [(await pool.invoke(event)).duration_ms for event in events[1:]] if first.ok else []
+                    )
+                finally:
+                    await pool.close()
+                if (
+                    not first.ok
+                ):  # one function's failure (say, an event it does not take) is a row, not the end
+                    failed[name] = f"{first.error_type}: {first.payload[:300]!r}"
+                    break
+                samples.append(
+                    {
+                        "init_ms": cold_ms - first.duration_ms,
+                        "first_invoke_ms": first.duration_ms,
+                        "cold_total_ms": cold_ms,
+                        "warm_invoke_ms": median(warm_ms),
+                    }
+                )
+            if samples:
                 rows.append(
                     {
                         "function": name,
@@ -217,55 +267,8 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
                     }
                 )
     finally:
-        embedded.stop()
-    return {"rows": rows, "warm_invocations": warm}
-
-
-def _one_environment(
-    name: str, env: dict[str, str], event: Callable[[], dict[str, Any]], warm: int, api_class: Any
-) -> dict[str, float]:
-    api = api_class(function_name=name).start()
-    env = {**env, "AWS_LAMBDA_RUNTIME_API": api.address}
-    first = api.submit(event())
-    # stderr to a file, not a pipe: nothing reads it while the function runs, and a full pipe would block it.
-    with tempfile.TemporaryFile() as stderr:
-        spawned = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", "app.handler"],
-            env=env,
-            cwd=LAMBDAS / name,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        try:
-            try:
-                api.wait(first, timeout_s=60)
-            except Exception as error:  # e.g. the runtime died importing the handler: say why
-                why = f"{name} did not answer its first invocation: {error}"
-                raise RuntimeError(f"{why}\n{_tail(stderr)}") from error
-            if first.error is not None:
-                raise RuntimeError(f"{name} failed its first invocation: {first.error}\n{_tail(stderr)}")
-            warm_ms = []
-            for _ in range(warm):
-                invocation = api.invoke(event(), timeout_s=30)
-                warm_ms.append((invocation.answered_at - invocation.delivered_at) * 1000)
-            assert api.first_next_at is not None
-            return {
-                "init_ms": (api.first_next_at - spawned) * 1000,
-                "first_invoke_ms": (first.answered_at - first.delivered_at) * 1000,
-                "cold_total_ms": (first.answered_at - spawned) * 1000,
-                "warm_invoke_ms": median(warm_ms),
-            }
-        finally:
-            stop_process(proc)
-            api.stop()
-
-
-def _tail(file: Any, limit: int = 2000) -> str:
-    """The last ``limit`` characters written to ``file`` (the function's stderr)."""
-    file.flush()
-    file.seek(0)
-    return file.read().decode("utf-8", "replace")[-limit:]
+        await runtime.close()
+    return rows
 
 
 def run(config: ColdStartConfig) -> dict[str, Any]:
@@ -312,7 +315,8 @@ def render(result: dict[str, Any]) -> str:
         parts.append(
             "import self time by package (-X importtime, one run, ms):\n"
             + "\n".join(
-                f"  {fn}: " + ", ".join(f"{mod} {ms:.0f}" for mod, ms in top) for fn, top in tops.items()
+                f"  {fn}: " + ", ".join(f"{mod} {ms:.{1 if ms < 10 else 0}f}" for mod, ms in top)
+                for fn, top in tops.items()
             )
         )
     runtime = result.get("runtime")
@@ -343,4 +347,7 @@ def render(result: dict[str, Any]) -> str:
                 ],
             )
         )
+        parts += [
+            f"{name}: its first invocation failed ({why})" for name, why in runtime.get("failed", {}).items()
+        ]
     return "\n\n".join(parts)

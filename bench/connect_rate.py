@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.clients import close_clients, open_clients
+from bench.e2e import close_clients, open_clients
 from bench.report import median, percentile, table
 
 
@@ -40,22 +40,17 @@ async def _attempt(urls: list[str], concurrency: int, timeout_s: float) -> dict[
 
 
 def run(config: ConnectConfig) -> dict[str, Any]:
-    from bench.e2e import _wait_for_disconnects
-    from bench.stack_proc import local_stack
-    from local_stack.tokens import make_token
+    from bench.e2e import local_stack, wait_for_disconnects
 
     out: dict[str, Any] = {"config": asdict(config), "rows": []}
     with local_stack(config.workers, config.dynamodb) as stack:
-        info = stack.info
         for concurrency in config.concurrency:
-            room = f"connect-{concurrency}"
-            tokens = [
-                make_token(info["jwt_secret"], f"c{concurrency}u{i}")[0] for i in range(config.connections)
+            urls = [
+                stack.url(f"c{concurrency}u{i}", f"connect-{concurrency}") for i in range(config.connections)
             ]
-            urls = [f"{info['ws_url']}?token={token}&room_id={room}" for token in tokens]
             out["rows"].append(asyncio.run(_attempt(urls, concurrency, config.timeout_s)))
-            out["rows"][-1]["records_left_after_disconnect"] = _wait_for_disconnects(
-                info["dynamodb"], config.timeout_s
+            out["rows"][-1]["records_left_after_disconnect"] = wait_for_disconnects(
+                stack.dynamodb_endpoint, config.timeout_s
             )
     return out
 

@@ -3,22 +3,33 @@
 For each K: K clients join one room; M messages are sent in rounds of S at once (S clients sending
 simultaneously, each round waiting for every copy). Reported for the stack and the floor, same run, same
 clients: delivery latency p50/p95/p99 (send to receipt, per recipient), broadcast completion (send to the
-last recipient, median per message), copies delivered per second, lost and duplicated copies.
+last recipient, median per message), copies delivered per second, lost and duplicated copies. Then the
+target: one broadcast at a time to ``target_clients`` receivers, ``target_repeats`` times, the median
+completion against the floor's.
+
+The stack is the kit's (``local_stack.testing.StackProcess``: ``python -m local_stack up`` in a child, so its
+CPU and GIL are not the clients'), with every execution environment pre-warmed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.clients import Deliveries, broadcast_rounds, close_clients, open_clients
+from websockets.asyncio.client import ClientConnection, connect
+
 from bench.report import median, percentile, table
+from local_stack.testing import StackProcess, stop_process
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +43,120 @@ class E2EConfig:
     profile_dir: Path | None = None
     profile_clients: int = 200  # K whose stack run is profiled (py-spy) when profile_dir is set
     dynamodb: str = "embedded"  # or "process": moto in its own process through DYNAMODB_ENDPOINT
+    target_clients: int = 200  # one broadcast at a time to this many; 0 skips the target
+    target_repeats: int = 5
+    stack_args: tuple[str, ...] = ()  # more ``python -m local_stack up`` flags, e.g. --var NAME=VALUE
+
+
+@dataclass
+class Deliveries:
+    sent_at: dict[str, float] = field(default_factory=dict)
+    first: dict[tuple[int, str], float] = field(default_factory=dict)  # (client, key) -> receive time
+    per_key: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    unexpected: int = 0
+    unexpected_samples: list[str] = field(default_factory=list)
+    last_frame_at: float = 0.0
+
+    def record(self, client: int, raw: str | bytes) -> None:
+        now = self.last_frame_at = time.perf_counter()
+        try:
+            frame = json.loads(raw)
+            key = frame["message"] if frame.get("action") == "message" else None
+        except (ValueError, TypeError, KeyError):
+            key = None
+        if key is None or key not in self.sent_at:
+            self.unexpected += 1
+            if len(self.unexpected_samples) < 3:
+                self.unexpected_samples.append(str(raw)[:200])
+            return
+        if (client, key) in self.first:
+            self.duplicates += 1
+            return
+        self.first[(client, key)] = now
+        self.per_key[key] += 1
+
+
+async def open_clients(
+    urls: list[str], *, concurrency: int, timeout_s: float
+) -> tuple[list[ClientConnection], list[float], int]:
+    """(connections, handshake seconds each, refused count), opening ``concurrency`` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+    results: list[tuple[ClientConnection | None, float]] = [(None, 0.0)] * len(urls)
+
+    async def one(i: int, url: str) -> None:
+        async with gate:
+            start = time.perf_counter()
+            try:
+                conn = await connect(url, open_timeout=timeout_s, ping_interval=None, max_queue=None)
+            except Exception:
+                results[i] = (None, time.perf_counter() - start)
+                return
+            results[i] = (conn, time.perf_counter() - start)
+
+    await asyncio.gather(*(one(i, u) for i, u in enumerate(urls)))
+    conns = [c for c, _ in results if c is not None]
+    return conns, [t for c, t in results if c is not None], sum(1 for c, _ in results if c is None)
+
+
+async def close_clients(conns: list[ClientConnection]) -> None:
+    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+def _reader(conn: ClientConnection, index: int, deliveries: Deliveries) -> asyncio.Task[None]:
+    async def read() -> None:
+        try:
+            async for raw in conn:
+                deliveries.record(index, raw)
+        except Exception:
+            pass
+
+    return asyncio.get_running_loop().create_task(read())
+
+
+async def broadcast_rounds(
+    conns: list[ClientConnection],
+    *,
+    messages: int,
+    senders: int,
+    timeout_s: float,
+    frame: Callable[[str], dict[str, Any]],
+    tag: str,
+    settle_s: float = 0.3,
+) -> tuple[Deliveries, float]:
+    """Send ``messages`` in rounds of ``senders`` frames sent at once; each round waits for every copy
+    (or the deadline). Returns the deliveries and the seconds from the first send to the last receipt."""
+    deliveries = Deliveries()
+    readers = [_reader(c, i, deliveries) for i, c in enumerate(conns)]
+    k = len(conns)
+    senders = max(1, min(senders, k))
+    deadline = time.monotonic() + timeout_s
+    sent = 0
+    try:
+        # frames the connections caused (presence: every join tells the room) must be delivered before
+        # the first send, or the broadcast measured would queue behind them
+        deliveries.last_frame_at = time.perf_counter()
+        while time.monotonic() < deadline and time.perf_counter() - deliveries.last_frame_at < settle_s:
+            await asyncio.sleep(0.02)
+        start = time.perf_counter()
+        while sent < messages and time.monotonic() < deadline:
+            batch = []
+            for s in range(min(senders, messages - sent)):
+                key = f"{tag}:{s}:{sent}"
+                deliveries.sent_at[key] = time.perf_counter()
+                batch.append(conns[s].send(json.dumps(frame(key))))
+                sent += 1
+            await asyncio.gather(*batch)
+            round_keys = list(deliveries.sent_at)[-len(batch) :]
+            while time.monotonic() < deadline and any(deliveries.per_key[key] < k for key in round_keys):
+                await asyncio.sleep(0.002)
+        await asyncio.sleep(0.2)  # late duplicates still count
+    finally:
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    last = max(deliveries.first.values(), default=start)
+    return deliveries, last - start
 
 
 def summarise(deliveries: Deliveries, span_s: float, k: int) -> dict[str, Any]:
@@ -59,7 +184,9 @@ def summarise(deliveries: Deliveries, span_s: float, k: int) -> dict[str, Any]:
     }
 
 
-async def _measure(urls: list[str], config: E2EConfig, tag: str) -> dict[str, Any]:
+async def _measure(
+    urls: list[str], config: E2EConfig, tag: str, *, messages: int, senders: int
+) -> dict[str, Any]:
     started = time.perf_counter()
     conns, handshakes, refused = await open_clients(
         urls, concurrency=config.connect_concurrency, timeout_s=config.timeout_s
@@ -70,8 +197,8 @@ async def _measure(urls: list[str], config: E2EConfig, tag: str) -> dict[str, An
             raise RuntimeError(f"{refused} of {len(urls)} connections were refused")
         deliveries, span = await broadcast_rounds(
             conns,
-            messages=config.messages,
-            senders=config.senders,
+            messages=messages,
+            senders=senders,
             timeout_s=config.timeout_s,
             frame=lambda key: {"action": "sendMessage", "message": key},
             tag=tag,
@@ -85,7 +212,7 @@ async def _measure(urls: list[str], config: E2EConfig, tag: str) -> dict[str, An
     }
 
 
-def _wait_for_disconnects(dynamodb: str, timeout_s: float) -> int:
+def wait_for_disconnects(dynamodb: str, timeout_s: float) -> int:
     """$disconnect runs after each close: wait (bounded) until the table is empty; returns what is left."""
     from bench.env import REGION, TABLE
     from local_stack.dynamodb import dynamodb_client
@@ -101,40 +228,91 @@ def _wait_for_disconnects(dynamodb: str, timeout_s: float) -> int:
     return left
 
 
+@contextlib.contextmanager
+def local_stack(workers: int, dynamodb: str, args: tuple[str, ...] = ()) -> Iterator[StackProcess]:
+    """The stack with its embedded moto (``dynamodb="embedded"``, as ``make dev``) or with moto_server in a
+    process of its own (``"process"``, through the stack's DYNAMODB_ENDPOINT)."""
+    if dynamodb not in ("embedded", "process"):
+        raise ValueError(f"dynamodb must be embedded or process, got {dynamodb!r}")
+    with contextlib.ExitStack() as stack:
+        env = {"DYNAMODB_ENDPOINT": stack.enter_context(_moto_process())} if dynamodb == "process" else {}
+        yield stack.enter_context(
+            StackProcess(args=args, workers=workers, min_workers=workers, env=env, echo_logs=False)
+        )
+
+
+@contextlib.contextmanager
+def _moto_process() -> Iterator[str]:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        stop_process(proc)
+
+
 def run(config: E2EConfig) -> dict[str, Any]:
     from bench.floor_server import FloorProcess
-    from bench.stack_proc import local_stack
-    from local_stack.tokens import make_token
 
     out: dict[str, Any] = {
         "config": {**asdict(config), "profile_dir": str(config.profile_dir or "")},
         "rows": [],
     }
-    with local_stack(config.workers, config.dynamodb) as stack, FloorProcess() as floor:
-        info = stack.info
-        for k in config.clients:
-            room = f"bench-{k}"
-            tokens = [make_token(info["jwt_secret"], f"user{i}")[0] for i in range(k)]
-            stack_urls = [f"{info['ws_url']}?token={t}&room_id={room}" for t in tokens]
-            floor_urls = [f"{floor.url}?room_id={room}&user=user{i}" for i in range(k)]
-            profiler = _start_profile(stack.pid, config, k)
+    with local_stack(config.workers, config.dynamodb, config.stack_args) as stack, FloorProcess() as floor:
+
+        def both(k: int, messages: int, senders: int, tag: str) -> dict[str, Any]:
+            room = f"bench-{tag}{k}"
+            profiler = _start_profile(stack.pid, config, k) if tag == "k" else None
             try:
-                stack_result = asyncio.run(_measure(stack_urls, config, f"s{k}"))
+                stack_result = asyncio.run(
+                    _measure(
+                        [stack.url(f"user{i}", room) for i in range(k)],
+                        config,
+                        f"s{tag}{k}",
+                        messages=messages,
+                        senders=senders,
+                    )
+                )
             finally:
                 profile = _stop_profile(profiler)
-            left = _wait_for_disconnects(info["dynamodb"], config.timeout_s)
-            floor_result = asyncio.run(_measure(floor_urls, config, f"f{k}"))
-            out["rows"].append(
-                {
-                    "clients": k,
-                    "stack": stack_result,
-                    "floor": floor_result,
-                    "p50_ratio": stack_result["p50_ms"] / floor_result["p50_ms"],
-                    "completion_ratio": stack_result["completion_ms"] / floor_result["completion_ms"],
-                    "records_left_after_disconnect": left,
-                    **({"profile": profile} if profile else {}),
-                }
+            left = wait_for_disconnects(stack.dynamodb_endpoint, config.timeout_s)
+            floor_urls = [f"{floor.url}?room_id={room}&user=user{i}" for i in range(k)]
+            floor_result = asyncio.run(
+                _measure(floor_urls, config, f"f{tag}{k}", messages=messages, senders=senders)
             )
+            return {
+                "clients": k,
+                "stack": stack_result,
+                "floor": floor_result,
+                "p50_ratio": stack_result["p50_ms"] / floor_result["p50_ms"],
+                "completion_ratio": stack_result["completion_ms"] / floor_result["completion_ms"],
+                "records_left_after_disconnect": left,
+                **({"profile": profile} if profile else {}),
+            }
+
+        for k in config.clients:
+            out["rows"].append(both(k, config.messages, config.senders, "k"))
+        if config.target_clients:
+            out["target"] = both(config.target_clients, config.target_repeats, 1, "t")
     return out
 
 
@@ -227,6 +405,14 @@ def render(result: dict[str, Any]) -> str:
         ],
         rows,
     )
+    target = result.get("target")
+    if target:
+        text += (
+            f"\n\ntarget: one broadcast to {target['clients']} receivers at a time, median of "
+            f"{target['stack']['messages']}: stack {target['stack']['completion_ms']:.1f} ms, floor "
+            f"{target['floor']['completion_ms']:.1f} ms = {target['completion_ratio']:.1f}x the floor "
+            f"(target <= 15x; p50 {target['p50_ratio']:.1f}x; lost {target['stack']['lost']})"
+        )
     profiles = [r["profile"] for r in result["rows"] if r.get("profile")]
     if profiles:
         from bench.profile_summary import render_summary

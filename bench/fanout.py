@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE
-from bench.fake_api import FakeApiProcess
-from bench.functions import Timed, load_function, quiet_stdout
+from bench.functions import Timed, create_tables, message_event, quiet_stdout
 from bench.report import median, table
 from bench.seed import seed_room
+from local_stack.testing import FakeContext, FakeManagementApiProcess, load_function
 
 SENDER_INDEX = 0  # the sender is one of the room's members (it receives its own message)
 MAX_CONFIG_POOL = 200  # BROADCAST_CONCURRENCY's upper bound (shared/config.py)
@@ -64,7 +64,7 @@ class Run:
 class Harness:
     """moto table + fake API + a loaded send_message module."""
 
-    api: FakeApiProcess
+    api: FakeManagementApiProcess
     dynamodb: Any
     rooms: dict[int, list[str]] = field(default_factory=dict)
     module: Any = None
@@ -97,8 +97,6 @@ class Harness:
         self.invoke(warm_members)
 
     def invoke(self, n: int) -> Run:
-        from tests.support.events import FakeContext, message_event
-
         assert self.query is not None and self.broadcast is not None
         room = self.room(n)
         sender = self.rooms[n][SENDER_INDEX]
@@ -110,7 +108,7 @@ class Harness:
         self.broadcast.reset()
         start = time.perf_counter()
         with quiet_stdout():
-            response = self.module.handler(event, FakeContext())
+            response = self.module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
         wall = time.perf_counter() - start
         if response.get("statusCode") != 200:
             raise RuntimeError(f"send_message answered {response}")
@@ -157,20 +155,13 @@ def run(config: FanoutConfig) -> dict[str, Any]:
     from moto import mock_aws
 
     from bench.env import TABLE
-    from tests.support.tables import (
-        create_connections_table,
-        create_memberships_table,
-        create_messages_table,
-    )
 
     latency = config.latency_ms / 1000
     pools = [p for p in config.sweep_pools if p <= MAX_CONFIG_POOL]
     out: dict[str, Any] = {"config": asdict(config), "rows": [], "sweep": []}
-    with FakeApiProcess(latency=latency) as api, mock_aws():
+    with FakeManagementApiProcess(latency=latency) as api, mock_aws():
         dynamodb = boto3.client("dynamodb")
-        create_connections_table(dynamodb, TABLE)
-        create_messages_table(dynamodb, MESSAGES_TABLE)
-        create_memberships_table(dynamodb, MEMBERSHIPS_TABLE)
+        create_tables(dynamodb)
         os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"] = TABLE
         os.environ["DYNAMO_TABLE_NAME_CHAT_MESSAGES"] = MESSAGES_TABLE
         os.environ["DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS"] = MEMBERSHIPS_TABLE

@@ -1,7 +1,8 @@
 """The floor: a bare ``websockets`` server that broadcasts each ``sendMessage`` frame to its room, with
 the frame send_message would build, and nothing else (no auth, no database, no Lambda, no HTTP hop).
 
-Run alone: ``python -m bench.floor_server`` prints ``PORT n`` and stops when its standard input closes.
+Run alone: ``python -m bench.floor_server`` prints the kit's ready line (``{"event": "ready", "port": n}``)
+and stops when its standard input closes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
 from bench.env import ROOT
-from bench.proc import first_line, stop_process
+from local_stack.testing import read_ready_line, stop_process
 
 ROOMS: dict[str, set[ServerConnection]] = defaultdict(set)
 
@@ -54,7 +55,7 @@ async def _handler(ws: ServerConnection) -> None:
 async def _serve() -> None:
     async with serve(_handler, "127.0.0.1", 0, ping_interval=None, backlog=1024) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        print(f"PORT {port}", flush=True)
+        print(json.dumps({"event": "ready", "port": port}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
 
@@ -75,11 +76,11 @@ class FloorProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        line = first_line(self.proc, 30)
-        if not line.startswith("PORT "):
+        try:
+            self.port = int(read_ready_line(self.proc, 30, what="the floor server")["port"])
+        except BaseException:
             self.__exit__()
-            raise RuntimeError(f"the floor server did not start: {line!r}")
-        self.port = int(line.split()[1])
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:

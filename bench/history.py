@@ -32,7 +32,7 @@ class HistoryBenchConfig:
     repeats: int = 5
     stored_messages: int = 300
     page_limits: tuple[int, ...] = (50, 100)
-    requests: int = 30
+    requests: int = 15  # at most 15: each is a frame of the reader's rate limit
     workers: int = 2
 
 
@@ -68,21 +68,13 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
     from moto import mock_aws
 
     from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
-    from bench.fake_api import FakeApiProcess
-    from bench.functions import quiet_stdout
-    from tests.support.events import FakeContext, message_event
-    from tests.support.tables import (
-        create_connections_table,
-        create_memberships_table,
-        create_messages_table,
-    )
+    from bench.functions import create_tables, message_event, quiet_stdout
+    from local_stack.testing import FakeContext, FakeManagementApiProcess
 
     rows = []
-    with FakeApiProcess(latency=config.latency_ms / 1000) as api, mock_aws():
+    with FakeManagementApiProcess(latency=config.latency_ms / 1000) as api, mock_aws():
         dynamodb = boto3.client("dynamodb")
-        create_connections_table(dynamodb, TABLE)
-        create_messages_table(dynamodb, MESSAGES_TABLE)
-        create_memberships_table(dynamodb, MEMBERSHIPS_TABLE)
+        create_tables(dynamodb)
         os.environ.update(
             DYNAMO_TABLE_NAME_CHAT_CONNECTIONS=TABLE,
             DYNAMO_TABLE_NAME_CHAT_MESSAGES=MESSAGES_TABLE,
@@ -111,7 +103,7 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
             api.reset()
             start = time.perf_counter()
             with quiet_stdout():
-                response = module.handler(event, FakeContext())
+                response = module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
             elapsed = time.perf_counter() - start
             if response.get("statusCode") != 200:
                 raise RuntimeError(f"send_message answered {response}")
@@ -140,15 +132,11 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
     return rows
 
 
-async def _history_rows(config: HistoryBenchConfig, info: dict[str, Any]) -> list[dict[str, Any]]:
+async def _history_rows(config: HistoryBenchConfig, stack: Any) -> list[dict[str, Any]]:
     from websockets.asyncio.client import connect
 
-    from local_stack.tokens import make_token
-
-    room = "bench-history"
-
     def url(user: str) -> str:
-        return f"{info['ws_url']}?token={make_token(info['jwt_secret'], user)[0]}&room_id={room}"
+        return str(stack.url(user, "bench-history"))
 
     ids: list[str] = []
     per_user = 15  # within the per-user rate limit's burst
@@ -175,13 +163,13 @@ async def _history_rows(config: HistoryBenchConfig, info: dict[str, Any]) -> lis
                 samples, counts = [], []
                 requests = min(config.requests, 15)  # each request is a frame of the reader's rate limit
                 for _ in range(requests):
-                    start = time.perf_counter()
+                    began = time.perf_counter()
                     await ws.send(json.dumps({"action": "getHistory", "limit": limit, **fields}))
                     while True:
                         frame = json.loads(await ws.recv())
                         if frame.get("action") in ("history", "error"):
                             break
-                    samples.append((time.perf_counter() - start) * 1000)
+                    samples.append((time.perf_counter() - began) * 1000)
                     if frame.get("action") != "history":
                         raise RuntimeError(f"getHistory answered {frame}")
                     counts.append(len(frame["messages"]))
@@ -201,12 +189,12 @@ async def _history_rows(config: HistoryBenchConfig, info: dict[str, Any]) -> lis
 
 
 def run(config: HistoryBenchConfig) -> dict[str, Any]:
-    from bench.stack_proc import local_stack
+    from bench.e2e import local_stack
 
     out: dict[str, Any] = {"config": asdict(config)}
     out["store"] = _store_rows(config)
     with local_stack(config.workers, "embedded") as stack:
-        out["history"] = asyncio.run(_history_rows(config, stack.info))
+        out["history"] = asyncio.run(_history_rows(config, stack))
     return out
 
 

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import ROOT
-from bench.fake_api import FakeApiProcess
 from bench.report import median, table
+from local_stack.testing import FakeManagementApiProcess
 
 MB_PER_VCPU = 1769
 # Lambda x86_64, us-east-1, first pricing tier (aws.amazon.com/lambda/pricing); arm64 is 20 % less per GB-s.
@@ -151,7 +151,7 @@ def run(config: LambdaSizeConfig) -> dict[str, Any]:
     latency = config.latency_ms / 1000
     out: dict[str, Any] = {"config": asdict(config), "rows": [], "groups": {}}
     out["shipped_mb"] = config.shipped_mb or shipped_memory_mb()
-    with FakeApiProcess(latency=latency) as api:
+    with FakeManagementApiProcess(latency=latency) as api:
         spec = {
             "endpoint": api.endpoint_url,
             "pool": config.pool,

@@ -25,8 +25,8 @@ from urllib.parse import urlsplit
 from botocore.utils import percent_encode
 
 from bench.boto3_client import boto3_management_client
-from bench.fake_api import FakeApiProcess
 from bench.report import median, table
+from local_stack.testing import FakeManagementApiProcess
 from shared.sender import management_client
 
 LEAN = "lean: shared.management_api"
@@ -229,7 +229,7 @@ def profile_client(client: Any, n: int) -> dict[str, Any]:
 
 def run(config: PostCostConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"config": asdict(config), "rows": []}
-    with FakeApiProcess(latency=0.0) as api:
+    with FakeManagementApiProcess(latency=0.0) as api:
         clients = _clients(api.endpoint_url)
         for post in clients.values():
             post("warmup=")
@@ -252,7 +252,7 @@ def run(config: PostCostConfig) -> dict[str, Any]:
                 }
             )
         if config.fanout_posts:
-            with FakeApiProcess(latency=config.fanout_latency_ms / 1000) as slow_api:
+            with FakeManagementApiProcess(latency=config.fanout_latency_ms / 1000) as slow_api:
                 out["fanout"] = _fanout_peers(slow_api, config)
         if config.profile_posts:
             out["profile"] = profile_client(

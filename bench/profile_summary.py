@@ -52,7 +52,7 @@ def summarise_raw(path: Path, top: int = 12) -> dict[str, Any]:
     for process, samples in totals.most_common():
         pid = process.split(":")[0].removeprefix("process ").strip()
         label = labels.get(process) or (
-            "gateway + runtime + moto (stack)" if "bench.stack_proc" in process else process[:60]
+            "gateway + runtime + moto (stack)" if "local_stack up" in process else process[:60]
         )
         processes.append(
             {

@@ -104,12 +104,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--workers", type=int, default=4, help="max concurrent executions per function (4)")
     up.add_argument(
+        "--min-workers", type=int, default=1, help="pre-warmed executions per function (1; at most --workers)"
+    )
+    up.add_argument(
         "--idle-timeout", type=float, default=600.0, help="idle connection timeout, seconds (600)"
     )
     up.add_argument(
         "--max-duration", type=float, default=7200.0, help="maximum connection duration, seconds (7200)"
     )
     up.add_argument("--no-reload", action="store_true", help="do not recycle workers when code changes")
+    up.add_argument(
+        "--quiet", action="store_true", help="do not print the functions' logs (the ready lines still are)"
+    )
     up.add_argument("--user", default="alice", help="user of the printed ready-made token (alice)")
     up.add_argument("--room", default="general", help="room of the printed example URL (general)")
 
@@ -166,9 +172,11 @@ async def _up(args: argparse.Namespace) -> int:
         args,
         function_urls=urls,
         max_workers=args.workers,
+        min_workers=min(args.min_workers, args.workers),
         idle_timeout_s=args.idle_timeout,
         max_duration_s=args.max_duration,
         reload=not args.no_reload,
+        echo_logs=not args.quiet,
         state_dir=Path(os.environ.get("LOCAL_STACK_STATE_DIR") or DEFAULT_STATE_DIR),
     )
     loop = asyncio.get_running_loop()
@@ -195,6 +203,20 @@ async def _up(args: argparse.Namespace) -> int:
             "",
         ]
         print("\n".join(lines), flush=True)
+        # The one machine-readable readiness signal (local_stack.testing waits for it).
+        ready = {
+            "event": "ready",
+            "ws_url": stack.ws_url,
+            "callback_url": stack.callback_url,
+            "web_url": stack.web_url,
+            "dynamodb_endpoint": stack.dynamodb_endpoint,
+            "table_name": config.table_name,
+            "region": config.region,
+            "stage": config.stage,
+            "state_file": str(state_path(config.state_dir, stack.ws_port)) if config.state_dir else None,
+            "pid": os.getpid(),
+        }
+        print(json.dumps(ready), flush=True)
         await stop.wait()
         print("stopping…", flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""Shared by every test folder: safe AWS defaults, and ``load_function`` (tests/support/functions.py)."""
+"""Shared by every test folder: safe AWS defaults, and ``load_function`` (the kit's)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,6 @@ os.environ.update(
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.functions import load_function  # noqa: E402  (needs the path set up above)
+from local_stack.testing import load_function  # noqa: E402  (needs the path set up above)
 
 __all__ = ["load_function"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -136,6 +137,50 @@ def test_bench_coldstart_tiny(tmp_path: Path) -> None:
     assert all(finite(row[k]) for k in ("init_ms", "first_invoke_ms", "warm_invoke_ms", "cold_total_ms"))
     assert "awslambdaric" in coldstart.render(result)
     check_written("coldstart", result, tmp_path)
+
+
+def test_coldstart_goes_on_past_a_function_whose_first_invocation_fails() -> None:
+    from local_stack.runtime import InvokeResult
+
+    class Pool:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def invoke(self, event: dict[str, Any]) -> InvokeResult:
+            if self.name == "connect":
+                return InvokeResult(
+                    b'{"errorMessage": "no such event"}', "Runtime.Unhandled", duration_ms=1.0
+                )
+            return InvokeResult(b"{}", duration_ms=2.0)
+
+        async def close(self) -> None:
+            pass
+
+    class Runtime:
+        def __init__(self, log: Any) -> None:
+            pass
+
+        async def start(self) -> None:
+            pass
+
+        async def add_function(self, name: str, **kwargs: Any) -> Pool:
+            return Pool(name)
+
+        async def close(self) -> None:
+            pass
+
+    failed: dict[str, str] = {}
+    envs: dict[str, dict[str, str]] = {"connect": {}, "disconnect": {}}
+    rows = asyncio.run(coldstart._environments(Runtime, envs, "secret", 2, 1, failed))
+    assert [r["function"] for r in rows] == ["disconnect"] and rows[0]["first_invoke_ms"] == 2.0
+    assert list(failed) == ["connect"] and "Runtime.Unhandled" in failed["connect"]
+    rendered = coldstart.render(
+        {
+            "imports": {"rounds": 1, "rows": []},
+            "runtime": {"rows": rows, "warm_invocations": 1, "failed": failed},
+        }
+    )
+    assert "connect: its first invocation failed (Runtime.Unhandled" in rendered
 
 
 def test_bench_e2e_tiny(tmp_path: Path) -> None:

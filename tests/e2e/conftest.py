@@ -12,19 +12,18 @@ import os
 import re
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local_stack import tokens
+from local_stack import testing as kit
+from local_stack.testing import StackProcess
 from tests.support.records import table_client, table_items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,10 +51,20 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def intercept(page: Any, hold: Callable[[dict[str, Any], Callable[[dict[str, Any]], None]], bool]) -> None:
+    """The page's WebSocket frames pass through ``hold(frame, reply)``; a frame it returns True for never
+    reaches the server (``reply(frame)`` answers the page as the server would)."""
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def to_server(message: str | bytes) -> None:
+            if not hold(json.loads(message), lambda frame: ws.send(json.dumps(frame))):
+                server.send(message)
+
+        ws.on_message(to_server)
+
+    page.route_web_socket("**/*", route)
 
 
 def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
@@ -67,124 +76,38 @@ def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-class Stack:
-    """The real local stack as a subprocess, on its own ports, restartable on the same ports."""
+@dataclass
+class Stack(StackProcess):
+    """The real local stack as a subprocess (the kit's), stopped as Ctrl-C in `make dev` stops it,
+    restartable on the same ports; plus the @connections API and the connection table, as an operator
+    would use them."""
 
-    def __init__(self) -> None:
-        self.ws_port = _free_port()
-        self.web_port = _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = ARTIFACTS / "stack.log"
-        self.starts = 0
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}/"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.ws_port}/{STAGE}"
-
-    @property
-    def management_url(self) -> str:
-        return f"http://127.0.0.1:{self.ws_port}/{STAGE}/@connections"
-
-    def start(self, timeout: float = 90.0) -> None:
-        env = dict(os.environ)
-        env.update(
-            WS_PORT=str(self.ws_port),
-            WEB_PORT=str(self.web_port),
-            STAGE=STAGE,
-            JWT_SECRET=JWT_SECRET,
-            PYTHONUNBUFFERED="1",
-        )
-        env.pop("DYNAMODB_ENDPOINT", None)
-        self.starts += 1
-        log = self.log_path.open("ab")
-        log.write(f"\n===== start #{self.starts} (ws {self.ws_port}, web {self.web_port}) =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "local_stack", "up"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"local stack exited with {self.proc.returncode}; see {self.log_path}")
-            if self._ready():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"local stack not ready after {timeout:.0f} s; see {self.log_path}")
-
-    def _ready(self) -> bool:
-        try:
-            status, body = _http("GET", f"{self.web_url}config.json", timeout=1)
-            if status != 200 or json.loads(body).get("wsUrl") != self.ws_url:
-                return False
-            # Any HTTP answer from the gateway (426 for a plain GET) means it listens.
-            status, _ = _http("GET", f"http://127.0.0.1:{self.ws_port}/{STAGE}", timeout=1)
-            return status > 0
-        except (OSError, ValueError):
-            return False
-
-    def stop(self, timeout: float = 20.0) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C in `make dev` sends
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    # -- the @connections API and the connection table, as an operator would use them
+    jwt_secret: str = JWT_SECRET
+    env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": STAGE})
+    log_path: Path | None = ARTIFACTS / "stack.log"
+    stop_signal: int = signal.SIGINT
 
     def delete_connection(self, connection_id: str) -> int:
-        status, _ = _http("DELETE", f"{self.management_url}/{connection_id}")
+        status, _ = _http("DELETE", f"{self.callback_url}/@connections/{connection_id}")
         return status
 
     def connection_ids(self, *, user_id: str, room_id: str | None = None, timeout: float = 10.0) -> list[str]:
         """Connection ids of a user, read from the stack's connection table (waits until there is one)."""
         deadline = time.monotonic() + timeout
         while True:
+            client = table_client(self.dynamodb_endpoint, self.ready["region"])
             found = [
-                item["connection_id"]
-                for item in self._connections()
-                if item.get("user_id") == user_id and (room_id is None or item.get("room_id") == room_id)
+                item["connection_id"]["S"]
+                for item in table_items(client, self.ready["table_name"])
+                if item["user_id"]["S"] == user_id and room_id in (None, item["room_id"]["S"])
             ]
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)
 
-    def _connections(self) -> list[dict[str, Any]]:
-        table = os.environ.get("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", "chat_connections")
-        client = table_client(self._dynamodb_endpoint(), os.environ.get("AWS_REGION", "us-east-1"))
-        items = table_items(client, table)  # every page
-        return [{key: next(iter(value.values())) for key, value in item.items()} for item in items]
-
-    def _dynamodb_endpoint(self) -> str:
-        # The stack prints the embedded DynamoDB's endpoint when it is ready ("DynamoDB      : http://...").
-        text = self.log_path.read_text(errors="replace")
-        found = re.findall(r"(?i)dynamodb[^\n]*?(http://127\.0\.0\.1:\d+)", text)
-        if not found:
-            raise RuntimeError(f"no DynamoDB endpoint in {self.log_path}")
-        return found[-1]
-
 
 def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600) -> str:
-    return tokens.make_token(JWT_SECRET, sub, name=name, ttl_s=expires_in)[0]
+    return kit.make_token(sub, secret=JWT_SECRET, name=name, expires_in=expires_in)
 
 
 @pytest.fixture(scope="session")
@@ -204,13 +127,9 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="package")
 def stack(artifacts: Path) -> Iterator[Stack]:
-    stack = Stack()
-    stack.log_path.write_bytes(b"")
-    stack.start()
-    try:
+    (artifacts / "stack.log").write_bytes(b"")
+    with Stack() as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 # Package scope: Playwright's sync API keeps an asyncio loop running in the main thread while it is

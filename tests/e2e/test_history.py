@@ -4,13 +4,14 @@ reconnect, acknowledged sends whose retry reuses the client_msg_id, and the UTF-
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 from websockets.sync.client import connect
 
-from .conftest import Pages, Stack, make_token
+from .conftest import Pages, Stack, intercept, make_token
 from .test_chat import expect_message, join, room, say, texts
 
 pytestmark = pytest.mark.browser
@@ -96,28 +97,19 @@ def test_retry_after_a_gateway_error_reuses_the_client_msg_id(pages: Pages) -> N
     sent: list[dict[str, Any]] = []
     swallowed: list[str] = []
 
-    def route(ws: Any) -> None:
-        server = ws.connect_to_server()
+    def hold(frame: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> bool:
+        if frame.get("action") != "sendMessage":
+            return False
+        sent.append(frame)
+        if swallowed:
+            return False
+        # As after a worker killed mid fan-out: the server may have stored it, the page is told
+        # "Internal server error" and nothing else.
+        swallowed.append(frame["client_msg_id"])
+        reply({"message": "Internal server error", "connectionId": "x", "requestId": "y"})
+        return True
 
-        def to_server(message: str | bytes) -> None:
-            frame = json.loads(message)
-            if frame.get("action") == "sendMessage":
-                sent.append(frame)
-                if not swallowed:
-                    # As after a worker killed mid fan-out: the server may have stored it, the page is told
-                    # "Internal server error" and nothing else.
-                    swallowed.append(frame["client_msg_id"])
-                    ws.send(
-                        json.dumps(
-                            {"message": "Internal server error", "connectionId": "x", "requestId": "y"}
-                        )
-                    )
-                    return
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    alice.route_web_socket("**/*", route)
+    intercept(alice, hold)
     join(alice, "Alice", room_id)
     join(bob, "Bob", room_id)
     say(alice, "exactly once")

@@ -5,13 +5,14 @@ messages kept in order. Screenshots at desktop width and 375 px land in tests/e2
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Pages, Stack
+from .conftest import Pages, Stack, intercept
 from .test_chat import join, room, say, texts
 from .test_history import seed
 
@@ -330,20 +331,14 @@ def test_a_refused_join_is_explained_and_the_other_rooms_carry_on(pages: Pages) 
     lobby, crowded = room(), room()
     alice, bob = pages.open("alice", width=375, height=700), pages.open("bob")
 
-    def route(ws: Any) -> None:
-        server = ws.connect_to_server()
+    def hold(frame: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> bool:
+        if frame.get("action") == "join" and frame.get("room_id") == crowded:
+            # As a server would answer the 51st room of a connection.
+            reply({"action": "error", "code": "too_many_rooms", "message": "at most 50"})
+            return True
+        return False
 
-        def to_server(message: str | bytes) -> None:
-            frame = json.loads(message)
-            if frame.get("action") == "join" and frame.get("room_id") == crowded:
-                # As a server would answer the 51st room of a connection.
-                ws.send(json.dumps({"action": "error", "code": "too_many_rooms", "message": "at most 50"}))
-                return
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    alice.route_web_socket("**/*", route)
+    intercept(alice, hold)
     join(alice, "Alice", lobby)
     join(bob, "Bob", lobby)
     open_nav(alice)
@@ -367,21 +362,16 @@ def test_a_join_refused_as_too_fast_is_made_again(pages: Pages) -> None:
     alice = pages.open("alice")
     joins: list[str] = []
 
-    def route(ws: Any) -> None:
-        server = ws.connect_to_server()
+    def hold(frame: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> bool:
+        if frame.get("action") != "join":
+            return False
+        joins.append(frame["room_id"])
+        if len(joins) == 1:  # the per-user rate limit, as after a reconnect into many rooms
+            reply({"action": "error", "code": "rate_limited", "message": "slow down"})
+            return True
+        return False
 
-        def to_server(message: str | bytes) -> None:
-            frame = json.loads(message)
-            if frame.get("action") == "join":
-                joins.append(frame["room_id"])
-                if len(joins) == 1:  # the per-user rate limit, as after a reconnect into many rooms
-                    ws.send(json.dumps({"action": "error", "code": "rate_limited", "message": "slow down"}))
-                    return
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    alice.route_web_socket("**/*", route)
+    intercept(alice, hold)
     join(alice, "Alice", lobby)
     join_room(alice, later)  # waits until joined
     assert joins == [later, later]
@@ -419,19 +409,13 @@ def test_a_message_behind_an_unanswered_request_is_shown_as_sending_and_goes_aft
     alice = pages.open("alice")
     held: list[str] = []
 
-    def route(ws: Any) -> None:
-        server = ws.connect_to_server()
+    def hold(frame: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> bool:
+        if frame.get("action") == "listMembers" and not held:
+            held.append(frame["room_id"])  # lost: never answered
+            return True
+        return False
 
-        def to_server(message: str | bytes) -> None:
-            frame = json.loads(message)
-            if frame.get("action") == "listMembers" and not held:
-                held.append(frame["room_id"])  # lost: never answered
-                return
-            server.send(message)
-
-        ws.on_message(to_server)
-
-    alice.route_web_socket("**/*", route)
+    intercept(alice, hold)
     join(alice, "Alice", lobby)
     say(alice, "behind a lost request")
     pending = alice.locator("#outbox .pending")

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
-from tests.support.events import FakeContext, connect_event
+from tests.support.events import connect_event
 from tests.support.tables import create_connections_table, create_memberships_table
-from tests.support.tokens import make_token
 
 TABLE = "chat_connections"
 SECRET = "scenario-secret-that-is-at-least-32-bytes-long"

@@ -4,7 +4,8 @@ For other suites (browser, bench, reliability), use:
 
 * ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test
   (``local_stack_factory_module``: at the end of the module).
-* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped.
+* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped (shared by the stack families:
+  each uses rooms of its own).
 * ``test_stack`` (package): terraform/ + the test route table ``terraform/full`` over ``functions/``.
 """
 
@@ -14,7 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from local_stack import Stack, StackConfig, StackThread
+from local_stack import Stack
+from local_stack.testing import start_stack
 
 from .helpers import EventLog, stack_factory, test_config
 
@@ -28,7 +30,7 @@ def event_log(tmp_path_factory: pytest.TempPathFactory) -> EventLog:
 # otherwise go on deleting expired items from the same in-memory backend that later suites' mock_aws uses.
 @pytest.fixture(scope="package")
 def test_stack(event_log: EventLog) -> Iterator[Stack]:
-    with StackThread(test_config(event_log.directory, ttl_reaper_interval_s=0.5)) as stack:
+    with start_stack(test_config(event_log.directory, ttl_reaper_interval_s=0.5)) as stack:
         yield stack
 
 
@@ -45,6 +47,5 @@ def local_stack_factory_module() -> Iterator[Callable[..., Stack]]:
 
 @pytest.fixture(scope="package")
 def chat_stack() -> Iterator[Stack]:
-    config = StackConfig(ws_port=0, web_port=0, min_workers=1, reload=False, echo_logs=False)
-    with StackThread(config) as stack:
+    with start_stack(web_port=0, ttl_reaper_interval_s=30.0) as stack:
         yield stack

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,8 @@ import websockets.sync.client
 from botocore.config import Config
 from websockets.exceptions import InvalidStatus
 
-from local_stack import Stack, StackConfig, StackThread
+from local_stack import Stack, StackConfig
+from local_stack import testing as kit
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -24,21 +26,17 @@ TF_NO_DEFAULT = (REPO / "terraform", HERE / "terraform" / "no_default")
 
 
 def test_config(event_log_dir: Path | None = None, **overrides: Any) -> StackConfig:
-    """A stack config on free ports over the test functions (not a test: a helper)."""
+    """The kit's test config over the test route table and functions (not a test: a helper)."""
     base: dict[str, Any] = dict(
-        ws_port=0,
         web_port=0,
         terraform_dirs=TF_FULL,
         functions_dir=FUNCTIONS,
         min_workers=0,
         max_workers=3,
-        reload=False,
-        echo_logs=False,
+        ttl_reaper_interval_s=30.0,
         tf_vars={"event_log_dir": str(event_log_dir or "")},
-        web_dir=REPO / "web",
     )
-    base.update(overrides)
-    return StackConfig(**base)
+    return kit.test_config(**{**base, **overrides})
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]
@@ -68,17 +66,8 @@ class EventLog:
 
 def stack_factory() -> Iterator[Callable[..., Stack]]:
     """The generator behind the ``local_stack_factory`` fixtures: start stacks, stop them afterwards."""
-    started: list[StackThread] = []
-
-    def start(**overrides: Any) -> Stack:
-        thread = StackThread(test_config(**overrides))
-        stack = thread.__enter__()
-        started.append(thread)
-        return stack
-
-    yield start
-    for thread in reversed(started):
-        thread.stop()
+    with contextlib.ExitStack() as started:
+        yield lambda **overrides: started.enter_context(kit.start_stack(test_config(**overrides)))
 
 
 def aws_client(service: str, endpoint_url: str, *, max_attempts: int | None = None) -> Any:

@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from local_stack import Stack
 from local_stack.gateway import Gateway, GatewayLimits, Route
 from local_stack.runtime import InvokeResult
+from local_stack.testing.raw_ws import RawClient, handshake_request
 
 from ..support.events import EVENTS
-from ..support.raw_ws import RawClient, handshake_request
 from .helpers import TF_NO_DEFAULT, EventLog, connect, connection_id, handshake_status, request, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,14 +69,9 @@ def test_connect_non_2xx_gives_that_status_and_body(test_stack: Stack, status: i
     assert json.loads(body) == {"message": f"status {status} on purpose"}
 
 
-def test_connect_exception_gives_502(test_stack: Stack) -> None:
-    code, _ = handshake_status(f"{test_stack.ws_url}?raise=1")
-    assert code == 502
-
-
-def test_connect_malformed_response_gives_502(test_stack: Stack) -> None:
-    code, _ = handshake_status(f"{test_stack.ws_url}?bad=1")
-    assert code == 502
+@pytest.mark.parametrize("query", ["raise=1", "bad=1"], ids=["exception", "malformed-response"])
+def test_connect_failure_gives_502(test_stack: Stack, query: str) -> None:
+    assert handshake_status(f"{test_stack.ws_url}?{query}")[0] == 502
 
 
 def test_connect_timeout_gives_502(test_stack: Stack) -> None:
@@ -254,15 +249,25 @@ def test_body_reaches_client_only_with_route_response(test_stack: Stack) -> None
 
 
 # -- limits ------------------------------------------------------------------------------------------------
-def test_frame_over_32kb_closes_1009(test_stack: Stack, event_log: EventLog) -> None:
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([json.dumps({"action": "echo", "pad": "x" * (33 * 1024)})], 1009),
+        (["z" * (30 * 1024)] * 5, 1009),  # 150 KB in frames of 30 KB
+        ([b"\x00\x01binary"], 1003),
+    ],
+    ids=["frame-over-32kb-1009", "message-over-128kb-1009", "binary-frame-1003"],
+)
+def test_refused_frame_closes_with_its_code_and_fires_disconnect(
+    test_stack: Stack, event_log: EventLog, frames: list[str | bytes], code: int
+) -> None:
     with connect(test_stack.ws_url, max_size=None) as ws:
         cid = connection_id(ws)
-        ws.send(json.dumps({"action": "echo", "pad": "x" * (33 * 1024)}))
+        ws.send(frames[0] if len(frames) == 1 else iter(frames))
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=10)
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-    event = event_log.wait_for(cid, "$disconnect")
-    assert event["requestContext"]["disconnectStatusCode"] == 1009
+    assert info.value.rcvd is not None and info.value.rcvd.code == code
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == code
 
 
 def test_frame_of_32kb_is_accepted(test_stack: Stack) -> None:
@@ -276,24 +281,6 @@ def test_fragmented_message_under_128kb_is_accepted(test_stack: Stack) -> None:
         parts = ["y" * (30 * 1024)] * 3  # three 30 KB frames: each under 32 KB, 90 KB in all
         ws.send(iter(parts))
         assert json.loads(ws.recv(timeout=15))["body"] == "".join(parts)
-
-
-def test_message_over_128kb_is_refused(test_stack: Stack) -> None:
-    with connect(test_stack.ws_url, max_size=None) as ws:
-        ws.send(iter(["z" * (30 * 1024)] * 5))  # 150 KB in frames of 30 KB
-        with pytest.raises(ConnectionClosed) as info:
-            ws.recv(timeout=10)
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-
-
-def test_binary_frame_closes_1003(test_stack: Stack, event_log: EventLog) -> None:
-    with connect(test_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        ws.send(b"\x00\x01binary")
-        with pytest.raises(ConnectionClosed) as info:
-            ws.recv(timeout=10)
-    assert info.value.rcvd is not None and info.value.rcvd.code == 1003
-    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1003
 
 
 def test_idle_timeout_closes_and_fires_disconnect(short_stack: tuple[Stack, EventLog]) -> None:

@@ -11,88 +11,31 @@ Frames of one connection run concurrently (as on API Gateway): each step awaits 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
-from local_stack import Stack, StackConfig, StackThread
-from local_stack.config import DEFAULT_JWT_SECRET
-from local_stack.tokens import make_token
-
-
-@dataclass
-class Client:
-    ws: ClientConnection
-    frames: list[dict[str, Any]] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def open(cls, stack: Stack, user: str, room: str) -> Client:
-        token = make_token(DEFAULT_JWT_SECRET, user)[0]
-        ws = await connect(
-            f"{stack.ws_url}?token={token}&room_id={room}",
-            open_timeout=30,
-            ping_interval=None,
-            max_queue=None,
-        )
-        client = cls(ws=ws)
-        client.reader = asyncio.get_running_loop().create_task(client._read())
-        return client
-
-    async def _read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                self.frames.append(json.loads(raw))
-
-    def of(self, action: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f.get("action") == action]
-
-    async def request(self, frame: dict[str, Any], answer: str, timeout: float = 20) -> dict[str, Any]:
-        """Send a frame and wait for one more frame of action ``answer``."""
-        before = len(self.of(answer))
-        await self.ws.send(json.dumps(frame))
-        assert await until(lambda: len(self.of(answer)) > before, timeout), (frame, self.frames)
-        return self.of(answer)[before]
-
-    async def close(self) -> None:
-        await self.ws.close()
-        if self.reader is not None:
-            self.reader.cancel()
+from local_stack import Stack
+from local_stack.testing import start_stack
+from local_stack.testing.ws import ChatClient, until
 
 
-async def until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return bool(predicate())
-
-
-@pytest.fixture(scope="module")
-def rooms_stack() -> Iterator[Stack]:
-    config = StackConfig(
-        ws_port=0, web_port=None, min_workers=1, max_workers=3, reload=False, echo_logs=False
-    )
-    with StackThread(config) as stack:
-        yield stack
+async def join(stack: Stack, user: str, room: str) -> ChatClient:
+    return await ChatClient.join(stack.ws_url, user, room)
 
 
 @pytest.mark.timeout(180)
-def test_one_connection_in_three_rooms_gets_each_rooms_messages_and_nothing_else(rooms_stack: Stack) -> None:
+def test_one_connection_in_three_rooms_gets_each_rooms_messages_and_nothing_else(chat_stack: Stack) -> None:
     async def run() -> None:
-        alice = await Client.open(rooms_stack, "alice", "t3-r1")
+        alice = await join(chat_stack, "alice", "t3-r1")
         for room in ("t3-r2", "t3-r3"):
             joined = await alice.request({"action": "join", "room_id": room}, "joined")
             assert joined == {"action": "joined", "room_id": room}
         others = {
-            room: await Client.open(rooms_stack, user, room)
+            room: await join(chat_stack, user, room)
             for user, room in (("bob", "t3-r2"), ("carol", "t3-r3"), ("dave", "t3-r4"))
         }
         sent = []
@@ -117,20 +60,20 @@ def test_one_connection_in_three_rooms_gets_each_rooms_messages_and_nothing_else
 
 
 @pytest.mark.timeout(180)
-def test_presence_seen_by_a_third_party_matches_the_joins_and_leaves_exactly(rooms_stack: Stack) -> None:
+def test_presence_seen_by_a_third_party_matches_the_joins_and_leaves_exactly(chat_stack: Stack) -> None:
     room = "pres"
 
     async def run() -> None:
-        observer = await Client.open(rooms_stack, "olga", room)
+        observer = await join(chat_stack, "olga", room)
 
         async def seen(count: int) -> list[tuple[str, str]]:
             assert await until(lambda: len(observer.of("presence")) >= count, 20), observer.frames
             return [(f["user_id"], f["state"]) for f in observer.of("presence")]
 
-        tab1 = await Client.open(rooms_stack, "alice", room)
+        tab1 = await join(chat_stack, "alice", room)
         assert await seen(1) == [("alice", "online")]
-        tab2 = await Client.open(rooms_stack, "alice", room)  # a second tab: nothing
-        bob = await Client.open(rooms_stack, "bob", "pres-lobby")
+        tab2 = await join(chat_stack, "alice", room)  # a second tab: nothing
+        bob = await join(chat_stack, "bob", "pres-lobby")
         await bob.request({"action": "join", "room_id": room}, "joined")
         assert await seen(2) == [("alice", "online"), ("bob", "online")]
         await tab1.request({"action": "leave", "room_id": room}, "left")  # alice still has tab2
@@ -156,18 +99,18 @@ def test_presence_seen_by_a_third_party_matches_the_joins_and_leaves_exactly(roo
 
 @pytest.mark.timeout(180)
 def test_a_direct_message_reaches_both_recipient_tabs_and_the_senders_second_tab_only(
-    rooms_stack: Stack,
+    chat_stack: Stack,
 ) -> None:
     async def run() -> None:
         a1, a2 = (
-            await Client.open(rooms_stack, "dm-alice", "dm-1"),
-            await Client.open(rooms_stack, "dm-alice", "dm-2"),
+            await join(chat_stack, "dm-alice", "dm-1"),
+            await join(chat_stack, "dm-alice", "dm-2"),
         )
         b1, b2 = (
-            await Client.open(rooms_stack, "dm-bob", "dm-1"),
-            await Client.open(rooms_stack, "dm-bob", "dm-3"),
+            await join(chat_stack, "dm-bob", "dm-1"),
+            await join(chat_stack, "dm-bob", "dm-3"),
         )
-        carol = await Client.open(rooms_stack, "dm-carol", "dm-1")
+        carol = await join(chat_stack, "dm-carol", "dm-1")
         ack = await a1.request(
             {"action": "sendDirect", "to_user_id": "dm-bob", "message": "psst", "client_msg_id": "d-1"}, "ack"
         )
@@ -193,23 +136,15 @@ def test_a_direct_message_reaches_both_recipient_tabs_and_the_senders_second_tab
 
 @pytest.fixture
 def limited_stack() -> Iterator[Stack]:
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
-        min_workers=1,
-        max_workers=3,
-        reload=False,
-        echo_logs=False,
-        function_settings={"RATE_LIMIT_PER_SECOND": "0.2", "RATE_LIMIT_BURST": "10"},
-    )
-    with StackThread(config) as stack:
+    settings = {"RATE_LIMIT_PER_SECOND": "0.2", "RATE_LIMIT_BURST": "10"}
+    with start_stack(max_workers=3, function_settings=settings) as stack:
         yield stack
 
 
 @pytest.mark.timeout(180)
 def test_ten_connections_of_one_user_share_one_rate_limit(limited_stack: Stack) -> None:
     async def run() -> None:
-        tabs = [await Client.open(limited_stack, "flood", f"flood-{n}") for n in range(10)]
+        tabs = [await join(limited_stack, "flood", f"flood-{n}") for n in range(10)]
         started = time.monotonic()
         for _ in range(3):  # 30 frames of four kinds over ten connections and ten rooms
             for n, tab in enumerate(tabs):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from local_stack import Stack
+from tests.support.records import put_record
 
 from .helpers import FUNCTIONS, TF_NO_DEFAULT, aws_client, connect, request, wait_until
 
@@ -123,24 +124,8 @@ def test_table_created_from_terraform(test_stack: Stack) -> None:
 def test_ttl_reaper_deletes_expired_items(test_stack: Stack) -> None:
     client = aws_client("dynamodb", test_stack.dynamodb_endpoint)
     now = int(time.time())
-    client.put_item(
-        TableName="chat_connections",
-        Item={
-            "connection_id": {"S": "expired-item"},
-            "room_id": {"S": "r"},
-            "user_id": {"S": "u"},
-            "ttl": {"N": str(now - 10)},
-        },
-    )
-    client.put_item(
-        TableName="chat_connections",
-        Item={
-            "connection_id": {"S": "live-item"},
-            "room_id": {"S": "r"},
-            "user_id": {"S": "u"},
-            "ttl": {"N": str(now + 3600)},
-        },
-    )
+    put_record(client, "expired-item", "r", ttl=now - 10, memberships=False)
+    put_record(client, "live-item", "r", ttl=now + 3600, memberships=False)
 
     def gone() -> bool:
         return "Item" not in client.get_item(

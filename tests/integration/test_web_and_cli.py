@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +19,8 @@ import psutil
 import pytest
 
 from local_stack import DEFAULT_JWT_SECRET, Stack
+from local_stack.testing import StackProcess
+from local_stack.testing.jwks import RsaKey, serve_jwks
 
 from .helpers import FUNCTIONS, REPO, TF_FULL, connect, handshake_status
 
@@ -111,19 +112,6 @@ def test_placeholder_until_web_client_exists(local_stack_factory: Any, tmp_path:
     assert status == 200 and b"/config.json" in body
 
 
-def test_cli_token() -> None:
-    out = subprocess.run(
-        [PY, "-m", "local_stack", "token", "--user", "carol", "--room", "r1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout.strip()
-    claims = jwt.decode(out, DEFAULT_JWT_SECRET, algorithms=["HS256"])
-    assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
-
-
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "local_stack", *args],
@@ -134,6 +122,13 @@ def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.Comp
         text=True,
         timeout=90,
     )
+
+
+def test_cli_token() -> None:
+    result = run_cli("token", "--user", "carol", "--room", "r1")
+    assert result.returncode == 0, result.stderr
+    claims = jwt.decode(result.stdout.strip(), DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "carol" and claims["rooms"] == ["r1"]
 
 
 def run_invoke(tmp_path: Path, function: str, event: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -269,47 +264,35 @@ def test_port_in_use_is_a_clear_error() -> None:
     assert "Traceback" not in done.stderr
 
 
-class LineReader:
-    """Collects a child's output lines in a thread (bounded waits, no blocking reads in the test)."""
+# -o: never re-run the install step from inside the test (make test already ran it)
+MAKE_DEV = ["make", "-s", "-o", ".venv/.installed-local", "dev"]
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, needle: str, timeout: float) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(needle in line for line in list(self.lines)):
-                return list(self.lines)
-            time.sleep(0.05)
-        raise AssertionError(f"{needle!r} not printed in {timeout}s:\n" + "\n".join(self.lines))
+def make_dev(tmp_path: Path, **env: str) -> StackProcess:
+    """`make dev` through the kit: ready on `up`'s ready line; stopped as a terminal's Ctrl-C or a
+    supervisor's stop does it, a SIGTERM to the whole process group."""
+    return StackProcess(
+        command=MAKE_DEV, env=env, log_path=tmp_path / "make-dev.log", signal_group=True, start_timeout_s=60
+    )
 
 
 def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     ws_port, web_port = free_port(), free_port()
-    env = dict(os.environ, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev", PYTHONUNBUFFERED="1")
-    # -o: never re-run the install step from inside the test (make test already ran it)
-    proc = subprocess.Popen(
-        ["make", "-s", "-o", ".venv/.installed-local", "dev"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        lines = LineReader(proc).wait_for("Client URL", timeout=60)
-        text = "\n".join(lines)
-        assert f"ws://127.0.0.1:{ws_port}/dev" in text and f"http://127.0.0.1:{web_port}/" in text
-        token_line = next(line for line in lines if "Token (" in line)
-        token = token_line.rsplit(" ", 1)[-1]
+    stack = make_dev(tmp_path, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev")
+    with stack:
+        ready = stack.ready
+        assert (ready["ws_url"], ready["web_url"]) == (
+            f"ws://127.0.0.1:{ws_port}/dev",
+            f"http://127.0.0.1:{web_port}/",
+        )
+        assert (
+            ready["callback_url"] == f"http://127.0.0.1:{ws_port}/dev" and Path(ready["state_file"]).is_file()
+        )
+        lines = stack.output().splitlines()
+        assert any(
+            "Client URL" in line and ready["web_url"] in line for line in lines
+        )  # the human lines stay
+        token = next(line for line in lines if "Token (" in line).rsplit(" ", 1)[-1]
         assert jwt.decode(token, DEFAULT_JWT_SECRET, algorithms=["HS256"])["sub"] == "alice"
         status, _, body = get(f"http://127.0.0.1:{web_port}/config.json")
         assert status == 200 and json.loads(body)["wsUrl"] == f"ws://127.0.0.1:{ws_port}/dev"
@@ -317,65 +300,27 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert status == 426
         with connect(f"ws://127.0.0.1:{ws_port}/dev?token={token}&room_id=general", open_timeout=30) as ws:
             ws.send(json.dumps({"action": "sendMessage", "message": "hi"}))
-        descendants = psutil.Process(proc.pid).children(recursive=True)
+        descendants = psutil.Process(stack.pid).children(recursive=True)
         workers = [p for p in descendants if "awslambdaric" in " ".join(p.cmdline())]
         assert workers, "no awslambdaric worker was started"
-    except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise
-    os.killpg(proc.pid, signal.SIGTERM)  # what a terminal's Ctrl-C / a supervisor's stop does to the group
-    try:
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    assert stack.returncode != -signal.SIGKILL, "it did not stop on SIGTERM within 30 s"
     _, alive = psutil.wait_procs(descendants, timeout=10)
     assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
 
 
 def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
     """JWT_JWKS_URL, JWT_ISSUER (every documented setting) reach the functions through `make dev`."""
-    from tests.support.jwks import RsaKey, serve_jwks
-
     key = RsaKey()
-    ws_port, web_port = free_port(), free_port()
     with serve_jwks(key) as (jwks_url, _):
-        env = dict(
-            os.environ,
-            WS_PORT=str(ws_port),
-            WEB_PORT=str(web_port),
-            JWT_JWKS_URL=jwks_url,
-            JWT_ISSUER="https://issuer.example/",
-            JWT_AUDIENCE="chat",
-            LOCAL_STACK_STATE_DIR=str(tmp_path),
-            PYTHONUNBUFFERED="1",
-        )
-        proc = subprocess.Popen(
-            ["make", "-s", "-o", ".venv/.installed-local", "dev"],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            lines = LineReader(proc).wait_for("Client URL", timeout=60)
-            assert any("JWT_JWKS_URL is set" in line for line in lines), lines
-            url = f"ws://127.0.0.1:{ws_port}/dev"
+        settings = dict(JWT_JWKS_URL=jwks_url, JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="chat")
+        with make_dev(tmp_path, **settings) as stack:
+            assert "JWT_JWKS_URL is set" in stack.output()
             good = key.token("alice", iss="https://issuer.example/", aud="chat")
-            with connect(f"{url}?token={good}&room_id=general", open_timeout=30) as ws:
+            with connect(f"{stack.ws_url}?token={good}&room_id=general", open_timeout=30) as ws:
                 ws.send(json.dumps({"action": "sendMessage", "message": "hi"}))
                 assert json.loads(ws.recv(timeout=10))["user_id"] == "alice"
             wrong_issuer = key.token("alice", iss="https://elsewhere.example/", aud="chat")
-            assert handshake_status(f"{url}?token={wrong_issuer}&room_id=general")[0] == 401
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            finally:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            assert handshake_status(f"{stack.ws_url}?token={wrong_issuer}&room_id=general")[0] == 401
 
 
 def test_the_documented_boto3_snippet_works_as_pasted(chat_stack: Stack, tmp_path: Path) -> None:

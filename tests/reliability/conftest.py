@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import StackProcess
 from shared.observability import logger as powertools_logger
 from tests.reliability import summary
-from tests.reliability.stack import StackProcess
 from tests.unit.conftest import dynamodb, function_env, management_api
 
 __all__ = ["Captured", "captured", "dynamodb", "function_env", "management_api"]
@@ -113,7 +113,7 @@ def captured(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixtur
 @pytest.fixture(scope="session")
 def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """The real local stack (terraform/ + lambdas/) as its own process, shared by the stack-level families."""
-    stack = StackProcess(tmp_path_factory.mktemp("local-stack") / "stack.log").start()
+    stack = StackProcess(log_path=tmp_path_factory.mktemp("local-stack") / "stack.log").start()
     yield stack
     stack.stop()
 

@@ -4,21 +4,19 @@ and reading the connections table."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
 import json
 import socket
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from botocore.awsrequest import AWSResponse
-
-from tests.support.management_api import FakeManagementApi
 
 
 def b64url(data: bytes) -> str:
@@ -95,41 +93,6 @@ def closed_port_url() -> str:
 # --- fault injection -------------------------------------------------------------------------------------
 
 
-@dataclass
-class FaultyManagementApi(FakeManagementApi):
-    """The shared fake management API, plus network faults queued per connection id before its status
-    script: ``"hang"`` (hold the request ``hang_seconds``, then drop it unanswered) and ``"reset"`` (drop
-    it at once)."""
-
-    faults: dict[str, list[str]] = field(default_factory=dict)
-    hang_seconds: float = 2.0
-
-    def start(self) -> FaultyManagementApi:
-        super().start()
-        assert self._server is not None
-        base: Any = self._server.RequestHandlerClass
-        api = self
-
-        class Handler(base):  # type: ignore[misc, valid-type]
-            def do_POST(self) -> None:
-                connection_id = self._connection_id()
-                with api._lock:
-                    queue = api.faults.get(connection_id)
-                    fault = queue.pop(0) if queue else None
-                    if fault is not None:
-                        api.attempts[connection_id] += 1
-                if fault is None:
-                    super().do_POST()
-                    return
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if fault == "hang":
-                    time.sleep(api.hang_seconds)
-                self.close_connection = True
-
-        self._server.RequestHandlerClass = Handler
-        return self
-
-
 class _RawBody(io.BytesIO):
     def stream(self, **kwargs: Any) -> Iterator[bytes]:
         chunk = self.read()
@@ -193,3 +156,21 @@ class DynamoFaults:
         payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
         return AWSResponse(url, status, headers, _RawBody(payload.encode()))
+
+
+# --- a stack's processes ---------------------------------------------------------------------------------
+
+
+def memory(pid: int) -> tuple[int, int, int]:
+    """(RSS of the stack process ``pid``, summed RSS of its worker processes, number of workers), bytes."""
+    gateway = psutil.Process(pid)
+    workers = count = 0
+    for child in gateway.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            workers += child.memory_info().rss
+            count += 1
+    return gateway.memory_info().rss, workers, count
+
+
+def worker_environments(pid: int) -> list[dict[str, str]]:
+    return [child.environ() for child in psutil.Process(pid).children(recursive=True)]

@@ -21,26 +21,16 @@ import boto3
 import pytest
 
 from local_stack.dynamodb import EmbeddedDynamoDB
+from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.support.events import FakeContext, connect_event
+from tests.support.events import connect_event
 from tests.support.records import MEMBERSHIPS_TABLE, TABLE
 from tests.support.tables import create_connections_table, create_memberships_table
-from tests.support.tokens import make_token
 
 # What Lambda gives $connect (terraform/functions.tf: timeout 10) less a second of cold start and JWT work.
 BUDGET_SECONDS = 9.0
 _timings: list[float] = []  # elapsed time of each refused connect, for the summary line
-
-
-class RunningContext(FakeContext):
-    """A Lambda context whose remaining time runs down with the clock."""
-
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends - time.monotonic()) * 1000)
 
 
 @dataclass
@@ -132,7 +122,7 @@ def connect_through(
     event = connect_event({"token": make_token("alice"), "room_id": "general"}, connection_id=connection_id)
     started = time.monotonic()
     try:
-        response, error = connect.handler(event, RunningContext(BUDGET_SECONDS)), None
+        response, error = connect.handler(event, FakeContext(seconds=BUDGET_SECONDS)), None
     except Exception as raised:  # what Lambda reports as a function error; API Gateway answers 502
         response, error = None, raised
     return response, time.monotonic() - started, error
@@ -176,7 +166,7 @@ def test_connect_deadline_slow_jwks_is_401_in_time_whatever_its_timeout(
 ) -> None:
     # A 20 s JWKS timeout (the largest JWT_JWKS_TIMEOUT_SECONDS allows) in a 10 s function: the fetch is
     # cut to what the deadline leaves after reserving the write and its undo.
-    from tests.support.jwks import RsaKey, serve_jwks
+    from local_stack.testing.jwks import RsaKey, serve_jwks
 
     key = RsaKey()
     with serve_jwks(key, delay=30.0) as (url, seen):
@@ -193,7 +183,7 @@ def test_connect_deadline_slow_jwks_is_401_in_time_whatever_its_timeout(
         token = key.token("alice", iss="https://issuer.test/", aud="chat-api")
         event = connect_event({"token": token, "room_id": "general"}, connection_id="SLOWJWKS0000000=")
         started = time.monotonic()
-        response = connect.handler(event, RunningContext(BUDGET_SECONDS))
+        response = connect.handler(event, FakeContext(seconds=BUDGET_SECONDS))
         elapsed = time.monotonic() - started
     left = stored(table)
     summary.record("connect_deadline", tried=1, refused=int(response["statusCode"] == 401), stored=len(left))

@@ -17,13 +17,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from shared.protocol import ErrorCode
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.support.events import FakeContext, connect_event, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import connect_event, message_event
 from tests.support.records import TABLE, put_record, record_ids
-from tests.support.tokens import make_token
 
 ROOM = "general"
 SENDER, WITNESS, STRANGER = "SENDERxxxxxxxx0=", "WITNESSxxxxxxx0=", "STRANGERxxxxxx0="

@@ -11,13 +11,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
-from tests.support.events import FakeContext, connect_event, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import connect_event, message_event
 from tests.support.records import put_record, record_ids
-from tests.support.tokens import make_token
 
 CLIENTS = [f"CLIENT{i}xxxxxxxx=" for i in range(6)]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from shared.rate_limit import RateLimiter, TokenBucket, Verdict
 from tests.conftest import load_function
 from tests.reliability import summary
-from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import message_event
 from tests.support.records import put_record
 
 SENDER, OTHER, WITNESS = "SENDERxxxxxxxx0=", "OTHERxxxxxxxxx0=", "WITNESSxxxxxxx0="
@@ -92,8 +92,7 @@ def frame(module: Any, body: Any, connection_id: str, route: str) -> None:
 
 
 def send(module: Any, text: str, connection_id: str = SENDER) -> None:
-    event = message_event({"action": "sendMessage", "message": text}, connection_id=connection_id)
-    assert module.handler(event, FakeContext()) == {"statusCode": 200}
+    frame(module, {"action": "sendMessage", "message": text}, connection_id, "sendMessage")
 
 
 def outcome(api: FakeManagementApi, sender: str = SENDER) -> tuple[list[str], list[str], list[str]]:

@@ -19,10 +19,12 @@ from botocore.exceptions import ClientError
 
 from local_stack.config import REPO_ROOT
 from local_stack.faults import SITE
+from local_stack.testing import StackProcess
+from local_stack.testing.ws import ChatClient
 from shared.management_api import ManagementApiClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess, table_ids
-from tests.support.records import table_client
+from tests.reliability.helpers import worker_environments
+from tests.support.records import table_client, table_ids
 
 FAULTS = "connections=500,dynamodb=throttle"
 ROOM_SIZE = 5
@@ -31,7 +33,7 @@ ROOM_SIZE = 5
 @pytest.fixture(scope="module")
 def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     stack = StackProcess(
-        tmp_path_factory.mktemp("faulty-stack") / "stack.log", env={"LOCAL_STACK_FAULTS": FAULTS}
+        log_path=tmp_path_factory.mktemp("faulty-stack") / "stack.log", env={"LOCAL_STACK_FAULTS": FAULTS}
     ).start()
     yield stack
     stack.stop()
@@ -39,8 +41,8 @@ def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProc
 
 def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: StackProcess) -> None:
     # The gateway: a POST fails once, its retry (same connection, same body) passes.
-    async def one_client() -> tuple[Client, str]:
-        client = await Client.open(faulty_stack.url("probe", "probe"), "probe")
+    async def one_client() -> tuple[ChatClient, str]:
+        client = await ChatClient.open(faulty_stack.url("probe", "probe"), "probe")
         await asyncio.sleep(0.5)
         [cid] = [i["connection_id"]["S"] for i in _items(faulty_stack) if i["user_id"]["S"] == "probe"]
         return client, cid
@@ -70,7 +72,7 @@ def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: Stack
 
     assert asyncio.run(run()) == ["InternalServerError", "200"]
     # The workers: the site directory leads their PYTHONPATH, and it makes a DynamoDB client fail once.
-    workers = faulty_stack.worker_environments()
+    workers = worker_environments(faulty_stack.pid)
     assert workers and all(env.get("PYTHONPATH", "").startswith(str(SITE)) for env in workers)
     probe = (
         "import boto3, botocore.config as c\n"
@@ -96,7 +98,7 @@ def test_stack_faults_every_post_and_dynamodb_call_failing_once_loses_nothing(
 ) -> None:
     async def run() -> tuple[int, int, Counter[str], int]:
         clients = [
-            await Client.open(faulty_stack.url(f"f{i}", f"faults-{i // ROOM_SIZE}"), f"f{i}")
+            await ChatClient.open(faulty_stack.url(f"f{i}", f"faults-{i // ROOM_SIZE}"), f"f{i}")
             for i in range(10)
         ]
         stored = table_ids(table_client(faulty_stack.dynamodb_endpoint))

@@ -20,9 +20,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from local_stack.testing import StackProcess
+from local_stack.testing.raw_ws import handshake_request
+from local_stack.testing.ws import ChatClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess
-from tests.support.raw_ws import handshake_request
+from tests.reliability.helpers import memory
 
 MB = 1024 * 1024
 VICTIMS = 3  # users of the quiet room, each timing its own echoes: more samples for the p99
@@ -49,7 +51,9 @@ def p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-async def echo_times(client: Client, label: str, count: int, into: list[float] | None = None) -> list[float]:
+async def echo_times(
+    client: ChatClient, label: str, count: int, into: list[float] | None = None
+) -> list[float]:
     """Seconds from sending a message to receiving its broadcast, one message at a time, paced under the
     per-user rate limit (10 a second)."""
     times = into if into is not None else []
@@ -67,7 +71,7 @@ async def echo_times(client: Client, label: str, count: int, into: list[float] |
     return times
 
 
-async def flood(client: Client, frames: list[str]) -> float:
+async def flood(client: ChatClient, frames: list[str]) -> float:
     """Send every frame as fast as the socket takes them; seconds it took."""
     started = time.monotonic()
     for frame in frames:
@@ -75,7 +79,7 @@ async def flood(client: Client, frames: list[str]) -> float:
     return time.monotonic() - started
 
 
-async def flood_settled(flooder: Client, quiet_s: float = 0.5, timeout: float = 60.0) -> None:
+async def flood_settled(flooder: ChatClient, quiet_s: float = 0.5, timeout: float = 60.0) -> None:
     """Wait until the flooder's answers stop coming: its admitted frames are all handled."""
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
@@ -131,11 +135,11 @@ def test_head_of_line_one_flooding_client_does_not_stall_the_others(
 
     async def run() -> None:
         victims = [
-            await Client.open(stack_process.url(f"hol-victim{i}", "hol-quiet"), f"hol-victim{i}")
+            await ChatClient.open(stack_process.url(f"hol-victim{i}", "hol-quiet"), f"hol-victim{i}")
             for i in range(VICTIMS)
         ]
         victim = victims[0]
-        flooder = await Client.open(stack_process.url("hol-flooder", "hol-flood"), "hol-flooder")
+        flooder = await ChatClient.open(stack_process.url("hol-flooder", "hol-flood"), "hol-flooder")
         try:
             # warm: every victim's invocation and the flood's must find a ready execution environment
             for round_ in range(3):
@@ -159,19 +163,19 @@ def test_head_of_line_one_flooding_client_does_not_stall_the_others(
 
             # memory: 3,000 frames of 30 KB from one client
             big = json.dumps({"action": "sendMessage", "message": "x" * (30 * 1024)})
-            before = stack_process.memory()[0]
+            before = memory(stack_process.pid)[0]
             peak = before
             sender = asyncio.get_running_loop().create_task(flood(flooder, [big] * BIG_FRAMES))
             while not sender.done():
-                peak = max(peak, stack_process.memory()[0])
+                peak = max(peak, memory(stack_process.pid)[0])
                 await asyncio.sleep(0.05)
             await sender
             settle_until = time.monotonic() + 20
-            after = stack_process.memory()[0]
+            after = memory(stack_process.pid)[0]
             while time.monotonic() < settle_until:  # its waiting frames are handled, then released
                 await asyncio.sleep(1.0)
                 peak = max(peak, after)
-                after = stack_process.memory()[0]
+                after = memory(stack_process.pid)[0]
                 if after - before < RSS_AFTER_MB * MB:
                     break
             figures.update(rss_before_mb=before / MB, rss_peak_mb=peak / MB, rss_after_mb=after / MB)

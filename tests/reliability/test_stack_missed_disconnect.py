@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from local_stack import Stack, StackConfig, StackThread
+from local_stack import Stack
+from local_stack.testing import start_stack
+from local_stack.testing.ws import ChatClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, token
 from tests.support.records import table_client
 
 ROOM = "ghosts"
@@ -28,16 +29,7 @@ ROOM = "ghosts"
 
 @pytest.fixture(scope="module")
 def thread_stack() -> Iterator[Stack]:
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
-        min_workers=1,
-        max_workers=2,
-        reload=False,
-        echo_logs=False,
-        ttl_reaper_interval_s=0,
-    )
-    with StackThread(config) as stack:
+    with start_stack(max_workers=2) as stack:
         yield stack
 
 
@@ -78,9 +70,7 @@ def test_missed_disconnect_end_to_end_410_path_and_ttl(thread_stack: Stack) -> N
     figures: dict[str, int] = {}
 
     async def run() -> None:
-        clients = {
-            u: await Client.open(f"{thread_stack.ws_url}?token={token(u)}&room_id={ROOM}", u) for u in users
-        }
+        clients = {u: await ChatClient.join(thread_stack.ws_url, u, ROOM) for u in users}
         assert await wait_for(lambda: len(records_by_user(db)) == 6, 15)
         connected = time.monotonic()
         before = len(thread_stack.gateway.connections)

@@ -17,12 +17,11 @@ from collections import Counter
 import pytest
 from botocore.credentials import Credentials
 
-from local_stack import StackConfig, StackThread
+from local_stack.testing import make_token, start_stack
+from local_stack.testing.raw_ws import RawClient
 from shared.management_api import ManagementApiClient
 from shared.sender import Sender
 from tests.reliability import summary
-from tests.reliability.stack import token
-from tests.support.raw_ws import RawClient
 
 FRAMES = 400
 PAD = 16 * 1024  # 400 x 16 KB = 6.4 MB: more than the socket buffers between the gateway and the member
@@ -33,17 +32,14 @@ GIVE_UP_S = 90.0  # stop broadcasting after this long (the old gateway made ever
 
 @pytest.mark.timeout(300)
 def test_slow_reader_is_closed_not_waited_for_and_never_gets_a_duplicate() -> None:
-    config = StackConfig(
-        ws_port=0, web_port=None, reload=False, echo_logs=False, min_workers=1, max_workers=2
-    )
     figures: dict[str, object] = {"tried": 0}
-    with StackThread(config) as stack:
-        slow = RawClient.open(f"{stack.ws_url}?token={token('slowpoke')}&room_id={ROOM}", rcvbuf=4096)
+    with start_stack(max_workers=2, ttl_reaper_interval_s=30.0) as stack:
+        slow = RawClient.open(f"{stack.ws_url}?token={make_token('slowpoke')}&room_id={ROOM}", rcvbuf=4096)
         deadline = time.monotonic() + 10
         while len(stack.connection_ids()) < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         [slow_id] = stack.connection_ids()
-        live = RawClient.open(f"{stack.ws_url}?token={token('reader')}&room_id={ROOM}")
+        live = RawClient.open(f"{stack.ws_url}?token={make_token('reader')}&room_id={ROOM}")
         while len(stack.connection_ids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
         [live_id] = set(stack.connection_ids()) - {slow_id}
@@ -56,7 +52,7 @@ def test_slow_reader_is_closed_not_waited_for_and_never_gets_a_duplicate() -> No
                 url,
                 pool_size=4,
                 read_timeout=1.0,
-                region=config.region,
+                region=stack.config.region,
                 credentials=Credentials("local", "local"),
             ),
         )

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from local_stack.testing import StackProcess
+from local_stack.testing.ws import ChatClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess
+from tests.reliability.helpers import memory
 
 ROOM_SIZE = 5
 SOAK_SECONDS = float(os.environ.get("RELIABILITY_SOAK_SECONDS", "120"))
@@ -41,17 +43,19 @@ GATEWAY_RSS_CAP_MB = 100 + 2 * 35 * SOAK_SECONDS / 60  # a ~100 MB start plus tw
 WORKER_SLOPE_MB_PER_MIN = 2.0
 
 
-async def open_clients(stack: StackProcess, prefix: str, count: int) -> list[Client]:
+async def open_clients(stack: StackProcess, prefix: str, count: int) -> list[ChatClient]:
     gate = asyncio.Semaphore(10)
 
-    async def one(i: int) -> Client:
+    async def one(i: int) -> ChatClient:
         async with gate:
-            return await Client.open(stack.url(f"{prefix}{i}", f"{prefix}-{i // ROOM_SIZE}"), f"{prefix}{i}")
+            return await ChatClient.open(
+                stack.url(f"{prefix}{i}", f"{prefix}-{i // ROOM_SIZE}"), f"{prefix}{i}"
+            )
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-def expected_for(clients: list[Client], sent: dict[int, list[str]]) -> dict[int, Counter[str]]:
+def expected_for(clients: list[ChatClient], sent: dict[int, list[str]]) -> dict[int, Counter[str]]:
     """Every client should get every message of its room exactly once (its own included)."""
     expected: dict[int, Counter[str]] = {}
     for i in range(len(clients)):
@@ -61,7 +65,7 @@ def expected_for(clients: list[Client], sent: dict[int, list[str]]) -> dict[int,
     return expected
 
 
-async def drain(clients: list[Client], expected: dict[int, Counter[str]], deadline: float) -> None:
+async def drain(clients: list[ChatClient], expected: dict[int, Counter[str]], deadline: float) -> None:
     total = sum(sum(e.values()) for e in expected.values())
     last, last_change = -1, time.monotonic()
     while time.monotonic() < deadline:
@@ -75,7 +79,7 @@ async def drain(clients: list[Client], expected: dict[int, Counter[str]], deadli
         await asyncio.sleep(0.25)
 
 
-def losses(clients: list[Client], expected: dict[int, Counter[str]]) -> tuple[int, int, int]:
+def losses(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> tuple[int, int, int]:
     """(lost, duplicated, foreign): foreign = frames from another room."""
     lost = duplicated = foreign = 0
     for i, client in enumerate(clients):
@@ -87,7 +91,7 @@ def losses(clients: list[Client], expected: dict[int, Counter[str]]) -> tuple[in
     return lost, duplicated, foreign
 
 
-async def send_paced(client: Client, texts: list[str], interval: float) -> None:
+async def send_paced(client: ChatClient, texts: list[str], interval: float) -> None:
     for text in texts:
         await client.send(text)
         await asyncio.sleep(interval)
@@ -226,7 +230,8 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
     """50 clients x 50 messages at once, on a stack of its own with the per-user limit off: this run
     measures delivery (the limiter under contention is pinned by tests/reliability/test_rate_limit.py)."""
     stack = StackProcess(
-        tmp_path_factory.mktemp("soak-stack") / "stack.log", extra_args=["--var", "rate_limit_per_second=0"]
+        log_path=tmp_path_factory.mktemp("soak-stack") / "stack.log",
+        args=["--var", "rate_limit_per_second=0"],
     ).start()
 
     async def run() -> BurstResult:
@@ -262,7 +267,7 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
             foreign += sum(1 for text in seen if text not in wanted)
         raw_duplicates = sum(n - 1 for c in clients for n in c.raw.values() if n > 1)
         errors = sum((c.errors for c in clients), start=Counter[str]())
-        workers = stack.memory()[2]
+        workers = memory(stack.pid)[2]
         result = BurstResult(
             lost,
             duplicated,
@@ -335,7 +340,7 @@ def test_soak_steady_rate_memory_growth_is_bounded(stack_process: StackProcess) 
 
     async def sample(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            samples.append((time.monotonic(), *stack_process.memory()))
+            samples.append((time.monotonic(), *memory(stack_process.pid)))
             await asyncio.sleep(2.0)
 
     async def run() -> tuple[int, int, int]:

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from local_stack.testing import StackProcess
+from local_stack.testing.ws import ChatClient
 from tests.reliability import summary
-from tests.reliability.stack import Client, StackProcess
 from tests.support.records import table_client, table_items
 
 CLIENTS = 200
@@ -37,9 +38,11 @@ def test_storm_200_clients_closing_at_once_leave_no_record_within_10_s(stack_pro
     async def run() -> tuple[int, int, float]:
         gate = asyncio.Semaphore(20)
 
-        async def one(i: int) -> Client:
+        async def one(i: int) -> ChatClient:
             async with gate:
-                return await Client.open(stack_process.url(f"storm{i}", f"storm-{i % ROOMS}"), f"storm{i}")
+                return await ChatClient.open(
+                    stack_process.url(f"storm{i}", f"storm-{i % ROOMS}"), f"storm{i}"
+                )
 
         clients = list(await asyncio.gather(*(one(i) for i in range(CLIENTS))))
         stored = await asyncio.to_thread(storm_records, db)

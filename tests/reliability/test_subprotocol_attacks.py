@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
 from tests.reliability.helpers import leaks, unsigned
-from tests.support.events import FakeContext, connect_event
+from tests.support.events import connect_event
 from tests.support.records import records
-from tests.support.tokens import make_token
 
 HEADER = "Sec-WebSocket-Protocol"
 

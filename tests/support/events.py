@@ -51,18 +51,3 @@ def disconnect_event(
         connectionId=connection_id, disconnectStatusCode=status, disconnectReason=reason
     )
     return event
-
-
-class FakeContext:
-    """The attributes Powertools reads from a Lambda context."""
-
-    function_name = "test-function"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-    aws_request_id = "7f1c0e4a-0000-4000-8000-000000000000"
-    function_version = "$LATEST"
-    log_group_name = "/aws/lambda/test-function"
-    log_stream_name = "2026/11/29/[$LATEST]abc"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
+from local_stack.dynamodb import dynamodb_client
 
 TABLE = "chat_connections"
 MESSAGES_TABLE = "chat_messages"
@@ -68,14 +68,8 @@ def put_membership(
 
 
 def table_client(endpoint: str, region: str = "us-east-1") -> Any:
-    """A DynamoDB client for a local endpoint (the stack's embedded DynamoDB)."""
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    """A DynamoDB client for a local endpoint (the stack's embedded DynamoDB), as the stack makes its own."""
+    return dynamodb_client(endpoint, region)
 
 
 def table_items(client: Any, table: str = TABLE, **scan: Any) -> Iterator[dict[str, Any]]:
@@ -95,3 +89,8 @@ def records(dynamodb: Any) -> list[dict[str, Any]]:
 
 def record_ids(dynamodb: Any) -> set[str]:
     return {item["connection_id"]["S"] for item in records(dynamodb)}
+
+
+def table_ids(client: Any) -> set[str]:
+    """The connection ids in the connections table behind ``client``."""
+    return {item["connection_id"]["S"] for item in table_items(client)}

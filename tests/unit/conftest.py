@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.management_api import FakeManagementApi
+from local_stack.testing import SECRET, FakeManagementApi
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE, put_record
 from tests.support.sqs import create_fanout_queues
 from tests.support.tables import (
@@ -16,7 +16,6 @@ from tests.support.tables import (
     create_memberships_table,
     create_messages_table,
 )
-from tests.support.tokens import SECRET
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import jwt
 import pytest
 from moto import mock_aws
 
+from local_stack.testing import SECRET, FakeContext, make_token
+from local_stack.testing.jwks import RsaKey, http_endpoint, serve_jwks
 from shared.auth import AuthError, JwksKeys, TokenVerifier
 from shared.config import AuthConfig
-from tests.support.http import http_endpoint
-from tests.support.jwks import RsaKey, serve_jwks
-from tests.support.tokens import SECRET, make_token
 
 ISSUER = "https://issuer.test/"
 AUDIENCE = "chat-api"
@@ -339,15 +338,11 @@ def test_claims_at_the_edges_are_accepted(claims: dict[str, object]) -> None:
 def test_jwks_fetch_ends_before_the_invocation_deadline() -> None:
     from shared import deadline
 
-    class Context:
-        def get_remaining_time_in_millis(self) -> int:
-            return 700
-
     key = RsaKey()
     with serve_jwks(key, delay=3.0) as (url, seen):
         verifier = jwks_verifier(url, JWT_JWKS_TIMEOUT_SECONDS="10")
         started = time.monotonic()
-        with deadline.invocation(Context(), margin_seconds=0.2):
+        with deadline.invocation(FakeContext(seconds=0.7), margin_seconds=0.2):
             refused(verifier, rs_token(key))
         assert time.monotonic() - started < 1.0  # the 0.5 s left, not the configured 10 s
         assert len(seen) == 1
@@ -356,14 +351,10 @@ def test_jwks_fetch_ends_before_the_invocation_deadline() -> None:
 def test_jwks_no_fetch_without_time_left() -> None:
     from shared import deadline
 
-    class Context:
-        def get_remaining_time_in_millis(self) -> int:
-            return 100
-
     key = RsaKey()
     with serve_jwks(key) as (url, seen):
         verifier = jwks_verifier(url)
-        with deadline.invocation(Context(), margin_seconds=0.05):
+        with deadline.invocation(FakeContext(seconds=0.1), margin_seconds=0.05):
             refused(verifier, rs_token(key))
         assert seen == []
         assert verifier.verify(rs_token(key)).user_id == "alice"  # the refusal cost no fetch slot

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
-from tests.support.events import FakeContext, connect_event
+from tests.support.events import connect_event
 from tests.support.records import TABLE, records
-from tests.support.tokens import make_token
 
 
 @pytest.fixture
@@ -153,20 +153,12 @@ def test_connect_sub_that_cannot_be_stored_is_401_not_502(connect: Any, dynamodb
     assert records(dynamodb) == []
 
 
-class ShortContext(FakeContext):
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends - time.monotonic()) * 1000)
-
-
 def test_connect_without_time_for_the_write_and_its_undo_refuses(connect: Any, dynamodb: Any) -> None:
     # One attempt may take 3 s (1 s connect + 2 s read timeout) and 3 s stay reserved for the delete that
     # undoes a lost write: with 0.5 s of margin, 6 s left is too little to start.
     event = connect_event({"token": make_token(), "room_id": "general"})
     with pytest.raises(Exception, match="deadline"):
-        connect.handler(event, ShortContext(6.0))
+        connect.handler(event, FakeContext(seconds=6.0))
     assert records(dynamodb) == []
     assert call(connect, {"token": make_token(), "room_id": "general"})["statusCode"] == 200
 

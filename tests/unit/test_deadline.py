@@ -2,53 +2,42 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext
 from shared import deadline
 from shared.connections import dynamodb_client
 from tests.support.records import TABLE, records
-
-
-class Context:
-    """A Lambda context whose remaining time runs down with the clock, as Lambda's does."""
-
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends - time.monotonic()) * 1000)
 
 
 def item(cid: str = "AAAAAAAAAAAAAA0=") -> dict[str, Any]:
     return {"connection_id": {"S": cid}, "room_id": {"S": "r"}, "user_id": {"S": "u"}, "ttl": {"N": "1"}}
 
 
-def test_attempt_that_cannot_finish_in_time_never_starts(dynamodb: Any) -> None:
+@pytest.mark.parametrize(
+    ("seconds", "margin", "runs"),
+    [(2.9, 0, False), (4.0, 0.5, True), (3.4, 0.5, False)],
+    ids=["cannot-finish-in-time-never-starts", "fits-runs", "margin-is-kept-free"],
+)
+def test_attempt_starts_only_when_it_can_end_before_the_margin(
+    dynamodb: Any, seconds: float, margin: float, runs: bool
+) -> None:
+    """The client's timeouts (1 s connect + 2 s read) must fit in the time left less the margin."""
     client = dynamodb_client(connect_timeout=1, read_timeout=2)
-    with deadline.invocation(Context(2.9), margin_seconds=0), pytest.raises(deadline.DeadlineExceeded):
-        client.put_item(TableName=TABLE, Item=item())
-    assert records(dynamodb) == []  # refused before the request was sent, not after
-
-
-def test_attempt_that_fits_runs(dynamodb: Any) -> None:
-    client = dynamodb_client(connect_timeout=1, read_timeout=2)
-    with deadline.invocation(Context(4.0), margin_seconds=0.5):
-        client.put_item(TableName=TABLE, Item=item())
-    assert len(records(dynamodb)) == 1
-
-
-def test_margin_is_kept_free(dynamodb: Any) -> None:
-    client = dynamodb_client(connect_timeout=1, read_timeout=2)
-    with deadline.invocation(Context(3.4), margin_seconds=0.5), pytest.raises(deadline.DeadlineExceeded):
-        client.put_item(TableName=TABLE, Item=item())
+    with deadline.invocation(FakeContext(seconds=seconds), margin_seconds=margin):
+        if runs:
+            client.put_item(TableName=TABLE, Item=item())
+        else:
+            with pytest.raises(deadline.DeadlineExceeded):
+                client.put_item(TableName=TABLE, Item=item())
+    assert len(records(dynamodb)) == int(runs)  # a refused attempt is refused before it is sent
 
 
 def test_reserve_keeps_time_for_what_follows(dynamodb: Any) -> None:
     client = dynamodb_client(connect_timeout=1, read_timeout=2)
-    with deadline.invocation(Context(5), margin_seconds=0):
+    with deadline.invocation(FakeContext(seconds=5), margin_seconds=0):
         with deadline.reserve(3), pytest.raises(deadline.DeadlineExceeded):
             client.put_item(TableName=TABLE, Item=item())
         client.put_item(TableName=TABLE, Item=item())  # the reserve is back once the block ends
@@ -71,6 +60,6 @@ def test_decorator_sets_the_deadline_for_the_handler() -> None:
     def handler(event: Any, context: Any) -> None:
         seen.append(deadline.remaining())
 
-    handler({}, Context(4))
+    handler({}, FakeContext(seconds=4))
     assert seen[0] is not None and 2.5 < seen[0] <= 3
     assert deadline.remaining() is None

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import message_event
 
 CID = "DEFAULTxxxxxxx0="
 

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
-from tests.support.events import FakeContext, connect_event, disconnect_event
+from tests.support.events import connect_event, disconnect_event
 from tests.support.records import TABLE
-from tests.support.tokens import make_token
 
 
 @pytest.fixture
@@ -34,21 +33,13 @@ def test_disconnect_of_unknown_connection_succeeds(functions: tuple[Any, Any], d
     assert disconnect.handler(event, FakeContext())["statusCode"] == 200
 
 
-class ShortContext(FakeContext):
-    def __init__(self, seconds: float) -> None:
-        self.ends = time.monotonic() + seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self.ends - time.monotonic()) * 1000)
-
-
 def test_disconnect_delete_fits_in_the_invocation(functions: tuple[Any, Any], dynamodb: Any) -> None:
     connect, disconnect = functions
     connect.handler(connect_event({"token": make_token(), "room_id": "r"}), FakeContext())
     # 1 s connect + 2 s read timeout per attempt, 0.5 s margin: 3 s left is too little to start one.
     with pytest.raises(Exception, match="deadline"):
-        disconnect.handler(disconnect_event(connection_id="BFHPhfCWIAMCKlQ="), ShortContext(3.0))
+        disconnect.handler(disconnect_event(connection_id="BFHPhfCWIAMCKlQ="), FakeContext(seconds=3.0))
     assert len(dynamodb.scan(TableName=TABLE)["Items"]) == 1  # left to its ttl
     event = disconnect_event(connection_id="BFHPhfCWIAMCKlQ=")
-    assert disconnect.handler(event, ShortContext(4.0))["statusCode"] == 200
+    assert disconnect.handler(event, FakeContext(seconds=4.0))["statusCode"] == 200
     assert dynamodb.scan(TableName=TABLE)["Items"] == []

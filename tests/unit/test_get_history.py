@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from shared import ids
 from shared.messages import MessageStore
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import message_event
 from tests.support.records import MESSAGES_TABLE
 
 READER = "READERxxxxxxxx0="

@@ -7,11 +7,8 @@ import datetime
 import io
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,10 +32,10 @@ from botocore.exceptions import (
 from botocore.utils import percent_encode
 from urllib3 import HTTPResponse
 
+from local_stack.testing import FakeManagementApi
 from shared import management_api, runtime
 from shared.management_api import ManagementApiClient, region_of
 from shared.sender import Outcome, classify
-from tests.support.management_api import FakeManagementApi
 
 FROZEN = datetime.datetime(2026, 11, 29, 12, 34, 56)
 # A real-looking id with every character base64 can hold that needs encoding.
@@ -46,68 +43,11 @@ CONNECTION_ID = "BFHp+/hfCWIAMCKlQ="
 DATA = b'{"action": "message", "message": "h\xc3\xa9llo"}'
 
 
-@dataclass
-class Answer:
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b"{}"
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ScriptedApi:
-    """Answers every request with ``answer``; records what arrived (raw path, headers, body)."""
-
-    def __init__(self) -> None:
-        self.answer = Answer()
-        self.delay = 0.0
-        self.seen: list[Seen] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                api.seen.append(Seen("POST", self.path, dict(self.headers.items()), body))
-                answer = api.answer
-                time.sleep(api.delay)
-                try:
-                    self.send_response(answer.status)
-                    for name, value in answer.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(answer.body)))
-                    self.end_headers()
-                    self.wfile.write(answer.body)
-                except OSError:  # the client gave up (timeout tests)
-                    self.close_connection = True
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/prod"
-
-
 @pytest.fixture
-def scripted() -> Iterator[ScriptedApi]:
-    api = ScriptedApi()
-    yield api
-    api.server.shutdown()
-    api.server.server_close()
+def scripted() -> Iterator[FakeManagementApi]:
+    """The kit's fake, answering every post as a test sets ``answer``; ``seen`` records the requests."""
+    with FakeManagementApi(answer=(200, {}, b"{}")) as api:
+        yield api
 
 
 @pytest.fixture(autouse=True)
@@ -144,7 +84,7 @@ SIGNED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "Host")
 
 
 def test_wire_request_and_signature_equal_boto3s(
-    scripted: ScriptedApi, frozen_time: None, session_credentials: None
+    scripted: FakeManagementApi, frozen_time: None, session_credentials: None
 ) -> None:
     boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
     ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
@@ -213,7 +153,7 @@ def test_no_region_anywhere_fails_at_construction_like_boto3(monkeypatch: pytest
 
 
 def test_no_credentials_fails_each_post_as_a_botocore_error(
-    monkeypatch: pytest.MonkeyPatch, scripted: ScriptedApi
+    monkeypatch: pytest.MonkeyPatch, scripted: FakeManagementApi
 ) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
@@ -227,7 +167,7 @@ def test_no_credentials_fails_each_post_as_a_botocore_error(
     assert scripted.seen == []
 
 
-def test_refreshable_credentials_are_frozen_per_request(scripted: ScriptedApi) -> None:
+def test_refreshable_credentials_are_frozen_per_request(scripted: FakeManagementApi) -> None:
     keys = iter(["AKIDFIRST", "AKIDSECOND"])
 
     def refresh() -> dict[str, str]:
@@ -270,9 +210,9 @@ ERROR_CASES = [
 
 @pytest.mark.parametrize(("status", "headers", "body"), ERROR_CASES)
 def test_errors_are_the_client_errors_boto3_raises(
-    scripted: ScriptedApi, status: int, headers: dict[str, str], body: bytes
+    scripted: FakeManagementApi, status: int, headers: dict[str, str], body: bytes
 ) -> None:
-    scripted.answer = Answer(status, {"Content-Type": "application/json", **headers}, body)
+    scripted.answer = (status, {"Content-Type": "application/json", **headers}, body)
     with pytest.raises(ClientError) as from_boto3:
         boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
     with pytest.raises(ClientError) as from_lean:
@@ -306,10 +246,14 @@ def test_errors_are_the_client_errors_boto3_raises(
     ],
 )
 def test_error_codes_and_how_the_sender_treats_them(
-    scripted: ScriptedApi, status: int, error_type: str | None, code: str, expected: tuple[Outcome, bool]
+    scripted: FakeManagementApi,
+    status: int,
+    error_type: str | None,
+    code: str,
+    expected: tuple[Outcome, bool],
 ) -> None:
     headers = {"x-amzn-ErrorType": error_type} if error_type else {}
-    scripted.answer = Answer(status, headers, b'{"message": "no"}')
+    scripted.answer = (status, headers, b'{"message": "no"}')
     with pytest.raises(ClientError) as raised:
         ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
             ConnectionId=CONNECTION_ID, Data=DATA
@@ -338,7 +282,7 @@ def test_200_concurrent_posts_never_exceed_the_pool(management_api: FakeManageme
     assert client._pool.num_connections <= 8  # block=True: callers waited, no throw-away connections
 
 
-def test_connections_are_kept_alive(scripted: ScriptedApi) -> None:
+def test_connections_are_kept_alive(scripted: FakeManagementApi) -> None:
     client = ManagementApiClient(scripted.endpoint_url, pool_size=2)
     for i in range(5):
         client.post_to_connection(ConnectionId=f"K{i}", Data=b"{}")
@@ -346,8 +290,8 @@ def test_connections_are_kept_alive(scripted: ScriptedApi) -> None:
     assert len(scripted.seen) == 5
 
 
-def test_read_timeout_is_a_retried_botocore_error(scripted: ScriptedApi) -> None:
-    scripted.delay = 0.3
+def test_read_timeout_is_a_retried_botocore_error(scripted: FakeManagementApi) -> None:
+    scripted.latency = 0.3
     client = ManagementApiClient(scripted.endpoint_url, pool_size=1, read_timeout=0.05)
     with pytest.raises(ReadTimeoutError) as raised:
         client.post_to_connection(ConnectionId="SLOW", Data=b"{}")

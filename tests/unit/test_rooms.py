@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from tests.conftest import load_function
-from tests.support.events import FakeContext, connect_event, disconnect_event, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import MEMBERSHIPS_TABLE, TABLE, record_ids, table_items
-from tests.support.tokens import make_token
 
 ROUTES = {
     "join": "join",

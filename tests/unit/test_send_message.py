@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import message_event
 from tests.support.records import MESSAGES_TABLE, TABLE, put_record, record_ids
 
 SENDER = "SENDERxxxxxxxx0="
@@ -435,7 +435,12 @@ def test_send_message_invalid_request_ranks_after_invalid_message_before_too_lar
     assert codes == ["invalid_message", "invalid_request", "forbidden_room"]
 
 
-def test_send_message_ids_sort_in_store_order(send: Any, management_api: FakeManagementApi) -> None:
+def test_send_message_ids_sort_in_store_order(
+    send: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 30 sends in well under a second would trip the default per-user limit (bursts of 20, 10 a second).
+    monkeypatch.setenv("RATE_LIMIT_BURST", "30")
+    send = load_function("send_message")
     for i in range(30):
         call(send, {"action": "sendMessage", "message": f"m{i}"})
     ids = [f["message_id"] for f in management_api.frames_to(SENDER)]

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from local_stack.testing import FakeManagementApi
 from shared.management_api import ManagementApiClient
 from shared.sender import Outcome, RetryPolicy, Sender
-from tests.support.management_api import FakeManagementApi
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 

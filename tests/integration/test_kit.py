@@ -1,0 +1,135 @@
+"""The test kit (local_stack.testing) as a user meets it: README's example, run as written; the installed
+`chat-local` command; the ready line; the fake management API in a child process."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import site
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from local_stack import DEFAULT_JWT_SECRET
+from local_stack.testing import FakeManagementApiProcess, StackProcess, StartError, parse_ready_line
+
+from .helpers import REPO, connect
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def readme_example() -> str:
+    readme = (REPO / "local_stack" / "README.md").read_text()
+    section = readme.split("## How to run the stack from your own tests", 1)[1].split("\n## ", 1)[0]
+    [block] = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return block
+
+
+def test_the_readme_example_runs_as_written() -> None:
+    namespace: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(readme_example(), "local_stack/README.md", "exec"), namespace)
+    tests = [value for name, value in namespace.items() if name.startswith("test_")]
+    assert len(tests) == 2
+    for test in tests:
+        test()
+
+
+def test_chat_local_is_declared_and_resolves_to_the_cli() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    target = project["project"]["scripts"]["chat-local"]
+    module, _, function = target.partition(":")
+    assert (
+        getattr(importlib.import_module(module), function) is importlib.import_module("local_stack.cli").main
+    )
+    packages = project["tool"]["setuptools"]["packages"]
+    assert {"local_stack", "local_stack.testing"} <= set(packages)
+    assert "local_stack" in project["tool"]["setuptools"]["package-data"]  # fault_site/ ships with it
+    for package in packages:  # every package of local_stack is listed (a wheel would miss the others)
+        assert (REPO / package.replace(".", "/") / "__init__.py").is_file()
+    found = {
+        str(p.parent.relative_to(REPO)).replace("/", ".") for p in (REPO / "local_stack").rglob("__init__.py")
+    }
+    assert found == set(packages)
+
+
+def test_ready_line_is_told_from_other_lines() -> None:
+    assert parse_ready_line('{"event": "ready", "ws_url": "ws://x"}\n') == {
+        "event": "ready",
+        "ws_url": "ws://x",
+    }
+    for line in ('{"level": "INFO", "message": "ready"}', "Local chat stack is ready", '{"event": "ready"'):
+        assert parse_ready_line(line) is None
+
+
+def test_a_stack_that_cannot_start_fails_fast_with_its_output(tmp_path: Path) -> None:
+    with pytest.raises(StartError) as failure:
+        StackProcess(args=["--var", "no-equals-sign"], log_path=tmp_path / "stack.log").start()
+    assert "exited with 2" in str(failure.value) and "--var needs NAME=VALUE" in str(failure.value)
+
+
+@pytest.mark.parametrize("echo_logs", [True, False], ids=["echoed", "quiet"])
+def test_stack_process_echoes_function_logs_unless_told_not_to(echo_logs: bool, tmp_path: Path) -> None:
+    """``echo_logs=False`` (``up --quiet``): a benchmark's stack does not write every invocation's log."""
+    stack = StackProcess(echo_logs=echo_logs, log_path=tmp_path / "stack.log")
+    with stack, connect(stack.url("alice", "general"), open_timeout=30) as ws:
+        ws.send('{"action": "sendMessage", "message": "hi"}')
+        assert '"hi"' in ws.recv(timeout=30)
+    assert stack.returncode == 0
+    lines = stack.output().splitlines()
+    assert any(parse_ready_line(line) for line in lines)
+    assert any("send_message" in line and "REPORT RequestId" in line for line in lines) is echo_logs
+
+
+def test_fake_management_api_in_a_child_process_counts_and_answers() -> None:
+    import urllib.error
+    import urllib.request
+
+    with FakeManagementApiProcess(latency=0.0) as api:
+        for cid, status in (("abc", 200), ("gone-1", 410)):
+            request = urllib.request.Request(
+                f"{api.endpoint_url}/@connections/{cid}", data=b"hi", method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.status == status
+            except urllib.error.HTTPError as error:
+                assert error.code == status and error.headers["x-amzn-ErrorType"] == "GoneException"
+        assert api.stats()["posts"] == 2 and api.stats()["bytes"] == 4
+        assert api.reset()["posts"] == 0
+        proc = api.proc
+    assert proc is not None and proc.poll() is not None  # stopped with its stdin closed
+
+
+def test_chat_local_console_script_installs_from_this_checkout(tmp_path: Path) -> None:
+    """`pip install -e .` into a throwaway venv gives a `chat-local` that runs the CLI. Nothing is fetched
+    (--no-deps, --no-build-isolation): the venv sees this one's packages through a .pth file."""
+    venv = tmp_path / "venv"
+    # Without pip or setuptools of its own: this venv's pip installs into it, its setuptools builds.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    [site_dir] = subprocess.run(
+        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    (Path(site_dir) / "shared-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps"]
+    pip += ["--no-build-isolation", "--no-index"]
+    done = subprocess.run([*pip, "-e", str(REPO)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    token = subprocess.run(
+        [str(venv / "bin" / "chat-local"), "token", "--user", "alice"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,  # not the checkout: the command finds local_stack through the install
+    )
+    assert token.returncode == 0, token.stderr
+    claims = jwt.decode(token.stdout.strip(), DEFAULT_JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
