@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
-from tests.support.events import FakeContext, message_event
-from tests.support.management_api import FakeManagementApi
+from tests.support.events import message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
 from tests.support.sqs import bodies, create_fanout_queues, deliver, receive, sqs_event
 

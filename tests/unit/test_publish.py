@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
+from local_stack.testing import FakeContext, FakeManagementApi
 from shared.config import ConfigError
 from tests.conftest import load_function
-from tests.support.events import FakeContext
-from tests.support.management_api import FakeManagementApi
 from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
 from tests.support.sqs import bodies, deliver
 
