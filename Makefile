@@ -7,6 +7,10 @@ LOCAL_STAMP := $(VENV)/.installed-local
 DEV_STAMP := $(VENV)/.installed-dev
 LOCK_FLAGS := --universal --generate-hashes
 PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --no-input --require-hashes --no-deps
+# This checkout itself, editable (the `chat-local` command, `import local_stack` from anywhere). A local
+# path has no hash, and its dependencies are the lock's, installed just before: --no-deps. setuptools
+# comes from the lock too, hence --no-build-isolation (no download of a build backend).
+INSTALL_SELF := $(PY) -m pip install --disable-pip-version-check --no-input --no-deps --no-build-isolation -e .
 
 # AWS_REGION and AWS_PROFILE, when set, reach the aws CLI and Terraform through the environment; unset,
 # both read the profile's region.
@@ -43,15 +47,17 @@ $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 
-$(LOCAL_STAMP): requirements/local.txt | $(VENV)/bin/python
+$(LOCAL_STAMP): requirements/local.txt pyproject.toml | $(VENV)/bin/python
 	@echo "Installing the local stack's dependencies (requirements/local.txt) into $(VENV): first run only"
 	$(PIP_INSTALL) -r requirements/local.txt
+	$(INSTALL_SELF)
 	@touch $@
 
 # The dev lock is a superset of the local one, at the same versions.
-$(DEV_STAMP): requirements/dev.txt | $(VENV)/bin/python
+$(DEV_STAMP): requirements/dev.txt pyproject.toml | $(VENV)/bin/python
 	@echo "Installing the test and lint dependencies (requirements/dev.txt) into $(VENV): first run only"
 	$(PIP_INSTALL) -r requirements/dev.txt
+	$(INSTALL_SELF)
 	@touch $@ $(LOCAL_STAMP)
 
 dev: $(LOCAL_STAMP) ## Run the whole chat stack locally (settings: README "Local development")
@@ -79,7 +85,7 @@ test: $(DEV_STAMP) $(CHECKOV_STAMP) ## Run the whole test suite
 lint: $(DEV_STAMP) ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shared local_stack
+	$(VENV)/bin/mypy shared local_stack tests/support bench
 	@# Every function is a module named "app": check each on its own, as its image sees it.
 	@for fn in lambdas/*/; do echo "mypy $$fn"; $(VENV)/bin/mypy shared $$fn/app.py || exit 1; done
 

@@ -160,7 +160,7 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
 
 
 @functools.cache
-def _route_keys() -> dict[str, str]:
+def _route_keys() -> dict[str, str | None]:
     from local_stack.terraform import load_model
 
     return {name: spec.route_key for name, spec in load_model([ROOT / "terraform"]).functions.items()}

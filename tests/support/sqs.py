@@ -68,7 +68,7 @@ def sqs_event(
 
 def bodies(client: Any, queue_url: str) -> list[dict[str, Any]]:
     """Every job on the queue, decoded (received and made visible again at once)."""
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     while messages := receive(client, queue_url):
         jobs.extend(json.loads(m["Body"]) for m in messages)
         for m in messages:
