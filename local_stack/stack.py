@@ -37,8 +37,17 @@ from .dynamodb import (
 )
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
+from .queues import EventSourceMappings, LocalQueues
 from .runtime import FunctionPool, LambdaRuntime
-from .terraform import Evaluator, FunctionSpec, TerraformError, TerraformModel, load_model
+from .terraform import (
+    Evaluator,
+    FunctionSpec,
+    TerraformError,
+    TerraformModel,
+    event_source_mappings,
+    load_model,
+    queue_specs,
+)
 from .tokens import make_token
 from .web import make_web_app
 
@@ -159,9 +168,12 @@ def function_environment(
     task_root: Path,
     unresolved: list[str] | None = None,
     fault_env: Mapping[str, str] | None = None,
+    references: Mapping[str, str] | None = None,
+    sqs_endpoint: str | None = None,
 ) -> dict[str, str]:
     """The function's Terraform environment with local values, plus Lambda's runtime variables
-    (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on)."""
+    (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on).
+    ``references``: more local values (the queues' ``aws_sqs_queue.<name>.url``...)."""
     variables = dict(model.variables)
     variables.update(config.tf_vars)
     evaluator = Evaluator(
@@ -172,6 +184,7 @@ def function_environment(
                 f"aws_dynamodb_table.{resource}.name": name
                 for resource, name in local_table_names(config.table_name, model.tables).items()
             },
+            **(references or {}),
         },
         locals=model.locals,
     )
@@ -204,6 +217,7 @@ def function_environment(
             "AWS_REGION": config.region,
             "AWS_DEFAULT_REGION": config.region,
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            **({"AWS_ENDPOINT_URL_SQS": sqs_endpoint} if sqs_endpoint else {}),
             "_HANDLER": "app.handler",
             "LAMBDA_TASK_ROOT": str(task_root),
             "TZ": "UTC",
@@ -241,6 +255,8 @@ class Stack:
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=20000))
     reaper: TtlReaper | None = None  # the connections table's
     reapers: dict[str, TtlReaper] = field(default_factory=dict)  # every table's, by Terraform resource name
+    queues: LocalQueues | None = None  # every aws_sqs_queue (queues.urls by resource name)
+    event_sources: EventSourceMappings | None = None  # a poller per event source mapping
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -325,6 +341,7 @@ def _write_state(stack: Stack, path: Path) -> None:
         "web_url": stack.web_url,
         "dynamodb_endpoint": stack.dynamodb_endpoint,
         "table_name": stack.config.table_name,
+        "queues": stack.queues.urls if stack.queues else {},
         "region": stack.config.region,
         "stage": stack.config.stage,
         "functions": {
@@ -375,6 +392,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     gateway_runner: web.AppRunner | None = None
     web_runner: web.AppRunner | None = None
     gateway: Gateway | None = None
+    exits = contextlib.AsyncExitStack()  # the queues and their pollers
     try:
         if config.dynamodb_endpoint:
             endpoint = config.dynamodb_endpoint
@@ -386,6 +404,16 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         for resource, table_name in tables.items():
             created = await asyncio.to_thread(ensure_table, client, table_name, model.tables[resource])
             log("dynamodb", f"{'created' if created else 'using'} table {table_name} at {endpoint}")
+        queues = await exits.enter_async_context(
+            LocalQueues(
+                queue_specs(model, config.tf_vars),
+                endpoint=None if embedded is None else endpoint,  # an external DynamoDB: a moto of their own
+                region=config.region,
+                ws_port=ws_port,
+                host=config.host,
+                log=lambda line: log("sqs", line),
+            )
+        )
 
         await runtime.start()
         routes: dict[str, Route] = {}
@@ -411,6 +439,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                     task_root=task_root,
                     unresolved=unresolved,
                     fault_env=fault_env,
+                    references=queues.references,
+                    sqs_endpoint=queues.endpoint or None,
                 )
                 if env.get("MAX_MESSAGE_BYTES"):
                     max_message_bytes = int(env["MAX_MESSAGE_BYTES"])
@@ -475,9 +505,18 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             runtime=runtime,
             gateway=gateway,
             logs=logs,
+            queues=queues,
         )
         for pool in runtime.pools.values():
             await pool.warm()
+        stack.event_sources = await exits.enter_async_context(
+            EventSourceMappings(
+                event_source_mappings(model, config.tf_vars),
+                queues=queues,
+                pools=runtime.pools,
+                log=lambda line: log("sqs", line),
+            )
+        )
         if config.state_dir is not None:
             state_file = state_path(config.state_dir, ws_port)
             _write_state(stack, state_file)
@@ -506,6 +545,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         if gateway is not None:
             with contextlib.suppress(Exception):
                 await gateway.close()
+        with contextlib.suppress(Exception):
+            await exits.aclose()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -14,6 +14,7 @@ the module uses in environments (``var.X``, ``tostring(var.X)``, ``join(",", var
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,13 +25,17 @@ import hcl2
 
 __all__ = [
     "Evaluator",
+    "EventSourceMappingSpec",
     "FunctionSpec",
     "IndexSpec",
+    "QueueSpec",
     "TableSpec",
     "TerraformError",
     "TerraformModel",
+    "event_source_mappings",
     "literal",
     "load_model",
+    "queue_specs",
 ]
 
 API_RESOURCE = ("aws_apigatewayv2_api", "websocket")
@@ -88,6 +93,7 @@ class TerraformModel:
     tables: dict[str, TableSpec]  # every aws_dynamodb_table, by resource name ("connections", "messages")
     variables: dict[str, Any]  # defaults, literal values
     locals: dict[str, Any]  # raw hcl2 values
+    resources: dict[tuple[str, str], Any] = field(default_factory=dict)  # raw, by (type, name)
 
     @property
     def table(self) -> TableSpec:
@@ -218,10 +224,12 @@ def load_model(dirs: Iterable[Path]) -> TerraformModel:
         tables=tables,
         variables=variables,
         locals=locals_,
+        resources=resources,
     )
 
 
 _CALL = re.compile(r"^(?P<fn>[a-z_]+)\((?P<args>.*)\)$", re.S)
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _INTERP = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -242,6 +250,10 @@ class Evaluator:
     def value(self, raw: Any) -> str:
         """The environment-variable string for one raw hcl2 value."""
         return self._to_str(self._eval_raw(raw))
+
+    def resolve(self, raw: Any) -> Any:
+        """One raw hcl2 value evaluated (a number stays a number, ``jsonencode({...})`` a JSON string)."""
+        return self._eval_raw(raw)
 
     def _eval_raw(self, raw: Any) -> Any:
         if isinstance(raw, bool | int | float) or raw is None:
@@ -266,15 +278,45 @@ class Evaluator:
                 return self.variables[name]
             self.unresolved.append(expr)
             return ""
-        if expr.startswith("local."):
-            name = expr[6:]
-            if name in self.locals and not isinstance(self.locals[name], dict):
-                return self._eval_raw(self.locals[name])
+        if _NUMBER.match(expr):
+            return float(expr) if "." in expr else int(expr)
+        arithmetic = _split_operator(expr)
+        if arithmetic is not None:
+            left, op, right = arithmetic
+            a, b = self._expr(left), self._expr(right)
+            if isinstance(a, int | float) and isinstance(b, int | float):
+                return a * b if op == "*" else a + b if op == "+" else a - b
             self.unresolved.append(expr)
             return ""
+        if expr.startswith("local."):
+            name, *path = expr[6:].split(".")
+            if name in self.locals and not path and not isinstance(self.locals[name], dict):
+                return self._eval_raw(self.locals[name])
+            node: Any = self.locals.get(name)
+            for part in path:  # local.functions.fanout.timeout
+                node = node.get(part) if isinstance(node, dict) else None
+            if path and node is not None and not isinstance(node, dict):
+                return self._eval_raw(node)
+            self.unresolved.append(expr)
+            return ""
+        if expr.startswith("{") and expr.endswith("}"):
+            members = {}
+            for item in _split_args(expr[1:-1]):
+                key, sep, value = item.partition("=")
+                if not sep:
+                    self.unresolved.append(expr)
+                    return ""
+                members[literal(key.strip())] = self._expr(value.strip())
+            return members
         call = _CALL.match(expr)
         if call:
             fn, args = call.group("fn"), _split_args(call.group("args"))
+            if fn == "jsonencode" and len(args) == 1:
+                return json.dumps(self._expr(args[0]), separators=(",", ":"))
+            if fn in ("max", "min") and args:
+                numbers = [self._expr(a) for a in args]
+                if all(isinstance(n, int | float) for n in numbers):
+                    return max(numbers) if fn == "max" else min(numbers)
             if fn == "tostring" and len(args) == 1:
                 return self._to_str(self._expr(args[0]))
             if fn == "join" and len(args) == 2:
@@ -314,3 +356,177 @@ def _split_args(text: str) -> list[str]:
     if tail:
         args.append(tail)
     return args
+
+
+def _split_operator(text: str) -> tuple[str, str, str] | None:
+    """``a * b``, ``a + b`` or ``a - b`` at the top level, spaces around the operator; the last ``+``/``-``
+    first (they bind loosest), else the last ``*`` (left-associative); None when there is none."""
+    depth, quoted = 0, False
+    found: dict[str, int] = {}
+    for i, ch in enumerate(text):
+        if ch == '"' and (i == 0 or text[i - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and ch in "([{":
+            depth += 1
+        elif not quoted and ch in ")]}":
+            depth -= 1
+        elif not quoted and depth == 0 and ch in "*+-" and text[i - 1 : i] == text[i + 1 : i + 2] == " ":
+            found["*" if ch == "*" else "+-"] = i
+    at = found.get("+-", found.get("*"))
+    if at is None:
+        return None
+    return text[:at].strip(), text[at], text[at + 1 :].strip()
+
+
+# -- SQS queues and their Lambda event source mappings -------------------------------------------------
+QUEUE_TYPE = "aws_sqs_queue"
+MAPPING_TYPE = "aws_lambda_event_source_mapping"
+_QUEUE_REF = re.compile(r"^\$\{aws_sqs_queue\.(?P<name>[A-Za-z0-9_-]+)\.(arn|id|url)\}$")
+_FUNCTION_KEY = re.compile(r'\["(?P<key>[^"]+)"\]')
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One ``aws_sqs_queue`` with AWS's defaults for what it leaves out."""
+
+    resource: str
+    name: str  # Terraform's name when it evaluates locally, else the resource name
+    fifo: bool
+    visibility_timeout_s: int
+    message_retention_s: int
+    receive_wait_time_s: int
+    delay_s: int
+    max_message_size: int
+    dead_letter_queue: str | None  # the redrive policy's target, as an aws_sqs_queue resource name
+    max_receive_count: int | None
+
+
+@dataclass(frozen=True)
+class EventSourceMappingSpec:
+    """One ``aws_lambda_event_source_mapping`` from an SQS queue, with AWS's defaults."""
+
+    resource: str
+    queue: str  # aws_sqs_queue resource name
+    function: str  # key of local.functions
+    batch_size: int
+    batching_window_s: float
+    maximum_concurrency: int | None  # scaling_config; None: Lambda's own scaling
+    report_batch_item_failures: bool  # function_response_types has ReportBatchItemFailures
+    enabled: bool
+
+
+def _evaluator(model: TerraformModel, variables: Mapping[str, Any] | None) -> Evaluator:
+    merged = dict(model.variables)
+    merged.update(variables or {})
+    return Evaluator(variables=merged, references={}, locals=model.locals)
+
+
+def _resolved_int(evaluator: Evaluator, body: Mapping[str, Any], key: str, default: int, what: str) -> int:
+    if key not in body:
+        return default
+    before = len(evaluator.unresolved)
+    value = evaluator.resolve(body[key])
+    if len(evaluator.unresolved) > before:
+        raise TerraformError(f"{what}.{key}: cannot evaluate {body[key]!r} locally")
+    return _as_int(value, f"{what}.{key}")
+
+
+def queue_specs(model: TerraformModel, variables: Mapping[str, Any] | None = None) -> dict[str, QueueSpec]:
+    """Every ``aws_sqs_queue`` of the module, its values evaluated with ``variables`` over the defaults."""
+    evaluator = _evaluator(model, variables)
+    specs: dict[str, QueueSpec] = {}
+    for (rtype, resource), body in model.resources.items():
+        if rtype != QUEUE_TYPE:
+            continue
+        what = f"{QUEUE_TYPE}.{resource}"
+        before = len(evaluator.unresolved)
+        name = evaluator.value(body["name"]) if "name" in body else ""
+        if len(evaluator.unresolved) > before or not name:
+            name = resource
+        dlq: str | None = None
+        max_receive: int | None = None
+        if "redrive_policy" in body:
+            before = len(evaluator.unresolved)
+            policy_raw = body["redrive_policy"]
+            target = None
+            text = policy_raw if isinstance(policy_raw, str) else ""
+            match = re.search(r"deadLetterTargetArn\s*=\s*aws_sqs_queue\.([A-Za-z0-9_-]+)\.arn", text)
+            if match:
+                target = match.group(1)
+                text = text.replace(match.group(0), 'deadLetterTargetArn = "local"')
+            policy = evaluator.resolve(text)
+            try:
+                parsed = json.loads(policy) if isinstance(policy, str) else policy
+                max_receive = int(parsed["maxReceiveCount"])
+            except (TypeError, ValueError, KeyError) as exc:
+                raise TerraformError(
+                    f"{what}.redrive_policy: cannot evaluate {policy_raw!r} locally"
+                ) from exc
+            if target is None or len(evaluator.unresolved) > before:
+                raise TerraformError(
+                    f"{what}.redrive_policy: deadLetterTargetArn must be aws_sqs_queue.<name>.arn"
+                )
+            dlq = target
+        specs[resource] = QueueSpec(
+            resource=resource,
+            name=name,
+            fifo=_as_bool(body.get("fifo_queue", False)),
+            visibility_timeout_s=_resolved_int(evaluator, body, "visibility_timeout_seconds", 30, what),
+            message_retention_s=_resolved_int(evaluator, body, "message_retention_seconds", 345600, what),
+            receive_wait_time_s=_resolved_int(evaluator, body, "receive_wait_time_seconds", 0, what),
+            delay_s=_resolved_int(evaluator, body, "delay_seconds", 0, what),
+            max_message_size=_resolved_int(evaluator, body, "max_message_size", 262144, what),
+            dead_letter_queue=dlq,
+            max_receive_count=max_receive,
+        )
+    for spec in specs.values():
+        if spec.dead_letter_queue is not None and spec.dead_letter_queue not in specs:
+            raise TerraformError(
+                f"{QUEUE_TYPE}.{spec.resource}: its dead-letter queue aws_sqs_queue.{spec.dead_letter_queue} "
+                "is not defined"
+            )
+    return specs
+
+
+def event_source_mappings(
+    model: TerraformModel, variables: Mapping[str, Any] | None = None
+) -> dict[str, EventSourceMappingSpec]:
+    """Every ``aws_lambda_event_source_mapping`` whose source is an ``aws_sqs_queue`` of the module
+    (other sources, streams, are not polled locally), evaluated like :func:`queue_specs`."""
+    evaluator = _evaluator(model, variables)
+    specs: dict[str, EventSourceMappingSpec] = {}
+    for (rtype, resource), body in model.resources.items():
+        if rtype != MAPPING_TYPE:
+            continue
+        what = f"{MAPPING_TYPE}.{resource}"
+        source = _QUEUE_REF.match(str(body.get("event_source_arn", "")))
+        if source is None:
+            continue
+        if (QUEUE_TYPE, source.group("name")) not in model.resources:
+            raise TerraformError(f"{what}: aws_sqs_queue.{source.group('name')} is not defined")
+        raw_function = str(body.get("function_name", ""))
+        key = _FUNCTION_KEY.search(raw_function)
+        function = key.group("key") if key else literal(raw_function)
+        if function not in model.functions:
+            raise TerraformError(
+                f"{what}.function_name: {raw_function!r} names no function of local.functions "
+                f"({', '.join(model.functions)})"
+            )
+        concurrency: int | None = None
+        for block in body.get("scaling_config", []):
+            if "maximum_concurrency" in block:
+                concurrency = _resolved_int(
+                    evaluator, block, "maximum_concurrency", 0, f"{what}.scaling_config"
+                )
+        types = literal(body.get("function_response_types", []))
+        specs[resource] = EventSourceMappingSpec(
+            resource=resource,
+            queue=source.group("name"),
+            function=function,
+            batch_size=_resolved_int(evaluator, body, "batch_size", 10, what),
+            batching_window_s=_resolved_int(evaluator, body, "maximum_batching_window_in_seconds", 0, what),
+            maximum_concurrency=concurrency,
+            report_batch_item_failures="ReportBatchItemFailures" in types,
+            enabled=_as_bool(evaluator.resolve(body["enabled"])) if "enabled" in body else True,
+        )
+    return specs
