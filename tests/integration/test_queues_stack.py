@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.parser.models import SqsModel
 
 from local_stack import Stack
 
-from .helpers import REPO, HERE
+from .helpers import HERE, REPO
 
 TF_QUEUES = (REPO / "terraform", HERE / "terraform" / "queues")
 
