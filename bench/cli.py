@@ -231,9 +231,34 @@ def _history(sub: Any) -> None:
     p.set_defaults(module="bench.history", make=make)
 
 
-SUITE = ("fanout", "post", "lambda", "coldstart", "e2e", "connect", "history")
+def _shards(sub: Any) -> None:
+    p = sub.add_parser("shards", help="sharded fan-out (SQS + fanout) vs one invocation; the crossover")
+    p.add_argument("--recipients", type=ints, default=(1000, 10_000, 50_000), help="N (1000,10000,50000)")
+    p.add_argument("--latency-ms", type=float, default=20.0, help="fake PostToConnection latency L (20)")
+    p.add_argument("--pool", type=int, default=None, help="posts in flight per invocation (Terraform's)")
+    p.add_argument("--shard-size", type=int, default=None, help="members per shard (Terraform's)")
+    p.add_argument("--max-concurrency", type=int, default=None, help="fanout invocations (Terraform's)")
+    p.add_argument("--repeats", type=int, default=1, help="runs per N, median reported (1)")
+
+    def make(a: argparse.Namespace) -> Any:
+        from bench.shards import ShardsConfig
+
+        return ShardsConfig(
+            recipients=a.recipients,
+            latency_ms=a.latency_ms,
+            pool=a.pool,
+            shard_size=a.shard_size,
+            max_concurrency=a.max_concurrency,
+            repeats=a.repeats,
+        )
+
+    p.set_defaults(module="bench.shards", make=make)
+
+
+SUITE = ("fanout", "post", "lambda", "coldstart", "e2e", "connect", "history", "shards")
 BUILDERS: dict[str, Callable[[Any], None]] = {
     "history": _history,
+    "shards": _shards,
     "fanout": _fanout,
     "post": _post,
     "lambda": _lambda_size,

@@ -5,7 +5,8 @@ would share the benchmark's GIL and CPU; this one runs in a child process, holds
 ``latency`` seconds with ``asyncio.sleep`` (no thread per request), keeps connections alive like API
 Gateway, and answers 200 for every connection id (or 410 for ids starting with ``gone-``).
 
-``GET /_stats`` returns ``{"posts", "bytes", "in_flight", "max_in_flight", "connections"}``;
+``GET /_stats`` returns ``{"posts", "bytes", "in_flight", "max_in_flight", "connections", "distinct"}``
+(``distinct``: connection ids posted to at least once, so posts - distinct are repeats);
 ``POST /_reset`` zeroes them. Run alone: ``python -m bench.fake_api --latency-ms 20``.
 """
 
@@ -33,6 +34,7 @@ class Stats:
     in_flight: int = 0
     max_in_flight: int = 0
     peers: set[Any] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -41,6 +43,7 @@ class Stats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "connections": len(self.peers),
+            "distinct": len(self.ids),
         }
 
 
@@ -51,6 +54,7 @@ def make_app(stage: str, latency: float) -> web.Application:
         body = await request.read()
         stats.posts += 1
         stats.bytes += len(body)
+        stats.ids.add(request.match_info["cid"])
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         if request.transport is not None:
@@ -72,6 +76,7 @@ def make_app(stage: str, latency: float) -> web.Application:
     async def reset(request: web.Request) -> web.Response:
         stats.posts = stats.bytes = stats.max_in_flight = 0
         stats.peers.clear()
+        stats.ids.clear()
         return web.json_response(stats.as_dict())
 
     app = web.Application()
@@ -107,6 +112,10 @@ class FakeApiProcess:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid if self._proc is not None else 0
 
     @property
     def endpoint_url(self) -> str:
