@@ -58,3 +58,11 @@ CMD ["app.handler"]
 FROM base AS default
 COPY lambdas/default/ ${LAMBDA_TASK_ROOT}/
 CMD ["app.handler"]
+
+FROM base AS fanout
+COPY lambdas/fanout/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]
+
+FROM base AS publish
+COPY lambdas/publish/ ${LAMBDA_TASK_ROOT}/
+CMD ["app.handler"]

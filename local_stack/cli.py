@@ -275,7 +275,9 @@ def generate_event(
 def _generate(args: argparse.Namespace) -> int:
     config = _config(args)
     model = load_model(config.terraform_dirs)
-    route_keys = {name: spec.route_key for name, spec in model.functions.items()}
+    route_keys = {
+        name: spec.route_key for name, spec in model.functions.items() if spec.route_key is not None
+    }
     known = set(route_keys.values()) | {"$connect", "$disconnect", "$default"}
     key = _route_key(route_keys, args.route)
     if key not in known:
@@ -299,10 +301,13 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_event(args: argparse.Namespace, route_keys: dict[str, str], config: StackConfig) -> bytes:
+def _read_event(args: argparse.Namespace, route_keys: dict[str, str | None], config: StackConfig) -> bytes:
+    if args.event is None and route_keys.get(args.function) is None:
+        raise ValueError(f"{args.function} has no route, so no event to generate: give one with --event")
     if args.event is None:
         print(f"(no --event: using generate-event {route_keys[args.function]}'s)", file=sys.stderr)
-        event = generate_event(args.function, route_keys=route_keys, config=config)
+        routed = {name: key for name, key in route_keys.items() if key is not None}
+        event = generate_event(args.function, route_keys=routed, config=config)
         return json.dumps(event).encode()
     try:
         raw = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
@@ -409,7 +414,7 @@ async def _invoke_self_contained(args: argparse.Namespace, payload: bytes | None
     model = load_model(config.terraform_dirs)
     if args.function not in model.functions:
         return _unknown_function(args.function, model.functions)
-    route_keys = {name: spec.route_key for name, spec in model.functions.items()}
+    route_keys: dict[str, str | None] = {name: spec.route_key for name, spec in model.functions.items()}
     if payload is None:
         payload = _read_event(args, route_keys, config)
     async with run_stack(config) as stack:

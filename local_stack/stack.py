@@ -93,7 +93,8 @@ def check_route_keys(model: TerraformModel) -> None:
     fails on the second; refuse it here too instead of silently routing to one of them."""
     owners: dict[str, list[str]] = {}
     for name, spec in model.functions.items():
-        owners.setdefault(spec.route_key, []).append(name)
+        if spec.route_key is not None:  # no route: nothing to clash with
+            owners.setdefault(spec.route_key, []).append(name)
     clashes = [
         f"functions {', '.join(names[:-1])} and {names[-1]} have the same route_key {key!r}"
         for key, names in owners.items()
@@ -453,7 +454,8 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                     min_workers=config.min_workers,
                 )
                 integration = LocalIntegration(pool)
-            routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
+            if spec.route_key is not None:  # a function without a route is only invoked (pool started)
+                routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
         for expr in sorted(set(unresolved)):
             log("terraform", f"cannot evaluate {expr} locally (no default in the module): passing ''")
 

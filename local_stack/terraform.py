@@ -61,7 +61,7 @@ def literal(value: Any) -> Any:
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
-    route_key: str
+    route_key: str | None  # None: no route (invoked by an event source mapping or directly)
     timeout: int
     memory_size: int
     route_response: bool
@@ -205,14 +205,12 @@ def load_model(dirs: Iterable[Path]) -> TerraformModel:
     common_env = locals_.get("common_env") or {}
     functions: dict[str, FunctionSpec] = {}
     for name, body in raw_functions.items():
-        if "route_key" not in body:
-            raise TerraformError(f"local.functions.{name} has no route_key")
         env = dict(common_env)
         env.update(body.get("environment") or {})
         env.pop("__is_block__", None)
         functions[name] = FunctionSpec(
             name=name,
-            route_key=literal(body["route_key"]),
+            route_key=literal(body.get("route_key")),
             timeout=_as_int(body.get("timeout", 3), f"local.functions.{name}.timeout"),
             memory_size=_as_int(body.get("memory_size", 128), f"local.functions.{name}.memory_size"),
             route_response=_as_bool(body.get("route_response", False)),

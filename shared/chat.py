@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from shared import ids
 from shared.connections import Connection, ConnectionStore, JoinOutcome
+from shared.fanout_queue import EnqueueFailed, FanoutQueue
 from shared.messages import HistoryPage, MessageStore, StoredMessage, conversation_key
 from shared.observability import logger
 from shared.protocol import (
@@ -48,9 +50,11 @@ from shared.protocol import (
     validate_chat_message,
     validate_history_request,
 )
+from shared.publish import PublishRequest
 from shared.rate_limit import RateLimiter, Verdict
 from shared.rooms import Membership, MembershipStore, RoomMemberships
 from shared.sender import BroadcastResult, Sender
+from shared.shards import ShardJob, ShardMember, encode_job, plan_shards
 
 SEND_MESSAGE = "sendMessage"
 GET_HISTORY = "getHistory"
@@ -73,7 +77,8 @@ class Fanout:
     recipients: int = 0
     pages: int = 0
     expired_skipped: int = 0
-    broadcast: BroadcastResult = _NO_BROADCAST
+    broadcast: BroadcastResult = _NO_BROADCAST  # nothing posted here when sharded
+    shards: int = 0  # shard jobs queued for the fanout function (0: posted here)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -115,6 +120,8 @@ class ChatService:
         memberships: MembershipStore | None = None,
         max_message_bytes: int = 4096,
         max_rooms: int = 50,
+        fanout: FanoutQueue | None = None,
+        shard_size: int = 2000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.connections = connections
@@ -124,7 +131,10 @@ class ChatService:
         self.memberships = memberships
         self.max_message_bytes = max_message_bytes
         self.max_rooms = max_rooms
+        self.fanout = fanout  # None: every broadcast is posted here, whatever the room's size
+        self.shard_size = shard_size
         self._clock = clock
+        self._ids = ids.UlidGenerator()
 
     # -- frames --------------------------------------------------------------------------------------
 
@@ -174,14 +184,31 @@ class ChatService:
         )
         message = saved.message
         _same_conversation(saved.duplicate, message.room_id, room_id, given_id)
-        if given_id is not None:
-            self.sender.post(
-                endpoint,
-                connection_id,
-                ack_frame(client_msg_id=given_id, message_id=message.message_id, room_id=message.room_id),
-            )
-        fanout = self.broadcast_room(endpoint, message.room_id, encode(message.as_frame()))
+        fanout = self._broadcast_message(endpoint, message, ack_to=connection_id, client_msg_id=given_id)
         return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
+
+    def _broadcast_message(
+        self, endpoint: str, message: StoredMessage, *, ack_to: str | None, client_msg_id: str | None
+    ) -> Fanout:
+        """Fan a stored room message out; the sender's ack goes first when posted here, once every shard
+        is queued when sharded: an ack always means the whole room will get it. Raises
+        :class:`EnqueueFailed` when shards could not be queued (no ack then; the same client_msg_id
+        again completes the fan-out)."""
+
+        def ack() -> None:
+            if ack_to is not None and client_msg_id is not None:
+                frame = ack_frame(
+                    client_msg_id=client_msg_id, message_id=message.message_id, room_id=message.room_id
+                )
+                self.sender.post(endpoint, ack_to, frame)
+
+        return self.broadcast_room(
+            endpoint,
+            message.room_id,
+            encode(message.as_frame()),
+            message_id=message.message_id,
+            before_posting=ack,
+        )
 
     def send_direct(self, endpoint: str, connection_id: str, body: str | None) -> SendResult:
         """Store a direct message, acknowledge it, then deliver it to every live connection of the
@@ -213,11 +240,15 @@ class ChatService:
                     client_msg_id=given_id, message_id=message.message_id, to_user_id=to_user_id
                 ),
             )
+        fanout = self._deliver_direct(endpoint, message, (to_user_id, connection.user_id), skip=connection_id)
+        return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
+
+    def _deliver_direct(
+        self, endpoint: str, message: StoredMessage, users: tuple[str, str], *, skip: str | None
+    ) -> Fanout:
+        """Post a direct message to every live connection of both users (``user_id-index``) but ``skip``."""
         targets = [
-            c
-            for user in (to_user_id, connection.user_id)
-            for c in self.connections.user_connections(user)
-            if c.connection_id != connection_id
+            c for user in users for c in self.connections.user_connections(user) if c.connection_id != skip
         ]
         gone = _Gone()
         result = self.sender.broadcast(
@@ -231,7 +262,31 @@ class ChatService:
             kept += not self._clean_up(cid, target.user_id, since=target.since, room=None, offline=offline)
         self._announce_offline(endpoint, offline)
         result = _with_kept(result, kept)
-        fanout = Fanout(recipients=len(targets), pages=2, broadcast=result)
+        return Fanout(recipients=len(targets), pages=2, broadcast=result)
+
+    def publish(self, endpoint: str, request: PublishRequest) -> SendResult:
+        """Store a message from a backend (a system sender, not rate limited: IAM is the gate) and fan it
+        out like a sent one: to a room (sharded past the shard size) or to one user's connections. A
+        repeated ``client_msg_id`` of the same sender fans the stored message out again (completing one
+        whose shards could not all be queued)."""
+        assert self.messages is not None
+        saved = self.messages.save(
+            room_id=request.room_id or "",
+            user_id=request.user_id,
+            text=request.text,
+            name=request.name,
+            client_msg_id=request.client_msg_id,
+            to_user_id=request.to_user_id,
+        )
+        message = saved.message
+        if request.to_user_id is not None:
+            key = conversation_key(request.user_id, request.to_user_id)
+            _same_conversation(saved.duplicate, message.room_id, key, request.client_msg_id)
+            fanout = self._deliver_direct(endpoint, message, (request.to_user_id, request.user_id), skip=None)
+        else:
+            assert request.room_id is not None
+            _same_conversation(saved.duplicate, message.room_id, request.room_id, request.client_msg_id)
+            fanout = self._broadcast_message(endpoint, message, ack_to=None, client_msg_id=None)
         return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
 
     def get_history(self, endpoint: str, connection_id: str, body: str | None) -> HistoryResult:
@@ -383,28 +438,95 @@ class ChatService:
         *,
         skip_connection: str | None = None,
         skip_user: str | None = None,
+        message_id: str | None = None,
+        before_posting: Callable[[], None] | None = None,
     ) -> Fanout:
         """Post ``data`` to every live membership of the room (one paginated Query), then remove the
-        connections found gone and the memberships found expired."""
+        connections found gone and the memberships found expired.
+
+        Past ``shard_size`` targets (with a fanout queue), shard jobs are queued instead and the fanout
+        function posts them (:meth:`fan_out_shard`); ``before_posting`` runs before the first post here,
+        or once every job is queued. Raises :class:`EnqueueFailed` when jobs could not all be queued
+        (after the expired memberships are removed)."""
         assert self.memberships is not None
         room: RoomMemberships = self.memberships.room(room_id)
         targets = [m for m in room.live if m.connection_id != skip_connection and m.user_id != skip_user]
-        gone = _Gone()
-        result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
-        by_id = {m.connection_id: m for m in targets}
-        kept = 0
         offline: list[tuple[str, str, str | None]] = []
-        for cid in gone.ids():
-            found = by_id[cid]
-            kept += not self._clean_up(cid, found.user_id, since=found.since, room=room_id, offline=offline)
+        shards = 0
+        result = _NO_BROADCAST
+        failure: EnqueueFailed | None = None
+        if self.fanout is not None and len(targets) > self.shard_size:
+            try:
+                shards = self._queue_shards(endpoint, room_id, data, targets, message_id)
+            except EnqueueFailed as error:
+                failure = error
+            else:
+                if before_posting is not None:
+                    before_posting()
+        else:
+            if before_posting is not None:
+                before_posting()
+            result = self._post_members(endpoint, room_id, data, targets, offline)
         for expired in room.expired:  # API Gateway closed it (2 h at most); its $disconnect was missed
             self._clean_up(expired.connection_id, expired.user_id, since=0, room=room_id, offline=offline)
         # Announced once every gone one is removed, so none of them is posted to again.
         self._announce_offline(endpoint, offline)
-        result = _with_kept(result, kept)
+        if failure is not None:
+            raise failure
         return Fanout(
-            recipients=len(targets), pages=room.pages, expired_skipped=room.expired_skipped, broadcast=result
+            recipients=len(targets),
+            pages=room.pages,
+            expired_skipped=room.expired_skipped,
+            broadcast=result,
+            shards=shards,
         )
+
+    def fan_out_shard(self, job: ShardJob) -> Fanout:
+        """Post one shard job (the fanout function) with the same rules as a broadcast posted here: a
+        connection gone (410) is removed, with every membership it had and the offline it implies; 429
+        and 5xx are retried and never removed. A member whose post failed counts in ``failed``: the
+        caller lets SQS deliver the whole job again (members who got it drop the repeat by message_id)."""
+        offline: list[tuple[str, str, str | None]] = []
+        targets = [
+            Membership(
+                room_id=job.room_id, connection_id=m.connection_id, user_id=m.user_id, ttl=0, since=m.since
+            )
+            for m in job.members
+        ]
+        result = self._post_members(job.endpoint, job.room_id, job.data.encode("utf-8"), targets, offline)
+        self._announce_offline(job.endpoint, offline)
+        return Fanout(recipients=len(targets), broadcast=result)
+
+    def _post_members(
+        self,
+        endpoint: str,
+        room_id: str,
+        data: bytes,
+        targets: list[Membership],
+        offline: list[tuple[str, str, str | None]],
+    ) -> BroadcastResult:
+        gone = _Gone()
+        result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
+        by_id = {m.connection_id: m for m in targets}
+        kept = 0
+        for cid in gone.ids():
+            found = by_id[cid]
+            kept += not self._clean_up(cid, found.user_id, since=found.since, room=room_id, offline=offline)
+        return _with_kept(result, kept)
+
+    def _queue_shards(
+        self, endpoint: str, room_id: str, data: bytes, targets: list[Membership], message_id: str | None
+    ) -> int:
+        assert self.fanout is not None
+        jobs = plan_shards(
+            endpoint=endpoint,
+            room_id=room_id,
+            message_id=message_id or self._ids.new(),
+            data=data.decode("utf-8"),
+            members=(ShardMember(m.connection_id, m.user_id, m.since) for m in targets),
+            shard_size=self.shard_size,
+        )
+        return self.fanout.enqueue(encode_job(job) for job in jobs)
 
     def _enter(self, endpoint: str, connection: Connection, room_id: str) -> RoomResult:
         assert self.memberships is not None

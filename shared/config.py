@@ -262,3 +262,24 @@ class RoomsConfig:
 def max_rooms_per_connection(env: Mapping[str, str] = os.environ) -> int:
     """How many rooms one connection may be in at once (``join`` refuses more: ``too_many_rooms``)."""
     return _int(env, "MAX_ROOMS_PER_CONNECTION", default=50, minimum=1, maximum=1000)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FanoutConfig:
+    """Sharded fan-out (docs/fanout.md): a broadcast to more than ``shard_size`` live connections is cut
+    into shard jobs of at most that many on the queue at ``queue_url``, which the fanout function posts.
+    Without a queue (``FANOUT_QUEUE_URL`` unset) every broadcast is posted by the function itself."""
+
+    queue_url: str | None
+    shard_size: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> FanoutConfig:
+        queue_url = _optional(env, "FANOUT_QUEUE_URL")
+        if queue_url is not None and not queue_url.startswith(("https://", "http://")):
+            raise ConfigError(
+                f"environment variable FANOUT_QUEUE_URL must be an http(s) URL, got {queue_url!r}"
+            )
+        # At most what one fanout invocation posts in its time, and what fits in a 256 KB SQS message.
+        shard_size = _int(env, "FANOUT_SHARD_SIZE", default=2000, minimum=1, maximum=20_000)
+        return cls(queue_url=queue_url, shard_size=shard_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from shared.chat import ChatService
 from shared.config import (
+    FanoutConfig,
     MessageStoreConfig,
     RateLimitConfig,
     RoomsConfig,
@@ -16,6 +17,7 @@ from shared.config import (
     messages_table_name,
 )
 from shared.connections import ConnectionStore, dynamodb_client
+from shared.fanout_queue import FanoutQueue, sqs_client
 from shared.messages import MessageStore
 from shared.rate_limit import RateLimiter, TokenBucket
 from shared.rooms import MembershipStore
@@ -28,6 +30,7 @@ def chat_service(
     stores_messages: bool = True,
     rate_limited: bool = True,
     uses_rooms: bool = True,
+    fans_out: bool = False,
     max_rooms: int = 50,
     max_message_bytes: int = 4096,
     connect_timeout: float = 2,
@@ -37,7 +40,9 @@ def chat_service(
 
     ``stores_messages`` False leaves out the message store (``$default`` only keeps rate-limit buckets there,
     and is given neither the retention setting nor access to messages); ``rate_limited`` False leaves out
-    the rate limit ($connect, $disconnect); ``uses_rooms`` False the membership table. A broadcast removes
+    the rate limit ($connect, $disconnect); ``uses_rooms`` False the membership table. ``fans_out`` True
+    reads ``FanoutConfig``: with a queue, a broadcast past its shard size is queued as shard jobs (one SQS
+    client, from the process's one botocore session, like the DynamoDB client's). A broadcast removes
     the connections it finds gone (410); a reply to one sender leaves that to ``$disconnect``."""
     client = dynamodb_client(pool_size=pool_size, connect_timeout=connect_timeout, read_timeout=read_timeout)
     connections = ConnectionStore(TableConfig.from_env().table_name, client=client)
@@ -62,6 +67,14 @@ def chat_service(
     callback_url = callback_url_from_env()
     if callback_url:
         sender.client(callback_url)  # build the management client during init, not on the first frame
+    fanout = None
+    shard_size = 1
+    if fans_out:
+        fanout_config = FanoutConfig.from_env()
+        shard_size = fanout_config.shard_size
+        if fanout_config.queue_url is not None:
+            queue_client = sqs_client(connect_timeout=connect_timeout, read_timeout=read_timeout)
+            fanout = FanoutQueue(fanout_config.queue_url, client=queue_client)
     return ChatService(
         connections=connections,
         messages=messages,
@@ -70,6 +83,8 @@ def chat_service(
         memberships=memberships,
         max_message_bytes=max_message_bytes,
         max_rooms=max_rooms,
+        fanout=fanout,
+        shard_size=shard_size,
     )
 
 

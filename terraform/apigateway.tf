@@ -8,7 +8,7 @@ resource "aws_apigatewayv2_api" "websocket" {
 }
 
 resource "aws_apigatewayv2_integration" "this" {
-  for_each = local.functions
+  for_each = local.routed_functions
 
   api_id             = aws_apigatewayv2_api.websocket.id
   description        = "${each.value.route_key} -> ${local.function_names[each.key]}"
@@ -18,7 +18,7 @@ resource "aws_apigatewayv2_integration" "this" {
 }
 
 resource "aws_apigatewayv2_route" "this" {
-  for_each = local.functions
+  for_each = local.routed_functions
   #checkov:skip=CKV_AWS_309:The JWT is verified by the $connect function, because the handshake needs distinct 401/400/403 statuses (docs/auth.md) an authorizer cannot return; later routes cannot carry an authorizer at all (only $connect can).
 
   api_id             = aws_apigatewayv2_api.websocket.id
@@ -30,7 +30,7 @@ resource "aws_apigatewayv2_route" "this" {
 }
 
 resource "aws_apigatewayv2_route_response" "this" {
-  for_each = { for key, fn in local.functions : key => fn if fn.route_response }
+  for_each = { for key, fn in local.routed_functions : key => fn if fn.route_response }
 
   api_id             = aws_apigatewayv2_api.websocket.id
   route_id           = aws_apigatewayv2_route.this[each.key].id
@@ -41,7 +41,7 @@ resource "aws_apigatewayv2_route_response" "this" {
 # response changes, and created before the old one is destroyed so the stage always has one.
 resource "aws_apigatewayv2_deployment" "this" {
   api_id      = aws_apigatewayv2_api.websocket.id
-  description = "Routes: ${join(", ", sort([for fn in local.functions : fn.route_key]))}"
+  description = "Routes: ${join(", ", sort([for fn in local.routed_functions : fn.route_key]))}"
 
   triggers = {
     redeployment = sha1(jsonencode([
@@ -157,7 +157,7 @@ resource "aws_apigatewayv2_api_mapping" "this" {
 # The exact route ARN (arn:...:{api}/{stage}/{route_key}); built from the stage name so the permission
 # exists before the stage starts routing to the function.
 resource "aws_lambda_permission" "this" {
-  for_each = local.functions
+  for_each = local.routed_functions
 
   statement_id  = "AllowApiGatewayInvoke"
   action        = "lambda:InvokeFunction"

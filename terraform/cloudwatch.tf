@@ -293,3 +293,41 @@ resource "aws_cloudwatch_dashboard" "this" {
     ]
   })
 }
+
+# A shard in the DLQ is a broadcast some members never got (after fanout_max_receive_count receives).
+resource "aws_cloudwatch_metric_alarm" "fanout_dlq" {
+  alarm_name          = "${aws_sqs_queue.fanout_dlq.name}-depth"
+  alarm_description   = "Shard jobs in the fanout dead-letter queue: members of a large room missed a message."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.fanout_dlq.name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}
+
+# Shards waiting: the mapping's maximum concurrency is too low for the rooms, or fanout keeps failing.
+resource "aws_cloudwatch_metric_alarm" "fanout_age" {
+  alarm_name          = "${aws_sqs_queue.fanout.name}-oldest-age"
+  alarm_description   = "The oldest shard job on the fanout queue is older than ${var.alarm_fanout_age_seconds} s: large rooms get messages late."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.fanout.name }
+  statistic           = "Maximum"
+  period              = 60
+  evaluation_periods  = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarm_fanout_age_seconds
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+
+  tags = local.tags
+}

@@ -4,6 +4,10 @@
 # dynamodb_actions maps a table (a key of local.dynamodb_tables, iam.tf) to the actions the function calls
 # on it; dynamodb_indexes maps a table to the indexes its Query may read (none listed: the table itself).
 #
+# route_key = null: the function has no route (fanout is invoked by its SQS event source mapping, publish by
+# a backend with lambda:InvokeFunction); apigateway.tf leaves those out. queue_actions (absent: none) are
+# the actions the function calls on the fanout queue (sqs.tf).
+#
 # Each function's environment is merge(local.common_env, environment): together, every variable its code
 # reads. Values are AWS values; the local stack keeps the names and substitutes local values. Keep both
 # maps plain object literals (no merge/conditionals inside) so they stay readable without evaluation.
@@ -75,6 +79,7 @@ locals {
       dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
+      queue_actions      = ["sqs:SendMessage"]
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
@@ -85,6 +90,8 @@ locals {
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
       }
     }
     get_history = {
@@ -249,5 +256,63 @@ locals {
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
       }
     }
+    fanout = {
+      route_key   = null # its SQS event source mapping invokes it (sqs.tf)
+      description = "Posts the shards of a large room's broadcast from the fanout queue"
+      timeout     = 60
+      memory_size = 1024 # like send_message: posting is CPU-bound
+      dynamodb_actions = {
+        connections = ["dynamodb:DeleteItem"]
+        memberships = ["dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+      }
+      dynamodb_indexes   = {}
+      manage_connections = true
+      route_response     = false
+      # Receive, Delete and GetQueueAttributes are the mapping's (with this role); ChangeMessageVisibility
+      # is the function's own, to bring a failed shard back sooner than the visibility timeout; SendMessage
+      # queues the offline presence a 410 causes in a room past the shard size.
+      queue_actions = [
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+      ]
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
+      }
+    }
+    publish = {
+      route_key   = null # a backend invokes it directly with IAM (lambda:InvokeFunction): docs/fanout.md
+      description = "Stores and fans out a message from a backend (system sender) to a room or a user"
+      timeout     = 29
+      memory_size = 1024
+      dynamodb_actions = {
+        connections = ["dynamodb:Query", "dynamodb:DeleteItem"]
+        # TransactWriteItems is authorised as a PutItem per item; GetItem reads a repeated client_msg_id.
+        messages    = ["dynamodb:PutItem", "dynamodb:GetItem"]
+        memberships = ["dynamodb:Query", "dynamodb:DeleteItem", "dynamodb:UpdateItem"]
+      }
+      dynamodb_indexes   = { connections = ["user_id-index"] }
+      manage_connections = true
+      route_response     = false
+      queue_actions      = ["sqs:SendMessage"]
+      environment = {
+        DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
+        DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
+        DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
+        MESSAGE_RETENTION_DAYS             = tostring(var.message_retention_days)
+        WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
+        BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
+      }
+    }
   }
+
+  # The functions API Gateway routes to (apigateway.tf): every one with a route_key.
+  routed_functions = { for key, fn in local.functions : key => fn if fn.route_key != null }
 }

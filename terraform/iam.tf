@@ -25,6 +25,9 @@ locals {
     }
   }
 
+  # The actions a function calls on the fanout queue (none unless local.functions lists queue_actions).
+  queue_actions = { for key, fn in local.functions : key => lookup(fn, "queue_actions", []) }
+
   reads_jwt_secret = {
     for key, fn in local.functions : key => contains(keys(fn.environment), "JWT_SECRET_ARN") && var.jwt_secret_arn != null
   }
@@ -52,7 +55,7 @@ resource "aws_iam_role" "function" {
   for_each = local.functions
 
   name               = local.role_names[each.key]
-  description        = "Execution role of ${local.function_names[each.key]} (${each.value.route_key})"
+  description        = "Execution role of ${local.function_names[each.key]} (${each.value.route_key == null ? "no route" : each.value.route_key})"
   assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
 
   tags = local.tags
@@ -113,6 +116,27 @@ data "aws_iam_policy_document" "function" {
       sid       = "PostToConnections"
       actions   = ["execute-api:ManageConnections"]
       resources = ["${local.stage_execution_arn}/POST/@connections/*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.queue_actions[each.key]) > 0 ? [1] : []
+
+    content {
+      sid       = "FanoutQueue"
+      actions   = local.queue_actions[each.key]
+      resources = [aws_sqs_queue.fanout.arn]
+    }
+  }
+
+  # SQS encrypts with the module key through the sender's own permissions (the key policy's account statement).
+  dynamic "statement" {
+    for_each = contains(local.queue_actions[each.key], "sqs:SendMessage") ? [1] : []
+
+    content {
+      sid       = "EncryptQueueMessages"
+      actions   = ["kms:GenerateDataKey"]
+      resources = [aws_kms_key.this.arn]
     }
   }
 

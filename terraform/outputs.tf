@@ -80,3 +80,23 @@ output "dashboard_name" {
   description = "Name of the CloudWatch dashboard."
   value       = aws_cloudwatch_dashboard.this.dashboard_name
 }
+
+output "publish_function_name" {
+  description = "Name of the publish function a backend invokes (aws lambda invoke; docs/fanout.md)."
+  value       = aws_lambda_function.this["publish"].function_name
+}
+
+output "publish_function_arn" {
+  description = "ARN of the publish function: grant a backend lambda:InvokeFunction on it."
+  value       = aws_lambda_function.this["publish"].arn
+}
+
+output "fanout_queue_url" {
+  description = "URL of the fanout shard queue (FANOUT_QUEUE_URL)."
+  value       = aws_sqs_queue.fanout.url
+}
+
+output "fanout_dlq_url" {
+  description = "URL of the fanout dead-letter queue (shards that failed fanout_max_receive_count times)."
+  value       = aws_sqs_queue.fanout_dlq.url
+}

@@ -387,3 +387,73 @@ variable "message_retention_days" {
     error_message = "message_retention_days must be a whole number of days between 1 and 3650."
   }
 }
+
+################################################################################
+# Sharded fan-out (docs/fanout.md)
+################################################################################
+
+variable "fanout_shard_size" {
+  description = "FANOUT_SHARD_SIZE: a broadcast to more live connections than this is cut into shard jobs of at most this many on the fanout queue (posted by the fanout function); up to it, the function posts itself. Provisional: one invocation posts 2,000 in about 1.25 s (pool 32, 20 ms a post), less than a queue hop and a possible cold start would save."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.fanout_shard_size >= 1 && var.fanout_shard_size <= 20000 && floor(var.fanout_shard_size) == var.fanout_shard_size
+    error_message = "fanout_shard_size must be a whole number between 1 and 20000 (a shard must fit one fanout invocation and SQS's 256 KB)."
+  }
+}
+
+variable "fanout_batch_size" {
+  description = "Shard jobs per fanout invocation (the event source mapping's batch_size). A batch's shards are posted one after another, so 1 spreads a room's shards over the most invocations at once."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.fanout_batch_size >= 1 && var.fanout_batch_size <= 10 && floor(var.fanout_batch_size) == var.fanout_batch_size
+    error_message = "fanout_batch_size must be a whole number between 1 and 10 (SQS's most without a batching window)."
+  }
+}
+
+variable "fanout_max_concurrency" {
+  description = "Most fanout invocations at once (the mapping's scaling_config.maximum_concurrency). Each holds broadcast_concurrency posts in flight: 4 × 32 at 20 ms a post is 6,400 requests a second, inside API Gateway's account limit of 10,000 shared with every API (the plan refuses more than 10,000)."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.fanout_max_concurrency >= 2 && var.fanout_max_concurrency <= 1000 && floor(var.fanout_max_concurrency) == var.fanout_max_concurrency
+    error_message = "fanout_max_concurrency must be a whole number between 2 and 1000 (Lambda's limits for an SQS mapping)."
+  }
+}
+
+variable "fanout_max_receive_count" {
+  description = "Receives of a shard job before SQS moves it to the dead-letter queue (the redrive policy's maxReceiveCount)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.fanout_max_receive_count >= 1 && var.fanout_max_receive_count <= 1000 && floor(var.fanout_max_receive_count) == var.fanout_max_receive_count
+    error_message = "fanout_max_receive_count must be a whole number between 1 and 1000."
+  }
+}
+
+variable "fanout_retention_seconds" {
+  description = "How long a shard job may wait on the fanout queue (message_retention_seconds). A chat message older than this is no longer worth delivering live; clients resume from history."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.fanout_retention_seconds >= 60 && var.fanout_retention_seconds <= 1209600 && floor(var.fanout_retention_seconds) == var.fanout_retention_seconds
+    error_message = "fanout_retention_seconds must be a whole number of seconds between 60 and 1209600 (14 days)."
+  }
+}
+
+variable "alarm_fanout_age_seconds" {
+  description = "Age in seconds of the oldest shard job on the fanout queue (ApproximateAgeOfOldestMessage) that raises the fanout backlog alarm."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.alarm_fanout_age_seconds >= 1 && floor(var.alarm_fanout_age_seconds) == var.alarm_fanout_age_seconds
+    error_message = "alarm_fanout_age_seconds must be a whole number of at least 1."
+  }
+}

@@ -3,6 +3,8 @@
 The room is any the connection is in (omitted: its first room); another is refused (``forbidden_room``).
 Errors go to the sender only, as error frames; nothing is broadcast then. A message is broadcast only
 once it is stored, and a repeated ``client_msg_id`` broadcasts the stored message again (docs/history.md).
+Past ``FANOUT_SHARD_SIZE`` live connections the broadcast is queued as shard jobs for the fanout function
+(docs/fanout.md); the ack then follows the queueing, and a failure to queue is an ``internal`` error frame.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared import runtime
 from shared.chat import Dropped
 from shared.config import MessagingConfig
+from shared.fanout_queue import EnqueueFailed
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import ErrorCode, FrameError, error_frame
 from shared.sender import endpoint_url
 from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
-service = chat_service(pool_size=config.broadcast_concurrency, max_message_bytes=config.max_message_bytes)
+service = chat_service(
+    pool_size=config.broadcast_concurrency, max_message_bytes=config.max_message_bytes, fans_out=True
+)
 store = service.connections
 messages = service.messages
 limiter = service.limiter
@@ -47,6 +52,21 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         count("MessagesRefused")
         sender.post(endpoint, connection_id, error_frame(error.code, error.message))
         return {"statusCode": 200}
+    except EnqueueFailed as error:
+        # Stored, not acked: the same client_msg_id again re-queues every shard (members drop repeats).
+        logger.exception("message stored but its shards not all queued", extra={"enqueued": error.enqueued})
+        count("FanoutEnqueueFailures")
+        count("InternalErrors")
+        sender.post(
+            endpoint,
+            connection_id,
+            error_frame(
+                ErrorCode.INTERNAL,
+                "the message was stored but not delivered to everyone; send it again with the same "
+                "client_msg_id to complete it",
+            ),
+        )
+        return {"statusCode": 500}
     except Exception:
         logger.exception("sendMessage failed")
         count("InternalErrors")
@@ -66,12 +86,14 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
             "gone": broadcast.gone,
             "gone_kept": broadcast.gone_kept,
             "failed": broadcast.failed,
+            "shards": fanout.shards,
             "query_pages": fanout.pages,
             "expired_skipped": fanout.expired_skipped,
         },
     )
     count("MessagesRebroadcast" if result.duplicate else "MessagesStored")
     count("MessagesBroadcast")
+    count("FanoutShardsQueued", fanout.shards)
     count("RecipientsDelivered", broadcast.delivered)
     count("GoneConnectionsRemoved", broadcast.gone)
     count("GoneDeletesFailed", broadcast.gone_kept)
