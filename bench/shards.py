@@ -22,6 +22,7 @@ run is CPU-bound, and ``CPU s / cores`` is its floor there. The defaults come fr
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -180,27 +181,20 @@ class ShardedHarness:
 
 
 def crossover(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Least-squares lines time = a + b * N for both, and the N where they cross (None if they do not)."""
-
-    def fit(key: str) -> tuple[float, float]:
-        xs = [r["recipients"] for r in rows]
-        ys = [r[key] for r in rows]
-        if len(xs) < 2:
-            return ys[0], 0.0
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-        return my - b * mx, b
-
-    a1, b1 = fit("single_ms")
-    a2, b2 = fit("sharded_ms")
-    n = (a2 - a1) / (b1 - b2) if b1 > b2 else None
-    faster = [r["recipients"] for r in rows if r["sharded_ms"] < r["single_ms"]]
-    slower = [r["recipients"] for r in rows if r["sharded_ms"] >= r["single_ms"]]
+    """The N where sharding starts to pay: between the last measured N where one invocation was faster and
+    the next one, where the difference (single - sharded) changes sign, interpolated linearly. (Not a fit:
+    the sharded time is a staircase, one shard's queue hop below the shard size, parallel shards above.)"""
+    ordered = sorted(rows, key=lambda r: r["recipients"])
+    faster = [r["recipients"] for r in ordered if r["sharded_ms"] < r["single_ms"]]
+    slower = [r["recipients"] for r in ordered if r["sharded_ms"] >= r["single_ms"]]
+    n: float | None = None
+    for before, after in itertools.pairwise(ordered):
+        d0 = before["single_ms"] - before["sharded_ms"]
+        d1 = after["single_ms"] - after["sharded_ms"]
+        if d0 < 0 <= d1:
+            n = before["recipients"] + (after["recipients"] - before["recipients"]) * -d0 / (d1 - d0)
     return {
-        "single_fit_ms": [a1, b1],
-        "sharded_fit_ms": [a2, b2],
-        "fitted_n": None if n is None else max(0.0, n),
+        "interpolated_n": n,
         "largest_n_single_faster": max(slower) if slower else None,
         "smallest_n_sharded_faster": min(faster) if faster else None,
     }
@@ -302,12 +296,15 @@ def render(result: dict[str, Any]) -> str:
     ]  # fmt: skip
     out = [table(title, headers, rows, digits=2)]
     c = result["crossover"]
-    fitted = (
-        "no crossing (sharded never catches up)" if c["fitted_n"] is None else f"N ≈ {c['fitted_n']:,.0f}"
-    )
+    if c["interpolated_n"] is not None:
+        where = f"N ~ {c['interpolated_n']:,.0f} (interpolated)"
+    elif c["smallest_n_sharded_faster"] is None:
+        where = "not within the measured N (one invocation always faster)"
+    else:
+        where = "below the smallest N measured (sharded always faster)"
     out.append(
-        f"crossover (least squares, time = a + b*N): {fitted}; measured: single faster up to "
-        f"{c['largest_n_single_faster'] or '-'}, sharded faster from {c['smallest_n_sharded_faster'] or '-'}"
+        f"crossover: {where}; one invocation faster up to N = {c['largest_n_single_faster'] or '-'}, "
+        f"sharded faster from N = {c['smallest_n_sharded_faster'] or '-'}"
     )
     out.append(
         "ideal sharded = N / (max concurrency * pool) * L; CPU floor = CPU s of every process / cores "

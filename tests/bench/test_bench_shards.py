@@ -18,7 +18,7 @@ def test_bench_shards_tiny(tmp_path: Path) -> None:
         assert row["max_in_flight_invocations"] <= 2
         (run,) = row["sharded_runs"]
         assert run["invocations"] == row["shards"] and run["posts"] == row["recipients"]
-    assert set(result["crossover"]) >= {"fitted_n", "smallest_n_sharded_faster"}
+    assert set(result["crossover"]) >= {"interpolated_n", "smallest_n_sharded_faster"}
     assert "crossover" in shards.render(result)
     assert write("shards", result, tmp_path).exists()
 
@@ -34,5 +34,5 @@ def test_crossover_of_two_lines() -> None:
         {"recipients": 1000, "single_ms": 700.0, "sharded_ms": 900.0},
         {"recipients": 3000, "single_ms": 2100.0, "sharded_ms": 1300.0},
     ]
-    # single = 0.7 N, sharded = 700 + 0.2 N: equal at N = 1400
-    assert round(shards.crossover(rows)["fitted_n"]) == 1400
+    # the difference goes from -200 to +800 ms: zero at 1000 + 2000 * 200 / 1000
+    assert round(shards.crossover(rows)["interpolated_n"]) == 1400
