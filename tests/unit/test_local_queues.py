@@ -46,20 +46,28 @@ def test_arithmetic_on_locals_is_evaluated(tmp_path: Path) -> None:
 
 
 def test_mappings_are_read_from_the_terraform(tmp_path: Path) -> None:
-    (mapping,) = event_source_mappings(model(tmp_path), {"jobs_batch_size": 3}).values()
+    mapping = event_source_mappings(model(tmp_path), {"jobs_batch_size": 3})["jobs"]
     assert (mapping.queue, mapping.function, mapping.batch_size) == ("jobs", "t_batch", 3)
     assert mapping.maximum_concurrency == 2 and mapping.report_batch_item_failures and mapping.enabled
 
 
-def test_a_mapping_to_an_unknown_function_is_refused(tmp_path: Path) -> None:
+def test_a_mapping_names_its_function_by_its_key(tmp_path: Path) -> None:
     extra = """
     resource "aws_lambda_event_source_mapping" "stray" {
       event_source_arn = aws_sqs_queue.jobs.arn
-      function_name    = aws_lambda_function.this["nope"].arn
+      function_name    = aws_lambda_function.this["elsewhere"].arn
+    }
+    resource "aws_lambda_event_source_mapping" "odd" {
+      event_source_arn = aws_sqs_queue.jobs.arn
+      function_name    = var.some_arn
     }
     """
-    with pytest.raises(TerraformError, match="names no function"):
+    with pytest.raises(TerraformError, match=r"odd\.function_name"):
         event_source_mappings(model(tmp_path, extra))
+    extra = extra[: extra.index('    resource "aws_lambda_event_source_mapping" "odd"')]
+    assert (
+        event_source_mappings(model(tmp_path, extra))["stray"].function == "elsewhere"
+    )  # not run: not polled
 
 
 def test_an_unevaluable_value_is_an_error_not_a_guess(tmp_path: Path) -> None:
