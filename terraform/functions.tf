@@ -279,6 +279,7 @@ locals {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
         WEBSOCKET_CALLBACK_URL             = local.callback_url
+        MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
         FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)

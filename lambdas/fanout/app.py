@@ -28,7 +28,9 @@ margin_seconds = DeadlineConfig.from_env().margin_seconds
 service = chat_service(
     pool_size=config.broadcast_concurrency, rate_limited=False, stores_messages=False, fans_out=True
 )
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every shard failed is answered like any other (each record in batchItemFailures), not
+# raised: raising would count a function error for what is a retried delivery.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def post_shard(record: SQSRecord) -> None:

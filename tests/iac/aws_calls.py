@@ -30,7 +30,7 @@ OUTPUT_ENV = "AWS_CALLS_OUTPUT"
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
 CODE_DIRS = (str(ROOT / "shared") + os.sep, str(LAMBDAS) + os.sep)
-RECORDED_PARAMS = ("TableName", "IndexName", "SecretId", "ConnectionId")
+RECORDED_PARAMS = ("TableName", "IndexName", "SecretId", "ConnectionId", "QueueUrl")
 
 _calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
 _env_reads: dict[str, set[str]] = defaultdict(set)

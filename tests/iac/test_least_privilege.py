@@ -15,6 +15,7 @@ import pytest
 from tests.iac.gotchas import policy_statements
 from tests.iac.hcl import Evaluator, Module, function_keys
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
+from tests.support.sqs import FANOUT_QUEUE
 
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
@@ -25,6 +26,9 @@ PLATFORM_ACTIONS = {
     "xray:PutTelemetryRecords",
     "kms:Decrypt",
 }
+# Called with the fanout function's role by its SQS event source mapping, not by its code: checked for
+# their scope below (the fanout function only, the fanout queue only).
+MAPPING_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 MANAGEMENT_METHODS = {"PostToConnection": "POST", "GetConnection": "GET", "DeleteConnection": "DELETE"}
 
 
@@ -55,8 +59,28 @@ def _table_arn(name: str, evaluator: Evaluator) -> str:
     return str(evaluator.value(f'"${{aws_dynamodb_table.{TEST_TABLES[name]}.arn}}"'))
 
 
+# The unit tests' queue (tests/support/sqs.py) and the Terraform queue it stands for.
+TEST_QUEUES = {FANOUT_QUEUE: "fanout"}
+# SendMessageBatch is authorised as SendMessage; SQS encrypts with the module key as the sender.
+SQS_ACTIONS = {
+    "SendMessage": ["sqs:SendMessage", "kms:GenerateDataKey"],
+    "SendMessageBatch": ["sqs:SendMessage", "kms:GenerateDataKey"],
+    "ChangeMessageVisibility": ["sqs:ChangeMessageVisibility"],
+}
+
+
+def _queue_arn(url: str, evaluator: Evaluator) -> str:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    assert name in TEST_QUEUES, f"a call to queue {name!r}, which no Terraform queue stands for"
+    return str(evaluator.value(f'"${{aws_sqs_queue.{TEST_QUEUES[name]}.arn}}"'))
+
+
 def _iam_requests(call: dict[str, Any], evaluator: Evaluator) -> list[tuple[str, str]]:
     service, operation, params = call["service"], call["operation"], call["params"]
+    if service == "sqs" and operation in SQS_ACTIONS:
+        key = str(evaluator.value('"${aws_kms_key.this.arn}"'))
+        queue = _queue_arn(params["QueueUrl"], evaluator)
+        return [(a, key if a.startswith("kms:") else queue) for a in SQS_ACTIONS[operation]]
     if service == "dynamodb" and operation == "TransactWriteItems":
         items = [item.split(":", 1) for item in params["TransactItems"].split(",")]
         return [(f"dynamodb:{TRANSACT_ACTIONS[kind]}", _table_arn(table, evaluator)) for kind, table in items]
@@ -99,7 +123,7 @@ def test_policy_grants_nothing_never_called(
     requests = [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, complete)]
     for statement in _statements(module, complete, function):
         for action in statement["actions"]:
-            if action in PLATFORM_ACTIONS:
+            if action in PLATFORM_ACTIONS or action in MAPPING_ACTIONS:
                 continue
             for pattern in statement["resources"]:
                 assert any(a == action and _glob(pattern, r) for a, r in requests), (
@@ -145,3 +169,23 @@ def test_glob_is_literal_outside_wildcards() -> None:
     assert _glob("arn/prod/POST/@connections/*", "arn/prod/POST/@connections/abc=")
     assert not _glob("arn/prod/POST/@connections/*", "arn/prod/DELETE/@connections/abc=")
     assert not _glob('${x["a"]}', '${x["b"]}')
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_only_the_mapped_function_may_receive_from_the_queue(
+    function: str, module: Module, complete: Evaluator
+) -> None:
+    queue = str(complete.value('"${aws_sqs_queue.fanout.arn}"'))
+    granted = {
+        (action, resource)
+        for s in _statements(module, complete, function)
+        for action in set(s["actions"]) & MAPPING_ACTIONS
+        for resource in s["resources"]
+    }
+    if function != "fanout":
+        assert granted == set(), f"{function} may receive from the fanout queue"
+        return
+    assert granted == {(action, queue) for action in MAPPING_ACTIONS}
+    mapping = module.resources["aws_lambda_event_source_mapping.fanout"]
+    assert mapping["event_source_arn"] == "${aws_sqs_queue.fanout.arn}"
+    assert mapping["function_name"] == '${aws_lambda_function.this["fanout"].arn}'

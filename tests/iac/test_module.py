@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,41 @@ def test_every_table_and_index_has_throttle_alarms(module: Module, complete: Eva
         assert ("index" in alarm["alarm_description"]) == (index is not None), alarm["alarm_description"]
         alarmed.setdefault((str(dimensions["TableName"]), index), set()).add(alarm["metric_name"])
     assert alarmed == expected
+
+
+def test_a_shard_in_flight_is_never_handed_to_a_second_fanout_worker(defaults: Evaluator) -> None:
+    queues = dict(evaluated(defaults.module, defaults, "aws_sqs_queue"))
+    timeout = defaults.local("functions")["fanout"]["timeout"]
+    # AWS advises six times the consumer's timeout (the mapping has no batching window).
+    assert queues["aws_sqs_queue.fanout"]["visibility_timeout_seconds"] >= 6 * timeout
+    redrive = json.loads(queues["aws_sqs_queue.fanout"]["redrive_policy"])
+    assert redrive == {
+        "deadLetterTargetArn": "${aws_sqs_queue.fanout_dlq.arn}",
+        "maxReceiveCount": defaults.variables["fanout_max_receive_count"],
+    }
+    for queue in queues.values():
+        assert str(queue["kms_master_key_id"]) == "${aws_kms_key.this.arn}"
+
+
+def test_the_fanout_mapping_reports_partial_batch_failures_within_its_inputs(defaults: Evaluator) -> None:
+    [(_, mapping)] = evaluated(defaults.module, defaults, "aws_lambda_event_source_mapping")
+    assert mapping["function_response_types"] == ["ReportBatchItemFailures"]
+    assert mapping["batch_size"] == defaults.variables["fanout_batch_size"]
+    [scaling] = mapping["scaling_config"]
+    assert scaling["maximum_concurrency"] == defaults.variables["fanout_max_concurrency"]
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "pool", "ok"), [(4, 32, True), (6, 32, True), (7, 32, False), (50, 4, True)]
+)
+def test_the_plan_refuses_more_fanout_posts_than_the_account_limit(
+    module: Module, defaults: Evaluator, concurrency: int, pool: int, ok: bool
+) -> None:
+    evaluator = Evaluator(
+        module, {**defaults.variables, "fanout_max_concurrency": concurrency, "broadcast_concurrency": pool}
+    )
+    body = module.resources["aws_lambda_event_source_mapping.fanout"]
+    [precondition] = body["lifecycle"][0]["precondition"]
+    assert evaluator.value(precondition["condition"]) is ok
+    defaults_posts = defaults.local("fanout_posts_per_second")
+    assert defaults_posts <= 0.7 * 10_000  # the default leaves headroom for every other API of the account

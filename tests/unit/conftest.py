@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -9,6 +10,7 @@ from moto import mock_aws
 
 from tests.support.management_api import FakeManagementApi
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
+from tests.support.sqs import create_fanout_queues
 from tests.support.tables import (
     create_connections_table,
     create_memberships_table,
@@ -42,6 +44,8 @@ def function_env(monkeypatch: pytest.MonkeyPatch, management_api: FakeManagement
         "RATE_LIMIT_PER_SECOND",
         "RATE_LIMIT_BURST",
         "MAX_ROOMS_PER_CONNECTION",
+        "FANOUT_QUEUE_URL",
+        "FANOUT_SHARD_SIZE",
     )
     for name in (*names, *tunables):
         monkeypatch.delenv(name, raising=False)
@@ -58,3 +62,20 @@ def dynamodb(function_env: dict[str, str]) -> Iterator[Any]:
         create_messages_table(client, MESSAGES_TABLE)
         create_memberships_table(client, MEMBERSHIPS_TABLE)
         yield client
+
+
+@dataclass
+class FanoutQueues:
+    client: Any
+    url: str
+    dlq_url: str
+
+
+@pytest.fixture
+def sqs(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> FanoutQueues:
+    """The fanout queue and its DLQ in moto; functions loaded after this shard past 3 connections."""
+    client = boto3.client("sqs")
+    url, dlq_url = create_fanout_queues(client)
+    monkeypatch.setenv("FANOUT_QUEUE_URL", url)
+    monkeypatch.setenv("FANOUT_SHARD_SIZE", "3")
+    return FanoutQueues(client=client, url=url, dlq_url=dlq_url)

@@ -131,3 +131,28 @@ def test_deadline_margin(raw: str | None, margin: float) -> None:
 def test_deadline_margin_errors_name_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError, match="DEADLINE_MARGIN_MS"):
         DeadlineConfig.from_env({"DEADLINE_MARGIN_MS": raw})
+
+
+def test_fanout_defaults_post_everything_here_without_a_queue() -> None:
+    from shared.config import FanoutConfig
+
+    assert FanoutConfig.from_env({}) == FanoutConfig(queue_url=None, shard_size=2000)
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/ws-chat-fanout"
+    config = FanoutConfig.from_env({"FANOUT_QUEUE_URL": url, "FANOUT_SHARD_SIZE": "50"})
+    assert (config.queue_url, config.shard_size) == (url, 50)
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"FANOUT_SHARD_SIZE": "0"}, "FANOUT_SHARD_SIZE must be between 1 and 20000"),
+        ({"FANOUT_SHARD_SIZE": "20001"}, "FANOUT_SHARD_SIZE must be between 1 and 20000"),
+        ({"FANOUT_SHARD_SIZE": "many"}, "FANOUT_SHARD_SIZE must be an integer"),
+        ({"FANOUT_QUEUE_URL": "ws-chat-fanout"}, "FANOUT_QUEUE_URL must be an http"),
+    ],
+)
+def test_fanout_errors_name_the_variable(env: dict[str, str], match: str) -> None:
+    from shared.config import FanoutConfig
+
+    with pytest.raises(ConfigError, match=match):
+        FanoutConfig.from_env(env)

@@ -1,0 +1,94 @@
+"""The fanout queue in moto, and what Lambda's SQS event source mapping does with it, for unit tests:
+receive a batch, invoke the function with it as an SQS event, delete the records it did not report in
+``batchItemFailures`` (the failed ones come back after their visibility timeout)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FANOUT_QUEUE = "chat-fanout"
+FANOUT_DLQ = "chat-fanout-dlq"
+REGION = "us-east-1"
+
+
+def create_fanout_queues(
+    client: Any, *, max_receive_count: int = 5, visibility: int = 360
+) -> tuple[str, str]:
+    """(queue URL, DLQ URL), the queue redriving to the DLQ as terraform/sqs.tf sets it up."""
+    dlq_url = client.create_queue(QueueName=FANOUT_DLQ)["QueueUrl"]
+    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = client.create_queue(
+        QueueName=FANOUT_QUEUE,
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
+            ),
+        },
+    )["QueueUrl"]
+    return queue_url, dlq_url
+
+
+def receive(client: Any, queue_url: str, *, batch_size: int = 10) -> list[dict[str, Any]]:
+    response = client.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=batch_size, MessageSystemAttributeNames=["All"]
+    )
+    return list(response.get("Messages", []))
+
+
+def sqs_event(
+    messages: list[dict[str, Any]], queue_arn: str = f"arn:aws:sqs:{REGION}:123456789012:{FANOUT_QUEUE}"
+) -> dict[str, Any]:
+    """The event Lambda's mapping sends for ``messages`` (as ReceiveMessage returned them)."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                    "SentTimestamp": m.get("Attributes", {}).get("SentTimestamp", "0"),
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "0",
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for m in messages
+        ]
+    }
+
+
+def bodies(client: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every job on the queue, decoded (received and made visible again at once)."""
+    jobs = []
+    while messages := receive(client, queue_url):
+        jobs.extend(json.loads(m["Body"]) for m in messages)
+        for m in messages:
+            client.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return jobs
+
+
+def deliver(
+    client: Any, queue_url: str, function: Any, context: Any, *, batch_size: int = 10
+) -> list[dict[str, Any]]:
+    """One poll of the mapping: receive, invoke, delete what succeeded. Returns the function's answer
+    per batch (none when the queue had nothing visible)."""
+    answers = []
+    while messages := receive(client, queue_url, batch_size=batch_size):
+        answer = function.handler(sqs_event(messages), context)
+        failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                client.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+        answers.append(answer)
+        if failed:
+            break  # the failed ones are invisible until their timeout: the caller decides when to poll again
+    return answers

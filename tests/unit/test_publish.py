@@ -1,0 +1,192 @@
+"""publish: a backend's message to a room or a user, from a system sender, stored and fanned out
+(sharded past the shard size); a bad payload is a JSON error naming the field, never a stack trace."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from shared.config import ConfigError
+from tests.conftest import load_function
+from tests.support.events import FakeContext
+from tests.support.management_api import FakeManagementApi
+from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
+from tests.support.sqs import bodies, deliver
+
+ROOM = "news"
+
+
+@pytest.fixture
+def members(dynamodb: Any, management_api: FakeManagementApi) -> list[str]:
+    cids = [f"P{i:014d}0=" for i in range(4)]
+    for i, cid in enumerate(cids):
+        put_record(dynamodb, cid, ROOM, f"reader{i}")
+        management_api.live.add(cid)
+    return cids
+
+
+def invoke(module: Any, payload: Any) -> dict[str, Any]:
+    result: dict[str, Any] = module.handler(payload, FakeContext())
+    json.dumps(result)  # what Lambda returns to the invoker
+    return result
+
+
+def stored(dynamodb: Any) -> list[dict[str, Any]]:
+    return [item for item in table_items(dynamodb, MESSAGES_TABLE) if "message" in item]
+
+
+def test_a_published_message_reaches_the_room_from_the_system_sender_and_is_stored(
+    members: list[str], dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "Deploy at 5pm"})
+    assert result["ok"] is True and result["recipients"] == 4 and result["shards"] == 0
+    for cid in members:
+        [frame] = management_api.frames_to(cid)
+        assert frame["action"] == "message"
+        assert (frame["user_id"], frame["room_id"], frame["message"]) == ("system", ROOM, "Deploy at 5pm")
+        assert frame["message_id"] == result["message_id"]
+    [item] = stored(dynamodb)
+    assert item["message_id"]["S"] == result["message_id"] and item["user_id"]["S"] == "system"
+
+
+def test_the_sender_and_its_name_may_be_given(members: list[str], management_api: FakeManagementApi) -> None:
+    invoke(load_function("publish"), {"room_id": ROOM, "message": "hi", "user_id": "ops-bot", "name": "Ops"})
+    frame = management_api.frames_to(members[0])[0]
+    assert (frame["user_id"], frame["name"]) == ("ops-bot", "Ops")
+
+
+def test_a_message_to_a_user_reaches_every_connection_of_that_user_only(
+    dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    for cid, user in [
+        ("BOBxxxxxxxxxxx0=", "bob"),
+        ("BOBxxxxxxxxxxx1=", "bob"),
+        ("CAROLxxxxxxxxx0=", "carol"),
+    ]:
+        put_record(dynamodb, cid, ROOM, user)
+        management_api.live.add(cid)
+    result = invoke(load_function("publish"), {"to_user_id": "bob", "message": "your export is ready"})
+    assert result["ok"] is True and result["recipients"] == 2
+    for cid in ("BOBxxxxxxxxxxx0=", "BOBxxxxxxxxxxx1="):
+        [frame] = management_api.frames_to(cid)
+        assert frame["action"] == "direct"
+        assert (frame["from_user_id"], frame["to_user_id"]) == ("system", "bob")
+    assert management_api.frames_to("CAROLxxxxxxxxx0=") == []
+
+
+def test_a_repeated_client_msg_id_fans_the_first_message_out_again(
+    members: list[str], dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    publish = load_function("publish")
+    first = invoke(publish, {"room_id": ROOM, "message": "once", "client_msg_id": "job-7"})
+    again = invoke(publish, {"room_id": ROOM, "message": "once", "client_msg_id": "job-7"})
+    assert (again["message_id"], again["duplicate"]) == (first["message_id"], True)
+    assert len(stored(dynamodb)) == 1
+    assert {f["message_id"] for f in management_api.frames_to(members[0])} == {first["message_id"]}
+
+
+def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
+    sqs: Any, members: list[str], management_api: FakeManagementApi
+) -> None:
+    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "to many"})
+    assert result["ok"] is True and result["shards"] == 2
+    assert all(management_api.frames_to(cid) == [] for cid in members)
+    jobs = bodies(sqs.client, sqs.url)
+    assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(members)
+    for job in jobs:
+        sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
+    deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    for cid in members:
+        assert [f["message_id"] for f in management_api.frames_to(cid)] == [result["message_id"]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "names"),
+    [
+        ("not json", "invalid_json", "JSON"),
+        (["news"], "invalid_request", "JSON object"),
+        ({"message": "hi"}, "invalid_request", '"room_id" and "to_user_id"'),
+        (
+            {"room_id": ROOM, "to_user_id": "bob", "message": "hi"},
+            "invalid_request",
+            '"room_id" and "to_user_id"',
+        ),
+        ({"room_id": "bad room!", "message": "hi"}, "invalid_request", '"room_id"'),
+        ({"room_id": 7, "message": "hi"}, "invalid_request", '"room_id"'),
+        ({"to_user_id": "", "message": "hi"}, "invalid_request", '"to_user_id"'),
+        ({"to_user_id": "system", "message": "hi"}, "invalid_request", '"to_user_id"'),
+        ({"room_id": ROOM, "message": "hi", "user_id": "a\nb"}, "invalid_request", '"user_id"'),
+        ({"room_id": ROOM, "message": "hi", "name": 5}, "invalid_request", '"name"'),
+        (
+            {"room_id": ROOM, "message": "hi", "client_msg_id": "no spaces"},
+            "invalid_request",
+            '"client_msg_id"',
+        ),
+        ({"room_id": ROOM, "message": "hi", "rooms": ["x"]}, "invalid_request", '"rooms"'),
+        ({"room_id": ROOM}, "invalid_message", '"message"'),
+        ({"room_id": ROOM, "message": "  "}, "invalid_message", '"message"'),
+        ({"room_id": ROOM, "message": "x" * 4097}, "message_too_large", "4,096"),
+    ],
+)
+def test_a_bad_payload_is_a_json_error_naming_the_field_and_nothing_is_stored(
+    members: list[str], dynamodb: Any, management_api: FakeManagementApi, payload: Any, code: str, names: str
+) -> None:
+    result = invoke(load_function("publish"), payload)
+    assert result["ok"] is False
+    assert result["error"]["code"] == code
+    assert names in result["error"]["message"]
+    assert "Traceback" not in json.dumps(result)
+    assert stored(dynamodb) == []
+    assert all(management_api.frames_to(cid) == [] for cid in members)
+
+
+def test_an_unexpected_failure_is_a_json_error_too(
+    members: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = load_function("publish")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(publish.service.messages, "save", broken)
+    result = invoke(publish, {"room_id": ROOM, "message": "hi"})
+    assert result == {"ok": False, "error": {"code": "internal", "message": "internal error; try again"}}
+
+
+def test_shards_that_cannot_be_queued_are_a_json_error_asking_for_the_same_client_msg_id(
+    sqs: Any, members: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish = load_function("publish")
+
+    class Unreachable:
+        meta = sqs.client.meta
+
+        def send_message_batch(self, **params: Any) -> Any:
+            raise EndpointConnectionError(endpoint_url=sqs.url)
+
+    monkeypatch.setattr(publish.service.fanout, "_client", Unreachable())
+    result = invoke(publish, {"room_id": ROOM, "message": "hi", "client_msg_id": "j1"})
+    assert result["ok"] is False and result["error"]["code"] == "internal"
+    assert "client_msg_id" in result["error"]["message"]
+
+
+def test_publish_needs_the_callback_url(
+    function_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WEBSOCKET_CALLBACK_URL")
+    with pytest.raises(ConfigError, match="WEBSOCKET_CALLBACK_URL"):
+        load_function("publish")
+
+
+def test_a_gone_connection_found_by_a_publish_is_removed(
+    members: list[str], dynamodb: Any, management_api: FakeManagementApi
+) -> None:
+    management_api.live.discard(members[0])
+    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "hi"})
+    assert result["ok"] is True
+    assert record_ids(dynamodb) == set(members[1:])
+    offline = [f for f in management_api.frames_to(members[1]) if f["action"] == "presence"]
+    assert [(f["user_id"], f["state"]) for f in offline] == [("reader0", "offline")]
