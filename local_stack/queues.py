@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 RECEIVE_MAX = 10  # ReceiveMessage's MaxNumberOfMessages bound
+RECEIVE_COUNTS_KEPT = 10_000  # PollerStats.receive_counts keeps the latest messages' only
 LONG_POLL_S = 2  # idle long poll (Lambda's pollers use 20 s; shorter here so a stop is quick)
 RECORD_ATTRIBUTES = (
     "ApproximateReceiveCount",
@@ -275,7 +276,9 @@ class PollerStats:
     failed_batches: int = 0  # function errors, crashes, timeouts, invalid responses
     in_flight: int = 0
     max_in_flight: int = 0
-    receive_counts: dict[str, int] = field(default_factory=dict)  # messageId -> highest receive count
+    receive_counts: dict[str, int] = field(
+        default_factory=dict
+    )  # messageId -> highest receive count (latest)
 
 
 class QueuePoller:
@@ -397,8 +400,10 @@ class QueuePoller:
         for record in records:
             count = int(record["attributes"].get("ApproximateReceiveCount", "1"))
             stats.receive_counts[record["messageId"]] = max(
-                count, stats.receive_counts.get(record["messageId"], 0)
+                count, stats.receive_counts.pop(record["messageId"], 0)
             )
+            if len(stats.receive_counts) > RECEIVE_COUNTS_KEPT:  # the oldest first: a long `make dev`
+                del stats.receive_counts[next(iter(stats.receive_counts))]
         stats.invocations += 1
         stats.received += len(records)
         stats.in_flight += 1
