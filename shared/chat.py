@@ -121,7 +121,7 @@ class ChatService:
         max_message_bytes: int = 4096,
         max_rooms: int = 50,
         fanout: FanoutQueue | None = None,
-        shard_size: int = 2000,
+        shard_size: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.connections = connections

@@ -68,13 +68,13 @@ def chat_service(
     if callback_url:
         sender.client(callback_url)  # build the management client during init, not on the first frame
     fanout = None
-    shard_size = 1
+    shard_size = 1  # unused without a queue
     if fans_out:
         fanout_config = FanoutConfig.from_env()
-        shard_size = fanout_config.shard_size
-        if fanout_config.queue_url is not None:
+        if fanout_config.queue_url is not None and fanout_config.shard_size is not None:
             queue_client = sqs_client(connect_timeout=connect_timeout, read_timeout=read_timeout)
             fanout = FanoutQueue(fanout_config.queue_url, client=queue_client)
+            shard_size = fanout_config.shard_size
     return ChatService(
         connections=connections,
         messages=messages,

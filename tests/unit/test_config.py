@@ -136,7 +136,7 @@ def test_deadline_margin_errors_name_the_variable(raw: str) -> None:
 def test_fanout_defaults_post_everything_here_without_a_queue() -> None:
     from shared.config import FanoutConfig
 
-    assert FanoutConfig.from_env({}) == FanoutConfig(queue_url=None, shard_size=2000)
+    assert FanoutConfig.from_env({}) == FanoutConfig(queue_url=None, shard_size=None)
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/ws-chat-fanout"
     config = FanoutConfig.from_env({"FANOUT_QUEUE_URL": url, "FANOUT_SHARD_SIZE": "50"})
     assert (config.queue_url, config.shard_size) == (url, 50)
@@ -148,7 +148,12 @@ def test_fanout_defaults_post_everything_here_without_a_queue() -> None:
         ({"FANOUT_SHARD_SIZE": "0"}, "FANOUT_SHARD_SIZE must be between 1 and 20000"),
         ({"FANOUT_SHARD_SIZE": "20001"}, "FANOUT_SHARD_SIZE must be between 1 and 20000"),
         ({"FANOUT_SHARD_SIZE": "many"}, "FANOUT_SHARD_SIZE must be an integer"),
-        ({"FANOUT_QUEUE_URL": "ws-chat-fanout"}, "FANOUT_QUEUE_URL must be an http"),
+        (
+            {"FANOUT_QUEUE_URL": "ws-chat-fanout", "FANOUT_SHARD_SIZE": "5"},
+            "FANOUT_QUEUE_URL must be an http",
+        ),
+        # Its one default is Terraform's (fanout_shard_size), which always sets it.
+        ({"FANOUT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/q"}, "FANOUT_SHARD_SIZE is required"),
     ],
 )
 def test_fanout_errors_name_the_variable(env: dict[str, str], match: str) -> None:

@@ -116,3 +116,9 @@ def test_the_client_is_deadline_guarded() -> None:
     assert deadline.attempt_seconds(client) == 3
     with deadline._set(deadline.Deadline.after(1)), pytest.raises(deadline.DeadlineExceeded):
         client.get_queue_url(QueueName="q")
+
+
+def test_a_batch_holds_at_most_ten_jobs() -> None:
+    client = ScriptedSqs()
+    assert queue(client).enqueue(str(i) for i in range(25)) == 25
+    assert sorted(len(call) for call in client.calls) == [5, 10, 10]
