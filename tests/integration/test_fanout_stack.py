@@ -231,6 +231,11 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
         assert wait_until(lambda: victim.exited, 10)
     finally:
         GATE.release()
+
+    def redelivered() -> int:
+        return sum(1 for n in fanout_stats(fanout_stack).receive_counts.values() if n > 1)
+
+    assert wait_until(lambda: redelivered() > redelivered_before, 30)  # after the visibility timeout (8 s)
     ok = wait_until(lambda: min(room.copies(message_id)) >= 1, 60)
     assert ok, (
         Counter(room.copies(message_id)),
@@ -243,8 +248,7 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
     deduped = [len(c.message_ids().keys() & {message_id}) for c in room.clients]
     assert deduped == [1] * CLIENTS
     assert any("Runtime.ExitError" in line for line in fanout_stack.logs if line.startswith("[sqs]"))
-    redelivered = sum(1 for n in fanout_stats(fanout_stack).receive_counts.values() if n > 1)
-    assert redelivered == redelivered_before + 1  # exactly the killed shard came back
+    assert redelivered() == redelivered_before + 1  # exactly the killed shard came back
     assert fanout_stack.queues is not None
     assert wait_until(
         lambda: fanout_stack.queues is not None and fanout_stack.queues.depth("fanout") == 0, 20
