@@ -7,6 +7,10 @@ Terraform environment. Like a Lambda execution environment, a worker runs one in
 a pool grows on demand (a "cold start") up to ``max_workers``, so concurrent invocations run
 concurrently.
 
+A worker is in one :class:`WorkerState` (starting -> idle <-> busy -> draining -> dead, any live state
+-> dead when its process dies); ``_Worker.move`` is the only way it changes state and refuses a move
+:data:`TRANSITIONS` does not list. Dispatch, spawn, timeout, recycle and exit decide by the state alone.
+
 Every worker gets its own Runtime API port (``AWS_LAMBDA_RUNTIME_API``), so the server knows which
 process asks for the next event and can kill exactly that one when its invocation times out. All ports
 are sites of one aiohttp application. Each pool also serves the Runtime Interface Emulator's endpoint
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import enum
 import functools
 import itertools
 import json
@@ -40,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FunctionPool", "InvokeResult", "LambdaRuntime", "LogSink"]
+__all__ = ["FunctionPool", "IllegalTransition", "InvokeResult", "LambdaRuntime", "LogSink", "WorkerState"]
 
 LogSink = Callable[[str, str], None]
 """Called with (function name, one log line)."""
@@ -83,19 +88,44 @@ class _Invocation:
     timer: asyncio.TimerHandle | None = None
 
 
+class WorkerState(enum.Enum):
+    """Where an execution environment is in its life; the pool's decisions read only this."""
+
+    STARTING = "starting"  # its port or process is being opened, or it is initialising the handler
+    IDLE = "idle"  # asked for an event (or will ask again): the next invocation is handed to it
+    BUSY = "busy"  # an invocation is handed to it or running in it
+    DRAINING = "draining"  # takes no more work: killed now, or (recycled) once its invocation ends
+    DEAD = "dead"  # its process exited and its port is closed
+
+
+TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.STARTING: frozenset({WorkerState.IDLE, WorkerState.DRAINING, WorkerState.DEAD}),
+    WorkerState.IDLE: frozenset({WorkerState.BUSY, WorkerState.DRAINING, WorkerState.DEAD}),
+    WorkerState.BUSY: frozenset({WorkerState.IDLE, WorkerState.DRAINING, WorkerState.DEAD}),
+    WorkerState.DRAINING: frozenset({WorkerState.DEAD}),
+    WorkerState.DEAD: frozenset(),
+}
+
+
+class IllegalTransition(RuntimeError):
+    """A worker was asked to move between states its lifecycle does not connect (a runtime bug)."""
+
+
 @dataclass(eq=False)
 class _Worker:
     wid: int
-    port: int
-    site: web.BaseSite
-    generation: int
+    state: WorkerState = WorkerState.STARTING
+    port: int = 0  # its Runtime API port, once open
+    site: web.BaseSite | None = None
     process: asyncio.subprocess.Process | None = None
-    waiter: asyncio.Future[_Invocation | None] | None = None
-    current: _Invocation | None = None
-    ready: bool = False  # has asked for an event (init done)
-    init_error: bytes | None = None
-    exited: bool = False
-    doomed: bool = False  # recycle after the current invocation
+    waiter: asyncio.Future[_Invocation | None] | None = None  # set while IDLE; resolved by dispatch
+    current: _Invocation | None = None  # the invocation handed to it (BUSY, or DRAINING after recycle)
+
+    def move(self, to: WorkerState) -> None:
+        """The one way a worker changes state: an illegal transition raises."""
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"worker {self.wid}: no transition {self.state.value} -> {to.value}")
+        self.state = to
 
 
 def _listening_socket(host: str) -> socket.socket:
@@ -139,16 +169,14 @@ class FunctionPool:
         self.handler = handler
         region = self.env.get("AWS_REGION", "us-east-1")
         self.function_arn = f"arn:aws:lambda:{region}:{ACCOUNT}:function:{name}"  # sent with every event
-        self.generation = 0
+        # Every worker from the moment its start is decided (STARTING) until its process is gone (DEAD).
         self.workers: list[_Worker] = []
-        # Spawns scheduled but not yet in ``workers`` (their port is still being opened): counted as live,
-        # or a burst of invocations would schedule a spawn each and overshoot max_workers.
-        self._spawning = 0
         self.pending: deque[_Invocation] = deque()
         self.last_init_error: dict[str, Any] | None = None
         self.invoke_url = ""
         self.cold_starts = 0
         self._ids = itertools.count(1)
+        self._spawns: set[asyncio.Task[None]] = set()
         self._closing = False
 
     # -- public -------------------------------------------------------------------------------------
@@ -177,64 +205,82 @@ class FunctionPool:
     async def warm(self) -> None:
         """Start ``min_workers`` environments (pre-warmed, like provisioned concurrency)."""
         live, _ = self._live_and_starting()
-        for _ in range(self.min_workers - live):
-            self._spawning += 1  # reserved like _maybe_spawn's, so a concurrent burst cannot overshoot
-            await self._spawn()
+        await asyncio.gather(*(self._launch() for _ in range(self.min_workers - live)))
 
     async def recycle(self) -> None:
-        """Code changed: idle workers stop now, busy ones after their invocation; new ones start."""
-        self.generation += 1
+        """Code changed: idle and starting workers stop now, busy ones after their invocation; new
+        ones start."""
         for w in list(self.workers):
-            if w.current is None:
-                self._kill(w)
+            if w.state is WorkerState.BUSY:
+                self._drain(w)
             else:
-                w.doomed = True
+                self._kill(w)
         await self.warm()
 
     async def close(self) -> None:
+        """Fail what waits, kill every worker and return once every worker process is gone."""
         self._closing = True
         for inv in list(self.pending):
             self._finish(inv, _error("Runtime.Unavailable", "the local stack is stopping", inv.request_id))
         self.pending.clear()
-        procs = []
-        for w in list(self.workers):
+        workers = list(self.workers)
+        for w in workers:
             self._kill(w)
+        # A spawn under way kills its process as soon as it has one (its worker is DRAINING).
+        await asyncio.gather(*self._spawns, return_exceptions=True)
+        for w in workers:
             if w.process is not None:
-                procs.append(w.process)
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(proc.wait(), 5)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(w.process.wait(), 5)
 
-    # -- dispatching ---------------------------------------------------------------------------------
+    # -- decisions -----------------------------------------------------------------------------------
     def _dispatch(self, inv: _Invocation) -> None:
         for w in self.workers:
-            if w.waiter is not None and not w.waiter.done() and not w.doomed:
-                waiter, w.waiter = w.waiter, None
-                waiter.set_result(inv)
+            if w.state is WorkerState.IDLE:
+                self._assign(w, inv)
                 return
         self.pending.append(inv)
         self._maybe_spawn()
 
     def _live_and_starting(self) -> tuple[int, int]:
-        """(environments alive or being opened, those of them not ready yet), ``_spawning`` included."""
-        live = [w for w in self.workers if not w.exited and not w.doomed]
-        starting = sum(1 for w in live if not w.ready) + self._spawning
-        return len(live) + self._spawning, starting
+        """(environments that are or will be able to take work, those of them still starting)."""
+        live = [w for w in self.workers if w.state in _LIVE]
+        return len(live), sum(1 for w in live if w.state is WorkerState.STARTING)
 
     def _maybe_spawn(self) -> bool:
         """The one "start a worker?" rule: more invocations queued than environments starting, and room
-        under ``max_workers``. Reserves the slot (``_spawning``) before the spawn task runs."""
+        under ``max_workers``. The new worker counts as STARTING at once, before its task runs."""
         if self._closing:
             return False
         live, starting = self._live_and_starting()
         if len(self.pending) <= starting or live >= self.max_workers:
             return False
-        self._spawning += 1
-        asyncio.get_running_loop().create_task(self._spawn())
+        self._launch()
         return True
 
-    def _start(self, w: _Worker, inv: _Invocation) -> None:
+    def _launch(self) -> asyncio.Task[None]:
+        w = _Worker(wid=next(self._ids))
+        self.workers.append(w)
+        task = asyncio.get_running_loop().create_task(self._spawn(w))
+        self._spawns.add(task)
+        task.add_done_callback(self._spawns.discard)
+        return task
+
+    def _idle(self, w: _Worker) -> None:
+        """The worker can take an event: the oldest queued one, or the next dispatched."""
+        w.move(WorkerState.IDLE)
+        w.waiter = asyncio.get_running_loop().create_future()
+        if self.pending:
+            self._assign(w, self.pending.popleft())
+
+    def _assign(self, w: _Worker, inv: _Invocation) -> None:
+        w.move(WorkerState.BUSY)
         w.current = inv
+        assert w.waiter is not None
+        w.waiter.set_result(inv)
+
+    def _start(self, w: _Worker, inv: _Invocation) -> None:
+        """The worker received ``inv``: its deadline starts now."""
         inv.started = time.monotonic()
         loop = asyncio.get_running_loop()
         inv.timer = loop.call_later(self.timeout_s, self._timed_out, w, inv)
@@ -273,19 +319,16 @@ class FunctionPool:
 
     # -- Runtime API (called by LambdaRuntime's handlers) ----------------------------------------------
     async def next_invocation(self, w: _Worker) -> _Invocation | None:
-        w.ready = True
-        w.current = None
-        if w.doomed or self.generation != w.generation or self._closing:
+        if w.state is WorkerState.STARTING:
+            self._idle(w)  # init done
+        waiter = w.waiter
+        if waiter is None:  # draining or dead: this environment takes no more work
             self._kill(w)
             return None
-        inv: _Invocation | None
-        if self.pending:
-            inv = self.pending.popleft()
-        else:
-            w.waiter = asyncio.get_running_loop().create_future()
-            inv = await w.waiter
-            if inv is None:
-                return None
+        inv = await waiter
+        w.waiter = None
+        if inv is None:
+            return None
         self._start(w, inv)
         return inv
 
@@ -295,13 +338,14 @@ class FunctionPool:
             return False
         w.current = None
         self._finish(inv, InvokeResult(body, error_type))
-        if w.doomed or w.generation != self.generation:
-            self._kill(w)
+        if w.state is WorkerState.DRAINING:
+            self._kill(w)  # recycled while it ran this invocation
+        else:
+            self._idle(w)
         return True
 
     def post_init_error(self, w: _Worker, body: bytes, error_type: str | None) -> None:
-        w.init_error = body
-        w.doomed = True  # it exits now: later invocations need a new environment
+        self._drain(w)  # it exits now: later invocations need a new environment
         try:
             doc = json.loads(body)
         except ValueError:
@@ -322,24 +366,23 @@ class FunctionPool:
             self._finish(inv, InvokeResult(json.dumps(payload).encode(), err_type))
 
     # -- processes ---------------------------------------------------------------------------------------
-    async def _spawn(self) -> None:
-        """Start one worker in the slot its caller reserved (``_spawning += 1``)."""
+    async def _spawn(self, w: _Worker) -> None:
+        """Open the STARTING worker's port and start its process (unless it was killed meanwhile)."""
         try:
-            if self._closing:
-                return
-            wid = next(self._ids)
             sock = _listening_socket(self.runtime.host)
-            port = sock.getsockname()[1]
-            site = web.SockSite(self.runtime.runner, sock)
-            await site.start()
-        finally:
-            self._spawning -= 1
-        w = _Worker(wid=wid, port=port, site=site, generation=self.generation)
-        self.workers.append(w)
-        self.runtime.register_worker(port, self, w)
+            w.port = sock.getsockname()[1]
+            w.site = web.SockSite(self.runtime.runner, sock)
+            await w.site.start()
+        except OSError:
+            await self._on_exit(w)
+            raise
+        if w.state is not WorkerState.STARTING:
+            await self._on_exit(w)
+            return
+        self.runtime.register_worker(w.port, self, w)
         self.cold_starts += 1
         env = dict(self.env)
-        env["AWS_LAMBDA_RUNTIME_API"] = f"{self.runtime.host}:{port}"
+        env["AWS_LAMBDA_RUNTIME_API"] = f"{self.runtime.host}:{w.port}"
         env["AWS_LAMBDA_LOG_STREAM_NAME"] = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
         try:
             w.process = await asyncio.create_subprocess_exec(
@@ -365,6 +408,8 @@ class FunctionPool:
             await self._on_exit(w)
             return
         asyncio.get_running_loop().create_task(self._pump(w))
+        if w.state is WorkerState.DRAINING:
+            self._kill(w)  # killed (pool closing, code changed) while its process was being started
 
     async def _pump(self, w: _Worker) -> None:
         assert w.process is not None and w.process.stdout is not None
@@ -381,37 +426,38 @@ class FunctionPool:
             for part in text.split("\r"):
                 self.runtime.log(self.name, part)
         code = await w.process.wait()
-        if (
-            not w.ready
-            and w.init_error is None
-            and not self._closing
-            and not w.doomed
-            and code != -signal.SIGKILL
-        ):
+        if w.state is WorkerState.STARTING and code != -signal.SIGKILL:
             self.runtime.log(self.name, f"worker exited with status {code} before asking for an event")
         await self._on_exit(w)
 
-    def _kill(self, w: _Worker) -> None:
-        w.doomed = True
+    def _drain(self, w: _Worker) -> None:
+        """No more work for ``w``; it keeps an invocation already handed to it."""
+        if w.state is not WorkerState.DRAINING:
+            w.move(WorkerState.DRAINING)
         if w.waiter is not None and not w.waiter.done():
             w.waiter.set_result(None)
         w.waiter = None
+
+    def _kill(self, w: _Worker) -> None:
+        if w.state is WorkerState.DEAD:
+            return
+        self._drain(w)
         proc = w.process
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        elif proc is None:
-            asyncio.get_running_loop().create_task(self._on_exit(w))
 
     async def _on_exit(self, w: _Worker) -> None:
-        if w.exited:
+        if w.state is WorkerState.DEAD:
             return
-        w.exited = True
+        died_starting = w.state is WorkerState.STARTING  # without reporting why (crash, sys.exit at import)
+        w.move(WorkerState.DEAD)
         if w.waiter is not None and not w.waiter.done():
             w.waiter.set_result(None)
+        w.waiter = None
         inv, w.current = w.current, None
+        code = w.process.returncode if w.process else None
         if inv is not None and not inv.future.done():
-            code = w.process.returncode if w.process else None
             self._finish(
                 inv,
                 _error(
@@ -423,12 +469,11 @@ class FunctionPool:
         with contextlib.suppress(ValueError):
             self.workers.remove(w)
         self.runtime.unregister_worker(w.port)
-        with contextlib.suppress(Exception):
-            await w.site.stop()
-        if not w.ready and w.init_error is None and not w.doomed and not self._closing:
-            # died during init without reporting why (crash, sys.exit at import): fail what waited for it
-            code = w.process.returncode if w.process else None
-            waiting, self.pending = list(self.pending), deque()
+        if w.site is not None:
+            with contextlib.suppress(Exception):
+                await w.site.stop()
+        if died_starting:
+            waiting, self.pending = list(self.pending), deque()  # what waited for it fails
             for queued in waiting:
                 self._finish(
                     queued,
@@ -443,6 +488,9 @@ class FunctionPool:
             # invocations still queued (their worker was recycled or killed) need another environment
             while self._maybe_spawn():
                 pass
+
+
+_LIVE = frozenset({WorkerState.STARTING, WorkerState.IDLE, WorkerState.BUSY})
 
 
 class LambdaRuntime:

@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +38,12 @@ from .dynamodb import (
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
 from .queues import EventSourceMappings, LocalQueues
-from .runtime import FunctionPool, LambdaRuntime
+from .runtime import FunctionPool, LambdaRuntime, LogSink
 from .terraform import (
-    Evaluator,
     FunctionSpec,
     TerraformError,
     TerraformModel,
+    evaluate_environment,
     event_source_mappings,
     load_model,
     queue_specs,
@@ -92,9 +92,8 @@ def check_route_keys(model: TerraformModel) -> None:
     """Two functions on one route: API Gateway has one integration per route, so Terraform's apply
     fails on the second; refuse it here too instead of silently routing to one of them."""
     owners: dict[str, list[str]] = {}
-    for name, spec in model.functions.items():
-        if spec.route_key is not None:  # no route: nothing to clash with
-            owners.setdefault(spec.route_key, []).append(name)
+    for name, route_key in model.route_keys.items():
+        owners.setdefault(route_key, []).append(name)
     clashes = [
         f"functions {', '.join(names[:-1])} and {names[-1]} have the same route_key {key!r}"
         for key, names in owners.items()
@@ -175,11 +174,11 @@ def function_environment(
     """The function's Terraform environment with local values, plus Lambda's runtime variables
     (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on).
     ``references``: more local values (the queues' ``aws_sqs_queue.<name>.url``...)."""
-    variables = dict(model.variables)
-    variables.update(config.tf_vars)
-    evaluator = Evaluator(
-        variables=variables,
-        references={
+    env, cannot = evaluate_environment(
+        model,
+        spec,
+        tf_vars=config.tf_vars,
+        known={
             "local.callback_url": callback_url,
             **{
                 f"aws_dynamodb_table.{resource}.name": name
@@ -187,11 +186,9 @@ def function_environment(
             },
             **(references or {}),
         },
-        locals=model.locals,
     )
-    env: dict[str, str] = {name: evaluator.value(raw) for name, raw in spec.environment.items()}
     if unresolved is not None:
-        unresolved.extend(evaluator.unresolved)
+        unresolved.extend(cannot)
     if "JWT_SECRET_ARN" in env:
         env["JWT_SECRET_ARN"] = ""  # locally the secret is given directly
     verifies_tokens = any(name.startswith("JWT_") for name in spec.environment)
@@ -356,15 +353,178 @@ def _write_state(stack: Stack, path: Path) -> None:
     partial.replace(path)
 
 
+@contextlib.contextmanager
+def _listening(host: str, port: int, what: str, flag: str) -> Iterator[socket.socket]:
+    sock = _bind(host, port, what, flag)
+    with sock:
+        yield sock
+
+
+@asynccontextmanager
+async def _dynamodb(config: StackConfig) -> AsyncIterator[str]:
+    """The DynamoDB endpoint: the configured one, or moto's server in this process."""
+    if config.dynamodb_endpoint:
+        yield config.dynamodb_endpoint
+        return
+    embedded = EmbeddedDynamoDB(host=config.host)
+    endpoint = await asyncio.to_thread(embedded.start)
+    try:
+        yield endpoint
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+@asynccontextmanager
+async def _lambda_runtime(config: StackConfig, log: LogSink) -> AsyncIterator[LambdaRuntime]:
+    runtime = LambdaRuntime(host=config.host, log=log)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        with contextlib.suppress(Exception):
+            await runtime.close()  # every worker process, and every Runtime API and RIE port
+
+
+async def _add_functions(
+    config: StackConfig,
+    model: TerraformModel,
+    runtime: LambdaRuntime,
+    *,
+    callback_url: str,
+    endpoint: str,
+    queues: LocalQueues,
+    log: LogSink,
+) -> tuple[dict[str, Route], int | None]:
+    """A pool (or a remote RIE endpoint) per function; the routes, and the client's message limit when a
+    function's environment sets one."""
+    fault_env = faults.worker_env()
+    routes: dict[str, Route] = {}
+    unresolved: list[str] = []
+    max_message_bytes: int | None = None
+    for name, spec in model.functions.items():
+        if config.only_functions is not None and name not in config.only_functions:
+            continue
+        integration: Integration
+        if name in config.function_urls:
+            integration = RemoteIntegration(config.function_urls[name])
+            log("gateway", f"route {spec.route_key} -> {config.function_urls[name]}")
+        else:
+            task_root = (config.functions_dir / name).resolve()
+            if not (task_root / "app.py").is_file():
+                log(name, f"WARNING: {task_root}/app.py does not exist: invocations will fail to import")
+            env = function_environment(
+                config,
+                model,
+                spec,
+                callback_url=callback_url,
+                dynamodb_endpoint=endpoint,
+                task_root=task_root,
+                unresolved=unresolved,
+                fault_env=fault_env,
+                references=queues.references,
+                sqs_endpoint=queues.endpoint or None,
+            )
+            if env.get("MAX_MESSAGE_BYTES"):
+                max_message_bytes = int(env["MAX_MESSAGE_BYTES"])
+            pool = await runtime.add_function(
+                name,
+                task_root=task_root,
+                env=env,
+                timeout_s=spec.timeout,
+                max_workers=config.max_workers,
+                min_workers=config.min_workers,
+            )
+            integration = LocalIntegration(pool)
+        if spec.route_key is not None:
+            routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
+    for expr in sorted(set(unresolved)):
+        log("terraform", f"cannot evaluate {expr} locally: passing ''")
+    return routes, max_message_bytes
+
+
+@asynccontextmanager
+async def _served(app: web.Application, sock: socket.socket, **runner_options: Any) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, **runner_options)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+
+
+@asynccontextmanager
+async def _gateway(
+    config: StackConfig,
+    model: TerraformModel,
+    routes: dict[str, Route],
+    sock: socket.socket,
+    log: LogSink,
+    fault_switch: faults.Switch | None,
+) -> AsyncIterator[Gateway]:
+    ws_port = sock.getsockname()[1]
+    gateway = Gateway(
+        stage=config.stage,
+        routes=routes,
+        route_selection_expression=model.route_selection_expression,
+        limits=GatewayLimits(
+            frame_bytes=config.frame_bytes,
+            message_bytes=config.message_bytes,
+            idle_timeout_s=config.idle_timeout_s,
+            max_duration_s=config.max_duration_s,
+            integration_timeout_s=config.integration_timeout_s,
+        ),
+        api_id=new_api_id(),
+        forwarded_port=ws_port,
+        log=lambda line: log("gateway", line),
+        fault_switch=fault_switch,
+        credentials=(
+            {DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]: DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+            if config.verify_signatures
+            else None
+        ),
+        region=config.region,
+    )
+    async with _served(gateway.app, sock, shutdown_timeout=2.0):
+        try:
+            yield gateway
+        finally:
+            with contextlib.suppress(Exception):
+                await gateway.close()  # every connection closes, firing $disconnect (workers still up)
+
+
+@contextlib.contextmanager
+def _state_file(stack: Stack, path: Path) -> Iterator[Path]:
+    _write_state(stack, path)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@asynccontextmanager
+async def _background(coro: Coroutine[Any, Any, Any]) -> AsyncIterator[asyncio.Task[Any]]:
+    task = asyncio.get_running_loop().create_task(coro)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
 @asynccontextmanager
 async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
-    """Start the whole local stack; stop everything (every child process) on exit."""
+    """Start the whole local stack; stop everything (every child process) on exit.
+
+    Each part is a context manager entered on ``parts`` in start order: a part's teardown sits beside
+    its start, teardown runs in reverse order, and a part that fails to start tears down exactly the
+    parts started before it. Adding a part is one ``enter_async_context`` line."""
     model = load_model(config.terraform_dirs)
     switches = faults.from_env()  # LOCAL_STACK_FAULTS of this process, parsed once (bad specs fail here)
-    fault_env = faults.worker_env()
-    logs: deque[str] = deque(maxlen=20000)
-
     check_route_keys(model)
+    logs: deque[str] = deque(maxlen=20000)
 
     def log(name: str, line: str) -> None:
         text = f"[{name}] {line}"
@@ -374,118 +534,47 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             if shown is not None:
                 print(shown, flush=True)
 
-    ws_sock = _bind(config.host, config.ws_port, "WebSocket (WS_PORT)", "WS_PORT / --ws-port")
-    web_sock = None
-    try:
+    async with contextlib.AsyncExitStack() as parts:
+        # Both ports first: one taken is a one-line error before anything starts.
+        ws_sock = parts.enter_context(
+            _listening(config.host, config.ws_port, "WebSocket (WS_PORT)", "WS_PORT / --ws-port")
+        )
+        web_sock = None
         if config.web_port is not None:
-            web_sock = _bind(config.host, config.web_port, "web client (WEB_PORT)", "WEB_PORT / --web-port")
-    except BaseException:
-        ws_sock.close()
-        raise
-    ws_port = ws_sock.getsockname()[1]
-    web_port = web_sock.getsockname()[1] if web_sock else None
-    callback_url = _stage_url(config, ws_port, "http")
-
-    tasks: list[asyncio.Task[Any]] = []
-    state_file: Path | None = None
-    embedded: EmbeddedDynamoDB | None = None
-    runtime = LambdaRuntime(host=config.host, log=log)
-    gateway_runner: web.AppRunner | None = None
-    web_runner: web.AppRunner | None = None
-    gateway: Gateway | None = None
-    exits = contextlib.AsyncExitStack()  # the queues and their pollers
-    try:
-        if config.dynamodb_endpoint:
-            endpoint = config.dynamodb_endpoint
-        else:
-            embedded = EmbeddedDynamoDB(host=config.host)
-            endpoint = await asyncio.to_thread(embedded.start)
+            web_sock = parts.enter_context(
+                _listening(config.host, config.web_port, "web client (WEB_PORT)", "WEB_PORT / --web-port")
+            )
+        ws_port = ws_sock.getsockname()[1]
+        endpoint = await parts.enter_async_context(_dynamodb(config))
         client = dynamodb_client(endpoint, config.region)
         tables = local_table_names(config.table_name, model.tables)
         for resource, table_name in tables.items():
             created = await asyncio.to_thread(ensure_table, client, table_name, model.tables[resource])
             log("dynamodb", f"{'created' if created else 'using'} table {table_name} at {endpoint}")
-        queues = await exits.enter_async_context(
+        queues = await parts.enter_async_context(
             LocalQueues(
                 queue_specs(model, config.tf_vars),
-                endpoint=None if embedded is None else endpoint,  # an external DynamoDB: a moto of their own
+                # with an external DynamoDB there is no moto server here: the queues get one of their own
+                endpoint=None if config.dynamodb_endpoint else endpoint,
                 region=config.region,
                 ws_port=ws_port,
                 host=config.host,
                 log=lambda line: log("sqs", line),
             )
         )
-
-        await runtime.start()
-        routes: dict[str, Route] = {}
-        unresolved: list[str] = []
-        max_message_bytes: int | None = None  # the client's limit, when a function's environment sets one
-        for name, spec in model.functions.items():
-            if config.only_functions is not None and name not in config.only_functions:
-                continue
-            integration: Integration
-            if name in config.function_urls:
-                integration = RemoteIntegration(config.function_urls[name])
-                log("gateway", f"route {spec.route_key} -> {config.function_urls[name]}")
-            else:
-                task_root = (config.functions_dir / name).resolve()
-                if not (task_root / "app.py").is_file():
-                    log(name, f"WARNING: {task_root}/app.py does not exist: invocations will fail to import")
-                env = function_environment(
-                    config,
-                    model,
-                    spec,
-                    callback_url=callback_url,
-                    dynamodb_endpoint=endpoint,
-                    task_root=task_root,
-                    unresolved=unresolved,
-                    fault_env=fault_env,
-                    references=queues.references,
-                    sqs_endpoint=queues.endpoint or None,
-                )
-                if env.get("MAX_MESSAGE_BYTES"):
-                    max_message_bytes = int(env["MAX_MESSAGE_BYTES"])
-                pool = await runtime.add_function(
-                    name,
-                    task_root=task_root,
-                    env=env,
-                    timeout_s=spec.timeout,
-                    max_workers=config.max_workers,
-                    min_workers=config.min_workers,
-                )
-                integration = LocalIntegration(pool)
-            if spec.route_key is not None:  # a function without a route is only invoked (pool started)
-                routes[spec.route_key] = Route(spec.route_key, name, integration, spec.route_response)
-        for expr in sorted(set(unresolved)):
-            log("terraform", f"cannot evaluate {expr} locally (no default in the module): passing ''")
-
-        gateway = Gateway(
-            stage=config.stage,
-            routes=routes,
-            route_selection_expression=model.route_selection_expression,
-            limits=GatewayLimits(
-                frame_bytes=config.frame_bytes,
-                message_bytes=config.message_bytes,
-                idle_timeout_s=config.idle_timeout_s,
-                max_duration_s=config.max_duration_s,
-                integration_timeout_s=config.integration_timeout_s,
-            ),
-            api_id=new_api_id(),
-            forwarded_port=ws_port,
-            log=lambda line: log("gateway", line),
-            fault_switch=switches.get("connections"),
-            credentials=(
-                {DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"]: DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
-                if config.verify_signatures
-                else None
-            ),
-            region=config.region,
+        runtime = await parts.enter_async_context(_lambda_runtime(config, log))
+        routes, max_message_bytes = await _add_functions(
+            config,
+            model,
+            runtime,
+            callback_url=_stage_url(config, ws_port, "http"),
+            endpoint=endpoint,
+            queues=queues,
+            log=log,
         )
-        gateway_runner = web.AppRunner(
-            gateway.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        gateway = await parts.enter_async_context(
+            _gateway(config, model, routes, ws_sock, log, switches.get("connections"))
         )
-        await gateway_runner.setup()
-        await web.SockSite(gateway_runner, ws_sock).start()
         if web_sock is not None:
             web_app = make_web_app(
                 web_dir=config.web_dir,
@@ -494,15 +583,12 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
                 jwt_secret=config.jwt_secret,
                 max_message_bytes=max_message_bytes,
             )
-            web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
-            await web_runner.setup()
-            await web.SockSite(web_runner, web_sock).start()
-
+            await parts.enter_async_context(_served(web_app, web_sock))
         stack = Stack(
             config=config,
             model=model,
             ws_port=ws_port,
-            web_port=web_port,
+            web_port=web_sock.getsockname()[1] if web_sock else None,
             dynamodb_endpoint=endpoint,
             runtime=runtime,
             gateway=gateway,
@@ -510,8 +596,9 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             queues=queues,
         )
         for pool in runtime.pools.values():
-            await pool.warm()
-        stack.event_sources = await exits.enter_async_context(
+            await pool.warm()  # stopped with the runtime
+        # After the pools and the gateway: the pollers stop first, before a worker or the gateway does.
+        stack.event_sources = await parts.enter_async_context(
             EventSourceMappings(
                 event_source_mappings(model, config.tf_vars),
                 queues=queues,
@@ -520,8 +607,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             )
         )
         if config.state_dir is not None:
-            state_file = state_path(config.state_dir, ws_port)
-            _write_state(stack, state_file)
+            parts.enter_context(_state_file(stack, state_path(config.state_dir, ws_port)))
         for resource, table_name in tables.items():
             table_spec = model.tables[resource]
             if not table_spec.ttl_attribute or config.ttl_reaper_interval_s <= 0:
@@ -536,35 +622,11 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             if resource == "connections":
                 stack.reaper = reaper
             stack.reapers[resource] = reaper
-            tasks.append(asyncio.get_running_loop().create_task(reaper.run()))
+            await parts.enter_async_context(_background(reaper.run()))
         if config.reload:
             watch_dirs = [config.functions_dir.resolve(), config.shared_dir.resolve()]
-            tasks.append(asyncio.get_running_loop().create_task(_watch(stack, watch_dirs, log)))
+            await parts.enter_async_context(_background(_watch(stack, watch_dirs, log)))
         yield stack
-    finally:
-        if state_file is not None:
-            state_file.unlink(missing_ok=True)
-        if gateway is not None:
-            with contextlib.suppress(Exception):
-                await gateway.close()
-        with contextlib.suppress(Exception):
-            await exits.aclose()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        for runner in (web_runner, gateway_runner):
-            if runner is not None:
-                with contextlib.suppress(Exception):
-                    await runner.cleanup()
-        with contextlib.suppress(Exception):
-            await runtime.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
-        ws_sock.close()
-        if web_sock is not None:
-            web_sock.close()
 
 
 class StackThread:

@@ -268,10 +268,11 @@ def max_rooms_per_connection(env: Mapping[str, str] = os.environ) -> int:
 class FanoutConfig:
     """Sharded fan-out (docs/fanout.md): a broadcast to more than ``shard_size`` live connections is cut
     into shard jobs of at most that many on the queue at ``queue_url``, which the fanout function posts.
-    Without a queue (``FANOUT_QUEUE_URL`` unset) every broadcast is posted by the function itself."""
+    Without a queue (``FANOUT_QUEUE_URL`` unset) every broadcast is posted by the function itself. With
+    one, ``FANOUT_SHARD_SIZE`` is required: its one default is Terraform's ``fanout_shard_size``."""
 
     queue_url: str | None
-    shard_size: int
+    shard_size: int | None  # None without a queue
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> FanoutConfig:
@@ -280,6 +281,9 @@ class FanoutConfig:
             raise ConfigError(
                 f"environment variable FANOUT_QUEUE_URL must be an http(s) URL, got {queue_url!r}"
             )
-        # At most what one fanout invocation posts in its time, and what fits in a 256 KB SQS message.
-        shard_size = _int(env, "FANOUT_SHARD_SIZE", default=2000, minimum=1, maximum=20_000)
+        shard_size = None
+        if _optional(env, "FANOUT_SHARD_SIZE") is not None or queue_url is not None:
+            _required(env, "FANOUT_SHARD_SIZE")
+            # At most what one fanout invocation posts in its time, and what fits in a 256 KB SQS message.
+            shard_size = _int(env, "FANOUT_SHARD_SIZE", default=0, minimum=1, maximum=20_000)
         return cls(queue_url=queue_url, shard_size=shard_size)

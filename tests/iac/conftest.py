@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.iac.hcl import EXAMPLE_DIR, MODULE_DIR, ROOT, Evaluator, Module, function_keys
+from local_stack.hcl import Evaluator, Module
+from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT, function_keys
 
 SEED_DIR = Path(__file__).parent / "fixtures" / "seed"
 

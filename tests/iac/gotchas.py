@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tests.iac.hcl import (
+from local_stack.hcl import (
     Evaluator,
     HclError,
     Module,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.iac.hcl import MODULE_DIR, ROOT
+from tests.iac import MODULE_DIR, ROOT
 
 CHECKOV = Path(os.environ.get("CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
 SKIP = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?$")

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.hcl import Evaluator, Module, expand_dynamic, instances
+from tests.iac import ROOT
 from tests.iac.gotchas import evaluated
-from tests.iac.hcl import ROOT, Evaluator, Module, expand_dynamic, instances
 
 REGION = "${data.aws_region.current.region}"  # how the evaluator renders the unknown region
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"

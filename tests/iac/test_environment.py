@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.iac.hcl import MODULE_DIR, ROOT, Evaluator, function_keys
+from local_stack.hcl import Evaluator
+from tests.iac import MODULE_DIR, ROOT, function_keys
 
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Read by Powertools for AWS Lambda itself, for every function.

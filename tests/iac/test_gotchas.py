@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from local_stack.hcl import Evaluator, Module, expand_dynamic, instances
+from tests.iac import MODULE_DIR
 from tests.iac.gotchas import (
     CHECKS,
     dashboard_metrics_are_metric_arrays,
@@ -15,7 +17,6 @@ from tests.iac.gotchas import (
     lambda_permissions_name_the_exact_route,
     manage_connections_is_post_on_the_stage,
 )
-from tests.iac.hcl import MODULE_DIR, Evaluator, Module, expand_dynamic, instances
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

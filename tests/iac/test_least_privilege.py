@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.hcl import Evaluator, Module
+from tests.iac import function_keys
 from tests.iac.gotchas import policy_statements
-from tests.iac.hcl import Evaluator, Module, function_keys
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
 from tests.support.sqs import FANOUT_QUEUE
 

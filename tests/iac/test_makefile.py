@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.iac.hcl import ROOT, Module, unquote
+from local_stack.hcl import Module, unquote
+from tests.iac import ROOT
 
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "lambdas").glob("*/app.py"))
 

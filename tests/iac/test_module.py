@@ -9,18 +9,9 @@ from typing import Any
 
 import pytest
 
+from local_stack.hcl import Evaluator, HclError, Module, parse_file, references, unquote
+from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT
 from tests.iac.gotchas import evaluated
-from tests.iac.hcl import (
-    EXAMPLE_DIR,
-    MODULE_DIR,
-    ROOT,
-    Evaluator,
-    HclError,
-    Module,
-    parse_file,
-    references,
-    unquote,
-)
 
 ALL_TF = sorted([*MODULE_DIR.glob("*.tf"), *EXAMPLE_DIR.glob("*.tf")])
 BUILTIN_ROOTS = {"each", "count", "path", "self", "terraform"}
@@ -236,7 +227,7 @@ def test_image_digest_precondition_guards_the_functions(
 ) -> None:
     body = module.resources["aws_lambda_function.this"]
     preconditions = body["lifecycle"][0]["precondition"]
-    from tests.iac.hcl import instances
+    from local_stack.hcl import instances
 
     for key, inner in instances(module, complete, "aws_lambda_function.this").items():
         assert all(inner.value(p["condition"]) for p in preconditions), key

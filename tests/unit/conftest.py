@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
+from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE, put_record
 from tests.support.sqs import create_fanout_queues
 from tests.support.tables import (
     create_connections_table,
@@ -62,6 +62,17 @@ def dynamodb(function_env: dict[str, str]) -> Iterator[Any]:
         create_messages_table(client, MESSAGES_TABLE)
         create_memberships_table(client, MEMBERSHIPS_TABLE)
         yield client
+
+
+@pytest.fixture
+def connected(dynamodb: Any, management_api: FakeManagementApi) -> Callable[..., None]:
+    """``connected(cid, room, user, **put_record options)``: a stored connection, live at the fake API."""
+
+    def connect(cid: str, room: str, user: str = "u", **options: Any) -> None:
+        put_record(dynamodb, cid, room, user, **options)
+        management_api.live.add(cid)
+
+    return connect
 
 
 @dataclass

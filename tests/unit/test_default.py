@@ -8,15 +8,13 @@ import pytest
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import put_record
 
 CID = "DEFAULTxxxxxxx0="
 
 
 @pytest.fixture
-def default(dynamodb: Any, management_api: FakeManagementApi) -> Any:
-    put_record(dynamodb, CID, "general", "alice")
-    management_api.live.add(CID)
+def default(connected: Any) -> Any:
+    connected(CID, "general", "alice")
     return load_function("default")
 
 
@@ -62,11 +60,10 @@ def test_default_answers_even_when_the_rate_limit_cannot_be_read(
 
 
 def test_default_frames_count_against_the_users_limit(
-    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+    management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, connected: Any
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_BURST", "2")
-    put_record(dynamodb, CID, "general", "alice")
-    management_api.live.add(CID)
+    connected(CID, "general", "alice")
     module = load_function("default")
     now = time.time()
     module.service.limiter._clock = lambda: now  # no refill between the frames

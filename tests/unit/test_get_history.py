@@ -13,15 +13,14 @@ from shared.messages import MessageStore
 from tests.conftest import load_function
 from tests.support.events import FakeContext, message_event
 from tests.support.management_api import FakeManagementApi
-from tests.support.records import MESSAGES_TABLE, put_record
+from tests.support.records import MESSAGES_TABLE
 
 READER = "READERxxxxxxxx0="
 
 
 @pytest.fixture
-def history(dynamodb: Any, management_api: FakeManagementApi) -> Any:
-    put_record(dynamodb, READER, "general", "bob")
-    management_api.live.add(READER)
+def history(connected: Any) -> Any:
+    connected(READER, "general", "bob")
     return load_function("get_history")
 
 
@@ -249,10 +248,9 @@ def test_get_history_store_failure_is_internal(
 
 
 def test_get_history_messages_are_the_broadcast_frames(
-    history: Any, dynamodb: Any, management_api: FakeManagementApi
+    history: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "ALICExxxxxxxxx0=", "general", "alice", name="Alice")
-    management_api.live.add("ALICExxxxxxxxx0=")
+    connected("ALICExxxxxxxxx0=", "general", "alice", name="Alice")
     send = load_function("send_message")
     body = {"action": "sendMessage", "message": "héllo", "client_msg_id": "c-5"}
     send.handler(message_event(body, connection_id="ALICExxxxxxxxx0="), FakeContext())

@@ -40,9 +40,11 @@ def test_arithmetic_on_locals_is_evaluated(tmp_path: Path) -> None:
     resource "aws_sqs_queue" "other" {
       name = "other"
       visibility_timeout_seconds = local.jobs_visibility
+      delay_seconds              = max(2, min(var.jobs_max_receive_count, 9))
     }
     """
-    assert queue_specs(model(tmp_path, extra))["other"].visibility_timeout_s == 31
+    other = queue_specs(model(tmp_path, extra), {"jobs_max_receive_count": "5"})["other"]
+    assert (other.visibility_timeout_s, other.delay_s) == (31, 5)  # a -var text takes its number type
 
 
 def test_mappings_are_read_from_the_terraform(tmp_path: Path) -> None:
@@ -73,6 +75,24 @@ def test_a_mapping_names_its_function_by_its_key(tmp_path: Path) -> None:
 def test_an_unevaluable_value_is_an_error_not_a_guess(tmp_path: Path) -> None:
     extra = 'resource "aws_sqs_queue" "odd" {\n  visibility_timeout_seconds = var.missing\n}\n'
     with pytest.raises(TerraformError, match=r"odd\.visibility_timeout_seconds"):
+        queue_specs(model(tmp_path, extra))
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ('"arn:aws:sqs:us-east-1:1:x"', "deadLetterTargetArn must be aws_sqs_queue.<name>.arn"),
+        ("aws_sqs_queue.jobs.url", "deadLetterTargetArn must be aws_sqs_queue.<name>.arn"),
+        ("aws_sqs_queue.nowhere.arn", "aws_sqs_queue.nowhere is not defined"),
+    ],
+)
+def test_a_redrive_policy_names_a_queue_of_the_module(tmp_path: Path, target: str, message: str) -> None:
+    extra = f"""
+    resource "aws_sqs_queue" "odd" {{
+      redrive_policy = jsonencode({{ deadLetterTargetArn = {target}, maxReceiveCount = 3 }})
+    }}
+    """
+    with pytest.raises(TerraformError, match=message):
         queue_specs(model(tmp_path, extra))
 
 

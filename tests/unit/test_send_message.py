@@ -18,9 +18,8 @@ SENDER = "SENDERxxxxxxxx0="
 
 
 @pytest.fixture
-def send(dynamodb: Any, management_api: FakeManagementApi) -> Any:
-    put_record(dynamodb, SENDER, "general", "alice", name="Alice")
-    management_api.live.add(SENDER)
+def send(connected: Any) -> Any:
+    connected(SENDER, "general", "alice", name="Alice")
     return load_function("send_message")
 
 
@@ -29,15 +28,14 @@ def call(module: Any, body: Any, connection_id: str = SENDER) -> dict[str, Any]:
 
 
 def test_send_message_reaches_everyone_in_the_room_sender_included(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
     for cid, room in [
         ("BOBxxxxxxxxxxx0=", "general"),
         ("CAROLxxxxxxxxx0=", "general"),
         ("DAVExxxxxxxxxx0=", "other"),
     ]:
-        put_record(dynamodb, cid, room)
-        management_api.live.add(cid)
+        connected(cid, room)
     assert (
         call(send, {"action": "sendMessage", "room_id": "general", "message": "Hello"})["statusCode"] == 200
     )
@@ -96,10 +94,9 @@ def test_send_message_unique_ids_per_message(send: Any, management_api: FakeMana
     ids=lambda v: v if isinstance(v, str) and len(v) < 30 else None,
 )
 def test_send_message_refusals_go_to_sender_only_and_broadcast_nothing(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi, body: Any, code: str
+    send: Any, management_api: FakeManagementApi, body: Any, code: str, connected: Any
 ) -> None:
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general")
     response = call(send, body)
     assert response["statusCode"] == 200
     [frame] = management_api.frames_to(SENDER)
@@ -130,20 +127,16 @@ def test_send_message_from_unregistered_connection_is_refused(
 
 
 def test_send_message_skips_expired_records(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "OLDxxxxxxxxxxx0=", "general", ttl=int(time.time()) - 1)
-    management_api.live.add("OLDxxxxxxxxxxx0=")
+    connected("OLDxxxxxxxxxxx0=", "general", ttl=int(time.time()) - 1)
     call(send, {"action": "sendMessage", "message": "hi"})
     assert management_api.attempts.get("OLDxxxxxxxxxxx0=", 0) == 0
 
 
-def test_send_message_deletes_exactly_the_gone_connection(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
-) -> None:
+def test_send_message_deletes_exactly_the_gone_connection(send: Any, dynamodb: Any, connected: Any) -> None:
     put_record(dynamodb, "GONExxxxxxxxxx0=", "general")  # not live: the fake answers 410
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general")
     call(send, {"action": "sendMessage", "message": "hi"})
     assert record_ids(dynamodb) == {SENDER, "BOBxxxxxxxxxxx0="}
 
@@ -162,23 +155,21 @@ def test_send_message_other_errors_delete_nothing(
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_send_message_transient_errors_are_retried_until_delivered(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi, status: int
+    send: Any, management_api: FakeManagementApi, status: int, connected: Any
 ) -> None:
-    put_record(dynamodb, "FLAKYxxxxxxxxx0=", "general")
-    management_api.live.add("FLAKYxxxxxxxxx0=")
+    connected("FLAKYxxxxxxxxx0=", "general")
     management_api.scripts["FLAKYxxxxxxxxx0="] = [status, status]
     call(send, {"action": "sendMessage", "message": "hi"})
     assert [f["message"] for f in management_api.frames_to("FLAKYxxxxxxxxx0=")] == ["hi"]
 
 
 def test_send_message_reads_every_page_of_a_large_room(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
     # Seed defect 4: one Query page only. 50 items a page makes 130 members span 3 pages.
     members = [f"M{i:013d}x0=" for i in range(129)]
     for cid in members:
-        put_record(dynamodb, cid, "general")
-        management_api.live.add(cid)
+        connected(cid, "general")
     send.store.page_size = 50
     assert send.store.room_members("general").pages == 3
     call(send, {"action": "sendMessage", "message": "to all"})
@@ -203,12 +194,11 @@ def test_send_message_error_frame_is_valid_json_object(send: Any, management_api
 
 
 def test_send_message_rate_limit_allows_burst_then_refuses(
-    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+    management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, connected: Any
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
     monkeypatch.setenv("RATE_LIMIT_BURST", "3")
-    put_record(dynamodb, SENDER, "general", "alice")
-    management_api.live.add(SENDER)
+    connected(SENDER, "general", "alice")
     module = load_function("send_message")
     now = [time.time()]
     module.limiter._clock = lambda: now[0]
@@ -224,11 +214,10 @@ def test_send_message_rate_limit_allows_burst_then_refuses(
 
 
 def test_send_message_rate_limit_zero_disables_it(
-    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+    management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, connected: Any
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "0")
-    put_record(dynamodb, SENDER, "general", "alice")
-    management_api.live.add(SENDER)
+    connected(SENDER, "general", "alice")
     module = load_function("send_message")
     for i in range(30):
         call(module, {"action": "sendMessage", "message": f"m{i}"})
@@ -267,10 +256,9 @@ class FailingClient:
 
 
 def test_send_message_acks_the_sender_once_stored_then_broadcasts(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general", "bob")
     events: list[str] = []
     client = send.messages._client
 
@@ -321,10 +309,9 @@ def test_send_message_without_client_msg_id_is_stored_and_not_acked(
 
 
 def test_send_message_failed_store_broadcasts_nothing_and_tells_internal(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general", "bob")
     send.messages._client = FailingClient(send.messages._client)
     for body in (
         {"action": "sendMessage", "message": "Hello", "client_msg_id": "c-1"},
@@ -340,10 +327,9 @@ def test_send_message_failed_store_broadcasts_nothing_and_tells_internal(
 
 
 def test_send_message_repeated_client_msg_id_stores_once_and_rebroadcasts_the_same_id(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general", "bob")
     for _ in range(3):
         call(send, {"action": "sendMessage", "message": "Hello", "client_msg_id": "retry-1"})
     acks = [f for f in management_api.frames_to(SENDER) if f["action"] == "ack"]
@@ -366,10 +352,9 @@ def test_send_message_repeat_with_other_text_broadcasts_the_first_message(
 
 
 def test_send_message_same_client_msg_id_of_another_user_is_another_message(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
-    put_record(dynamodb, "BOBxxxxxxxxxxx0=", "general", "bob")
-    management_api.live.add("BOBxxxxxxxxxxx0=")
+    connected("BOBxxxxxxxxxxx0=", "general", "bob")
     call(send, {"action": "sendMessage", "message": "from alice", "client_msg_id": "c-1"})
     call(
         send,
@@ -388,10 +373,9 @@ def test_send_message_same_client_msg_id_of_another_user_is_another_message(
 
 
 def test_send_message_repeat_from_another_connection_of_the_user_is_the_same_message(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, connected: Any
 ) -> None:
-    put_record(dynamodb, "ALICE2xxxxxxxx0=", "general", "alice")
-    management_api.live.add("ALICE2xxxxxxxx0=")
+    connected("ALICE2xxxxxxxx0=", "general", "alice")
     call(send, {"action": "sendMessage", "message": "hi", "client_msg_id": "c-2"})
     call(
         send,
@@ -417,11 +401,10 @@ def test_send_message_is_kept_for_the_retention_period(
 
 
 def test_send_message_retention_days_from_the_environment(
-    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+    dynamodb: Any, monkeypatch: pytest.MonkeyPatch, connected: Any
 ) -> None:
     monkeypatch.setenv("MESSAGE_RETENTION_DAYS", "30")
-    put_record(dynamodb, SENDER, "general", "alice")
-    management_api.live.add(SENDER)
+    connected(SENDER, "general", "alice")
     module = load_function("send_message")
     call(module, {"action": "sendMessage", "message": "kept"})
     [stored] = stored_messages(dynamodb)
@@ -461,11 +444,10 @@ def test_send_message_ids_sort_in_store_order(send: Any, management_api: FakeMan
 
 
 def test_send_message_client_msg_id_reused_in_another_room_is_refused_not_posted_there(
-    send: Any, dynamodb: Any, management_api: FakeManagementApi
+    send: Any, dynamodb: Any, management_api: FakeManagementApi, connected: Any
 ) -> None:
     other_tab = "ALICE2xxxxxxxx0="
-    put_record(dynamodb, other_tab, "random", "alice", name="Alice")
-    management_api.live.add(other_tab)
+    connected(other_tab, "random", "alice", name="Alice")
     call(send, {"action": "sendMessage", "message": "in general", "client_msg_id": "c-1"})
     management_api.reset()
     call(send, {"action": "sendMessage", "message": "in random", "client_msg_id": "c-1"}, other_tab)

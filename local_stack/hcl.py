@@ -1,8 +1,11 @@
-"""A small, strict reader of the Terraform module: python-hcl2 parsing plus an evaluator for the subset of
-HCL expressions the module uses (references, templates, operators, conditionals, for expressions and the
+"""A small, strict reader of Terraform: python-hcl2 parsing plus an evaluator for the subset of HCL
+expressions the module uses (references, templates, operators, conditionals, for expressions and the
 functions listed in FUNCTIONS). What only AWS knows (ARNs, ids) evaluates to a symbolic ``Ref`` whose
-text is ``${address}``, so IAM resources can be compared as strings. Anything outside the subset raises:
-an expression this reader cannot follow is a failure, never a silent pass.
+text is ``${address}``, so IAM resources can be compared as strings; an evaluator can be given local
+values for some of those addresses (``known``). Anything outside the subset raises: an expression this
+reader cannot follow is an error, never a guess.
+
+The local stack (``terraform.py``) and the module's tests (tests/iac) read the module with this code.
 """
 
 from __future__ import annotations
@@ -16,10 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
-
-ROOT = Path(__file__).resolve().parents[2]
-MODULE_DIR = ROOT / "terraform"
-EXAMPLE_DIR = MODULE_DIR / "examples" / "complete"
 
 META_KEYS = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
 
@@ -44,13 +43,17 @@ def strip_meta(value: Any) -> Any:
 
 
 def parse_file(path: Path) -> dict[str, Any]:
-    with path.open() as handle:
-        return strip_meta(hcl2.load(handle))
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return strip_meta(hcl2.load(handle))
+    except Exception as exc:  # python-hcl2 raises lark's errors, which name no file
+        raise HclError(f"{path}: cannot parse: {exc}") from exc
 
 
 @dataclass
 class Module:
-    """Every top-level block of one directory's ``*.tf`` files, keyed by address."""
+    """Every top-level block of the ``*.tf`` files of one directory (or of several, later ones replacing
+    blocks of the same address: how a test-only route table replaces ``local.functions``), by address."""
 
     directory: Path
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -60,45 +63,45 @@ class Module:
     locals: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     modules: dict[str, dict[str, Any]] = field(default_factory=dict)
-    origin: dict[str, str] = field(default_factory=dict)  # address -> file name
+    origin: dict[str, str] = field(default_factory=dict)  # address (var.x, local.y, aws_z.w) -> file
+    _layer: dict[str, int] = field(default_factory=dict, repr=False)  # address -> which directory
 
     @classmethod
-    def load(cls, directory: Path) -> Module:
+    def load(cls, directory: Path, *overrides: Path) -> Module:
         module = cls(directory)
-        for path in sorted(directory.glob("*.tf")):
-            parsed = parse_file(path)
-            module.files[path.name] = parsed
-            module._add(path.name, parsed)
+        for layer, folder in enumerate((directory, *overrides)):
+            for path in sorted(Path(folder).glob("*.tf")):
+                parsed = parse_file(path)
+                name = path.name if layer == 0 else str(path)
+                module.files[name] = parsed
+                module._add(name, parsed, layer)
         return module
 
-    def _add(self, filename: str, parsed: dict[str, Any]) -> None:
-        def put(table: dict[str, Any], address: str, body: Any) -> None:
-            if address in table:
-                raise HclError(f"{address} is declared twice ({self.origin[address]} and {filename})")
-            table[address] = body
-            self.origin[address] = filename
+    def _add(self, filename: str, parsed: dict[str, Any], layer: int = 0) -> None:
+        """Add one file's blocks: twice in one directory is an error, a later directory replaces."""
 
-        for block in parsed.get("resource", []):
-            for rtype, named in block.items():
-                for name, body in named.items():
-                    put(self.resources, f"{rtype}.{name}", body)
-        for block in parsed.get("data", []):
-            for dtype, named in block.items():
-                for name, body in named.items():
-                    put(self.data, f"{dtype}.{name}", body)
-        for block in parsed.get("variable", []):
-            for name, body in block.items():
-                put(self.variables, name, body)
-        for block in parsed.get("output", []):
-            for name, body in block.items():
-                put(self.outputs, name, body)
-        for block in parsed.get("module", []):
-            for name, body in block.items():
-                put(self.modules, name, body)
-        for block in parsed.get("locals", []):
-            for name, value in block.items():
-                put(self.locals, f"local.{name}", value)
-        self.locals = {k.removeprefix("local."): v for k, v in self.locals.items()}
+        def put(table: dict[str, Any], prefix: str, name: str, body: Any) -> None:
+            address = prefix + name
+            if self._layer.get(address) == layer:
+                raise HclError(f"{address} is declared twice ({self.origin[address]} and {filename})")
+            table[name] = body
+            self.origin[address] = filename
+            self._layer[address] = layer
+
+        for kind, table, prefix in (("resource", self.resources, ""), ("data", self.data, "data.")):
+            for block in parsed.get(kind, []):
+                for rtype, named in block.items():
+                    for name, body in named.items():
+                        put(table, prefix, f"{rtype}.{name}", body)
+        for kind, table, prefix in (
+            ("variable", self.variables, "var."),
+            ("output", self.outputs, "output."),
+            ("module", self.modules, "module."),
+            ("locals", self.locals, "local."),
+        ):
+            for block in parsed.get(kind, []):
+                for name, body in block.items():
+                    put(table, prefix, name, body)
 
     def defaults(self) -> dict[str, Any]:
         values = {}
@@ -197,6 +200,12 @@ def _regex(pattern: str, text: str) -> Any:
     return match.group(0)
 
 
+def _numbers(name: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not values or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        raise HclError(f"{name}() takes one or more numbers, got {list(values)!r}")
+    return values
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "alltrue": lambda items: all(items),
     "anytrue": lambda items: any(items),
@@ -211,11 +220,13 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "length": len,
     "lookup": _lookup,
     "lower": lambda s: s.lower(),
+    "max": lambda *numbers: max(_numbers("max", numbers)),
     "merge": _merge,
+    "min": lambda *numbers: min(_numbers("min", numbers)),
     "regex": _regex,
     "replace": lambda s, old, new: s.replace(old, new),
     "setproduct": _setproduct,
-    "sha1": lambda s: hashlib.sha1(s.encode()).hexdigest(),
+    "sha1": lambda s: hashlib.sha1(s.encode(), usedforsecurity=False).hexdigest(),
     "sort": lambda items: sorted(items),
     "startswith": lambda s, prefix: s.startswith(prefix),
     "tostring": to_text,
@@ -569,7 +580,10 @@ def _node_references(node: Any, bound: frozenset[str]) -> Iterator[tuple[str, ..
 
 
 class Evaluator:
-    """Evaluates values of one module, with given variable values and a scope (each, count, iterators)."""
+    """Evaluates values of one module, with given variable values and a scope (each, count, iterators).
+
+    ``known`` gives values to addresses only known after apply (``aws_dynamodb_table.x.name``) or to
+    locals (``local.callback_url``): the local stack evaluates the module with its local values."""
 
     def __init__(
         self,
@@ -578,15 +592,20 @@ class Evaluator:
         scope: Mapping[str, Any] | None = None,
         *,
         lenient: bool = False,
+        known: Mapping[str, Any] | None = None,
     ) -> None:
         self.module = module
         self.variables = variables
         self.scope = dict(scope or {})
         self.lenient = lenient  # undeclared var/local -> Ref (for reading foreign HCL such as the seed's)
+        self.known = dict(known or {})
         self._locals: dict[str, Any] = {}
 
     def with_scope(self, **scope: Any) -> Evaluator:
-        child = Evaluator(self.module, self.variables, {**self.scope, **scope}, lenient=self.lenient)
+        return self._child({**self.scope, **scope})
+
+    def _child(self, scope: Mapping[str, Any] | None = None) -> Evaluator:
+        child = Evaluator(self.module, self.variables, scope, lenient=self.lenient, known=self.known)
         child._locals = self._locals
         return child
 
@@ -600,14 +619,14 @@ class Evaluator:
         return raw
 
     def local(self, name: str) -> Any:
+        if f"local.{name}" in self.known:
+            return self.known[f"local.{name}"]
         if name not in self._locals:
             if name not in self.module.locals:
                 if self.lenient:
                     return Ref(f"local.{name}")
                 raise HclError(f"local.{name} is not declared")
-            evaluator = Evaluator(self.module, self.variables, lenient=self.lenient)
-            evaluator._locals = self._locals
-            self._locals[name] = evaluator.value(self.module.locals[name])
+            self._locals[name] = self._child().value(self.module.locals[name])
         return self._locals[name]
 
     def resolve(self, name: str, scope: Mapping[str, Any]) -> Any:
@@ -630,7 +649,7 @@ class Evaluator:
         body = self.module.resources.get(address)
         if body is None or not ({"for_each", "count"} & set(body)):
             return Ref(address)
-        keys = instances(self.module, Evaluator(self.module, self.variables, lenient=self.lenient), address)
+        keys = instances(self.module, self._child(), address)
         if "count" in body:
             return [Ref(f"{address}[{i}]") for i in keys]
         return {k: Ref(f"{address}[{json.dumps(k)}]") for k in keys}
@@ -656,7 +675,8 @@ class Evaluator:
         if kind == "ref":
             return self.resolve(node[1], scope)
         if kind == "attr":
-            return _get_attr(self.node(node[1], scope), node[2])
+            value = _get_attr(self.node(node[1], scope), node[2])
+            return self.known.get(value.address, value) if isinstance(value, Ref) else value
         if kind == "splat":
             base = self.node(node[1], scope)
             if isinstance(base, Ref):
@@ -828,11 +848,3 @@ def instances(module: Module, evaluator: Evaluator, address: str) -> dict[Any, E
                 for k in keys
             }
     return for_each_instances(evaluator, body)
-
-
-def function_keys(directory: Path = MODULE_DIR) -> tuple[str, ...]:
-    """The keys of terraform/functions.tf's local.functions: tests parametrise over these, so a new
-    function is covered without editing them."""
-    module = Module.load(directory)
-    functions = Evaluator(module, module.defaults()).local("functions")
-    return tuple(functions)
