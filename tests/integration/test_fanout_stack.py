@@ -31,6 +31,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from local_stack import Stack, StackConfig, StackThread
 from local_stack.gateway import Gateway
+from local_stack.runtime import WorkerState
 
 from .helpers import HERE, REPO
 
@@ -228,7 +229,7 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
         victim = next(w for w in pool.workers if w.current is not None and w.process is not None)
         assert victim.process is not None
         os.killpg(victim.process.pid, signal.SIGKILL)  # mid-shard: some of its members got the message
-        assert wait_until(lambda: victim.exited, 10)
+        assert wait_until(lambda: victim.state is WorkerState.DEAD, 10)
     finally:
         GATE.release()
 
