@@ -50,7 +50,7 @@ class ShardsConfig:
 def terraform_defaults() -> dict[str, int]:
     from local_stack.terraform import load_model
 
-    variables = load_model([ROOT / "terraform"]).variables
+    variables = load_model([ROOT / "terraform"]).module.defaults()
     names = ("broadcast_concurrency", "fanout_shard_size", "fanout_max_concurrency", "fanout_batch_size")
     return {name: int(variables[name]) for name in names}
 
