@@ -15,9 +15,12 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
 
-from local_stack import Stack
+from local_stack import Stack, StackThread
+from local_stack.gateway import Gateway
+from local_stack.queues import EventSourceMappings, LocalQueues
+from local_stack.runtime import LambdaRuntime
 
-from .helpers import HERE, REPO
+from .helpers import HERE, REPO, test_config
 
 TF_QUEUES = (REPO / "terraform", HERE / "terraform" / "queues")
 
@@ -142,3 +145,29 @@ def test_at_most_maximum_concurrency_in_flight(queue_stack: Callable[..., tuple[
     overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
     assert overlap == 2, spans  # never 3, though the pool has 3 workers
     assert all(len(inv["event"]["Records"]) == 1 for inv in invocations(log_dir))
+
+
+def test_teardown_stops_the_pollers_before_the_gateway_and_the_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stopped: list[str] = []
+
+    def recording(owner: Any, method: str, what: str) -> None:
+        real = getattr(owner, method)
+
+        async def wrapper(self: Any, *args: Any) -> Any:
+            stopped.append(what)
+            return await real(self, *args)
+
+        monkeypatch.setattr(owner, method, wrapper)
+
+    recording(EventSourceMappings, "__aexit__", "pollers")
+    recording(Gateway, "close", "gateway")
+    recording(LambdaRuntime, "close", "runtime")
+    recording(LocalQueues, "__aexit__", "queues")
+    config = test_config(
+        terraform_dirs=TF_QUEUES, web_port=None, min_workers=1, tf_vars={"event_log_dir": str(tmp_path)}
+    )
+    with StackThread(config) as stack:
+        assert stack.event_sources is not None and set(stack.event_sources.pollers) == {"jobs"}
+    assert stopped == ["pollers", "gateway", "runtime", "queues"]
