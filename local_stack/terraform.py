@@ -6,6 +6,8 @@ expression from ``aws_apigatewayv2_api.websocket``, every table's keys, GSIs and
 ``aws_dynamodb_table``, each function's environment from ``merge(local.common_env,
 local.functions[fn].environment)``. Environment values are evaluated per stack with local values
 (:func:`evaluate_environment`); one that cannot be evaluated locally is reported, never guessed.
+Every ``aws_sqs_queue`` and every ``aws_lambda_event_source_mapping`` from one (:func:`queue_specs`,
+:func:`event_source_mappings`) is read the same way; a setting of theirs that cannot be evaluated is an error.
 """
 
 from __future__ import annotations
