@@ -36,6 +36,7 @@ BENCHMARKS = (
     Benchmark("e2e", "bench.e2e", "E2EConfig", "K clients through the local stack vs a websockets floor"),
     Benchmark("connect", "bench.connect_rate", "ConnectConfig", "$connect rate through the local stack"),
     Benchmark("history", "bench.history", "HistoryBenchConfig", "the store's cost; history pages"),
+    Benchmark("shards", "bench.shards", "ShardsConfig", "sharded fan-out (SQS + fanout) vs one invocation"),
 )
 FLAGS = {"memory_mb": "--memory", "timeout_s": "--timeout", "profile_dir": "--profile"}  # shorter names
 CHOICES = {"sweep_client": ("boto3", "lean"), "dynamodb": ("embedded", "process")}

@@ -1,5 +1,5 @@
-"""``python -m local_stack up | token | invoke | generate-event`` (flags mirror WS_PORT, WEB_PORT, STAGE,
-JWT_SECRET, DYNAMODB_ENDPOINT, AWS_REGION and LOG_FORMAT; a flag wins over its variable)."""
+"""``python -m local_stack up | token | invoke | publish | generate-event`` (flags mirror WS_PORT,
+WEB_PORT, STAGE, JWT_SECRET, DYNAMODB_ENDPOINT, AWS_REGION and LOG_FORMAT; a flag wins over its variable)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("--ws-port", type=int, help="the running stack's port (WS_PORT, 3001)")
     _common(invoke, serve=False)
+
+    publish = sub.add_parser(
+        "publish",
+        help="post a message from a backend (the publish function) to a room or a user",
+        description="Invoke the publish function, as a backend does with lambda:InvokeFunction: the message "
+        "is stored and fanned out to a room's (--room) or a user's (--to-user) connections, from a system "
+        "sender unless --user-id is given. By default on the running `make dev` on WS_PORT; "
+        "--self-contained runs a throwaway stack (nothing real is touched, and no one is connected).",
+    )
+    target = publish.add_mutually_exclusive_group(required=True)
+    target.add_argument("--room", help="the room to post to (room_id)")
+    target.add_argument("--to-user", help="the user whose connections get a direct message (to_user_id)")
+    publish.add_argument("--message", required=True, help="the message text")
+    publish.add_argument("--user-id", help="the sender's user id (default: the function's system sender)")
+    publish.add_argument("--name", help="the sender's display name")
+    publish.add_argument(
+        "--self-contained", action="store_true", help="run it in a throwaway stack of its own"
+    )
+    publish.add_argument("--ws-port", type=int, help="the running stack's port (WS_PORT, 3001)")
+    _common(publish, serve=False)
 
     generate = sub.add_parser(
         "generate-event",
@@ -334,7 +354,27 @@ def _print_result(payload: bytes, function_error: bool) -> int:
     return 1 if function_error else 0
 
 
-def _invoke_running(args: argparse.Namespace) -> int:
+def publish_event(
+    *,
+    message: str,
+    room: str | None = None,
+    to_user: str | None = None,
+    user_id: str | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """The publish function's event: ``{"room_id" | "to_user_id", "message", "user_id"?, "name"?}``."""
+    if (room is None) == (to_user is None):
+        raise ValueError("give exactly one of --room and --to-user")
+    event: dict[str, Any] = {"room_id": room} if room is not None else {"to_user_id": to_user}
+    event["message"] = message
+    if user_id is not None:
+        event["user_id"] = user_id
+    if name is not None:
+        event["name"] = name
+    return event
+
+
+def _invoke_running(args: argparse.Namespace, payload: bytes | None = None) -> int:
     """POST the event to the running stack's function endpoint (the RIE path), so the function runs
     in that stack's pool with its environment: its table, its callback URL, its gateway."""
     port = args.ws_port if args.ws_port is not None else StackConfig.from_env().ws_port
@@ -359,7 +399,8 @@ def _invoke_running(args: argparse.Namespace) -> int:
         return _unknown_function(args.function, functions)
     config = StackConfig.from_env(stage=state["stage"], ws_port=port)
     route_keys = {name: spec["route_key"] for name, spec in functions.items()}
-    payload = _read_event(args, route_keys, config)
+    if payload is None:
+        payload = _read_event(args, route_keys, config)
     request = urllib.request.Request(  # noqa: S310 - the running stack's own http:// endpoint
         functions[args.function]["invoke_url"],
         data=payload,
@@ -380,7 +421,7 @@ def _invoke_running(args: argparse.Namespace) -> int:
     return _print_result(body, bool(function_error))
 
 
-async def _invoke_self_contained(args: argparse.Namespace) -> int:
+async def _invoke_self_contained(args: argparse.Namespace, payload: bytes | None = None) -> int:
     config = _config(
         args,
         web_port=None,
@@ -396,7 +437,8 @@ async def _invoke_self_contained(args: argparse.Namespace) -> int:
     if args.function not in model.functions:
         return _unknown_function(args.function, model.functions)
     route_keys: dict[str, str | None] = {name: spec.route_key for name, spec in model.functions.items()}
-    payload = _read_event(args, route_keys, config)
+    if payload is None:
+        payload = _read_event(args, route_keys, config)
     async with run_stack(config) as stack:
         result = await stack.pools[args.function].invoke(payload)
         for line in stack.logs:
@@ -423,6 +465,22 @@ def main(argv: list[str] | None = None) -> int:
                 if args.self_contained:
                     return asyncio.run(_invoke_self_contained(args))
                 return _invoke_running(args)
+            finally:
+                print(f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+        if args.command == "publish":
+            args.function, started = "publish", time.monotonic()
+            event = publish_event(
+                message=args.message,
+                room=args.room,
+                to_user=args.to_user,
+                user_id=args.user_id,
+                name=args.name,
+            )
+            payload = json.dumps(event).encode()
+            try:
+                if args.self_contained:
+                    return asyncio.run(_invoke_self_contained(args, payload))
+                return _invoke_running(args, payload)
             finally:
                 print(f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
         if args.command == "generate-event":

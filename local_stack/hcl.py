@@ -200,6 +200,12 @@ def _regex(pattern: str, text: str) -> Any:
     return match.group(0)
 
 
+def _numbers(name: str, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not values or any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+        raise HclError(f"{name}() takes one or more numbers, got {list(values)!r}")
+    return values
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "alltrue": lambda items: all(items),
     "anytrue": lambda items: any(items),
@@ -214,7 +220,9 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "length": len,
     "lookup": _lookup,
     "lower": lambda s: s.lower(),
+    "max": lambda *numbers: max(_numbers("max", numbers)),
     "merge": _merge,
+    "min": lambda *numbers: min(_numbers("min", numbers)),
     "regex": _regex,
     "replace": lambda s, old, new: s.replace(old, new),
     "setproduct": _setproduct,

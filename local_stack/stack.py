@@ -37,8 +37,17 @@ from .dynamodb import (
 )
 from .events import new_api_id
 from .gateway import Gateway, GatewayLimits, Integration, LocalIntegration, RemoteIntegration, Route
+from .queues import EventSourceMappings, LocalQueues
 from .runtime import FunctionPool, LambdaRuntime, LogSink
-from .terraform import FunctionSpec, TerraformError, TerraformModel, evaluate_environment, load_model
+from .terraform import (
+    FunctionSpec,
+    TerraformError,
+    TerraformModel,
+    evaluate_environment,
+    event_source_mappings,
+    load_model,
+    queue_specs,
+)
 from .tokens import make_token
 from .web import make_web_app
 
@@ -159,9 +168,12 @@ def function_environment(
     task_root: Path,
     unresolved: list[str] | None = None,
     fault_env: Mapping[str, str] | None = None,
+    references: Mapping[str, str] | None = None,
+    sqs_endpoint: str | None = None,
 ) -> dict[str, str]:
     """The function's Terraform environment with local values, plus Lambda's runtime variables
-    (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on)."""
+    (and ``fault_env``, :func:`faults.worker_env`'s variables, when the fault switch is on).
+    ``references``: more local values (the queues' ``aws_sqs_queue.<name>.url``...)."""
     env, cannot = evaluate_environment(
         model,
         spec,
@@ -172,6 +184,7 @@ def function_environment(
                 f"aws_dynamodb_table.{resource}.name": name
                 for resource, name in local_table_names(config.table_name, model.tables).items()
             },
+            **(references or {}),
         },
     )
     if unresolved is not None:
@@ -202,6 +215,7 @@ def function_environment(
             "AWS_REGION": config.region,
             "AWS_DEFAULT_REGION": config.region,
             "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_endpoint,
+            **({"AWS_ENDPOINT_URL_SQS": sqs_endpoint} if sqs_endpoint else {}),
             "_HANDLER": "app.handler",
             "LAMBDA_TASK_ROOT": str(task_root),
             "TZ": "UTC",
@@ -239,6 +253,8 @@ class Stack:
     logs: deque[str] = field(default_factory=lambda: deque(maxlen=20000))
     reaper: TtlReaper | None = None  # the connections table's
     reapers: dict[str, TtlReaper] = field(default_factory=dict)  # every table's, by Terraform resource name
+    queues: LocalQueues | None = None  # every aws_sqs_queue (queues.urls by resource name)
+    event_sources: EventSourceMappings | None = None  # a poller per event source mapping
 
     @property
     def table_names(self) -> dict[str, str]:
@@ -323,6 +339,7 @@ def _write_state(stack: Stack, path: Path) -> None:
         "web_url": stack.web_url,
         "dynamodb_endpoint": stack.dynamodb_endpoint,
         "table_name": stack.config.table_name,
+        "queues": stack.queues.urls if stack.queues else {},
         "region": stack.config.region,
         "stage": stack.config.stage,
         "functions": {
@@ -375,6 +392,7 @@ async def _add_functions(
     *,
     callback_url: str,
     endpoint: str,
+    queues: LocalQueues,
     log: LogSink,
 ) -> tuple[dict[str, Route], int | None]:
     """A pool (or a remote RIE endpoint) per function; the routes, and the client's message limit when a
@@ -403,6 +421,8 @@ async def _add_functions(
                 task_root=task_root,
                 unresolved=unresolved,
                 fault_env=fault_env,
+                references=queues.references,
+                sqs_endpoint=queues.endpoint or None,
             )
             if env.get("MAX_MESSAGE_BYTES"):
                 max_message_bytes = int(env["MAX_MESSAGE_BYTES"])
@@ -531,6 +551,17 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         for resource, table_name in tables.items():
             created = await asyncio.to_thread(ensure_table, client, table_name, model.tables[resource])
             log("dynamodb", f"{'created' if created else 'using'} table {table_name} at {endpoint}")
+        queues = await parts.enter_async_context(
+            LocalQueues(
+                queue_specs(model, config.tf_vars),
+                # with an external DynamoDB there is no moto server here: the queues get one of their own
+                endpoint=None if config.dynamodb_endpoint else endpoint,
+                region=config.region,
+                ws_port=ws_port,
+                host=config.host,
+                log=lambda line: log("sqs", line),
+            )
+        )
         runtime = await parts.enter_async_context(_lambda_runtime(config, log))
         routes, max_message_bytes = await _add_functions(
             config,
@@ -538,6 +569,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             runtime,
             callback_url=_stage_url(config, ws_port, "http"),
             endpoint=endpoint,
+            queues=queues,
             log=log,
         )
         gateway = await parts.enter_async_context(
@@ -561,9 +593,19 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             runtime=runtime,
             gateway=gateway,
             logs=logs,
+            queues=queues,
         )
         for pool in runtime.pools.values():
             await pool.warm()  # stopped with the runtime
+        # After the pools and the gateway: the pollers stop first, before a worker or the gateway does.
+        stack.event_sources = await parts.enter_async_context(
+            EventSourceMappings(
+                event_source_mappings(model, config.tf_vars),
+                queues=queues,
+                pools=runtime.pools,
+                log=lambda line: log("sqs", line),
+            )
+        )
         if config.state_dir is not None:
             parts.enter_context(_state_file(stack, state_path(config.state_dir, ws_port)))
         for resource, table_name in tables.items():

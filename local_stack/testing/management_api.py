@@ -100,6 +100,7 @@ class FakeManagementApi:
                 "in_flight": self.in_flight,
                 "max_in_flight": self.max_in_flight,
                 "connections": len(self.peers),
+                "distinct": len(self.attempts),  # ids posted to at least once: posts - distinct are repeats
             }
 
     def reset(self) -> dict[str, int]:
@@ -219,6 +220,10 @@ class FakeManagementApiProcess:
     @property
     def endpoint_url(self) -> str:
         return f"{self.base}/{self.stage}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
 
     def __enter__(self) -> FakeManagementApiProcess:
         command = [sys.executable, "-m", "local_stack.testing", "fake-api"]

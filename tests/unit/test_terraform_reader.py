@@ -144,3 +144,14 @@ def test_a_module_the_stack_cannot_use_is_a_clear_error(
 def test_no_terraform_files_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(TerraformError, match=r"no \*\.tf files"):
         load_model([tmp_path])
+
+
+def test_min_and_max_take_numbers(tmp_path: Path) -> None:
+    functions = FUNCTIONS.replace(
+        "timeout     = var.retries * 5", "timeout     = max(var.retries * 5, min(3, 4))"
+    )
+    model = load_model([module(tmp_path, main=BASE, functions=functions)])
+    assert model.functions["talk"].timeout == 10
+    bad = FUNCTIONS.replace("timeout     = var.retries * 5", 'timeout     = max("ten", 3)')
+    with pytest.raises(TerraformError, match=r"max\(\) takes one or more numbers"):
+        load_model([module(tmp_path / "bad", main=BASE, functions=bad)])
