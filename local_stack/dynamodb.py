@@ -136,7 +136,15 @@ def make_moto_dynamodb_atomic() -> None:
 
 class EmbeddedDynamoDB:
     """moto's server on a free 127.0.0.1 port, in a thread of this process (made atomic:
-    :func:`make_moto_dynamodb_atomic`)."""
+    :func:`make_moto_dynamodb_atomic`).
+
+    moto keeps its data in module-level backends that every server of the process shares, so when the
+    last embedded server of the process stops, its DynamoDB data is dropped: the next stack started in
+    the same process (a test suite's next test) begins with empty tables, as a new ``make dev`` does.
+    """
+
+    _running = 0
+    _count_lock = threading.Lock()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         from moto.server import ThreadedMotoServer
@@ -149,13 +157,24 @@ class EmbeddedDynamoDB:
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
         self._server.start()
+        with EmbeddedDynamoDB._count_lock:
+            EmbeddedDynamoDB._running += 1
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         return self.endpoint
 
     def stop(self) -> None:
+        if not self.endpoint:
+            return
+        self.endpoint = ""
         with contextlib.suppress(Exception):
             self._server.stop()
+        with EmbeddedDynamoDB._count_lock:
+            EmbeddedDynamoDB._running -= 1
+            if EmbeddedDynamoDB._running == 0:
+                from moto.backends import get_backend
+
+                get_backend("dynamodb").reset()
 
 
 def local_table_names(connections_table: str, resources: Iterable[str]) -> dict[str, str]:

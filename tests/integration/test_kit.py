@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
@@ -30,13 +29,19 @@ def readme_example() -> str:
     return block
 
 
-def test_the_readme_example_runs_as_written() -> None:
-    namespace: dict[str, Any] = {"__name__": "readme_example"}
-    exec(compile(readme_example(), "local_stack/README.md", "exec"), namespace)
-    tests = [value for name, value in namespace.items() if name.startswith("test_")]
-    assert len(tests) == 2
-    for test in tests:
-        test()
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    # As a user runs it: a test file of their own, outside this repository, in a pytest of its own (so no
+    # stack of this suite shares its process).
+    (tmp_path / "test_example.py").write_text(readme_example())
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout + run.stderr
 
 
 def test_chat_local_is_declared_and_resolves_to_the_cli() -> None:
