@@ -29,7 +29,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.report import median, percentile, table
-from local_stack.testing import StackProcess, stop_process
+from local_stack.testing import MotoProcess, StackProcess
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,44 +230,19 @@ def wait_for_disconnects(dynamodb: str, timeout_s: float) -> int:
 
 @contextlib.contextmanager
 def local_stack(workers: int, dynamodb: str, args: tuple[str, ...] = ()) -> Iterator[StackProcess]:
-    """The stack with its embedded moto (``dynamodb="embedded"``, as ``make dev``) or with moto_server in a
-    process of its own (``"process"``, through the stack's DYNAMODB_ENDPOINT)."""
+    """The stack with its embedded moto (``dynamodb="embedded"``, as ``make dev``) or with moto's server in a
+    process of its own (``"process"``: the kit's ``MotoProcess``, through the stack's DYNAMODB_ENDPOINT)."""
     if dynamodb not in ("embedded", "process"):
         raise ValueError(f"dynamodb must be embedded or process, got {dynamodb!r}")
     with contextlib.ExitStack() as stack:
-        env = {"DYNAMODB_ENDPOINT": stack.enter_context(_moto_process())} if dynamodb == "process" else {}
+        env = (
+            {"DYNAMODB_ENDPOINT": stack.enter_context(MotoProcess()).endpoint}
+            if dynamodb == "process"
+            else {}
+        )
         yield stack.enter_context(
             StackProcess(args=args, workers=workers, min_workers=workers, env=env, echo_logs=False)
         )
-
-
-@contextlib.contextmanager
-def _moto_process() -> Iterator[str]:
-    import socket
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.2)
-        yield endpoint
-    finally:
-        stop_process(proc)
 
 
 def run(config: E2EConfig) -> dict[str, Any]:

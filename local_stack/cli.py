@@ -157,6 +157,11 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--user-id", help="the sender's user id (default: the function's system sender)")
     publish.add_argument("--name", help="the sender's display name")
     publish.add_argument(
+        "--client-msg-id",
+        help="the caller's id of the message: published again with the same id, it is not stored twice "
+        "(the stored message is fanned out again)",
+    )
+    publish.add_argument(
         "--self-contained", action="store_true", help="run it in a throwaway stack of its own"
     )
     publish.add_argument("--ws-port", type=int, help="the running stack's port (WS_PORT, 3001)")
@@ -348,10 +353,20 @@ def _unknown_function(name: str, known: Any) -> int:
     return 2
 
 
-def _print_result(payload: bytes, function_error: bool) -> int:
+def _print_result(args: argparse.Namespace, payload: bytes, function_error: bool) -> int:
+    """Print the response; 1 for a function error, or for publish when the function refused (its answer
+    is not ``{"ok": true, ...}``), as a backend checking the answer would."""
     sys.stdout.write(payload.decode(errors="replace") + "\n")
     sys.stdout.flush()
-    return 1 if function_error else 0
+    if function_error:
+        return 1
+    if args.command == "publish":
+        try:
+            answer = json.loads(payload)
+        except ValueError:
+            return 1
+        return 0 if isinstance(answer, dict) and answer.get("ok") is True else 1
+    return 0
 
 
 def publish_event(
@@ -361,8 +376,10 @@ def publish_event(
     to_user: str | None = None,
     user_id: str | None = None,
     name: str | None = None,
+    client_msg_id: str | None = None,
 ) -> dict[str, Any]:
-    """The publish function's event: ``{"room_id" | "to_user_id", "message", "user_id"?, "name"?}``."""
+    """The publish function's event: ``{"room_id" | "to_user_id", "message", "user_id"?, "name"?,
+    "client_msg_id"?}``."""
     if (room is None) == (to_user is None):
         raise ValueError("give exactly one of --room and --to-user")
     event: dict[str, Any] = {"room_id": room} if room is not None else {"to_user_id": to_user}
@@ -371,6 +388,8 @@ def publish_event(
         event["user_id"] = user_id
     if name is not None:
         event["name"] = name
+    if client_msg_id is not None:
+        event["client_msg_id"] = client_msg_id
     return event
 
 
@@ -418,7 +437,7 @@ def _invoke_running(args: argparse.Namespace, payload: bytes | None = None) -> i
         f"{state['dynamodb_endpoint']}); its logs are in that stack's output",
         file=sys.stderr,
     )
-    return _print_result(body, bool(function_error))
+    return _print_result(args, body, bool(function_error))
 
 
 async def _invoke_self_contained(args: argparse.Namespace, payload: bytes | None = None) -> int:
@@ -446,7 +465,7 @@ async def _invoke_self_contained(args: argparse.Namespace, payload: bytes | None
             shown = line if config.log_format == "json" else readable_log_line(name[1:], text)
             if shown is not None:
                 print(shown, file=sys.stderr)
-        return _print_result(result.payload, not result.ok)
+        return _print_result(args, result.payload, not result.ok)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                 to_user=args.to_user,
                 user_id=args.user_id,
                 name=args.name,
+                client_msg_id=args.client_msg_id,
             )
             payload = json.dumps(event).encode()
             try:

@@ -524,6 +524,11 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
     model = load_model(config.terraform_dirs)
     switches = faults.from_env()  # LOCAL_STACK_FAULTS of this process, parsed once (bad specs fail here)
     check_route_keys(model)
+    # Read (and checked) before anything starts: a mapping AWS would refuse is a one-line error.
+    queue_config, mapping_config = (
+        queue_specs(model, config.tf_vars),
+        event_source_mappings(model, config.tf_vars),
+    )
     logs: deque[str] = deque(maxlen=20000)
 
     def log(name: str, line: str) -> None:
@@ -553,7 +558,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
             log("dynamodb", f"{'created' if created else 'using'} table {table_name} at {endpoint}")
         queues = await parts.enter_async_context(
             LocalQueues(
-                queue_specs(model, config.tf_vars),
+                queue_config,
                 # with an external DynamoDB there is no moto server here: the queues get one of their own
                 endpoint=None if config.dynamodb_endpoint else endpoint,
                 region=config.region,
@@ -600,7 +605,7 @@ async def run_stack(config: StackConfig) -> AsyncIterator[Stack]:
         # After the pools and the gateway: the pollers stop first, before a worker or the gateway does.
         stack.event_sources = await parts.enter_async_context(
             EventSourceMappings(
-                event_source_mappings(model, config.tf_vars),
+                mapping_config,
                 queues=queues,
                 pools=runtime.pools,
                 log=lambda line: log("sqs", line),

@@ -4,6 +4,7 @@
 * :class:`StackProcess`: ``python -m local_stack up`` as a child, ready on its ready line;
 * :func:`make_token` (and ``SECRET``, the stack's default secret): the one token maker;
 * :class:`FakeManagementApi` / :class:`FakeManagementApiProcess`: the one fake ``@connections`` API;
+* :class:`MotoProcess`: moto's server in a child of its own (a ``DYNAMODB_ENDPOINT`` out of process);
 * :func:`load_function` / :class:`FakeContext`: a function's module as its image loads it, and a Lambda
   context, for calling its ``handler`` directly;
 * ``local_stack.testing.ws`` (``ChatClient``: needs ``websockets``) and ``local_stack.testing.raw_ws``
@@ -20,6 +21,7 @@ from ..config import DEFAULT_JWT_SECRET
 from ..tokens import make_token as _sign
 from .context import FakeContext, load_function
 from .management_api import FakeManagementApi, FakeManagementApiProcess
+from .moto import MotoProcess
 from .process import StartError, parse_ready_line, read_ready_line, stop_process
 from .stack import TEST_DEFAULTS, StackProcess, start_stack, test_config
 
@@ -29,6 +31,7 @@ __all__ = [
     "FakeContext",
     "FakeManagementApi",
     "FakeManagementApiProcess",
+    "MotoProcess",
     "StackProcess",
     "StartError",
     "load_function",

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from bench import cli, coldstart, connect_rate, e2e, fanout, history, lambda_size, post_cost
 from bench.report import write
+from local_stack.dynamodb import dynamodb_client
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +195,17 @@ def test_bench_e2e_tiny(tmp_path: Path) -> None:
     assert finite(row["p50_ratio"])
     assert "floor" in e2e.render(result)
     check_written("e2e", result, tmp_path)
+
+
+def test_bench_e2e_with_moto_in_a_process_of_its_own() -> None:
+    with e2e.local_stack(1, "process") as stack:
+        endpoint = stack.dynamodb_endpoint
+        assert endpoint != stack.ready.get("ws_url") and stack.pid != 0
+        tables = dynamodb_client(endpoint, "us-east-1").list_tables()["TableNames"]
+        assert "chat_connections" in tables  # the stack created its tables in the other process
+        assert e2e.wait_for_disconnects(endpoint, 5) == 0
+    with pytest.raises(OSError):  # the moto process stopped with the stack
+        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
 
 
 def test_bench_connect_tiny(tmp_path: Path) -> None:

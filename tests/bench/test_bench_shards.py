@@ -6,6 +6,9 @@ from pathlib import Path
 
 from bench import shards
 from bench.report import write
+from local_stack.hcl import Evaluator, Module
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_bench_shards_tiny(tmp_path: Path) -> None:
@@ -24,9 +27,12 @@ def test_bench_shards_tiny(tmp_path: Path) -> None:
 
 
 def test_defaults_come_from_the_terraform() -> None:
-    defaults = shards.terraform_defaults()
-    assert defaults["fanout_max_concurrency"] >= 2 and defaults["fanout_shard_size"] >= 1
-    assert defaults["broadcast_concurrency"] >= 1
+    # each variable's own default in terraform/variables.tf, evaluated by the one HCL reader
+    module = Module.load(REPO / "terraform")
+    names = ("broadcast_concurrency", "fanout_shard_size", "fanout_max_concurrency", "fanout_batch_size")
+    declared = {name: Evaluator(module, {}).value(module.variables[name]["default"]) for name in names}
+    assert len(set(declared.values())) == len(names)  # distinct: a bench reading the wrong one is caught
+    assert shards.terraform_defaults() == declared
 
 
 def test_crossover_of_two_lines() -> None:

@@ -3,7 +3,8 @@
 
 - every client gets every message exactly once, through several shards;
 - a fanout worker killed (SIGKILL) while it posts: its shard comes back after the visibility timeout
-  (8 s here: terraform/fanout_fast) and every client ends with the message exactly once after dedupe;
+  (8 s here, over a fanout timeout of 5 s: terraform/fanout_fast) and every client ends with the message
+  exactly once after dedupe;
 - ``python -m local_stack publish`` posts to the room from a backend's system sender.
 
 The 500 clients are 10 users' tabs (presence is announced per user, so joining stays 10 broadcasts), opened
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from local_stack import Stack, StackConfig, StackThread
 from local_stack.gateway import Gateway
 from local_stack.runtime import WorkerState
+from local_stack.terraform import TerraformError, event_source_mappings, load_model, queue_specs
 
 from .helpers import HERE, REPO
 
@@ -40,6 +44,21 @@ CLIENTS = 500
 USERS = 10
 SHARD_SIZE = 50
 CONNECT_CONCURRENCY = 20
+FANOUT_FAST = HERE / "terraform" / "fanout_fast"
+FANOUT_TIMEOUT = 5  # at most the fanout_fast queue's visibility timeout (8 s), as Lambda requires
+
+
+def fanout_fast_dirs(tmp: Path) -> tuple[Path, ...]:
+    """terraform/, fanout_fast/ (the queue's visibility timeout) and, in ``tmp``, terraform/functions.tf with
+    fanout's timeout lowered to FANOUT_TIMEOUT: ``local.functions`` is one value, which an override replaces
+    whole, so it is derived from the module's own file rather than copied."""
+    source = (REPO / "terraform" / "functions.tf").read_text()
+    lowered, count = re.subn(
+        r"(\n    fanout = \{\n(?:      .*\n)*?      timeout\s+= )60\n", rf"\g<1>{FANOUT_TIMEOUT}\n", source
+    )
+    assert count == 1, "terraform/functions.tf: fanout's timeout = 60 not found"
+    (tmp / "functions.tf").write_text(lowered)
+    return (REPO / "terraform", FANOUT_FAST, tmp)
 
 
 class PostGate:
@@ -104,7 +123,7 @@ def fanout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(
         ws_port=0,
         web_port=None,
-        terraform_dirs=(REPO / "terraform", HERE / "terraform" / "fanout_fast"),
+        terraform_dirs=fanout_fast_dirs(tmp_path_factory.mktemp("fanout_timeout")),
         min_workers=1,
         max_workers=4,
         reload=False,
@@ -116,6 +135,26 @@ def fanout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         patch.setattr(Gateway, "_management", gated)
         with StackThread(config, start_timeout_s=120) as stack:
             yield stack
+
+
+def test_the_fast_setup_is_one_aws_allows_and_the_module_timeout_over_it_is_refused(tmp_path: Path) -> None:
+    model = load_model(fanout_fast_dirs(tmp_path))
+    assert model.functions["fanout"].timeout == FANOUT_TIMEOUT
+    assert queue_specs(model)["fanout"].visibility_timeout_s == 8
+    assert event_source_mappings(model)["fanout"].function == "fanout"
+    # the queue's 8 s under the module's own 60 s fanout timeout: CreateEventSourceMapping would refuse it
+    config = StackConfig(
+        ws_port=0,
+        web_port=None,
+        terraform_dirs=(REPO / "terraform", FANOUT_FAST),
+        reload=False,
+        echo_logs=False,
+    )
+    with pytest.raises(RuntimeError) as failure, StackThread(config):
+        pass
+    cause = failure.value.__cause__
+    assert isinstance(cause, TerraformError)
+    assert "visibility_timeout_seconds = 8, below local.functions.fanout.timeout = 60" in str(cause)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:

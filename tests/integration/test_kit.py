@@ -15,7 +15,13 @@ import jwt
 import pytest
 
 from local_stack import DEFAULT_JWT_SECRET
-from local_stack.testing import FakeManagementApiProcess, StackProcess, StartError, parse_ready_line
+from local_stack.testing import (
+    FakeManagementApiProcess,
+    MotoProcess,
+    StackProcess,
+    StartError,
+    parse_ready_line,
+)
 
 from .helpers import REPO, connect
 
@@ -138,3 +144,14 @@ def test_chat_local_console_script_installs_from_this_checkout(tmp_path: Path) -
     assert token.returncode == 0, token.stderr
     claims = jwt.decode(token.stdout.strip(), DEFAULT_JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice"
+
+
+def test_moto_process_serves_until_its_parent_closes_it() -> None:
+    import urllib.request
+
+    with MotoProcess() as moto:
+        assert moto.endpoint.startswith("http://127.0.0.1:") and moto.pid != 0
+        with urllib.request.urlopen(f"{moto.endpoint}/moto-api/", timeout=10) as response:
+            assert response.status == 200
+        proc = moto.proc
+    assert proc is not None and proc.poll() == 0  # it stopped when its standard input closed

@@ -44,13 +44,31 @@ def test_arithmetic_on_locals_is_evaluated(tmp_path: Path) -> None:
     }
     """
     other = queue_specs(model(tmp_path, extra), {"jobs_max_receive_count": "5"})["other"]
-    assert (other.visibility_timeout_s, other.delay_s) == (31, 5)  # a -var text takes its number type
+    assert (other.visibility_timeout_s, other.delay_s) == (13, 5)  # a -var text takes its number type
 
 
 def test_mappings_are_read_from_the_terraform(tmp_path: Path) -> None:
     mapping = event_source_mappings(model(tmp_path), {"jobs_batch_size": 3})["jobs"]
     assert (mapping.queue, mapping.function, mapping.batch_size) == ("jobs", "t_batch", 3)
     assert mapping.maximum_concurrency == 2 and mapping.report_batch_item_failures and mapping.enabled
+
+
+def test_a_function_timeout_above_its_queues_visibility_timeout_is_refused(tmp_path: Path) -> None:
+    # t_batch's timeout is 2 s: Lambda's CreateEventSourceMapping refuses a queue visibility below it
+    with pytest.raises(TerraformError) as refused:
+        event_source_mappings(model(tmp_path), {"jobs_visibility_timeout": 1})
+    assert str(refused.value) == (
+        "aws_lambda_event_source_mapping.jobs: aws_sqs_queue.jobs has visibility_timeout_seconds = 1, "
+        "below local.functions.t_batch.timeout = 2; Lambda refuses such a mapping (a function's timeout "
+        "must be at most its queue's visibility timeout), so Terraform's apply would fail"
+    )
+    assert event_source_mappings(model(tmp_path), {"jobs_visibility_timeout": 2})["jobs"]  # equal: allowed
+
+
+def test_the_modules_own_fanout_mapping_is_one_aws_allows() -> None:
+    real = load_model([REPO / "terraform"])
+    mapping = event_source_mappings(real)["fanout"]
+    assert real.functions["fanout"].timeout <= queue_specs(real)[mapping.queue].visibility_timeout_s
 
 
 def test_a_mapping_names_its_function_by_its_key(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ locals {
   functions = {
     t_batch = {
       route_key      = "t_batch"
-      timeout        = 5
+      timeout        = 2 # at most the queue's visibility timeout, as Lambda requires of a mapping
       memory_size    = 128
       route_response = false
       environment = {
