@@ -119,6 +119,10 @@ def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
         ({"to_user_id": "system", "message": "hi"}, "invalid_request", '"to_user_id"'),
         ({"room_id": ROOM, "message": "hi", "user_id": "a\nb"}, "invalid_request", '"user_id"'),
         ({"room_id": ROOM, "message": "hi", "name": 5}, "invalid_request", '"name"'),
+        # Lone surrogates: valid JSON, not text (the store would fail: internal, a stack trace logged).
+        ({"room_id": ROOM, "message": "hi", "user_id": "\ud800"}, "invalid_request", '"user_id"'),
+        ({"room_id": ROOM, "message": "hi", "name": "\ud800"}, "invalid_request", '"name"'),
+        ({"to_user_id": "\ud800", "message": "hi"}, "invalid_request", '"to_user_id"'),
         (
             {"room_id": ROOM, "message": "hi", "client_msg_id": "no spaces"},
             "invalid_request",
