@@ -216,6 +216,13 @@ def test_a_body_that_is_not_a_job_fails_alone(
     bad = next(m["MessageId"] for m in messages if "endpoint" not in m["Body"])
     assert answer == {"batchItemFailures": [{"itemIdentifier": bad}]}
     assert all(len(messages_to(management_api, m[0])) == 1 for m in jobs[0]["members"])
+    for m in messages:
+        if m["MessageId"] != bad:
+            sqs.client.delete_message(QueueUrl=sqs.url, ReceiptHandle=m["ReceiptHandle"])
+    # Back at once (visibility 0), not after the 360 s visibility timeout: it never becomes a job, so
+    # its receives run out and it reaches the DLQ in seconds.
+    [again] = receive(sqs.client, sqs.url)
+    assert again["MessageId"] == bad
 
 
 class DropsFirstEntry:
