@@ -7,8 +7,7 @@ expression from ``aws_apigatewayv2_api.websocket``, every table's keys, GSIs and
 local.functions[fn].environment)``. Environment values are evaluated per stack with local values
 (:func:`evaluate_environment`); one that cannot be evaluated locally is reported, never guessed.
 Every ``aws_sqs_queue`` and every ``aws_lambda_event_source_mapping`` from one (:func:`queue_specs`,
-:func:`event_source_mappings`) is read the same way; a setting of theirs that cannot be evaluated is an error,
-and so is a mapping AWS would refuse (a function timeout above its queue's visibility timeout).
+:func:`event_source_mappings`) is read the same way; a setting of theirs that cannot be evaluated is an error.
 """
 
 from __future__ import annotations
@@ -417,23 +416,4 @@ def event_source_mappings(
             report_batch_item_failures=isinstance(types, list) and "ReportBatchItemFailures" in types,
             enabled=_bool_setting(evaluator, body, "enabled", True, what),
         )
-    _check_visibility_timeouts(model, specs, queue_specs(model, tf_vars))
     return specs
-
-
-def _check_visibility_timeouts(
-    model: TerraformModel, mappings: Mapping[str, EventSourceMappingSpec], queues: Mapping[str, QueueSpec]
-) -> None:
-    """Lambda's CreateEventSourceMapping refuses an SQS queue whose visibility timeout is below the
-    function's timeout (a record would come back while its first invocation may still run): Terraform's
-    apply fails, so the stack refuses it too."""
-    for mapping in mappings.values():
-        function = model.functions.get(mapping.function)
-        visibility = queues[mapping.queue].visibility_timeout_s
-        if function is not None and function.timeout > visibility:
-            raise TerraformError(
-                f"{MAPPING_TYPE}.{mapping.resource}: {QUEUE_TYPE}.{mapping.queue} has "
-                f"visibility_timeout_seconds = {visibility}, below local.functions.{function.name}.timeout "
-                f"= {function.timeout}; Lambda refuses such a mapping (a function's timeout must be at "
-                "most its queue's visibility timeout), so Terraform's apply would fail"
-            )
