@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared import ids
+from shared import deadline, ids
 from shared.connections import Connection, ConnectionStore, JoinOutcome
 from shared.fanout_queue import EnqueueFailed, FanoutQueue
 from shared.messages import HistoryPage, MessageStore, StoredMessage, conversation_key
@@ -79,6 +79,10 @@ SEND_DIRECT = "sendDirect"
 MAX_FRAME_BYTES = 128 * 1024
 # A 410 this soon after $connect may be a connection whose $connect is still running: it is kept.
 CONNECT_GRACE_SECONDS = 10
+# A shard stops starting posts this close to its invocation's deadline: time for one post attempt still
+# in flight (the management client's 2 s connect + 5 s read) and for the SQS call that brings the record
+# back soon (2 s + 3 s), so the record is reported failed instead of Lambda timing the whole batch out.
+SHARD_RESERVE_SECONDS = 12.0
 # Stands for a message id (a ULID: 26 characters) when a frame is measured before the message is stored.
 _AN_ID = "0" * 26
 _NO_BROADCAST = BroadcastResult(recipients=0, delivered=0, gone=0, gone_kept=0, failed=0)
@@ -568,7 +572,8 @@ class ChatService:
     def fan_out_shard(self, job: ShardJob) -> Fanout:
         """Post one shard job (the fanout function) with the same rules as a broadcast posted here: a
         connection gone (410) is removed, with every membership it had and the offline it implies; 429
-        and 5xx are retried and never removed. A member whose post failed counts in ``failed``: the
+        and 5xx are retried and never removed. A member whose post failed counts in ``failed``, one not
+        posted because the invocation's deadline was near (``SHARD_RESERVE_SECONDS``) in ``deferred``: the
         caller lets SQS deliver the whole job again (members who got it drop the repeat by message_id)."""
         offline: list[tuple[str, str, str | None]] = []
         targets = [
@@ -577,7 +582,9 @@ class ChatService:
             )
             for m in job.members
         ]
-        result = self._post_members(job.endpoint, job.room_id, job.data.encode("utf-8"), targets, offline)
+        result = self._post_members(
+            job.endpoint, job.room_id, job.data.encode("utf-8"), targets, offline, may_start=_time_for_a_post
+        )
         self._announce_offline(job.endpoint, offline)
         return Fanout(recipients=len(targets), broadcast=result)
 
@@ -588,9 +595,13 @@ class ChatService:
         data: bytes,
         targets: list[Membership],
         offline: list[tuple[str, str, str | None]],
+        *,
+        may_start: Callable[[], bool] | None = None,
     ) -> BroadcastResult:
         gone = _Gone()
-        result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
+        result = self.sender.broadcast(
+            endpoint, (m.connection_id for m in targets), data, on_gone=gone.add, may_start=may_start
+        )
         by_id = {m.connection_id: m for m in targets}
         kept = 0
         for cid in gone.ids():
@@ -703,6 +714,11 @@ class ChatService:
         ):
             with contextlib.suppress(Exception):  # the write that failed is what is reported
                 undo()
+
+
+def _time_for_a_post() -> bool:
+    left = deadline.remaining()
+    return left is None or left > SHARD_RESERVE_SECONDS
 
 
 def _with_kept(result: BroadcastResult, kept: int) -> BroadcastResult:

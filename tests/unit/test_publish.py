@@ -13,7 +13,7 @@ from local_stack.testing import FakeContext, FakeManagementApi
 from shared.config import ConfigError
 from tests.conftest import load_function
 from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, deliver
+from tests.support.sqs import bodies, deliver, fanout_context
 
 ROOM = "news"
 
@@ -97,7 +97,7 @@ def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
     assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(members)
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
-    deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context())
     for cid in members:
         assert [f["message_id"] for f in management_api.frames_to(cid)] == [result["message_id"]]
 
