@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared import ids
+from shared import deadline, ids
 from shared.connections import Connection, ConnectionStore, JoinOutcome
 from shared.fanout_queue import EnqueueFailed, FanoutQueue
 from shared.messages import HistoryPage, MessageStore, StoredMessage, conversation_key
@@ -34,10 +34,12 @@ from shared.protocol import (
     ack_frame,
     client_msg_id,
     direct_ack_frame,
+    direct_object,
     encode,
     error_frame,
     history_frame,
     members_frame,
+    message_object,
     message_text,
     parse_frame,
     presence_frame,
@@ -47,6 +49,7 @@ from shared.protocol import (
     typing_frame,
     unknown_action_error,
     user_id_field,
+    utc_timestamp,
     validate_chat_message,
     validate_history_request,
 )
@@ -54,7 +57,16 @@ from shared.publish import PublishRequest
 from shared.rate_limit import RateLimiter, Verdict
 from shared.rooms import Membership, MembershipStore, RoomMemberships
 from shared.sender import BroadcastResult, Sender
-from shared.shards import ShardJob, ShardMember, encode_job, plan_shards
+from shared.shards import (
+    MAX_JOB_BYTES,
+    ONE_MEMBER_BYTES,
+    JobTooLarge,
+    ShardJob,
+    ShardMember,
+    encode_job,
+    job_overhead,
+    plan_shards,
+)
 
 SEND_MESSAGE = "sendMessage"
 GET_HISTORY = "getHistory"
@@ -67,6 +79,12 @@ SEND_DIRECT = "sendDirect"
 MAX_FRAME_BYTES = 128 * 1024
 # A 410 this soon after $connect may be a connection whose $connect is still running: it is kept.
 CONNECT_GRACE_SECONDS = 10
+# A shard stops starting posts this close to its invocation's deadline: time for one post attempt still
+# in flight (the management client's 2 s connect + 5 s read) and for the SQS call that brings the record
+# back soon (2 s + 3 s), so the record is reported failed instead of Lambda timing the whole batch out.
+SHARD_RESERVE_SECONDS = 12.0
+# Stands for a message id (a ULID: 26 characters) when a frame is measured before the message is stored.
+_AN_ID = "0" * 26
 _NO_BROADCAST = BroadcastResult(recipients=0, delivered=0, gone=0, gone_kept=0, failed=0)
 
 
@@ -174,6 +192,19 @@ class ChatService:
             frame, connection=_rooms_of(connection), max_bytes=self.max_message_bytes
         )
         given_id = client_msg_id(frame)
+        self._deliverable(
+            endpoint,
+            message_object(
+                room_id=room_id,
+                user_id=connection.user_id,
+                message=text,
+                message_id=_AN_ID,
+                timestamp=utc_timestamp(),
+                name=connection.name,
+                client_msg_id=given_id,
+            ),
+            room_id=room_id,
+        )
         assert self.messages is not None
         saved = self.messages.save(
             room_id=room_id,
@@ -219,6 +250,19 @@ class ChatService:
             raise FrameError(ErrorCode.INVALID_REQUEST, "a direct message must go to another user")
         text = message_text(frame, max_bytes=self.max_message_bytes)
         given_id = client_msg_id(frame)
+        self._deliverable(
+            endpoint,
+            direct_object(
+                from_user_id=connection.user_id,
+                to_user_id=to_user_id,
+                message=text,
+                message_id=_AN_ID,
+                timestamp=utc_timestamp(),
+                name=connection.name,
+                client_msg_id=given_id,
+            ),
+            room_id=None,
+        )
         assert self.messages is not None
         saved = self.messages.save(
             room_id="",
@@ -269,6 +313,28 @@ class ChatService:
         out like a sent one: to a room (sharded past the shard size) or to one user's connections. A
         repeated ``client_msg_id`` of the same sender fans the stored message out again (completing one
         whose shards could not all be queued)."""
+        if request.to_user_id is not None:
+            frame = direct_object(
+                from_user_id=request.user_id,
+                to_user_id=request.to_user_id,
+                message=request.text,
+                message_id=_AN_ID,
+                timestamp=utc_timestamp(),
+                name=request.name,
+                client_msg_id=request.client_msg_id,
+            )
+        else:
+            assert request.room_id is not None
+            frame = message_object(
+                room_id=request.room_id,
+                user_id=request.user_id,
+                message=request.text,
+                message_id=_AN_ID,
+                timestamp=utc_timestamp(),
+                name=request.name,
+                client_msg_id=request.client_msg_id,
+            )
+        self._deliverable(endpoint, frame, room_id=request.room_id)
         assert self.messages is not None
         saved = self.messages.save(
             room_id=request.room_id or "",
@@ -288,6 +354,28 @@ class ChatService:
             _same_conversation(saved.duplicate, message.room_id, request.room_id, request.client_msg_id)
             fanout = self._broadcast_message(endpoint, message, ack_to=None, client_msg_id=None)
         return SendResult(message=message, duplicate=saved.duplicate, fanout=fanout)
+
+    def _deliverable(self, endpoint: str, frame: dict[str, Any], *, room_id: str | None) -> None:
+        """Refuse (``message_too_large``), before it is stored, a message whose frame no post can carry
+        (128 KiB), or, for a room when rooms are sharded, no shard job (the frame is escaped once more
+        there): stored, it would fail on every fan-out, and sending it again could never help. JSON
+        escapes control characters, quotes and backslashes, so a frame can be several times its text."""
+        data = encode(frame)
+        if len(data) > MAX_FRAME_BYTES:
+            raise FrameError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"the message's frame would be {len(data):,} bytes (JSON escapes control characters, quotes "
+                f"and backslashes); a post carries at most {MAX_FRAME_BYTES:,} bytes: shorten the message",
+            )
+        if room_id is None or self.fanout is None:
+            return
+        job = job_overhead(endpoint=endpoint, room_id=room_id, message_id=_AN_ID, data=data.decode("utf-8"))
+        if job + ONE_MEMBER_BYTES > MAX_JOB_BYTES:
+            raise FrameError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"the message's shard job would be {job:,} bytes (its frame escaped as ASCII); a job carries "
+                f"at most {MAX_JOB_BYTES - ONE_MEMBER_BYTES:,} bytes before its members: shorten the message",
+            )
 
     def get_history(self, endpoint: str, connection_id: str, body: str | None) -> HistoryResult:
         """Answer the sender with one page of a room's (or a direct conversation's) history."""
@@ -484,7 +572,8 @@ class ChatService:
     def fan_out_shard(self, job: ShardJob) -> Fanout:
         """Post one shard job (the fanout function) with the same rules as a broadcast posted here: a
         connection gone (410) is removed, with every membership it had and the offline it implies; 429
-        and 5xx are retried and never removed. A member whose post failed counts in ``failed``: the
+        and 5xx are retried and never removed. A member whose post failed counts in ``failed``, one not
+        posted because the invocation's deadline was near (``SHARD_RESERVE_SECONDS``) in ``deferred``: the
         caller lets SQS deliver the whole job again (members who got it drop the repeat by message_id)."""
         offline: list[tuple[str, str, str | None]] = []
         targets = [
@@ -493,7 +582,9 @@ class ChatService:
             )
             for m in job.members
         ]
-        result = self._post_members(job.endpoint, job.room_id, job.data.encode("utf-8"), targets, offline)
+        result = self._post_members(
+            job.endpoint, job.room_id, job.data.encode("utf-8"), targets, offline, may_start=_time_for_a_post
+        )
         self._announce_offline(job.endpoint, offline)
         return Fanout(recipients=len(targets), broadcast=result)
 
@@ -504,9 +595,13 @@ class ChatService:
         data: bytes,
         targets: list[Membership],
         offline: list[tuple[str, str, str | None]],
+        *,
+        may_start: Callable[[], bool] | None = None,
     ) -> BroadcastResult:
         gone = _Gone()
-        result = self.sender.broadcast(endpoint, (m.connection_id for m in targets), data, on_gone=gone.add)
+        result = self.sender.broadcast(
+            endpoint, (m.connection_id for m in targets), data, on_gone=gone.add, may_start=may_start
+        )
         by_id = {m.connection_id: m for m in targets}
         kept = 0
         for cid in gone.ids():
@@ -526,7 +621,12 @@ class ChatService:
             members=(ShardMember(m.connection_id, m.user_id, m.since) for m in targets),
             shard_size=self.shard_size,
         )
-        return self.fanout.enqueue(encode_job(job) for job in jobs)
+        try:
+            return self.fanout.enqueue(encode_job(job) for job in jobs)
+        except JobTooLarge as error:  # checked before storing (_deliverable); a domain error all the same
+            raise FrameError(
+                ErrorCode.MESSAGE_TOO_LARGE, f"the frame does not fit a shard job: {error}"
+            ) from None
 
     def _enter(self, endpoint: str, connection: Connection, room_id: str) -> RoomResult:
         assert self.memberships is not None
@@ -614,6 +714,11 @@ class ChatService:
         ):
             with contextlib.suppress(Exception):  # the write that failed is what is reported
                 undo()
+
+
+def _time_for_a_post() -> bool:
+    left = deadline.remaining()
+    return left is None or left > SHARD_RESERVE_SECONDS
 
 
 def _with_kept(result: BroadcastResult, kept: int) -> BroadcastResult:

@@ -87,20 +87,22 @@ class FanoutQueue:
         return sent
 
     def _send_safely(self, bodies: list[str]) -> tuple[int, str | None]:
-        try:
-            return self._send(bodies)
-        except (ClientError, BotoCoreError, deadline.DeadlineExceeded) as error:
-            logger.warning("could not queue shard jobs", extra={"jobs": len(bodies), "error": str(error)})
-            return 0, _describe(error)
-
-    def _send(self, bodies: list[str]) -> tuple[int, str | None]:
+        """(sent, None) or (sent, why the rest was not): ``sent`` counts what earlier attempts queued even
+        when a later one raised."""
         pending = {str(i): body for i, body in enumerate(bodies)}
         sent = 0
+        failed: list[dict[str, Any]] = []
         for attempt in range(1, self._attempts + 1):
-            response = self._client.send_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": key, "MessageBody": body} for key, body in pending.items()],
-            )
+            try:
+                response = self._client.send_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[{"Id": key, "MessageBody": body} for key, body in pending.items()],
+                )
+            except (ClientError, BotoCoreError, deadline.DeadlineExceeded) as error:
+                logger.warning(
+                    "could not queue shard jobs", extra={"jobs": len(pending), "error": str(error)}
+                )
+                return sent, _describe(error)
             for ok in response.get("Successful", []):
                 if pending.pop(ok["Id"], None) is not None:
                     sent += 1

@@ -241,13 +241,25 @@ def room_to_join(frame: dict[str, Any]) -> str:
     return room_id
 
 
+def is_user_text(value: object) -> TypeGuard[str]:
+    """A user id or a display name: 1 to 128 characters, no control characters, and text that encodes to
+    UTF-8 (a lone surrogate such as ``"\\ud800"`` is valid JSON but no store or frame can carry it)."""
+    if not isinstance(value, str) or USER_ID_PATTERN.fullmatch(value) is None:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def user_id_field(frame: dict[str, Any], key: str) -> str:
     """A user id field (``to_user_id``, ``with_user_id``), or ``invalid_request``."""
     value = frame.get(key)
-    if not isinstance(value, str) or USER_ID_PATTERN.fullmatch(value) is None:
+    if not is_user_text(value):
         raise FrameError(
             ErrorCode.INVALID_REQUEST,
-            f'"{key}" must be a user id (1 to 128 characters, no control characters)',
+            f'"{key}" must be a user id (1 to 128 characters of UTF-8 text, no control characters)',
         )
     return value
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.protocol import (
-    USER_ID_PATTERN,
     ErrorCode,
     FrameError,
     client_msg_id,
+    is_user_text,
     is_valid_room_id,
     message_text,
     user_id_field,
@@ -71,9 +71,10 @@ def parse_publish(payload: Any, *, max_bytes: int) -> PublishRequest:
     if to_user_id is not None and to_user_id == user_id:
         raise FrameError(ErrorCode.INVALID_REQUEST, '"to_user_id" must be another user than "user_id"')
     name = payload.get("name")
-    if name is not None and (not isinstance(name, str) or USER_ID_PATTERN.fullmatch(name) is None):
+    if name is not None and not is_user_text(name):
         raise FrameError(
-            ErrorCode.INVALID_REQUEST, '"name" must be 1 to 128 characters, no control characters'
+            ErrorCode.INVALID_REQUEST,
+            '"name" must be 1 to 128 characters of UTF-8 text, no control characters',
         )
     text = message_text(payload, max_bytes=max_bytes)  # checks client_msg_id too
     return PublishRequest(

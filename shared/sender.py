@@ -6,7 +6,9 @@ Outcomes per connection:
   (gone_kept when that delete fails: the record then waits for the next broadcast or its TTL);
 - failed: anything else after retries. 429 ``LimitExceededException``, 5xx and network errors are retried
   with exponential backoff and full jitter; 403 and 413 are not (retrying cannot help). A failed
-  connection is never deleted: it may be alive.
+  connection is never deleted: it may be alive;
+- deferred: not posted (or not retried) because the broadcast's ``may_start`` said no more attempts may
+  start (the fanout function, near its invocation's deadline): the caller delivers it again later.
 
 Every retry is logged (a warning with the attempt and the error) and counted: ``PostRetries`` counts
 every retried post, ``PostReadTimeoutRetries`` those of them that followed a read timeout. Those are the
@@ -45,6 +47,7 @@ class Outcome(Enum):
     GONE = "gone"
     GONE_KEPT = "gone_kept"
     FAILED = "failed"
+    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +57,7 @@ class BroadcastResult:
     gone: int
     gone_kept: int
     failed: int
+    deferred: int = 0  # not attempted: ``may_start`` said no (near the deadline)
     retries: int = 0  # retried posts, whatever the error
     read_timeout_retries: int = 0  # of which after a read timeout (a possible duplicate)
 
@@ -145,12 +149,19 @@ class Sender:
         return report.outcome
 
     def _post(
-        self, endpoint_url: str, connection_id: str, data: bytes, on_gone: Callable[[str], object] | None
+        self,
+        endpoint_url: str,
+        connection_id: str,
+        data: bytes,
+        on_gone: Callable[[str], object] | None,
+        may_start: Callable[[], bool] | None = None,
     ) -> _Report:
         client = self.client(endpoint_url)
         attempt = 1
         retries = read_timeout_retries = 0
         while True:
+            if may_start is not None and not may_start():
+                return _Report(Outcome.DEFERRED, retries, read_timeout_retries)
             try:
                 client.post_to_connection(ConnectionId=connection_id, Data=data)
                 return _Report(Outcome.DELIVERED, retries, read_timeout_retries)
@@ -188,13 +199,17 @@ class Sender:
         data: bytes,
         *,
         on_gone: Callable[[str], object] | None = None,
+        may_start: Callable[[], bool] | None = None,
     ) -> BroadcastResult:
-        """Post ``data`` to every id; ``on_gone`` (default: the sender's) is told each one found gone."""
+        """Post ``data`` to every id; ``on_gone`` (default: the sender's) is told each one found gone.
+        ``may_start``, asked before every attempt, stops the broadcast from starting more (deferred)."""
         ids = list(connection_ids)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="fanout")
         reports = list(
-            self._executor.map(lambda cid: self._post_safely(endpoint_url, cid, data, on_gone), ids)
+            self._executor.map(
+                lambda cid: self._post_safely(endpoint_url, cid, data, on_gone, may_start), ids
+            )
         )
         outcomes = [r.outcome for r in reports]
         retries = sum(r.retries for r in reports)
@@ -206,15 +221,21 @@ class Sender:
             gone=outcomes.count(Outcome.GONE),
             gone_kept=outcomes.count(Outcome.GONE_KEPT),
             failed=outcomes.count(Outcome.FAILED),
+            deferred=outcomes.count(Outcome.DEFERRED),
             retries=retries,
             read_timeout_retries=read_timeout_retries,
         )
 
     def _post_safely(
-        self, endpoint_url: str, connection_id: str, data: bytes, on_gone: Callable[[str], object] | None
+        self,
+        endpoint_url: str,
+        connection_id: str,
+        data: bytes,
+        on_gone: Callable[[str], object] | None,
+        may_start: Callable[[], bool] | None,
     ) -> _Report:
         try:
-            return self._post(endpoint_url, connection_id, data, on_gone)
+            return self._post(endpoint_url, connection_id, data, on_gone, may_start)
         except Exception:  # one recipient's surprise must not cost the others their message
             logger.exception("unexpected error posting", extra={"connection_id": connection_id})
             return _Report(Outcome.FAILED)

@@ -23,6 +23,13 @@ JOB_VERSION = 1
 # SQS takes at most 256 KiB per message and per SendMessageBatch; a job stays well under it so one batch
 # call can carry it with room to spare, whatever the ids' lengths.
 MAX_JOB_BYTES = 200 * 1024
+# Room kept for one member in a job: a connection id, a user id of 128 characters (12 bytes each at most,
+# escaped as a surrogate pair) and its since.
+ONE_MEMBER_BYTES = 2048
+
+
+class JobTooLarge(ValueError):
+    """A frame (or a member) that no shard job can carry: sending it again cannot help."""
 
 
 class BadJob(ValueError):
@@ -72,19 +79,21 @@ def plan_shards(
     shard_size: int,
     max_bytes: int = MAX_JOB_BYTES,
 ) -> Iterator[ShardJob]:
-    """The jobs that post ``data`` to ``members``: lazily, so a room is never held whole."""
+    """The jobs that post ``data`` to ``members``, one at a time as ``members`` is read (the caller's
+    list of members is what is held; each job's body is built only when it is yielded).
+    :class:`JobTooLarge` when the frame, or a member, cannot fit in a job."""
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    empty = len(_encode(endpoint, room_id, message_id, data, []))
+    empty = job_overhead(endpoint=endpoint, room_id=room_id, message_id=message_id, data=data)
     if empty >= max_bytes:
-        raise ValueError(f"a job for this frame takes {empty} bytes before any member; at most {max_bytes}")
+        raise JobTooLarge(f"a job for this frame takes {empty} bytes before any member; at most {max_bytes}")
     batch: list[ShardMember] = []
     size = empty
     for member in members:
         # Its entry, and the comma before it (the first has none: one byte of slack).
         cost = len(json.dumps(list(member), ensure_ascii=True, separators=(",", ":"))) + 1
         if empty + cost > max_bytes:
-            raise ValueError(f"member {member.connection_id!r} alone does not fit in a {max_bytes}-byte job")
+            raise JobTooLarge(f"member {member.connection_id!r} alone does not fit in a {max_bytes}-byte job")
         if batch and (len(batch) >= shard_size or size + cost > max_bytes):
             yield _job(endpoint, room_id, message_id, data, batch)
             batch, size = [], empty
@@ -92,6 +101,11 @@ def plan_shards(
         size += cost
     if batch:
         yield _job(endpoint, room_id, message_id, data, batch)
+
+
+def job_overhead(*, endpoint: str, room_id: str, message_id: str, data: str) -> int:
+    """The bytes a job for ``data`` takes before any member (``data`` escaped once more, as ASCII)."""
+    return len(_encode(endpoint, room_id, message_id, data, []))
 
 
 def _job(endpoint: str, room_id: str, message_id: str, data: str, members: list[ShardMember]) -> ShardJob:

@@ -5,6 +5,10 @@
 locals {
   # Posts a second at the mapping's ceiling, at 20 ms a post (the management API's usual latency).
   fanout_posts_per_second = var.fanout_max_concurrency * var.broadcast_concurrency * 50
+  # Seconds one fanout invocation needs for its batch at that latency (0.02 s a post): its shards one after
+  # another, each in rounds of broadcast_concurrency posts. The precondition keeps it within half of
+  # fanout's timeout, for retries (429/5xx back off) and slower posts.
+  fanout_batch_seconds = var.fanout_batch_size * var.fanout_shard_size * 0.02 / var.broadcast_concurrency
 }
 
 resource "aws_sqs_queue" "fanout_dlq" {
@@ -24,7 +28,7 @@ resource "aws_sqs_queue" "fanout" {
   # handed to a second worker while the first may still be posting it. A literal, since local.functions
   # refers to this queue (tests/iac checks the ratio).
   visibility_timeout_seconds = 360
-  message_retention_seconds         = var.fanout_retention_seconds
+  message_retention_seconds  = var.fanout_retention_seconds
 
   redrive_policy = jsonencode({
     deadLetterTargetArn = aws_sqs_queue.fanout_dlq.arn
@@ -63,6 +67,10 @@ resource "aws_lambda_event_source_mapping" "fanout" {
     precondition {
       condition     = local.fanout_posts_per_second <= 10000
       error_message = "fanout_max_concurrency × broadcast_concurrency posts in flight at 20 ms each exceed API Gateway's account limit of 10,000 requests a second (shared with every API of the account): lower one of them."
+    }
+    precondition {
+      condition     = local.fanout_batch_seconds <= local.functions.fanout.timeout / 2
+      error_message = "fanout_batch_size × fanout_shard_size posts, broadcast_concurrency at a time at 20 ms each, take more than half of the fanout function's timeout: a batch could not finish in one invocation. Lower fanout_batch_size or fanout_shard_size, or raise broadcast_concurrency."
     }
   }
 }

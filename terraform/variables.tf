@@ -404,7 +404,7 @@ variable "fanout_shard_size" {
 }
 
 variable "fanout_batch_size" {
-  description = "Shard jobs per fanout invocation (the event source mapping's batch_size). A batch's shards are posted one after another, so 1 spreads a room's shards over the most invocations at once."
+  description = "Shard jobs per fanout invocation (the event source mapping's batch_size). A batch's shards are posted one after another, so 1 spreads a room's shards over the most invocations at once. The plan refuses fanout_batch_size × fanout_shard_size × 0.02 s / broadcast_concurrency (a batch's posts at 20 ms each) above half of fanout's 60 s timeout."
   type        = number
   default     = 1
 

@@ -2,10 +2,11 @@
 
 Invoked by the queue's event source mapping with a batch of SQS records, each one shard job. Each job is
 posted with the same rules as any broadcast (410: that connection removed; 429/5xx: retried, never
-removed). A job with a post that still failed, or a body that is not a job, is reported in
-``batchItemFailures``: only that record comes back, after a short backoff (not the queue's visibility
-timeout), and after ``maxReceiveCount`` receives SQS moves it to the dead-letter queue. Members who got a
-job already get it again then; clients drop the repeat by its message_id.
+removed), and no post starts near the invocation's deadline. A job with a post that still failed or never
+started, or a body that is not a job, is reported in ``batchItemFailures``: only that record comes back,
+after a short backoff (at once for a body that is not a job; never the queue's visibility timeout), and
+after ``maxReceiveCount`` receives SQS moves it to the dead-letter queue. Members who got a job already
+get it again then; clients drop the repeat by its message_id.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def post_shard(record: SQSRecord) -> None:
     except BadJob:
         logger.exception("not a shard job", extra={"sqs_message_id": record.message_id})
         count("ShardJobsRefused")
+        # It never becomes one: back at once, so its receives run out and it is in the DLQ in seconds,
+        # not after maxReceiveCount visibility timeouts (6 min each).
+        if service.fanout is not None:
+            service.fanout.retry_later(record.receipt_handle, 0)
         raise
     result = service.fan_out_shard(job)
     broadcast = result.broadcast
@@ -52,6 +57,7 @@ def post_shard(record: SQSRecord) -> None:
             "gone": broadcast.gone,
             "gone_kept": broadcast.gone_kept,
             "failed": broadcast.failed,
+            "deferred": broadcast.deferred,
             "receive_count": record.attributes.approximate_receive_count,
         },
     )
@@ -60,12 +66,16 @@ def post_shard(record: SQSRecord) -> None:
     count("GoneConnectionsRemoved", broadcast.gone)
     count("GoneDeletesFailed", broadcast.gone_kept)
     count("DeliveryFailures", broadcast.failed)
-    if broadcast.failed:
+    count("PostsDeferred", broadcast.deferred)
+    if broadcast.failed or broadcast.deferred:
         count("ShardsFailed")
         if service.fanout is not None:
             receives = int(record.attributes.approximate_receive_count or 1)
             service.fanout.retry_later(record.receipt_handle, retry_delay(receives))
-        raise ShardIncomplete(f"{broadcast.failed} of {broadcast.recipients} posts failed")
+        raise ShardIncomplete(
+            f"{broadcast.failed} of {broadcast.recipients} posts failed, {broadcast.deferred} not started "
+            "(the invocation's deadline was near)"
+        )
 
 
 @metrics.log_metrics

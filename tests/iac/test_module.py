@@ -350,8 +350,43 @@ def test_the_plan_refuses_more_fanout_posts_than_the_account_limit(
     evaluator = Evaluator(
         module, {**defaults.variables, "fanout_max_concurrency": concurrency, "broadcast_concurrency": pool}
     )
-    body = module.resources["aws_lambda_event_source_mapping.fanout"]
-    [precondition] = body["lifecycle"][0]["precondition"]
+    precondition = _mapping_precondition(module, "10,000")
     assert evaluator.value(precondition["condition"]) is ok
     defaults_posts = defaults.local("fanout_posts_per_second")
     assert defaults_posts <= 0.7 * 10_000  # the default leaves headroom for every other API of the account
+
+
+def _mapping_precondition(module: Module, naming: str) -> dict[str, Any]:
+    body = module.resources["aws_lambda_event_source_mapping.fanout"]
+    [precondition] = [p for p in body["lifecycle"][0]["precondition"] if naming in p["error_message"]]
+    return dict(precondition)
+
+
+@pytest.mark.parametrize(
+    ("batch", "shard", "pool", "ok"),
+    [
+        (1, 2_000, 32, True),  # the defaults: 1.25 s
+        (10, 2_000, 32, True),  # 12.5 s
+        (10, 20_000, 32, False),  # 125 s: the largest inputs the variables allow
+        (1, 20_000, 32, True),  # 12.5 s
+        (5, 20_000, 32, False),  # 62.5 s
+        (1, 2_000, 1, False),  # 40 s: one post at a time
+        (10, 20_000, 200, True),  # 20 s
+    ],
+)
+def test_the_plan_refuses_a_fanout_batch_that_cannot_finish_in_half_the_fanout_timeout(
+    module: Module, defaults: Evaluator, batch: int, shard: int, pool: int, ok: bool
+) -> None:
+    evaluator = Evaluator(
+        module,
+        {
+            **defaults.variables,
+            "fanout_batch_size": batch,
+            "fanout_shard_size": shard,
+            "broadcast_concurrency": pool,
+        },
+    )
+    precondition = _mapping_precondition(module, "half of the fanout function's timeout")
+    assert evaluator.value(precondition["condition"]) is ok
+    timeout = defaults.local("functions")["fanout"]["timeout"]
+    assert (batch * shard * 0.02 / pool <= timeout / 2) is ok  # the arithmetic the message states

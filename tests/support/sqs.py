@@ -10,6 +10,15 @@ from typing import Any
 FANOUT_QUEUE = "chat-fanout"
 FANOUT_DLQ = "chat-fanout-dlq"
 REGION = "us-east-1"
+FANOUT_TIMEOUT_SECONDS = 60  # terraform/functions.tf: fanout stops starting posts 12 s before its deadline
+
+
+def fanout_context() -> Any:
+    """A Lambda context with the fanout function's own timeout (the kit's default, 10 s, is under the
+    time fanout keeps free at the end of an invocation, so it would post nothing)."""
+    from local_stack.testing import FakeContext
+
+    return FakeContext("fanout", seconds=FANOUT_TIMEOUT_SECONDS)
 
 
 def create_fanout_queues(

@@ -84,6 +84,8 @@ def test_a_repeated_client_msg_id_stores_one_direct_message(chat: Chat) -> None:
         ({"action": "sendDirect", "to_user_id": 5, "message": "hi"}, "invalid_request"),
         ({"action": "sendDirect", "to_user_id": "bo\nb", "message": "hi"}, "invalid_request"),
         ({"action": "sendDirect", "to_user_id": "x" * 129, "message": "hi"}, "invalid_request"),
+        # A lone surrogate is valid JSON but not text: the store would fail (internal) without the check.
+        ({"action": "sendDirect", "to_user_id": "\ud800", "message": "hi"}, "invalid_request"),
         ({"action": "sendDirect", "to_user_id": "alice", "message": "me"}, "invalid_request"),
         ({"action": "sendDirect", "to_user_id": "bob", "message": "  "}, "invalid_message"),
         ({"action": "sendDirect", "to_user_id": "bob", "message": "x" * 4097}, "message_too_large"),
@@ -93,6 +95,7 @@ def test_a_repeated_client_msg_id_stores_one_direct_message(chat: Chat) -> None:
         ),
         ({"action": "getHistory", "with_user_id": "alice"}, "invalid_request"),
         ({"action": "getHistory", "with_user_id": ""}, "invalid_request"),
+        ({"action": "getHistory", "with_user_id": "b\udfffb"}, "invalid_request"),
         ({"action": "getHistory", "with_user_id": "bob", "room_id": "r1"}, "invalid_request"),
         ({"action": "getHistory", "with_user_id": "bob", "limit": 0}, "invalid_request"),
     ],

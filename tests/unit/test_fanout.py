@@ -14,7 +14,7 @@ from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
 from tests.support.events import message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, create_fanout_queues, deliver, receive, sqs_event
+from tests.support.sqs import bodies, create_fanout_queues, deliver, fanout_context, receive, sqs_event
 
 SENDER = "SENDERxxxxxxxx0="
 ROOM = "live"
@@ -70,7 +70,7 @@ def test_past_the_shard_size_the_message_is_queued_in_shards_and_fanout_posts_ea
         QueueUrl=sqs.url,
         Entries=[{"Id": str(i), "MessageBody": json.dumps(job)} for i, job in enumerate(jobs)],
     )
-    answers = deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext(), batch_size=2)
+    answers = deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context(), batch_size=2)
     assert all(answer == {"batchItemFailures": []} for answer in answers)
     for cid in room:
         [frame] = messages_to(management_api, cid)
@@ -126,7 +126,7 @@ def test_a_failed_post_fails_only_its_shard_which_alone_comes_back(
     put_jobs(sqs, jobs)
     messages = receive(sqs.client, sqs.url)
     assert len(messages) == 3
-    answer = fanout.handler(sqs_event(messages), FakeContext())
+    answer = fanout.handler(sqs_event(messages), fanout_context())
     failed_record = next(m["MessageId"] for m in messages if json.loads(m["Body"]) == jobs[0])
     assert answer == {"batchItemFailures": [{"itemIdentifier": failed_record}]}
     for m in messages:
@@ -138,12 +138,48 @@ def test_a_failed_post_fails_only_its_shard_which_alone_comes_back(
     [again] = receive(sqs.client, sqs.url)
     assert json.loads(again["Body"]) == jobs[0]
     assert again["Attributes"]["ApproximateReceiveCount"] == "2"
-    assert fanout.handler(sqs_event([again]), FakeContext()) == {"batchItemFailures": []}
+    assert fanout.handler(sqs_event([again]), fanout_context()) == {"batchItemFailures": []}
     counts = Counter(cid for cid in room for _ in messages_to(management_api, cid))
     in_first = {m[0] for m in jobs[0]["members"]}
     # Its other members got it twice (same message_id: clients drop the repeat), everyone else once.
     assert counts == Counter({cid: 2 if cid in in_first and cid != failing else 1 for cid in room})
     assert len({f["message_id"] for cid in room for f in messages_to(management_api, cid)}) == 1
+
+
+def test_near_the_deadline_fanout_starts_no_more_posts_and_fails_those_records_alone(
+    sqs: Any, room: list[str], fanout: Any, management_api: FakeManagementApi
+) -> None:
+    import time
+
+    import shared.chat
+
+    jobs = queue_jobs(sqs, room)
+    put_jobs(sqs, jobs)
+    messages = receive(sqs.client, sqs.url)
+    assert len(messages) == 3
+    acks = Counter(management_api.attempts)
+    management_api.latency = 1.0  # each job's posts take 1 s (they run at once)
+    # The deadline (0.5 s margin) 0.7 s past the reserve: the first job starts with time for a post and
+    # the call that brings a record back; the second, 1 s later, has not.
+    seconds = 0.5 + shared.chat.SHARD_RESERVE_SECONDS + 0.7
+    started = time.monotonic()
+    answer = fanout.handler(sqs_event(messages), FakeContext("fanout", seconds=seconds))
+    assert time.monotonic() - started < 3.0  # answered long before the deadline
+    order = [json.loads(m["Body"]) for m in messages]
+    first = {m[0] for m in order[0]["members"]}
+    later = {m["MessageId"] for m in messages[1:]}
+    assert {f["itemIdentifier"] for f in answer["batchItemFailures"]} == later
+    for cid in room:
+        assert len(messages_to(management_api, cid)) == (1 if cid in first else 0)
+        assert management_api.attempts[cid] - acks[cid] == (1 if cid in first else 0)  # others: not started
+    sqs.client.delete_message(QueueUrl=sqs.url, ReceiptHandle=messages[0]["ReceiptHandle"])
+
+    # Back at once (their visibility shortened), and posted in an invocation with time: everyone once.
+    management_api.latency = 0.0
+    again = receive(sqs.client, sqs.url)
+    assert {m["MessageId"] for m in again} == later
+    assert fanout.handler(sqs_event(again), fanout_context()) == {"batchItemFailures": []}
+    assert all(len(messages_to(management_api, cid)) == 1 for cid in room)
 
 
 def test_a_shard_failing_every_receive_ends_in_the_dead_letter_queue(
@@ -174,7 +210,7 @@ def test_a_shard_failing_every_receive_ends_in_the_dead_letter_queue(
         if not messages:
             break
         received += 1
-        assert module.handler(sqs_event(messages), FakeContext())["batchItemFailures"]
+        assert module.handler(sqs_event(messages), fanout_context())["batchItemFailures"]
     assert received == 3
     [dead] = receive(client, dlq_url)
     assert json.loads(dead["Body"]) == job
@@ -189,7 +225,7 @@ def test_a_410_inside_a_shard_removes_exactly_that_connection_and_announces_it_o
     gone_user = jobs[1]["members"][1][1]
     management_api.live.discard(gone)
     put_jobs(sqs, jobs)
-    answers = deliver(sqs.client, sqs.url, fanout, FakeContext())
+    answers = deliver(sqs.client, sqs.url, fanout, fanout_context())
     assert all(answer == {"batchItemFailures": []} for answer in answers)  # a 410 is not a failure
     assert record_ids(dynamodb) == set(room) - {gone}
     members = {
@@ -212,10 +248,17 @@ def test_a_body_that_is_not_a_job_fails_alone(
     put_jobs(sqs, jobs[:1])
     sqs.client.send_message(QueueUrl=sqs.url, MessageBody='{"v": 1, "members": []}')
     messages = receive(sqs.client, sqs.url)
-    answer = fanout.handler(sqs_event(messages), FakeContext())
+    answer = fanout.handler(sqs_event(messages), fanout_context())
     bad = next(m["MessageId"] for m in messages if "endpoint" not in m["Body"])
     assert answer == {"batchItemFailures": [{"itemIdentifier": bad}]}
     assert all(len(messages_to(management_api, m[0])) == 1 for m in jobs[0]["members"])
+    for m in messages:
+        if m["MessageId"] != bad:
+            sqs.client.delete_message(QueueUrl=sqs.url, ReceiptHandle=m["ReceiptHandle"])
+    # Back at once (visibility 0), not after the 360 s visibility timeout: it never becomes a job, so
+    # its receives run out and it reaches the DLQ in seconds.
+    [again] = receive(sqs.client, sqs.url)
+    assert again["MessageId"] == bad
 
 
 class DropsFirstEntry:
@@ -251,7 +294,7 @@ def test_shards_that_cannot_be_queued_are_told_to_the_sender_and_a_retry_complet
     [error] = management_api.frames_to(SENDER)  # no ack: not every member will get it
     assert error["action"] == "error" and error["code"] == "internal"
     assert "client_msg_id" in error["message"]
-    deliver(sqs.client, sqs.url, fanout, FakeContext())
+    deliver(sqs.client, sqs.url, fanout, fanout_context())
     reached = {cid for cid in room if messages_to(management_api, cid)}
     assert 0 < len(reached) < len(room)  # two of three shards were queued: nothing said it was all
 
@@ -259,7 +302,7 @@ def test_shards_that_cannot_be_queued_are_told_to_the_sender_and_a_retry_complet
     management_api.reset()
     assert send(load_function("send_message"), body)["statusCode"] == 200
     [ack] = [f for f in management_api.frames_to(SENDER) if f["action"] == "ack"]
-    deliver(sqs.client, sqs.url, fanout, FakeContext())
+    deliver(sqs.client, sqs.url, fanout, fanout_context())
     for cid in room:
         [frame] = messages_to(management_api, cid)
         assert frame["message_id"] == ack["message_id"]

@@ -69,6 +69,15 @@ def test_entries_failing_every_attempt_raise_a_domain_error_counting_what_was_qu
     assert len(client.calls) == 3
 
 
+def test_a_retry_that_raises_still_counts_what_earlier_attempts_queued() -> None:
+    throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "SendMessageBatch")
+    client = ScriptedSqs({("b", False)}, throttled)
+    with pytest.raises(EnqueueFailed, match="1 of 3 shard jobs") as raised:
+        queue(client).enqueue(["a", "b", "c"])
+    assert (raised.value.enqueued, raised.value.total) == (2, 3)
+    assert client.calls == [["a", "b", "c"], ["b"]]
+
+
 def test_an_entry_sqs_refuses_is_not_retried() -> None:
     client = ScriptedSqs({("b", True)})
     with pytest.raises(EnqueueFailed, match="InternalError"):

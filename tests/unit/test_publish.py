@@ -13,7 +13,7 @@ from local_stack.testing import FakeContext, FakeManagementApi
 from shared.config import ConfigError
 from tests.conftest import load_function
 from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, deliver
+from tests.support.sqs import bodies, deliver, fanout_context
 
 ROOM = "news"
 
@@ -97,7 +97,7 @@ def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
     assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(members)
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
-    deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context())
     for cid in members:
         assert [f["message_id"] for f in management_api.frames_to(cid)] == [result["message_id"]]
 
@@ -119,6 +119,10 @@ def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
         ({"to_user_id": "system", "message": "hi"}, "invalid_request", '"to_user_id"'),
         ({"room_id": ROOM, "message": "hi", "user_id": "a\nb"}, "invalid_request", '"user_id"'),
         ({"room_id": ROOM, "message": "hi", "name": 5}, "invalid_request", '"name"'),
+        # Lone surrogates: valid JSON, not text (the store would fail: internal, a stack trace logged).
+        ({"room_id": ROOM, "message": "hi", "user_id": "\ud800"}, "invalid_request", '"user_id"'),
+        ({"room_id": ROOM, "message": "hi", "name": "\ud800"}, "invalid_request", '"name"'),
+        ({"to_user_id": "\ud800", "message": "hi"}, "invalid_request", '"to_user_id"'),
         (
             {"room_id": ROOM, "message": "hi", "client_msg_id": "no spaces"},
             "invalid_request",
@@ -189,3 +193,37 @@ def test_a_gone_connection_found_by_a_publish_is_removed(
     assert record_ids(dynamodb) == set(members[1:])
     offline = [f for f in management_api.frames_to(members[1]) if f["action"] == "presence"]
     assert [(f["user_id"], f["state"]) for f in offline] == [("reader0", "offline")]
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "payload", "sharded", "names"),
+    [
+        # 29,300 control characters: each \u0001 in the frame (about 176 KB, over a post's 128 KiB).
+        ("32768", {"room_id": ROOM, "message": "\x01" * 29_300}, False, "131,072"),
+        ("32768", {"to_user_id": "reader0", "message": "\x01" * 29_300}, True, "131,072"),
+        # 40,000 "é": an 80 KB frame, but each is \u00e9 in a shard job (about 240 KB).
+        ("131072", {"room_id": ROOM, "message": "\u00e9" * 40_000}, True, "shard job"),
+    ],
+    ids=["room-frame-over-a-post", "user-frame-over-a-post", "job-over-sqs"],
+)
+def test_a_message_that_cannot_be_delivered_is_refused_before_it_is_stored(
+    sqs: Any,
+    dynamodb: Any,
+    management_api: FakeManagementApi,
+    members: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    max_bytes: str,
+    payload: dict[str, Any],
+    sharded: bool,
+    names: str,
+) -> None:
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", max_bytes)
+    if not sharded:
+        monkeypatch.delenv("FANOUT_QUEUE_URL")
+    result = invoke(load_function("publish"), {**payload, "client_msg_id": "big-1"})
+    assert result["ok"] is False
+    assert result["error"]["code"] == "message_too_large"
+    assert names in result["error"]["message"]
+    assert stored(dynamodb) == []
+    assert all(management_api.frames_to(cid) == [] for cid in members)
+    assert bodies(sqs.client, sqs.url) == []

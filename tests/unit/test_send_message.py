@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
 from tests.support.events import message_event
-from tests.support.records import MESSAGES_TABLE, TABLE, put_record, record_ids
+from tests.support.records import MESSAGES_TABLE, TABLE, put_record, record_ids, table_items
 
 SENDER = "SENDERxxxxxxxx0="
 
@@ -483,3 +483,44 @@ def test_send_message_put_retried_after_a_lost_answer_is_stored_once(send: Any, 
     call(send, {"action": "sendMessage", "message": "hello"})
     send.messages._client = real
     assert [m["message"]["S"] for m in stored_messages(dynamodb)] == ["hello"]
+
+
+# 29,300 control characters: 29,300 bytes of text, each escaped as \u0001 in the frame (about 176 KB).
+CONTROL_TEXT = "\x01" * 29_300
+# 40,000 "é": 80,000 bytes of text and of frame, but each is \u00e9 in a shard job (about 240 KB).
+ACCENTED_TEXT = "\u00e9" * 40_000
+
+
+@pytest.mark.parametrize(
+    ("max_bytes", "text", "sharded", "names"),
+    [
+        ("32768", CONTROL_TEXT, False, "131,072"),
+        ("131072", ACCENTED_TEXT, True, "shard job"),
+    ],
+    ids=["frame-over-a-post", "job-over-sqs"],
+)
+def test_a_message_whose_frame_cannot_be_delivered_is_refused_before_it_is_stored(
+    connected: Any,
+    dynamodb: Any,
+    sqs: Any,
+    management_api: FakeManagementApi,
+    monkeypatch: pytest.MonkeyPatch,
+    max_bytes: str,
+    text: str,
+    sharded: bool,
+    names: str,
+) -> None:
+    monkeypatch.setenv("MAX_MESSAGE_BYTES", max_bytes)
+    if not sharded:
+        monkeypatch.delenv("FANOUT_QUEUE_URL")
+    connected(SENDER, "general", "alice")
+    connected("BOBxxxxxxxxxxx0=", "general")
+    module = load_function("send_message")
+    assert len(text.encode()) <= int(max_bytes)  # the text alone passes the message limit
+    response = call(module, {"action": "sendMessage", "message": text, "client_msg_id": "big-1"})
+    assert response["statusCode"] == 200
+    [frame] = management_api.frames_to(SENDER)
+    assert (frame["action"], frame["code"]) == ("error", "message_too_large")
+    assert names in frame["message"]
+    assert management_api.frames_to("BOBxxxxxxxxxxx0=") == []
+    assert [i for i in table_items(dynamodb, MESSAGES_TABLE) if "message" in i] == []

@@ -224,3 +224,20 @@ def test_retry_delay_bound_doubles_per_attempt(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("shared.sender.random.uniform", lambda low, high: high)
     policy = RetryPolicy(base_delay=0.05, max_delay=1.0)
     assert [policy.delay(attempt) for attempt in range(1, 7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+
+
+def test_a_broadcast_starts_no_attempt_once_may_start_says_no(management_api: FakeManagementApi) -> None:
+    recipients = [f"R{i:014d}=" for i in range(5)]
+    management_api.live.update([*recipients, "FLAKYxxxxxxxxx0="])
+    management_api.scripts["FLAKYxxxxxxxxx0="] = [500]  # its retry is an attempt, asked for too
+    budget = iter([True, True, True])
+
+    def may_start() -> bool:
+        return next(budget, False)
+
+    result = make_sender(1, []).broadcast(
+        management_api.endpoint_url, ["FLAKYxxxxxxxxx0=", *recipients], b"{}", may_start=may_start
+    )
+    # Attempts: FLAKY (500), its retry (200), recipients[0]; then nothing else starts.
+    assert (result.delivered, result.failed, result.deferred) == (2, 0, 4)
+    assert sum(management_api.attempts.values()) == 3

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from shared.shards import (
     MAX_JOB_BYTES,
     BadJob,
+    JobTooLarge,
     ShardJob,
     ShardMember,
     decode_job,
@@ -163,3 +164,17 @@ def test_a_good_job_decodes() -> None:
 
 def test_a_failed_job_comes_back_sooner_each_receive_up_to_a_minute() -> None:
     assert [retry_delay(n) for n in (1, 2, 3, 4, 5, 6, 50)] == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_a_frame_no_job_can_carry_is_a_domain_error() -> None:
+    with pytest.raises(JobTooLarge, match="before any member"):
+        list(
+            plan_shards(
+                endpoint="https://x/prod",
+                room_id="r",
+                message_id="01J",
+                data="\x01" * 40_000,  # 6 bytes each in a job: 240 KB
+                members=[ShardMember("C=", "u", 0)],
+                shard_size=10,
+            )
+        )
