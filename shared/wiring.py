@@ -15,6 +15,7 @@ from shared.config import (
     TableConfig,
     callback_url_from_env,
     messages_table_name,
+    shard_size_from_env,
 )
 from shared.connections import ConnectionStore, dynamodb_client
 from shared.fanout_queue import FanoutQueue, sqs_client
@@ -78,7 +79,7 @@ def chat_service(
             queue_client = sqs_client(connect_timeout=connect_timeout, read_timeout=read_timeout)
             fanout = FanoutQueue(fanout_config.queue_url, client=queue_client)
             shard_size = fanout_config.shard_size
-    typing_max_room = FanoutConfig.from_env().shard_size if bounds_typing else None
+    typing_max_room = shard_size_from_env() if bounds_typing else None
     return ChatService(
         connections=connections,
         messages=messages,
