@@ -442,14 +442,26 @@ class ChatService:
         if connection is None:
             return []
         # Every membership goes first: a room's announcement running out of time leaves none behind.
+        # One that cannot be removed (its TTL will) stops neither the others nor their announcements; the
+        # first such error is raised once they are done.
         rooms = sorted(connection.rooms)
-        offline = [self._leave_room(room, connection.user_id, connection_id) for room in rooms]
-        return [
+        offline: list[bool] = []
+        failure: Exception | None = None
+        for room in rooms:
+            try:
+                offline.append(self._leave_room(room, connection.user_id, connection_id))
+            except Exception as error:
+                failure = failure or error
+                offline.append(False)
+        results = [
             self._announce_departure(endpoint, room, connection.user_id, connection.name, best_effort=True)
             if due
             else RoomResult(room_id=room, changed=True, presence=False)
             for room, due in zip(rooms, offline, strict=True)
         ]
+        if failure is not None:
+            raise failure
+        return results
 
     # -- rooms and presence --------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from local_stack.testing import FakeContext, FakeManagementApi, make_token
 from shared.fanout_queue import EnqueueFailed
+from shared.messages import StoreUnavailable
 from tests.conftest import load_function
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
@@ -237,6 +238,32 @@ def test_disconnect_removes_every_membership_before_announcing_and_a_failed_room
     assert removed_before_announcing == [set(), set()]
     assert memberships(dynamodb, NEWCOMER) == set()
     assert NEWCOMER not in record_ids(dynamodb)
+    assert presence(management_api, "FRIENDxxxxxxxx0=") == [("newcomer", "offline")]
+
+
+def test_disconnect_whose_store_fails_in_one_room_still_leaves_and_announces_the_others(
+    sqs: Any,
+    crowd: list[str],
+    dynamodb: Any,
+    management_api: FakeManagementApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    put_record(dynamodb, NEWCOMER, ROOM, "newcomer", rooms=("tiny",))
+    put_record(dynamodb, "FRIENDxxxxxxxx0=", "tiny", "friend")
+    management_api.live.add("FRIENDxxxxxxxx0=")
+    module = load_function("disconnect")
+    store = module.service.memberships
+    remove = store.remove
+
+    def failing_in_the_stadium(room_id: str, *args: Any) -> Any:
+        if room_id == ROOM:
+            raise StoreUnavailable("could not update the room: ProvisionedThroughputExceededException")
+        return remove(room_id, *args)
+
+    monkeypatch.setattr(store, "remove", failing_in_the_stadium)
+    with pytest.raises(StoreUnavailable):  # counted and raised by the handler, after the other rooms
+        module.handler(disconnect_event(connection_id=NEWCOMER), FakeContext())
+    assert memberships(dynamodb, NEWCOMER) == {ROOM}  # left to its TTL
     assert presence(management_api, "FRIENDxxxxxxxx0=") == [("newcomer", "offline")]
 
 
