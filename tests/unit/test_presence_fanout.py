@@ -226,16 +226,24 @@ def test_disconnect_removes_every_membership_before_announcing_and_a_failed_room
     management_api.live.add("FRIENDxxxxxxxx0=")
     module = load_function("disconnect")
     fail_queue(module, sqs, monkeypatch)
-    removed_before_announcing: list[set[str]] = []
-    broadcast = module.service.broadcast_room
+    # What the handler did, in order (the test itself calls no AWS inside it: the recorder would
+    # attribute such a call to disconnect).
+    steps: list[str] = []
+    store, service = module.service.memberships, module.service
+    remove, broadcast = store.remove, service.broadcast_room
 
-    def watching(*args: Any, **kwargs: Any) -> Any:
-        removed_before_announcing.append(memberships(dynamodb, NEWCOMER))
-        return broadcast(*args, **kwargs)
+    def removing(room_id: str, *args: Any) -> Any:
+        steps.append(f"remove {room_id}")
+        return remove(room_id, *args)
 
-    monkeypatch.setattr(module.service, "broadcast_room", watching)
+    def announcing(endpoint: str, room_id: str, *args: Any, **kwargs: Any) -> Any:
+        steps.append(f"announce {room_id}")
+        return broadcast(endpoint, room_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "remove", removing)
+    monkeypatch.setattr(service, "broadcast_room", announcing)
     assert module.handler(disconnect_event(connection_id=NEWCOMER), FakeContext())["statusCode"] == 200
-    assert removed_before_announcing == [set(), set()]
+    assert steps == ["remove stadium", "remove tiny", "announce stadium", "announce tiny"]
     assert memberships(dynamodb, NEWCOMER) == set()
     assert NEWCOMER not in record_ids(dynamodb)
     assert presence(management_api, "FRIENDxxxxxxxx0=") == [("newcomer", "offline")]
