@@ -172,6 +172,50 @@ def test_connect_whose_online_cannot_be_queued_is_refused_and_leaves_nothing(
     assert_queued_then_posted(sqs, management_api, crowd, ("newcomer", "online"))
 
 
+class DropsFirstEntry:
+    """An SQS client whose SendMessageBatch reports its first entry failed, every time."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meta = client.meta
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        response: dict[str, Any] = {"Successful": [], "Failed": []}
+        if len(Entries) > 1:
+            response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[1:])
+        response.setdefault("Failed", []).append(
+            {"Id": Entries[0]["Id"], "SenderFault": False, "Code": "InternalError", "Message": "busy"}
+        )
+        return response
+
+
+def test_connect_whose_online_was_partly_queued_sends_those_members_offline_after_it(
+    sqs: Any,
+    crowd: list[str],
+    dynamodb: Any,
+    management_api: FakeManagementApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    module = load_function("connect")
+    monkeypatch.setattr(module.service.fanout, "_client", DropsFirstEntry(sqs.client))
+    monkeypatch.setattr(module.service.fanout, "_sleep", lambda seconds: None)
+    with pytest.raises(EnqueueFailed):
+        connect(module)
+    assert NEWCOMER not in record_ids(dynamodb)
+    # Of each two jobs (the same members, in the room's order), the second was queued: online, then
+    # offline once the connect was undone.
+    jobs = bodies(sqs.client, sqs.url)
+    assert [json.loads(job["data"])["state"] for job in jobs] == ["online", "offline"]
+    assert jobs[0]["members"] == jobs[1]["members"]
+    for job in jobs:
+        sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
+    deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    told = {m[0] for m in jobs[0]["members"]}
+    for cid in crowd:
+        expected = [("newcomer", "online"), ("newcomer", "offline")] if cid in told else []
+        assert presence(management_api, cid) == expected
+
+
 def test_join_whose_online_cannot_be_queued_is_undone_with_an_error_frame(
     sqs: Any,
     crowd: list[str],
