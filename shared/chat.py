@@ -125,6 +125,7 @@ class RoomResult:
     changed: bool  # False: already in it (join) / not in it (leave)
     presence: bool  # an online / offline frame went out
     fanout: Fanout = Fanout()
+    presence_failed: bool = False  # an offline was due but could not all be posted or queued
 
 
 class ChatService:
@@ -140,6 +141,7 @@ class ChatService:
         max_rooms: int = 50,
         fanout: FanoutQueue | None = None,
         shard_size: int = 1,
+        typing_max_room: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.connections = connections
@@ -151,6 +153,7 @@ class ChatService:
         self.max_rooms = max_rooms
         self.fanout = fanout  # None: every broadcast is posted here, whatever the room's size
         self.shard_size = shard_size
+        self.typing_max_room = typing_max_room  # a room with more live connections gets no typing
         self._clock = clock
         self._ids = ids.UlidGenerator()
 
@@ -418,7 +421,14 @@ class ChatService:
             )
         # Already in it: written again (idempotent), which completes a join whose first attempt failed
         # after the record was updated.
-        result = self._enter(endpoint, connection, room_id)
+        try:
+            result = self._enter(endpoint, connection, room_id)
+        except EnqueueFailed as error:
+            # Undone, so that joining again announces online (the presence item would otherwise hold
+            # this connection already, and a second join would tell the room nothing).
+            self._undo_join(connection, room_id)
+            self._take_back_online(endpoint, room_id, connection.user_id, connection.name, error)
+            raise
         self.sender.post(endpoint, connection_id, room_frame("joined", room_id))
         return dataclasses.replace(result, changed=outcome is JoinOutcome.JOINED)
 
@@ -451,14 +461,17 @@ class ChatService:
 
     def typing(self, endpoint: str, connection_id: str, body: str | None) -> Fanout:
         """Tell the room's other users this one is typing: never stored, one per connection and room
-        every 2 s (the rest are dropped silently)."""
+        every 2 s (the rest are dropped silently), and never in a room of more than ``typing_max_room``
+        live connections (dropped silently too: it is always posted here, never sharded)."""
         connection, frame = self._frame(connection_id, body, TYPING)
         room_id = requested_room(frame, connection=_rooms_of(connection))
         assert self.memberships is not None
         if not self.memberships.typing_allowed(room_id, connection.user_id, connection_id):
             raise Dropped
         data = typing_frame(room_id=room_id, user_id=connection.user_id, name=connection.name)
-        return self.broadcast_room(endpoint, room_id, data, skip_user=connection.user_id)
+        return self.broadcast_room(
+            endpoint, room_id, data, skip_user=connection.user_id, at_most=self.typing_max_room
+        )
 
     def refuse_unrouted(self, endpoint: str, connection_id: str, body: str | None) -> FrameError | None:
         """A frame no route takes: its error (``invalid_json`` / ``unknown_action``), counted like any
@@ -501,6 +514,11 @@ class ChatService:
         )
         try:
             return self._enter(endpoint, connection, room_id)
+        except EnqueueFailed as error:
+            # Refused like a failed write: the user connects again, and the room hears online then.
+            self._undo_connect(connection)
+            self._take_back_online(endpoint, room_id, user_id, name, error)
+            raise
         except Exception:
             self._undo_connect(connection)
             raise
@@ -511,10 +529,27 @@ class ChatService:
         connection = self.connections.take(connection_id)
         if connection is None:
             return []
-        return [
-            self._depart(endpoint, room, connection.user_id, connection_id, name=connection.name)
-            for room in sorted(connection.rooms)
+        # Every membership goes first: a room's announcement running out of time leaves none behind.
+        # One that cannot be removed (its TTL will) stops neither the others nor their announcements; the
+        # first such error is raised once they are done.
+        rooms = sorted(connection.rooms)
+        offline: list[bool] = []
+        failure: Exception | None = None
+        for room in rooms:
+            try:
+                offline.append(self._leave_room(room, connection.user_id, connection_id))
+            except Exception as error:
+                failure = failure or error
+                offline.append(False)
+        results = [
+            self._announce_departure(endpoint, room, connection.user_id, connection.name, best_effort=True)
+            if due
+            else RoomResult(room_id=room, changed=True, presence=False)
+            for room, due in zip(rooms, offline, strict=True)
         ]
+        if failure is not None:
+            raise failure
+        return results
 
     # -- rooms and presence --------------------------------------------------------------------------
 
@@ -528,6 +563,7 @@ class ChatService:
         skip_user: str | None = None,
         message_id: str | None = None,
         before_posting: Callable[[], None] | None = None,
+        at_most: int | None = None,
     ) -> Fanout:
         """Post ``data`` to every live membership of the room (one paginated Query), then remove the
         connections found gone and the memberships found expired.
@@ -535,9 +571,12 @@ class ChatService:
         Past ``shard_size`` targets (with a fanout queue), shard jobs are queued instead and the fanout
         function posts them (:meth:`fan_out_shard`); ``before_posting`` runs before the first post here,
         or once every job is queued. Raises :class:`EnqueueFailed` when jobs could not all be queued
-        (after the expired memberships are removed)."""
+        (after the expired memberships are removed). With ``at_most``, a room of more live connections
+        is neither read past that nor posted to: :class:`Dropped`."""
         assert self.memberships is not None
-        room: RoomMemberships = self.memberships.room(room_id)
+        room: RoomMemberships = self.memberships.room(room_id, stop_past=at_most)
+        if room.truncated:
+            raise Dropped
         targets = [m for m in room.live if m.connection_id != skip_connection and m.user_id != skip_user]
         offline: list[tuple[str, str, str | None]] = []
         shards = 0
@@ -653,13 +692,47 @@ class ChatService:
     def _depart(
         self, endpoint: str, room_id: str, user_id: str, connection_id: str, *, name: str | None
     ) -> RoomResult:
+        if not self._leave_room(room_id, user_id, connection_id):
+            return RoomResult(room_id=room_id, changed=True, presence=False)
+        return self._announce_departure(endpoint, room_id, user_id, name, best_effort=False)
+
+    def _leave_room(self, room_id: str, user_id: str, connection_id: str) -> bool:
+        """Remove one membership; True when it was the user's last connection there (offline is due)."""
         assert self.memberships is not None
         self.memberships.remove(room_id, user_id, connection_id)
-        if not self.memberships.depart(room_id, user_id, connection_id):
-            return RoomResult(room_id=room_id, changed=True, presence=False)
+        return self.memberships.depart(room_id, user_id, connection_id)
+
+    def _announce_departure(
+        self, endpoint: str, room_id: str, user_id: str, name: str | None, *, best_effort: bool
+    ) -> RoomResult:
+        """Broadcast offline. The user is gone whatever happens here, so a failure to queue its shards
+        (or, ``best_effort``, any failure) is logged and reported in ``presence_failed``, not raised."""
         data = presence_frame(room_id=room_id, user_id=user_id, name=name, online=False)
-        fanout = self.broadcast_room(endpoint, room_id, data)
+        try:
+            fanout = self.broadcast_room(endpoint, room_id, data)
+        except Exception as error:
+            if not (best_effort or isinstance(error, EnqueueFailed)):
+                raise
+            logger.exception("could not announce offline", extra={"room_id": room_id})
+            return RoomResult(room_id=room_id, changed=True, presence=False, presence_failed=True)
         return RoomResult(room_id=room_id, changed=True, presence=True, fanout=fanout)
+
+    def _take_back_online(
+        self, endpoint: str, room_id: str, user_id: str, name: str | None, error: EnqueueFailed
+    ) -> None:
+        """Some shards of an online that is undone were queued: those members hear offline after it."""
+        if error.enqueued:
+            self._announce_offline(endpoint, [(room_id, user_id, name)])
+
+    def _undo_join(self, connection: Connection, room_id: str) -> None:
+        cid, user_id = connection.connection_id, connection.user_id
+        for undo in (
+            lambda: self.connections.remove_room(cid, room_id),
+            lambda: self.memberships and self.memberships.remove(room_id, user_id, cid),
+            lambda: self.memberships and self.memberships.depart(room_id, user_id, cid),
+        ):
+            with contextlib.suppress(Exception):  # the enqueue that failed is what is reported
+                undo()
 
     def _clean_up(
         self,

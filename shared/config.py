@@ -281,9 +281,14 @@ class FanoutConfig:
             raise ConfigError(
                 f"environment variable FANOUT_QUEUE_URL must be an http(s) URL, got {queue_url!r}"
             )
-        shard_size = None
-        if _optional(env, "FANOUT_SHARD_SIZE") is not None or queue_url is not None:
+        if queue_url is not None:
             _required(env, "FANOUT_SHARD_SIZE")
-            # At most what one fanout invocation posts in its time, and what fits in a 256 KB SQS message.
-            shard_size = _int(env, "FANOUT_SHARD_SIZE", default=0, minimum=1, maximum=20_000)
-        return cls(queue_url=queue_url, shard_size=shard_size)
+        return cls(queue_url=queue_url, shard_size=shard_size_from_env(env))
+
+
+def shard_size_from_env(env: Mapping[str, str] = os.environ) -> int | None:
+    """``FANOUT_SHARD_SIZE`` alone (None when unset): typing, which has no queue, is dropped past it."""
+    if _optional(env, "FANOUT_SHARD_SIZE") is None:
+        return None
+    # At most what one fanout invocation posts in its time, and what fits in a 256 KB SQS message.
+    return _int(env, "FANOUT_SHARD_SIZE", default=0, minimum=1, maximum=20_000)

@@ -55,6 +55,7 @@ class RoomMemberships:
     live: list[Membership] = field(default_factory=list)
     expired: list[Membership] = field(default_factory=list)
     pages: int = 0
+    truncated: bool = False  # reading stopped past ``room(stop_past=...)``: pages may be left unread
 
     @property
     def expired_skipped(self) -> int:
@@ -172,8 +173,9 @@ class MembershipStore:
             },
         )
 
-    def room(self, room_id: str) -> RoomMemberships:
-        """Every membership of a room, live and expired apart, following every page."""
+    def room(self, room_id: str, *, stop_past: int | None = None) -> RoomMemberships:
+        """Every membership of a room, live and expired apart, following every page; with ``stop_past``,
+        no page is read once more than that many live ones were (``truncated`` then says so)."""
         now = self._clock()
         result = RoomMemberships()
         for page in self._pages(
@@ -183,6 +185,9 @@ class MembershipStore:
             for item in page.get("Items", []):
                 membership = _from_item(item, room_id)
                 (result.expired if membership.expired(now) else result.live).append(membership)
+            if stop_past is not None and len(result.live) > stop_past:
+                result.truncated = True
+                break
         return result
 
     def _pages(self, **query: Any) -> Iterator[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from shared.chat import Dropped
+from shared.fanout_queue import EnqueueFailed
 from shared.observability import count, logger
 from shared.protocol import ErrorCode, FrameError, error_frame
 from shared.sender import Sender, endpoint_url
@@ -43,6 +44,17 @@ def run_frame(
         logger.info(f"{action} refused", extra={"code": error.code.value})
         count("FramesRefused")
         sender.post(endpoint, connection_id, error_frame(error.code, error.message))
+    except EnqueueFailed as error:
+        # join: its online presence could not be queued for the whole room, so the join was undone.
+        logger.exception(f"{action} undone: shard jobs not all queued", extra={"enqueued": error.enqueued})
+        count("FanoutEnqueueFailures")
+        count("InternalErrors")
+        sender.post(
+            endpoint,
+            connection_id,
+            error_frame(ErrorCode.INTERNAL, f"the room could not be told; {action} was undone: try again"),
+        )
+        return Answered(status={"statusCode": 500}, result=None)
     except Exception:
         logger.exception(f"{action} failed")
         count("InternalErrors")

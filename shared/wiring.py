@@ -15,6 +15,7 @@ from shared.config import (
     TableConfig,
     callback_url_from_env,
     messages_table_name,
+    shard_size_from_env,
 )
 from shared.connections import ConnectionStore, dynamodb_client
 from shared.fanout_queue import FanoutQueue, sqs_client
@@ -31,6 +32,7 @@ def chat_service(
     rate_limited: bool = True,
     uses_rooms: bool = True,
     fans_out: bool = False,
+    bounds_typing: bool = False,
     max_rooms: int = 50,
     max_message_bytes: int = 4096,
     connect_timeout: float = 2,
@@ -42,7 +44,9 @@ def chat_service(
     and is given neither the retention setting nor access to messages); ``rate_limited`` False leaves out
     the rate limit ($connect, $disconnect); ``uses_rooms`` False the membership table. ``fans_out`` True
     reads ``FanoutConfig``: with a queue, a broadcast past its shard size is queued as shard jobs (one SQS
-    client, from the process's one botocore session, like the DynamoDB client's). A broadcast removes
+    client, from the process's one botocore session, like the DynamoDB client's). ``bounds_typing`` True
+    reads ``FANOUT_SHARD_SIZE`` alone: typing, never sharded, is dropped in a room of more live
+    connections than that (unset: no bound). A broadcast removes
     the connections it finds gone (410); a reply to one sender leaves that to ``$disconnect``."""
     client = dynamodb_client(pool_size=pool_size, connect_timeout=connect_timeout, read_timeout=read_timeout)
     connections = ConnectionStore(TableConfig.from_env().table_name, client=client)
@@ -75,6 +79,7 @@ def chat_service(
             queue_client = sqs_client(connect_timeout=connect_timeout, read_timeout=read_timeout)
             fanout = FanoutQueue(fanout_config.queue_url, client=queue_client)
             shard_size = fanout_config.shard_size
+    typing_max_room = shard_size_from_env() if bounds_typing else None
     return ChatService(
         connections=connections,
         messages=messages,
@@ -85,6 +90,7 @@ def chat_service(
         max_rooms=max_rooms,
         fanout=fanout,
         shard_size=shard_size,
+        typing_max_room=typing_max_room,
     )
 
 

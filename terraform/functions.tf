@@ -31,6 +31,7 @@ locals {
       dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
+      queue_actions      = ["sqs:SendMessage"] # presence past the shard size, as shard jobs
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS   = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS   = aws_dynamodb_table.memberships.name
@@ -43,6 +44,8 @@ locals {
         JWT_ISSUER                           = var.jwt_issuer
         JWT_AUDIENCE                         = var.jwt_audience
         JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE = tostring(var.jwt_allow_any_issuer_audience_unsafe)
+        FANOUT_QUEUE_URL                     = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                    = tostring(var.fanout_shard_size)
       }
     }
     disconnect = {
@@ -57,12 +60,15 @@ locals {
       dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
+      queue_actions      = ["sqs:SendMessage"] # presence past the shard size, as shard jobs
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS = aws_dynamodb_table.memberships.name
         WEBSOCKET_CALLBACK_URL             = local.callback_url
         MAX_MESSAGE_BYTES                  = tostring(var.max_message_bytes)
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
       }
     }
     send_message = {
@@ -128,6 +134,7 @@ locals {
       dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
+      queue_actions      = ["sqs:SendMessage"] # presence past the shard size, as shard jobs
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
@@ -138,6 +145,8 @@ locals {
         MAX_ROOMS_PER_CONNECTION           = tostring(var.max_rooms_per_connection)
         RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
       }
     }
     leave = {
@@ -153,6 +162,7 @@ locals {
       dynamodb_indexes   = {}
       manage_connections = true
       route_response     = false
+      queue_actions      = ["sqs:SendMessage"] # presence past the shard size, as shard jobs
       environment = {
         DYNAMO_TABLE_NAME_CHAT_CONNECTIONS = aws_dynamodb_table.connections.name
         DYNAMO_TABLE_NAME_CHAT_MESSAGES    = aws_dynamodb_table.messages.name
@@ -162,6 +172,8 @@ locals {
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+        FANOUT_QUEUE_URL                   = aws_sqs_queue.fanout.url
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size)
       }
     }
     list_members = {
@@ -208,6 +220,7 @@ locals {
         BROADCAST_CONCURRENCY              = tostring(var.broadcast_concurrency)
         RATE_LIMIT_PER_SECOND              = tostring(var.rate_limit_per_second)
         RATE_LIMIT_BURST                   = tostring(var.rate_limit_burst)
+        FANOUT_SHARD_SIZE                  = tostring(var.fanout_shard_size) # no typing past it
       }
     }
     send_direct = {

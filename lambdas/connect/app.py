@@ -20,6 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import deadline, runtime
 from shared.auth import AuthError, TokenVerifier
 from shared.config import AuthConfig, DeadlineConfig, MessagingConfig
+from shared.fanout_queue import EnqueueFailed
 from shared.messages import StoreUnavailable
 from shared.observability import CORRELATION_ID_PATH, count, logger, metrics, tracer
 from shared.protocol import is_valid_room_id
@@ -33,7 +34,8 @@ BEARER_PREFIX = "bearer."
 verifier = TokenVerifier(AuthConfig.from_env())
 config = MessagingConfig.from_env()
 callback_url = config.callback_url
-# Presence goes to the whole room within this route's timeout: posted with the broadcast pool. One
+# Presence goes to the whole room within this route's timeout: posted with the broadcast pool, or queued
+# as shard jobs past FANOUT_SHARD_SIZE (docs/fanout.md); a failure to queue refuses the handshake. One
 # DynamoDB attempt is at most 3 s: the 10 s function keeps room for a retry and for the delete that undoes
 # a write whose answer was lost.
 service = chat_service(
@@ -42,6 +44,7 @@ service = chat_service(
     rate_limited=False,
     connect_timeout=1,
     read_timeout=2,
+    fans_out=True,
 )
 store = service.connections
 
@@ -92,11 +95,11 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         late = deadline.remaining()
         if late is not None and late < 0:
             raise deadline.DeadlineExceeded(f"the connection was stored {-late:.2f} s after the deadline")
-    except (ClientError, BotoCoreError, StoreUnavailable, deadline.DeadlineExceeded):
+    except (ClientError, BotoCoreError, StoreUnavailable, deadline.DeadlineExceeded, EnqueueFailed) as error:
         # Refused (API Gateway answers 502), so no record may stay: the write may have landed before
         # its response was lost.
         logger.exception("could not store the connection")
-        count("ConnectionStoreErrors")
+        count("FanoutEnqueueFailures" if isinstance(error, EnqueueFailed) else "ConnectionStoreErrors")
         # Tried even past the deadline: a late delete is harmless, a record left behind is not.
         with contextlib.suppress(Exception), deadline.suspended():
             store.delete(connection_id)

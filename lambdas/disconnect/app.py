@@ -22,13 +22,15 @@ from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
 callback_url = config.callback_url
-# Presence goes to the whole room within this route's timeout: posted with the broadcast pool.
+# Presence goes to each room within this route's timeout: posted with the broadcast pool, or queued as
+# shard jobs past FANOUT_SHARD_SIZE (docs/fanout.md). Every membership is removed before any is announced.
 service = chat_service(
     pool_size=config.broadcast_concurrency,
     stores_messages=False,
     rate_limited=False,
     connect_timeout=1,
     read_timeout=2,
+    fans_out=True,
 )
 store = service.connections
 
@@ -62,6 +64,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
     )
     count("ConnectionsClosed")
     count("PresenceOffline", offline)
+    count("PresenceFailures", sum(room.presence_failed for room in rooms))
     return {"statusCode": 200}
 
 

@@ -17,7 +17,10 @@ from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
 service = chat_service(
-    pool_size=config.broadcast_concurrency, stores_messages=False, max_rooms=max_rooms_per_connection()
+    pool_size=config.broadcast_concurrency,
+    stores_messages=False,
+    max_rooms=max_rooms_per_connection(),
+    fans_out=True,
 )
 
 

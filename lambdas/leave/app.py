@@ -15,7 +15,7 @@ from shared.routes import run_frame
 from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
-service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False)
+service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False, fans_out=True)
 
 
 @metrics.log_metrics
@@ -33,6 +33,7 @@ def handler(event: APIGatewayWebSocketEvent, context: LambdaContext) -> dict[str
         )
         count("RoomsLeft", int(result.changed))
         count("PresenceOffline", int(result.presence))
+        count("PresenceFailures", int(result.presence_failed))  # left all the same (logged)
     return answered.status
 
 

@@ -15,7 +15,7 @@ from shared.routes import run_frame
 from shared.wiring import chat_service
 
 config = MessagingConfig.from_env()
-service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False)
+service = chat_service(pool_size=config.broadcast_concurrency, stores_messages=False, bounds_typing=True)
 
 
 @metrics.log_metrics
