@@ -18,7 +18,7 @@ from shared.messages import StoreUnavailable
 from tests.conftest import load_function
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, deliver, receive
+from tests.support.sqs import bodies, deliver, fanout_context, receive
 
 ROOM = "stadium"
 NEWCOMER = "NEWCOMERxxxxxx0="
@@ -72,7 +72,7 @@ def assert_queued_then_posted(
     assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(crowd)
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
-    answers = deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    answers = deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context())
     assert all(answer == {"batchItemFailures": []} for answer in answers)
     for cid in crowd:
         assert presence(api, cid) == [expected]
@@ -209,7 +209,7 @@ def test_connect_whose_online_was_partly_queued_sends_those_members_offline_afte
     assert jobs[0]["members"] == jobs[1]["members"]
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
-    deliver(sqs.client, sqs.url, load_function("fanout"), FakeContext())
+    deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context())
     told = {m[0] for m in jobs[0]["members"]}
     for cid in crowd:
         expected = [("newcomer", "online"), ("newcomer", "offline")] if cid in told else []
