@@ -101,3 +101,20 @@ def deliver(
         if failed:
             break  # the failed ones are invisible until their timeout: the caller decides when to poll again
     return answers
+
+
+class DropsFirstEntry:
+    """An SQS client whose SendMessageBatch reports its first entry failed, every time."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.meta = client.meta
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        response: dict[str, Any] = {"Successful": [], "Failed": []}
+        if len(Entries) > 1:
+            response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[1:])
+        response.setdefault("Failed", []).append(
+            {"Id": Entries[0]["Id"], "SenderFault": False, "Code": "InternalError", "Message": "busy"}
+        )
+        return response

@@ -14,7 +14,15 @@ from local_stack.testing import FakeContext, FakeManagementApi
 from tests.conftest import load_function
 from tests.support.events import message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, create_fanout_queues, deliver, fanout_context, receive, sqs_event
+from tests.support.sqs import (
+    DropsFirstEntry,
+    bodies,
+    create_fanout_queues,
+    deliver,
+    fanout_context,
+    receive,
+    sqs_event,
+)
 
 SENDER = "SENDERxxxxxxxx0="
 ROOM = "live"
@@ -259,23 +267,6 @@ def test_a_body_that_is_not_a_job_fails_alone(
     # its receives run out and it reaches the DLQ in seconds.
     [again] = receive(sqs.client, sqs.url)
     assert again["MessageId"] == bad
-
-
-class DropsFirstEntry:
-    """An SQS client whose SendMessageBatch reports its first entry failed, every time."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.meta = client.meta
-
-    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-        response: dict[str, Any] = {"Successful": [], "Failed": []}
-        if len(Entries) > 1:
-            response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[1:])
-        response.setdefault("Failed", []).append(
-            {"Id": Entries[0]["Id"], "SenderFault": False, "Code": "InternalError", "Message": "busy"}
-        )
-        return response
 
 
 def test_shards_that_cannot_be_queued_are_told_to_the_sender_and_a_retry_completes_the_fan_out(

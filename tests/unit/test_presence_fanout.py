@@ -18,7 +18,7 @@ from shared.messages import StoreUnavailable
 from tests.conftest import load_function
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import MEMBERSHIPS_TABLE, put_record, record_ids, table_items
-from tests.support.sqs import bodies, deliver, fanout_context, receive
+from tests.support.sqs import DropsFirstEntry, bodies, deliver, fanout_context, receive
 
 ROOM = "stadium"
 NEWCOMER = "NEWCOMERxxxxxx0="
@@ -170,23 +170,6 @@ def test_connect_whose_online_cannot_be_queued_is_refused_and_leaves_nothing(
     # Connecting again once the queue works announces online: the presence item was undone too.
     assert connect(load_function("connect"))["statusCode"] == 200
     assert_queued_then_posted(sqs, management_api, crowd, ("newcomer", "online"))
-
-
-class DropsFirstEntry:
-    """An SQS client whose SendMessageBatch reports its first entry failed, every time."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.meta = client.meta
-
-    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
-        response: dict[str, Any] = {"Successful": [], "Failed": []}
-        if len(Entries) > 1:
-            response = self._client.send_message_batch(QueueUrl=QueueUrl, Entries=Entries[1:])
-        response.setdefault("Failed", []).append(
-            {"Id": Entries[0]["Id"], "SenderFault": False, "Code": "InternalError", "Message": "busy"}
-        )
-        return response
 
 
 def test_connect_whose_online_was_partly_queued_sends_those_members_offline_after_it(
