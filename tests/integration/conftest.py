@@ -1,13 +1,4 @@
-"""Fixtures that start the real local stack (in a thread of the test process) on free ports.
-
-For other suites (browser, bench, reliability), use:
-
-* ``local_stack_factory(**config_overrides) -> Stack``: any stack; stopped at the end of the test
-  (``local_stack_factory_module``: at the end of the module).
-* ``chat_stack``: the real stack (terraform/ + lambdas/), package-scoped (shared by the stack families:
-  each uses rooms of its own).
-* ``test_stack`` (package): terraform/ + the test route table ``terraform/full`` over ``functions/``.
-"""
+"""Fixtures that start the real local stack (in a thread of the test process) on free ports."""
 
 from __future__ import annotations
 
@@ -30,22 +21,24 @@ def event_log(tmp_path_factory: pytest.TempPathFactory) -> EventLog:
 # otherwise go on deleting expired items from the same in-memory backend that later suites' mock_aws uses.
 @pytest.fixture(scope="package")
 def test_stack(event_log: EventLog) -> Iterator[Stack]:
+    """terraform/ + the test route table ``terraform/full`` over ``functions/``."""
     with start_stack(test_config(event_log.directory, ttl_reaper_interval_s=0.5)) as stack:
         yield stack
 
 
 @pytest.fixture
 def local_stack_factory() -> Iterator[Callable[..., Stack]]:
+    """``local_stack_factory(**config_overrides) -> Stack``: stopped at the end of the test."""
     yield from stack_factory()
 
 
 @pytest.fixture(scope="module")
 def local_stack_factory_module() -> Iterator[Callable[..., Stack]]:
-    """Like ``local_stack_factory``, for stacks a whole test module shares."""
     yield from stack_factory()
 
 
 @pytest.fixture(scope="package")
 def chat_stack() -> Iterator[Stack]:
+    """The real stack (terraform/ + lambdas/), shared by the stack families: each uses rooms of its own."""
     with start_stack(web_port=0, ttl_reaper_interval_s=30.0) as stack:
         yield stack

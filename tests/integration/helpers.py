@@ -15,7 +15,7 @@ import websockets.sync.client
 from botocore.config import Config
 from websockets.exceptions import InvalidStatus
 
-from local_stack import Stack, StackConfig
+from local_stack import Stack, StackConfig, StackThread
 from local_stack import testing as kit
 
 HERE = Path(__file__).resolve().parent
@@ -64,20 +64,33 @@ class EventLog:
         raise AssertionError(f"no {route_key} event for {connection_id} within {timeout}s")
 
 
+def start_failure(config: StackConfig) -> BaseException | None:
+    """Why the stack failed to start (the test fails if it starts)."""
+    thread = StackThread(config)
+    try:
+        with pytest.raises(RuntimeError, match="failed to start") as failure:
+            thread.__enter__()
+    finally:
+        thread.stop()
+    return failure.value.__cause__
+
+
 def stack_factory() -> Iterator[Callable[..., Stack]]:
     """The generator behind the ``local_stack_factory`` fixtures: start stacks, stop them afterwards."""
     with contextlib.ExitStack() as started:
         yield lambda **overrides: started.enter_context(kit.start_stack(test_config(**overrides)))
 
 
-def aws_client(service: str, endpoint_url: str, *, max_attempts: int | None = None) -> Any:
-    """A boto3 client for a local endpoint (dummy credentials, us-east-1)."""
+def aws_client(
+    service: str, endpoint_url: str, *, max_attempts: int | None = None, key: str = "x", secret: str = "x"
+) -> Any:
+    """A boto3 client for a local endpoint (dummy credentials unless given, us-east-1)."""
     return boto3.client(
         service,
         endpoint_url=endpoint_url,
         region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": max_attempts}) if max_attempts else None,
     )
 

@@ -8,9 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from websockets.exceptions import ConnectionClosed
@@ -21,6 +19,16 @@ from shared.management_api import ManagementApiClient
 from .helpers import EventLog, aws_client, connect, connection_id, request, wait_until
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def raw(stack: Stack, method: str, cid: str, body: bytes | None = None) -> tuple[Any, bytes]:
+    """One bare HTTP request to ``@connections/{cid}``: the response and its body."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.ws_port, timeout=10)
+    conn.request(method, f"/{stack.config.stage}/@connections/{cid}", body=body)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    return response, body
 
 
 @pytest.fixture
@@ -42,11 +50,7 @@ def test_get_connection_returns_times_and_identity(test_stack: Stack, api: Any) 
 
 def test_get_connection_raw_keys_are_lower_case(test_stack: Stack) -> None:
     with connect(test_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        conn = http.client.HTTPConnection("127.0.0.1", test_stack.ws_port, timeout=10)
-        conn.request("GET", f"/{test_stack.config.stage}/@connections/{cid}")
-        doc = json.loads(conn.getresponse().read())
-        conn.close()
+        doc = json.loads(raw(test_stack, "GET", connection_id(ws))[1])
     assert set(doc) == {"connectedAt", "lastActiveAt", "identity"}
     assert doc["connectedAt"].endswith("Z")
 
@@ -59,9 +63,14 @@ def test_post_to_connection_delivers(test_stack: Stack, api: Any) -> None:
         assert json.loads(ws.recv(timeout=10)) == {"hello": "world"}
 
 
-def test_post_to_unknown_connection_raises_gone(api: Any) -> None:
+@pytest.mark.parametrize(
+    ("call", "args"),
+    [("post_to_connection", {"Data": b"x"}), ("delete_connection", {})],
+    ids=["post", "delete"],
+)
+def test_unknown_connection_raises_gone(api: Any, call: str, args: dict[str, Any]) -> None:
     with pytest.raises(api.exceptions.GoneException) as info:
-        api.post_to_connection(ConnectionId="AAAAAAAAAAAAAAA=", Data=b"x")
+        getattr(api, call)(ConnectionId="AAAAAAAAAAAAAAA=", **args)
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 410
     assert info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == "GoneException"
 
@@ -74,17 +83,6 @@ def test_post_to_closed_connection_raises_gone(test_stack: Stack, api: Any) -> N
         api.post_to_connection(ConnectionId=cid, Data=b"x")
     with pytest.raises(api.exceptions.GoneException):
         api.get_connection(ConnectionId=cid)
-
-
-def test_post_over_128kb_is_413(test_stack: Stack, api: Any) -> None:
-    with connect(test_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        with pytest.raises(ClientError) as info:
-            api.post_to_connection(ConnectionId=cid, Data=b"x" * (128 * 1024 + 1))
-        assert info.value.response["Error"]["Code"] == "PayloadTooLargeException"
-        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
-        api.post_to_connection(ConnectionId=cid, Data=b"y" * (128 * 1024))  # exactly the limit is fine
-        assert len(ws.recv(timeout=10)) == 128 * 1024
 
 
 def test_delete_connection_closes_and_fires_disconnect(
@@ -100,11 +98,6 @@ def test_delete_connection_closes_and_fires_disconnect(
         api.get_connection(ConnectionId=cid)
     event = event_log.wait_for(cid, "$disconnect")
     assert event["requestContext"]["disconnectStatusCode"] == 1000
-
-
-def test_delete_unknown_connection_raises_gone(api: Any) -> None:
-    with pytest.raises(api.exceptions.GoneException):
-        api.delete_connection(ConnectionId="AAAAAAAAAAAAAAA=")
 
 
 def test_wrong_stage_is_forbidden(test_stack: Stack) -> None:
@@ -141,14 +134,7 @@ def signed_stack(local_stack_factory_module: Any) -> Stack:
 
 
 def _client(stack: Stack, key: str, secret: str) -> Any:
-    return boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=stack.callback_url,
-        region_name=stack.config.region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return aws_client("apigatewaymanagementapi", stack.callback_url, max_attempts=1, key=key, secret=secret)
 
 
 def test_signed_post_with_the_stack_credentials_delivers(signed_stack: Stack) -> None:
@@ -188,35 +174,31 @@ def test_badly_signed_requests_are_403(signed_stack: Stack, key: str, secret: st
 
 def test_unsigned_request_is_403_missing_authentication_token(signed_stack: Stack) -> None:
     with connect(signed_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        conn = http.client.HTTPConnection("127.0.0.1", signed_stack.ws_port, timeout=10)
-        conn.request("POST", f"/{signed_stack.config.stage}/@connections/{cid}", body=b"x")
-        response = conn.getresponse()
-        body = json.loads(response.read())
-        conn.close()
+        response, body = raw(signed_stack, "POST", connection_id(ws), b"x")
     assert response.status == 403
     assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
-    assert body == {"message": "Missing Authentication Token"}
+    assert json.loads(body) == {"message": "Missing Authentication Token"}
 
 
-def test_signed_post_over_128kb_is_still_413(signed_stack: Stack) -> None:
-    with connect(signed_stack.ws_url) as ws:
+@pytest.mark.parametrize("stack_fixture", ["test_stack", "signed_stack"], ids=["unsigned", "signed"])
+def test_post_over_128kb_is_413(request: pytest.FixtureRequest, stack_fixture: str) -> None:
+    stack = request.getfixturevalue(stack_fixture)
+    api = _client(stack, "local", "local")
+    with connect(stack.ws_url) as ws:
         cid = connection_id(ws)
         with pytest.raises(ClientError) as info:
-            _client(signed_stack, "local", "local").post_to_connection(
-                ConnectionId=cid, Data=b"x" * (128 * 1024 + 1)
-            )
-    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
-    assert (
-        info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"]
-        == "PayloadTooLargeException"
-    )
+            api.post_to_connection(ConnectionId=cid, Data=b"x" * (128 * 1024 + 1))
+        assert info.value.response["Error"]["Code"] == "PayloadTooLargeException"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+        assert info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"] == (
+            "PayloadTooLargeException"
+        )
+        api.post_to_connection(ConnectionId=cid, Data=b"y" * (128 * 1024))  # exactly the limit is fine
+        assert len(ws.recv(timeout=10)) == 128 * 1024
 
 
 def test_old_signature_is_refused() -> None:
     # Replaying a captured request later: its X-Amz-Date is outside the allowed clock skew.
-    import datetime as dt
-
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 

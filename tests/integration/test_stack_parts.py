@@ -10,12 +10,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from local_stack import PortInUseError, StackConfig, StackThread
+from local_stack import PortInUseError
 from local_stack import runtime as runtime_module
 from local_stack import stack as stack_module
 from local_stack.dynamodb import EmbeddedDynamoDB
 
-from .helpers import test_config
+from .helpers import start_failure, test_config
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,15 +29,13 @@ class Opened:
         real_listening, real_bind = runtime_module._listening_socket, stack_module._bind
         real_exec, real_start = asyncio.create_subprocess_exec, EmbeddedDynamoDB.start
 
-        def listening(host: str) -> socket.socket:
-            sock = real_listening(host)
-            self.ports.append(sock.getsockname()[1])
-            return sock
+        def recording_port(real: Any) -> Any:
+            def opened(*args: Any) -> socket.socket:
+                sock = real(*args)
+                self.ports.append(sock.getsockname()[1])
+                return sock
 
-        def bind(*args: Any) -> socket.socket:
-            sock = real_bind(*args)
-            self.ports.append(sock.getsockname()[1])
-            return sock
+            return opened
 
         async def create_subprocess_exec(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
             proc = await real_exec(*args, **kwargs)
@@ -49,8 +47,8 @@ class Opened:
             self.ports.append(urlsplit(endpoint).port or 0)
             return endpoint
 
-        monkeypatch.setattr(runtime_module, "_listening_socket", listening)
-        monkeypatch.setattr(stack_module, "_bind", bind)
+        monkeypatch.setattr(runtime_module, "_listening_socket", recording_port(real_listening))
+        monkeypatch.setattr(stack_module, "_bind", recording_port(real_bind))
         monkeypatch.setattr(asyncio, "create_subprocess_exec", create_subprocess_exec)
         monkeypatch.setattr(EmbeddedDynamoDB, "start", start)
 
@@ -66,17 +64,6 @@ class Opened:
 
     def running_pids(self) -> list[int]:
         return [p.pid for p in self.processes if p.returncode is None]
-
-
-def start_failure(config: StackConfig) -> BaseException | None:
-    """Why the stack failed to start (the test fails if it starts)."""
-    thread = StackThread(config)
-    try:
-        with pytest.raises(RuntimeError, match="failed to start") as failure:
-            thread.__enter__()
-    finally:
-        thread.stop()
-    return failure.value.__cause__
 
 
 def test_a_late_part_that_fails_tears_down_every_part_started_before_it(
