@@ -62,16 +62,16 @@ def test_connect_2xx_upgrades_to_101(test_stack: Stack) -> None:
         assert ID.match(connection_id(ws))
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 429])
-def test_connect_non_2xx_gives_that_status_and_body(test_stack: Stack, status: int) -> None:
-    code, body = handshake_status(f"{test_stack.ws_url}?status={status}")
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [*((f"status={n}", n) for n in (400, 401, 403, 429)), ("raise=1", 502), ("bad=1", 502)],
+    ids=["400", "401", "403", "429", "exception-502", "malformed-response-502"],
+)
+def test_connect_non_2xx_or_failure_gives_that_status(test_stack: Stack, query: str, status: int) -> None:
+    code, body = handshake_status(f"{test_stack.ws_url}?{query}")
     assert code == status
-    assert json.loads(body) == {"message": f"status {status} on purpose"}
-
-
-@pytest.mark.parametrize("query", ["raise=1", "bad=1"], ids=["exception", "malformed-response"])
-def test_connect_failure_gives_502(test_stack: Stack, query: str) -> None:
-    assert handshake_status(f"{test_stack.ws_url}?{query}")[0] == 502
+    if status != 502:
+        assert json.loads(body) == {"message": f"status {status} on purpose"}
 
 
 def test_connect_timeout_gives_502(test_stack: Stack) -> None:
@@ -119,16 +119,8 @@ def test_connect_event_keys_equal_captured(test_stack: Stack, event_log: EventLo
     assert set(event["requestContext"]) == set(real["requestContext"])
     # the capture's identity has sourceIp only; userAgent is added when the client sends one (websockets does)
     assert set(event["requestContext"]["identity"]) == set(real["requestContext"]["identity"]) | {"userAgent"}
-    forwarded = {
-        "X-Amzn-Trace-Id",
-        "X-Forwarded-For",
-        "X-Forwarded-Port",
-        "X-Forwarded-Proto",
-        "Host",
-        "Sec-WebSocket-Key",
-        "Sec-WebSocket-Version",
-    }
-    assert forwarded <= set(event["headers"])
+    forwarded = {"X-Amzn-Trace-Id", "X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto", "Host"}
+    assert forwarded | {"Sec-WebSocket-Key", "Sec-WebSocket-Version"} <= set(event["headers"])
     assert "Connection" not in event["headers"] and "Upgrade" not in event["headers"]
     assert event["multiValueHeaders"] == {k: [v] for k, v in event["headers"].items()}
     assert event["queryStringParameters"] == {"token": "t", "room_id": "general"}
@@ -155,30 +147,36 @@ def test_message_event_keys_equal_captured(test_stack: Stack) -> None:
     assert ID.match(ctx["messageId"]) and ctx["messageId"] != ctx["requestId"]
 
 
-def test_disconnect_event_keys_equal_captured(test_stack: Stack, event_log: EventLog) -> None:
+def close_without_status(ws: Any) -> None:
+    with ws.protocol_mutex:  # a close frame without a status code (browsers send these)
+        ws.protocol.send_close()
+        ws.send_data()
+    with pytest.raises(ConnectionClosed):
+        ws.recv(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("close", "code", "reason"),
+    [
+        (lambda ws: ws.close(code=1000, reason="bye"), 1000, "bye"),
+        (lambda ws: ws.close(code=1001), 1001, "Going away"),
+        (close_without_status, 1005, "Client-side close frame status not set"),
+    ],
+    ids=["1000-with-reason", "1001", "no-status-1005"],
+)
+def test_client_close_fires_disconnect_with_captured_keys(
+    test_stack: Stack, event_log: EventLog, close: Any, code: int, reason: str
+) -> None:
     with connect(test_stack.ws_url) as ws:
         cid = connection_id(ws)
-        ws.close(code=1000, reason="bye")
+        close(ws)
     event = event_log.wait_for(cid, "$disconnect")
     real = CAPTURED["disconnect"]
     assert set(event) == set(real)
     assert set(event["requestContext"]) == set(real["requestContext"])
     assert set(event["headers"]) == set(real["headers"])
-    assert event["requestContext"]["disconnectStatusCode"] == 1000
-    assert event["requestContext"]["disconnectReason"] == "bye"
-
-
-def test_disconnect_without_close_code_is_1005(test_stack: Stack, event_log: EventLog) -> None:
-    with connect(test_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        with ws.protocol_mutex:  # a close frame without a status code (browsers send these)
-            ws.protocol.send_close()
-            ws.send_data()
-        with pytest.raises(ConnectionClosed):
-            ws.recv(timeout=10)
-    event = event_log.wait_for(cid, "$disconnect")
-    assert event["requestContext"]["disconnectStatusCode"] == 1005
-    assert event["requestContext"]["disconnectReason"] == "Client-side close frame status not set"
+    assert event["requestContext"]["disconnectStatusCode"] == code
+    assert event["requestContext"]["disconnectReason"] == reason
 
 
 def test_event_ids_and_times_have_aws_shapes(test_stack: Stack, event_log: EventLog) -> None:
@@ -200,23 +198,21 @@ def test_event_ids_and_times_have_aws_shapes(test_stack: Stack, event_log: Event
 
 
 # -- route selection and frames ---------------------------------------------------------------------------
-def test_non_json_frame_goes_to_default(test_stack: Stack) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param("hello, not json", id="not-json"),
+        pytest.param({"action": "noSuchRoute"}, id="unmatched-action"),
+        pytest.param({"no_action": 1}, id="no-action"),
+        pytest.param("[1, 2]", id="json-not-object"),
+        pytest.param({"action": "$connect"}, id="reserved-connect"),
+        pytest.param({"action": "$disconnect"}, id="reserved-disconnect"),
+    ],
+)
+def test_frames_no_route_takes_go_to_default(test_stack: Stack, frame: dict[str, Any] | str) -> None:
     with connect(test_stack.ws_url) as ws:
-        assert json.loads(request(ws, "hello, not json")) == {"route": "$default", "body": "hello, not json"}
-
-
-def test_unmatched_action_goes_to_default(test_stack: Stack) -> None:
-    with connect(test_stack.ws_url) as ws:
-        reply = json.loads(request(ws, {"action": "noSuchRoute"}))
-        assert reply["route"] == "$default"
-        assert json.loads(request(ws, {"no_action": 1}))["route"] == "$default"
-        assert json.loads(request(ws, "[1, 2]"))["route"] == "$default"
-
-
-def test_reserved_route_keys_are_never_selected(test_stack: Stack) -> None:
-    with connect(test_stack.ws_url) as ws:
-        for key in ("$connect", "$disconnect"):
-            assert json.loads(request(ws, {"action": key}))["route"] == "$default"
+        reply = json.loads(request(ws, frame))
+    assert reply == {"route": "$default", "body": frame if isinstance(frame, str) else json.dumps(frame)}
 
 
 def test_forbidden_frame_without_default_route(no_default_stack: Stack) -> None:
@@ -270,17 +266,15 @@ def test_refused_frame_closes_with_its_code_and_fires_disconnect(
     assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == code
 
 
-def test_frame_of_32kb_is_accepted(test_stack: Stack) -> None:
+@pytest.mark.parametrize(
+    "frames",
+    [["x" * (32 * 1024)], ["y" * (30 * 1024)] * 3],
+    ids=["frame-of-32kb", "three-30kb-frames-90kb-message"],
+)
+def test_frames_and_messages_within_the_limits_are_accepted(test_stack: Stack, frames: list[str]) -> None:
     with connect(test_stack.ws_url, max_size=None) as ws:
-        body = "x" * (32 * 1024)
-        assert json.loads(request(ws, body))["body"] == body
-
-
-def test_fragmented_message_under_128kb_is_accepted(test_stack: Stack) -> None:
-    with connect(test_stack.ws_url, max_size=None) as ws:
-        parts = ["y" * (30 * 1024)] * 3  # three 30 KB frames: each under 32 KB, 90 KB in all
-        ws.send(iter(parts))
-        assert json.loads(ws.recv(timeout=15))["body"] == "".join(parts)
+        ws.send(frames[0] if len(frames) == 1 else iter(frames))
+        assert json.loads(ws.recv(timeout=15))["body"] == "".join(frames)
 
 
 def test_idle_timeout_closes_and_fires_disconnect(short_stack: tuple[Stack, EventLog]) -> None:
@@ -323,13 +317,6 @@ def test_maximum_duration_closes_an_active_connection(short_stack: tuple[Stack, 
     assert log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1001
 
 
-def test_client_close_fires_disconnect(test_stack: Stack, event_log: EventLog) -> None:
-    with connect(test_stack.ws_url) as ws:
-        cid = connection_id(ws)
-        ws.close(code=1001)
-    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1001
-
-
 # -- concurrency ------------------------------------------------------------------------------------------
 def test_concurrent_invocations_overlap(test_stack: Stack) -> None:
     results: list[dict[str, Any]] = []
@@ -368,12 +355,17 @@ def test_function_timeout_gives_internal_server_error_and_recovers(test_stack: S
 
 
 # -- hostile and broken clients (raw sockets) ----------------------------------------------------------------
+def raw_client(stack: Stack) -> tuple[RawClient, str]:
+    """A bare-socket client and its connection id."""
+    client = RawClient.open(stack.ws_url)
+    client.send_text(json.dumps({"action": "echo"}))
+    _, payload = client.recv_frame() or (0, b"")
+    return client, json.loads(payload)["event"]["requestContext"]["connectionId"]
+
+
 def test_unmasked_client_frame_closes_1002(test_stack: Stack, event_log: EventLog) -> None:
-    client = RawClient.open(test_stack.ws_url)
+    client, cid = raw_client(test_stack)
     try:
-        client.send_text(json.dumps({"action": "echo"}))
-        _, payload = client.recv_frame() or (0, b"")
-        cid = json.loads(payload)["event"]["requestContext"]["connectionId"]
         client.send_text(json.dumps({"action": "echo"}), masked=False)  # RFC 6455 5.1: must be masked
         replies, code = client.frames_until_closed(timeout=10)
     finally:
@@ -384,10 +376,7 @@ def test_unmasked_client_frame_closes_1002(test_stack: Stack, event_log: EventLo
 
 
 def test_tcp_drop_without_close_frame_fires_disconnect_1006(test_stack: Stack, event_log: EventLog) -> None:
-    client = RawClient.open(test_stack.ws_url)
-    client.send_text(json.dumps({"action": "echo"}))
-    _, payload = client.recv_frame() or (0, b"")
-    cid = json.loads(payload)["event"]["requestContext"]["connectionId"]
+    client, cid = raw_client(test_stack)
     client.drop()
     event = event_log.wait_for(cid, "$disconnect")
     assert event["requestContext"]["disconnectStatusCode"] == 1006
@@ -414,7 +403,7 @@ class Recorder:
 
 
 class GatewayThread:
-    """A bare :class:`Gateway` served on a free port from a thread's event loop."""
+    """A bare :class:`Gateway` served on a free port from an event loop in a thread."""
 
     def __init__(self, routes: dict[str, Route], **limits: Any) -> None:
         self.lines: list[str] = []
@@ -425,38 +414,34 @@ class GatewayThread:
             limits=GatewayLimits(**limits),
             log=self.lines.append,
         )
-        self.port = 0
-        self._ready = threading.Event()
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        runner = web.AppRunner(self.gateway.app, access_log=None, handle_signals=False, shutdown_timeout=1)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self._ready.set()
-        await self._stop.wait()
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def start(self) -> int:
+        self.runner = web.AppRunner(
+            self.gateway.app, access_log=None, handle_signals=False, shutdown_timeout=1
+        )
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        return int(self.runner.addresses[0][1])
+
+    async def stop(self) -> None:
         await self.gateway.close(2.0)
-        await runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/dev"
+        await self.runner.cleanup()
 
     def __enter__(self) -> GatewayThread:
-        self._thread.start()
-        assert self._ready.wait(10)
+        self.thread.start()
+        self.port = self.run(self.start())
+        self.url = f"ws://127.0.0.1:{self.port}/dev"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._loop is not None and self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        self.run(self.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
 
 
 def test_inbound_queue_is_ordered_bounded_and_drops_the_rest() -> None:
