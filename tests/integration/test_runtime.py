@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -11,10 +12,26 @@ from typing import Any
 
 import pytest
 
-from local_stack import Stack
+from local_stack import Stack, StackConfig, StackThread
+from local_stack import testing as kit
+from local_stack.cli import generate_event
+from local_stack.stack import function_environment, readable_log_line
+from local_stack.terraform import TerraformError, load_model
+from shared.config import AuthConfig
 from tests.support.records import put_record
 
-from .helpers import FUNCTIONS, TF_NO_DEFAULT, aws_client, connect, request, wait_until
+from .helpers import (
+    FUNCTIONS,
+    REPO,
+    TF_FULL,
+    TF_NO_DEFAULT,
+    aws_client,
+    connect,
+    request,
+    start_failure,
+    test_config,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -96,13 +113,9 @@ def test_environment_from_terraform_with_local_values(test_stack: Stack) -> None
         "AWS_ENDPOINT_URL_DYNAMODB": test_stack.dynamodb_endpoint,
     }
     assert {k: env.get(k) for k in expected} == expected
-    for name in (
-        "AWS_LAMBDA_RUNTIME_API",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-    ):
+    for name in ("AWS_LAMBDA_RUNTIME_API", "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_ACCESS_KEY_ID"):
         assert env.get(name)
+    assert env.get("AWS_SECRET_ACCESS_KEY")
     assert env["PYTHONPATH"].split(":")[:2] == [task_root, str(FUNCTIONS.parent.parent.parent)]
     assert reply["cwd"] == task_root
 
@@ -146,8 +159,7 @@ def test_function_logs_are_prefixed_with_its_name(test_stack: Stack) -> None:
 def test_gateway_targets_any_rie_endpoint(
     test_stack: Stack, local_stack_factory: Any, tmp_path: Path
 ) -> None:
-    """A second stack sends its `echo` route to the first stack's RIE endpoint (as it would to a
-    container running the real RIE), and keeps its table in the first stack's DynamoDB."""
+    # A second stack's `echo` route goes to the first's RIE endpoint, as to a container running the real RIE.
     other = local_stack_factory(
         terraform_dirs=TF_NO_DEFAULT,
         web_port=None,
@@ -183,12 +195,6 @@ def test_code_changes_recycle_workers(local_stack_factory: Any, tmp_path: Path) 
 
 def test_burst_of_invocations_never_exceeds_max_workers() -> None:
     # Eight invocations dispatched in one tick: spawns scheduled but not yet started must count too.
-    import asyncio
-
-    from local_stack import StackThread
-
-    from .helpers import test_config
-
     thread = StackThread(test_config(max_workers=2, min_workers=0))
     with thread as stack:
         pool = stack.pools["slow"]
@@ -203,34 +209,8 @@ def test_burst_of_invocations_never_exceeds_max_workers() -> None:
         assert len(pool.workers) == 2
 
 
-def test_environment_with_jwks_gives_connect_exactly_one_key_source(tmp_path: Path) -> None:
-    # The functions refuse to start with two key sources: a configured JWKS replaces the local secret.
-    from local_stack import StackConfig
-    from local_stack.config import REPO_ROOT
-    from local_stack.stack import function_environment
-    from local_stack.terraform import load_model
-
-    model = load_model([REPO_ROOT / "terraform"])
-    config = StackConfig(jwt_jwks_url="http://127.0.0.1:9/jwks.json")
-    env = function_environment(
-        config,
-        model,
-        model.functions["connect"],
-        callback_url="http://127.0.0.1:1/dev",
-        dynamodb_endpoint="http://127.0.0.1:2",
-        task_root=tmp_path,
-    )
-    assert env["JWT_JWKS_URL"] == "http://127.0.0.1:9/jwks.json"
-    assert "JWT_SECRET" not in env and env["JWT_SECRET_ARN"] == ""
-
-
 def _env_of(function: str, tmp_path: Path, **config: Any) -> dict[str, str]:
-    from local_stack import StackConfig
-    from local_stack.config import REPO_ROOT
-    from local_stack.stack import function_environment
-    from local_stack.terraform import load_model
-
-    model = load_model([REPO_ROOT / "terraform"])
+    model = load_model([REPO / "terraform"])
     return function_environment(
         StackConfig(**config),
         model,
@@ -241,18 +221,21 @@ def _env_of(function: str, tmp_path: Path, **config: Any) -> dict[str, str]:
     )
 
 
+def test_environment_with_jwks_gives_connect_exactly_one_key_source(tmp_path: Path) -> None:
+    # The functions refuse to start with two key sources: a configured JWKS replaces the local secret.
+    env = _env_of("connect", tmp_path, jwt_jwks_url="http://127.0.0.1:9/jwks.json")
+    assert env["JWT_JWKS_URL"] == "http://127.0.0.1:9/jwks.json"
+    assert "JWT_SECRET" not in env and env["JWT_SECRET_ARN"] == ""
+
+
 def test_with_a_jwks_the_algorithms_are_the_functions_default_not_terraforms_hs256(tmp_path: Path) -> None:
     env = _env_of("connect", tmp_path, jwt_jwks_url="http://127.0.0.1:9/jwks.json")
     assert env["JWT_ALGORITHMS"] == ""  # the function then takes RS256, its default with a JWKS
-    from shared.config import AuthConfig
-
     env |= {"JWT_ISSUER": "https://issuer.example/", "JWT_AUDIENCE": "chat"}  # required with a JWKS
     assert AuthConfig.from_env(env).algorithms == ("RS256",)
 
 
 def test_documented_settings_reach_the_functions_that_read_them(tmp_path: Path) -> None:
-    from local_stack import StackConfig
-
     settings = StackConfig.from_env(
         {
             "JWT_ALGORITHMS": "ES256",
@@ -281,12 +264,9 @@ def test_documented_settings_reach_the_functions_that_read_them(tmp_path: Path) 
 
 
 def test_two_functions_on_one_route_are_refused_at_start(tmp_path: Path) -> None:
-    from local_stack import StackConfig, StackThread
-    from local_stack.terraform import TerraformError
-
     override = tmp_path / "tf"
     override.mkdir()
-    source = (Path(__file__).parent / "terraform" / "full" / "functions.tf").read_text()
+    source = (TF_FULL[1] / "functions.tf").read_text()
     # a second $connect function, as a copy-paste slip would add it
     (override / "functions.tf").write_text(
         source.replace(
@@ -297,18 +277,9 @@ def test_two_functions_on_one_route_are_refused_at_start(tmp_path: Path) -> None
             1,
         )
     )
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
-        terraform_dirs=(TF_NO_DEFAULT[0], override),
-        functions_dir=FUNCTIONS,
-        min_workers=0,
-        reload=False,
-        echo_logs=False,
+    cause = start_failure(
+        kit.test_config(terraform_dirs=(REPO / "terraform", override), functions_dir=FUNCTIONS)
     )
-    with pytest.raises(RuntimeError) as failure, StackThread(config):
-        pass
-    cause = failure.value.__cause__
     assert isinstance(cause, TerraformError)
     assert "t_connect and t_connect_again have the same route_key '$connect'" in str(cause)
 
@@ -336,36 +307,31 @@ EMF_LINE = json.dumps(
 )
 
 
-def test_function_logs_print_as_one_readable_line_and_metrics_are_left_out() -> None:
-    from local_stack.stack import readable_log_line
-
-    assert readable_log_line("send_message", POWERTOOLS_LINE) == (
-        "10:15:06.562 INFO    [send_message] message refused "
-        "connection_id=BFaT_fALIAMCKug= code=forbidden_room"
-    )
-    assert readable_log_line("send_message", EMF_LINE) is None
-    assert readable_log_line("echo", "START RequestId: 1 Version: $LATEST") is None
-    assert readable_log_line("echo", "plain text") == "[echo] plain text"
-    assert readable_log_line("echo", "{not json") == "[echo] {not json"
+@pytest.mark.parametrize(
+    ("function", "line", "printed"),
+    [
+        (
+            "send_message",
+            POWERTOOLS_LINE,
+            "10:15:06.562 INFO    [send_message] message refused "
+            "connection_id=BFaT_fALIAMCKug= code=forbidden_room",
+        ),
+        ("send_message", EMF_LINE, None),
+        ("echo", "START RequestId: 1 Version: $LATEST", None),
+        ("echo", "plain text", "[echo] plain text"),
+        ("echo", "{not json", "[echo] {not json"),
+    ],
+    ids=["powertools", "metrics-left-out", "start-left-out", "plain-text", "broken-json"],
+)
+def test_function_logs_print_as_one_readable_line(function: str, line: str, printed: str | None) -> None:
+    assert readable_log_line(function, line) == printed
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
 def test_the_stack_prints_logs_in_the_chosen_format(
     log_format: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from local_stack import StackConfig, StackThread
-    from local_stack.cli import generate_event
-    from local_stack.config import REPO_ROOT
-
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
-        min_workers=0,
-        reload=False,
-        log_format=log_format,
-        terraform_dirs=(REPO_ROOT / "terraform",),
-        functions_dir=REPO_ROOT / "lambdas",
-    )
+    config = kit.test_config(min_workers=0, echo_logs=True, log_format=log_format, ttl_reaper_interval_s=30.0)
     # a post to a room the sender is not in: send_message logs "message refused" and a metric
     event = generate_event("sendMessage", route_keys={}, config=config, connection_id="nobody")
     thread = StackThread(config)
