@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from moto.dynamodb import models
 
 from local_stack.dynamodb import EmbeddedDynamoDB, dynamodb_client
 from tests.support.tables import create_messages_table
@@ -42,23 +43,15 @@ def put_once(db: Any, key: str, writer: int) -> bool:
 def transact(db: Any, room: str, message_id: str, client_msg_id: str, pause: bool = False) -> bool:
     item = {"room_id": {"S": room}, "message_id": {"S": message_id}, "ttl": {"N": "9999999999"}}
     record = {"room_id": {"S": "client#u"}, "message_id": {"S": client_msg_id}, "ttl": {"N": "9999999999"}}
+    puts = [
+        (item, "attribute_not_exists(message_id)"),
+        (record, PAUSE if pause else "attribute_not_exists(room_id)"),
+    ]
     try:
         db.transact_write_items(
             TransactItems=[
-                {
-                    "Put": {
-                        "TableName": TABLE,
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(message_id)",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": TABLE,
-                        "Item": record,
-                        "ConditionExpression": PAUSE if pause else "attribute_not_exists(room_id)",
-                    }
-                },
+                {"Put": {"TableName": TABLE, "Item": it, "ConditionExpression": condition}}
+                for it, condition in puts
             ]
         )
     except ClientError as error:
@@ -70,11 +63,8 @@ def transact(db: Any, room: str, message_id: str, client_msg_id: str, pause: boo
 def test_a_cancelled_transaction_never_erases_a_write_made_while_it_ran(
     client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """moto backs a transaction up as a copy of the whole table and puts that copy back when it is
-    cancelled: a write landing while the transaction runs was erased. Pause a transaction half way (in its
-    second condition), write meanwhile from another request, let it be cancelled: the write must survive."""
-    from moto.dynamodb import models
-
+    # moto backs a transaction up as a copy of the whole table and puts it back when it is cancelled: a write
+    # landing while it ran was erased. Paused in its second condition, cancelled: the write must survive.
     assert transact(client, "tx", "first", "repeated")
     inside, release = threading.Event(), threading.Event()
     original = models.get_filter_expression

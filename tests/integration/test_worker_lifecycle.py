@@ -35,9 +35,8 @@ def test_close_while_a_worker_process_is_being_started_leaves_no_process(
         return proc
 
     thread = StackThread(test_config(max_workers=1, web_port=None, only_functions=("slow",)))
-    with thread:
-        pool = thread.stack.pools["slow"] if thread.stack else None
-        assert pool is not None
+    with thread as stack:
+        pool = stack.pools["slow"]
         monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_exec)
 
         async def close_during_spawn() -> tuple[list[int], Any]:
