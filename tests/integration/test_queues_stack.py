@@ -1,14 +1,10 @@
-"""The local SQS event source mapping through the real stack (moto's SQS, awslambdaric workers).
-
-The Terraform is ``terraform/queues``: queue ``jobs`` (visibility 2 s, 2 receives, then its DLQ) mapped to
-``t_batch`` with ReportBatchItemFailures and maximum concurrency 2.
-"""
+"""The local SQS event source mapping through the real stack: ``terraform/queues`` maps queue ``jobs``
+(visibility 2 s, 2 receives, then its DLQ) to ``t_batch``: ReportBatchItemFailures, maximum concurrency 2."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +16,13 @@ from local_stack.gateway import Gateway
 from local_stack.queues import EventSourceMappings, LocalQueues
 from local_stack.runtime import LambdaRuntime
 
-from .helpers import HERE, REPO, test_config
+from .helpers import HERE, REPO, EventLog, test_config, wait_until
 
 TF_QUEUES = (REPO / "terraform", HERE / "terraform" / "queues")
 
 
 def invocations(log_dir: Path) -> list[dict[str, Any]]:
-    path = log_dir / "t_batch.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return EventLog(log_dir).events("t_batch")  # t_batch writes one line per invocation to t_batch.jsonl
 
 
 def received(log_dir: Path) -> list[tuple[str, str]]:
@@ -41,19 +34,10 @@ def received(log_dir: Path) -> list[tuple[str, str]]:
     ]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 @pytest.fixture
 def queue_stack(
     local_stack_factory: Callable[..., Stack], tmp_path: Path
-) -> Iterator[Callable[..., tuple[Stack, Path]]]:
+) -> Callable[..., tuple[Stack, Path]]:
     def start(**tf_vars: Any) -> tuple[Stack, Path]:
         log_dir = tmp_path / f"log{len(list(tmp_path.iterdir()))}"
         log_dir.mkdir()
@@ -65,7 +49,7 @@ def queue_stack(
         )
         return stack, log_dir
 
-    yield start
+    return start
 
 
 def send(stack: Stack, *bodies: dict[str, Any], **extra: Any) -> None:
