@@ -1,10 +1,5 @@
-"""Nothing a member missed is lost, through the real local stack with real WebSocket clients.
-
-- B's TCP connection drops (no close frame) while A sends 20 messages; B reconnects and resumes with
-  ``getHistory`` ``after`` its last seen id until ``has_more`` is false: all 20, once each, in order.
-- A send_message worker is killed (SIGKILL) in the middle of a fan-out; the sender retries with the same
-  ``client_msg_id``: every member ends with the message exactly once after dedupe by ``message_id``.
-"""
+"""Nothing a member missed is lost (a dropped member resumes from history; a fan-out killed half way is
+retried with the same client_msg_id), through the real local stack with real WebSocket clients."""
 
 from __future__ import annotations
 
@@ -85,8 +80,8 @@ def test_newest_page_after_reconnect_shows_the_conversation(chat_stack: Stack) -
 
 @pytest.fixture
 def slow_fanout_stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """Every distinct @connections POST is held 5 s the first time (then retried by the sender and passed),
-    and a broadcast posts one recipient at a time: a fan-out lasts long enough to be killed half way."""
+    """Each distinct @connections POST is held the first time and a broadcast posts one recipient at a time:
+    a fan-out lasts long enough to be killed half way."""
     monkeypatch.setenv("LOCAL_STACK_FAULTS", "connections=timeout")
     monkeypatch.setenv("LOCAL_STACK_FAULT_HOLD_S", "6")
     with start_stack(max_workers=2, tf_vars={"broadcast_concurrency": "1"}) as stack:
