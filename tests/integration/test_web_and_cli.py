@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from local_stack import DEFAULT_JWT_SECRET, Stack
-from local_stack.testing import StackProcess
+from local_stack.testing import StackProcess, start_stack
 from local_stack.testing.jwks import RsaKey, serve_jwks
 
 from .helpers import FUNCTIONS, REPO, TF_FULL, connect, handshake_status
@@ -112,7 +113,9 @@ def test_placeholder_until_web_client_exists(local_stack_factory: Any, tmp_path:
     assert status == 200 and b"/config.json" in body
 
 
-def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, stdin: str | None = None, timeout: float = 90, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PY, "-m", "local_stack", *args],
         cwd=REPO,
@@ -120,7 +123,7 @@ def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.Comp
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
     )
 
 
@@ -175,8 +178,8 @@ def test_cli_invoke_without_a_running_stack_says_how_to_start_one(tmp_path: Path
 
 
 def test_cli_invoke_acts_on_the_running_stack(local_stack_factory: Any, tmp_path: Path) -> None:
-    """The default target is the running stack: its table, its gateway, its callback URL. A message
-    invoked for a live connection reaches that connection and leaves its record in place."""
+    # The default target is the running stack: a message invoked for a live connection reaches it and
+    # leaves its record in place.
     stack = local_stack_factory(
         terraform_dirs=(REPO / "terraform",), functions_dir=REPO / "lambdas", state_dir=tmp_path
     )
@@ -208,12 +211,7 @@ def test_cli_invoke_acts_on_the_running_stack(local_stack_factory: Any, tmp_path
 
 
 def test_the_state_file_goes_with_the_stack(tmp_path: Path) -> None:
-    from local_stack import StackConfig, StackThread
-
-    config = StackConfig(
-        ws_port=0, web_port=None, reload=False, echo_logs=False, min_workers=0, state_dir=tmp_path
-    )
-    with StackThread(config) as stack:
+    with start_stack(min_workers=0, state_dir=tmp_path) as stack:
         assert (tmp_path / f"stack-{stack.ws_port}.json").is_file()
     assert list(tmp_path.iterdir()) == []
 
@@ -255,10 +253,7 @@ def test_port_in_use_is_a_clear_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        env = dict(os.environ, WS_PORT=str(port), WEB_PORT="0")
-        done = subprocess.run(
-            [PY, "-m", "local_stack", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
-        )
+        done = run_cli("up", timeout=60, WS_PORT=str(port), WEB_PORT="0")
     assert done.returncode == 2
     assert f"127.0.0.1:{port} is already in use" in done.stderr and "WS_PORT" in done.stderr
     assert "Traceback" not in done.stderr
@@ -269,8 +264,7 @@ MAKE_DEV = ["make", "-s", "-o", ".venv/.installed-local", "dev"]
 
 
 def make_dev(tmp_path: Path, **env: str) -> StackProcess:
-    """`make dev` through the kit: ready on `up`'s ready line; stopped as a terminal's Ctrl-C or a
-    supervisor's stop does it, a SIGTERM to the whole process group."""
+    """`make dev` through the kit, stopped as Ctrl-C or a supervisor does it: SIGTERM to its process group."""
     return StackProcess(
         command=MAKE_DEV, env=env, log_path=tmp_path / "make-dev.log", signal_group=True, start_timeout_s=60
     )
@@ -281,13 +275,9 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     stack = make_dev(tmp_path, WS_PORT=str(ws_port), WEB_PORT=str(web_port), STAGE="dev")
     with stack:
         ready = stack.ready
-        assert (ready["ws_url"], ready["web_url"]) == (
-            f"ws://127.0.0.1:{ws_port}/dev",
-            f"http://127.0.0.1:{web_port}/",
-        )
-        assert (
-            ready["callback_url"] == f"http://127.0.0.1:{ws_port}/dev" and Path(ready["state_file"]).is_file()
-        )
+        assert ready["ws_url"] == f"ws://127.0.0.1:{ws_port}/dev"
+        assert ready["callback_url"] == f"http://127.0.0.1:{ws_port}/dev"
+        assert ready["web_url"] == f"http://127.0.0.1:{web_port}/" and Path(ready["state_file"]).is_file()
         lines = stack.output().splitlines()
         assert any(
             "Client URL" in line and ready["web_url"] in line for line in lines
@@ -309,7 +299,6 @@ def test_make_dev_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
-    """JWT_JWKS_URL, JWT_ISSUER (every documented setting) reach the functions through `make dev`."""
     key = RsaKey()
     with serve_jwks(key) as (jwks_url, _):
         settings = dict(JWT_JWKS_URL=jwks_url, JWT_ISSUER="https://issuer.example/", JWT_AUDIENCE="chat")
@@ -324,10 +313,8 @@ def test_make_dev_passes_the_jwt_settings_through(tmp_path: Path) -> None:
 
 
 def test_the_documented_boto3_snippet_works_as_pasted(chat_stack: Stack, tmp_path: Path) -> None:
-    """docs/aws-behaviour.md's @connections snippet, run in a clean environment (no AWS_* variables or
-    config files) with only its port and connection id replaced by this stack's."""
-    import re
-
+    # docs/aws-behaviour.md's @connections snippet, in a clean environment (no AWS_* variables or config
+    # files), with only its port and connection id replaced by this stack's.
     doc = (REPO / "docs" / "aws-behaviour.md").read_text()
     [snippet] = [
         block
