@@ -1,7 +1,4 @@
-"""Shared by the recording test functions: append the event to ``$EVENT_LOG_DIR/<connectionId>.jsonl``.
-
-Imported as ``tests.integration.functions._eventlog``: the repository root is on every worker's PYTHONPATH.
-"""
+"""Append the event to ``$EVENT_LOG_DIR/<connectionId>.jsonl`` (the repository root is on PYTHONPATH)."""
 
 import json
 import os

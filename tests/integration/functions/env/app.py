@@ -7,12 +7,8 @@ import boto3
 
 
 def handler(event, context):
-    table = boto3.client("dynamodb").describe_table(
-        TableName=os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"]
-    )
-    ttl = boto3.client("dynamodb").describe_time_to_live(
-        TableName=os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"]
-    )
+    client, name = boto3.client("dynamodb"), os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"]
+    table, ttl = client.describe_table(TableName=name), client.describe_time_to_live(TableName=name)
     return {
         "statusCode": 200,
         "body": json.dumps(

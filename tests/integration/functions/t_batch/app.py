@@ -1,10 +1,5 @@
-"""SQS consumer for the queue tests: records each invocation, reports records as failed on request.
-
-Each record's body is JSON: ``{"id": ..., "fail": true}`` is listed in ``batchItemFailures`` every time,
-``{"crash_first": true}`` kills the process on its first receive (``ApproximateReceiveCount`` 1),
-``{"sleep": S}`` sleeps S seconds. Every invocation appends one line to ``$EVENT_LOG_DIR/t_batch.jsonl``:
-the event, the pid and the wall-clock span.
-"""
+"""SQS consumer: a record's body asks to ``fail`` (in batchItemFailures), ``crash_first`` (on receive 1) or
+``sleep`` S; each invocation appends its event, pid and span to ``$EVENT_LOG_DIR/t_batch.jsonl``."""
 
 import json
 import os
