@@ -1,15 +1,5 @@
-"""Sharded fan-out through the real local stack: 500 real WebSocket clients in one room, FANOUT_SHARD_SIZE
-50, so every broadcast is cut into 10 shard jobs on the fanout queue and posted by the fanout function.
-
-- every client gets every message exactly once, through several shards;
-- a fanout worker killed (SIGKILL) while it posts: its shard comes back after the visibility timeout
-  (16 s here, over a fanout timeout of 16 s: terraform/fanout_fast) and every client ends with the message
-  exactly once after dedupe;
-- ``python -m local_stack publish`` posts to the room from a backend's system sender.
-
-The 500 clients are 10 users' tabs (presence is announced per user, so joining stays 10 broadcasts), opened
-20 at a time. The test prints how long connecting and each step took.
-"""
+"""Sharded fan-out through the real local stack: 500 clients (10 users' tabs, so joining stays 10 presence
+broadcasts) in one room with FANOUT_SHARD_SIZE 50, so every broadcast is 10 shard jobs on the fanout queue."""
 
 from __future__ import annotations
 
@@ -24,20 +14,21 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
-from local_stack import Stack, StackConfig, StackThread
+from local_stack import Stack, StackThread
+from local_stack import testing as kit
 from local_stack.gateway import Gateway
 from local_stack.runtime import WorkerState
 from local_stack.terraform import TerraformError, event_source_mappings, load_model, queue_specs
+from local_stack.testing.ws import ChatClient
 
-from .helpers import HERE, REPO
+from .helpers import HERE, REPO, start_failure, wait_until
 
 ROOM = "stadium"
 CLIENTS = 500
@@ -51,9 +42,8 @@ FANOUT_TIMEOUT = 16
 
 
 def fanout_fast_dirs(tmp: Path) -> tuple[Path, ...]:
-    """terraform/, fanout_fast/ (the queue's visibility timeout) and, in ``tmp``, terraform/functions.tf with
-    fanout's timeout lowered to FANOUT_TIMEOUT: ``local.functions`` is one value, which an override replaces
-    whole, so it is derived from the module's own file rather than copied."""
+    """terraform/, fanout_fast/ and terraform/functions.tf with fanout's timeout FANOUT_TIMEOUT, in ``tmp``:
+    an override replaces ``local.functions`` whole, so it is derived from the module's file, not copied."""
     source = (REPO / "terraform" / "functions.tf").read_text()
     lowered, count = re.subn(
         r"(\n    fanout = \{\n(?:      .*\n)*?      timeout\s+= )60\n", rf"\g<1>{FANOUT_TIMEOUT}\n", source
@@ -96,19 +86,8 @@ class PostGate:
 GATE = PostGate()
 
 
-@dataclass
-class Client:
-    ws: ClientConnection
-    frames: list[dict[str, Any]] = field(default_factory=list)
-    reader: asyncio.Task[None] | None = None
-
-    async def read(self) -> None:
-        with contextlib.suppress(Exception):
-            async for raw in self.ws:
-                self.frames.append(json.loads(raw))
-
-    def message_ids(self) -> Counter[str]:
-        return Counter(f["message_id"] for f in self.frames if f.get("action") == "message")
+def message_ids(client: ChatClient) -> Counter[str]:
+    return Counter(f["message_id"] for f in client.of("message"))
 
 
 @pytest.fixture(scope="module")
@@ -121,17 +100,11 @@ def fanout_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             await GATE.wait()
         return await original(self, request)
 
-    state_dir = tmp_path_factory.mktemp("state")
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
+    config = kit.test_config(
         terraform_dirs=fanout_fast_dirs(tmp_path_factory.mktemp("fanout_timeout")),
-        min_workers=1,
         max_workers=4,
-        reload=False,
-        echo_logs=False,
         function_settings={"FANOUT_SHARD_SIZE": str(SHARD_SIZE)},
-        state_dir=state_dir,
+        state_dir=tmp_path_factory.mktemp("state"),
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Gateway, "_management", gated)
@@ -145,32 +118,14 @@ def test_the_fast_setup_is_one_aws_allows_and_the_module_timeout_over_it_is_refu
     assert queue_specs(model)["fanout"].visibility_timeout_s == 16
     assert event_source_mappings(model)["fanout"].function == "fanout"
     # the queue's 16 s under the module's own 60 s fanout timeout: CreateEventSourceMapping would refuse it
-    config = StackConfig(
-        ws_port=0,
-        web_port=None,
-        terraform_dirs=(REPO / "terraform", FANOUT_FAST),
-        reload=False,
-        echo_logs=False,
-    )
-    with pytest.raises(RuntimeError) as failure, StackThread(config):
-        pass
-    cause = failure.value.__cause__
+    cause = start_failure(kit.test_config(terraform_dirs=(REPO / "terraform", FANOUT_FAST)))
     assert isinstance(cause, TerraformError)
     assert "visibility_timeout_seconds = 16, below local.functions.fanout.timeout = 60" in str(cause)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 @dataclass
 class Room:
-    clients: list[Client]
+    clients: list[ChatClient]
     loop: asyncio.AbstractEventLoop
 
     def run(self, coro: Any, timeout: float = 30) -> Any:
@@ -178,21 +133,17 @@ class Room:
 
     def send(self, text: str, sender: int = 0) -> str:
         """``sendMessage`` from one client; the message id from its ack."""
-        client = self.clients[sender]
-        acks = len([f for f in client.frames if f.get("action") == "ack"])
         frame = {
             "action": "sendMessage",
             "room_id": ROOM,
             "message": text,
             "client_msg_id": f"c-{time.time_ns()}",
         }
-        self.run(client.ws.send(json.dumps(frame)))
-        assert wait_until(lambda: len([f for f in client.frames if f.get("action") == "ack"]) > acks, 30)
-        return str([f for f in client.frames if f.get("action") == "ack"][acks]["message_id"])
+        return str(self.run(self.clients[sender].request(frame, "ack", 30), 40)["message_id"])
 
     def copies(self, message_id: str) -> list[int]:
         """How many times each client got the message."""
-        return [c.message_ids()[message_id] for c in self.clients]
+        return [message_ids(c)[message_id] for c in self.clients]
 
 
 @pytest.fixture(scope="module")
@@ -202,21 +153,12 @@ def room(fanout_stack: Stack) -> Iterator[Room]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
-    async def open_all() -> list[Client]:
+    async def open_all() -> list[ChatClient]:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-        async def one(i: int) -> Client:
+        async def one(i: int) -> ChatClient:
             async with gate:
-                token = fanout_stack.token(f"fan{i % USERS}")
-                ws = await connect(
-                    f"{fanout_stack.ws_url}?token={token}&room_id={ROOM}",
-                    open_timeout=30,
-                    ping_interval=None,
-                    max_queue=None,
-                )
-            client = Client(ws)
-            client.reader = asyncio.get_running_loop().create_task(client.read())
-            return client
+                return await ChatClient.join(fanout_stack.ws_url, f"fan{i % USERS}", ROOM, open_timeout=30)
 
         return list(await asyncio.gather(*(one(i) for i in range(CLIENTS))))
 
@@ -262,7 +204,11 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
 ) -> None:
     started = time.monotonic()
     pool = fanout_stack.pools["fanout"]
-    redelivered_before = sum(1 for n in fanout_stats(fanout_stack).receive_counts.values() if n > 1)
+
+    def redelivered() -> int:
+        return sum(1 for n in fanout_stats(fanout_stack).receive_counts.values() if n > 1)
+
+    redelivered_before = redelivered()
     GATE.arm(after=60)  # the ack and the shards' first posts pass, then the management API stalls
     try:
         message_id = room.send("survive this")
@@ -273,10 +219,6 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
         assert wait_until(lambda: victim.state is WorkerState.DEAD, 10)
     finally:
         GATE.release()
-
-    def redelivered() -> int:
-        return sum(1 for n in fanout_stats(fanout_stack).receive_counts.values() if n > 1)
-
     assert wait_until(lambda: redelivered() > redelivered_before, 30)  # after the visibility timeout (16 s)
     ok = wait_until(lambda: min(room.copies(message_id)) >= 1, 60)
     assert ok, (
@@ -287,7 +229,7 @@ def test_a_fanout_worker_killed_mid_shard_is_redelivered_and_everyone_ends_with_
     copies = Counter(room.copies(message_id))
     assert set(copies) <= {1, 2}, copies  # at least once; a repeat only from the redelivered shard
     assert copies[2] <= SHARD_SIZE, copies
-    deduped = [len(c.message_ids().keys() & {message_id}) for c in room.clients]
+    deduped = [len(message_ids(c).keys() & {message_id}) for c in room.clients]
     assert deduped == [1] * CLIENTS
     assert any("Runtime.ExitError" in line for line in fanout_stack.logs if line.startswith("[sqs]"))
     assert redelivered() == redelivered_before + 1  # exactly the killed shard came back
