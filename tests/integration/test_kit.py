@@ -1,5 +1,4 @@
-"""The test kit (local_stack.testing) as a user meets it: README's example, run as written; the installed
-`chat-local` command; the ready line; the fake management API in a child process."""
+"""The test kit (local_stack.testing) as a user meets it: the README example, `chat-local`, the children."""
 
 from __future__ import annotations
 
@@ -9,7 +8,10 @@ import site
 import subprocess
 import sys
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -28,6 +30,10 @@ from .helpers import REPO, connect
 pytestmark = pytest.mark.timeout(180)
 
 
+def run(*command: str | Path, **options: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, **options)
+
+
 def readme_example() -> str:
     readme = (REPO / "local_stack" / "README.md").read_text()
     section = readme.split("## How to run the stack from your own tests", 1)[1].split("\n## ", 1)[0]
@@ -39,15 +45,18 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     # As a user runs it: a test file of their own, outside this repository, in a pytest of its own (so no
     # stack of this suite shares its process).
     (tmp_path / "test_example.py").write_text(readme_example())
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+    done = run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "test_example.py",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=150,
-        check=False,
     )
-    assert run.returncode == 0 and "2 passed" in run.stdout, run.stdout + run.stderr
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout + done.stderr
 
 
 def test_chat_local_is_declared_and_resolves_to_the_cli() -> None:
@@ -85,7 +94,6 @@ def test_a_stack_that_cannot_start_fails_fast_with_its_output(tmp_path: Path) ->
 
 @pytest.mark.parametrize("echo_logs", [True, False], ids=["echoed", "quiet"])
 def test_stack_process_echoes_function_logs_unless_told_not_to(echo_logs: bool, tmp_path: Path) -> None:
-    """``echo_logs=False`` (``up --quiet``): a benchmark's stack does not write every invocation's log."""
     stack = StackProcess(echo_logs=echo_logs, log_path=tmp_path / "stack.log")
     with stack, connect(stack.url("alice", "general"), open_timeout=30) as ws:
         ws.send('{"action": "sendMessage", "message": "hi"}')
@@ -97,9 +105,6 @@ def test_stack_process_echoes_function_logs_unless_told_not_to(echo_logs: bool, 
 
 
 def test_fake_management_api_in_a_child_process_counts_and_answers() -> None:
-    import urllib.error
-    import urllib.request
-
     with FakeManagementApiProcess(latency=0.0) as api:
         for cid, status in (("abc", 200), ("gone-1", 410)):
             request = urllib.request.Request(
@@ -117,38 +122,25 @@ def test_fake_management_api_in_a_child_process_counts_and_answers() -> None:
 
 
 def test_chat_local_console_script_installs_from_this_checkout(tmp_path: Path) -> None:
-    """`pip install -e .` into a throwaway venv gives a `chat-local` that runs the CLI. Nothing is fetched
-    (--no-deps, --no-build-isolation): the venv sees this one's packages through a .pth file."""
+    # Nothing is fetched: a venv without pip or setuptools of its own, seeing this one's packages through a
+    # .pth file; this venv's pip installs into it (--no-deps, --no-build-isolation), its setuptools builds.
     venv = tmp_path / "venv"
-    # Without pip or setuptools of its own: this venv's pip installs into it, its setuptools builds.
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    [site_dir] = subprocess.run(
-        [str(python), "-c", "import site; print(site.getsitepackages()[0])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    [site_dir] = run(python, "-c", "import site; print(site.getsitepackages()[0])", check=True).stdout.split()
     (Path(site_dir) / "shared-venv.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps"]
     pip += ["--no-build-isolation", "--no-index"]
-    done = subprocess.run([*pip, "-e", str(REPO)], capture_output=True, text=True, timeout=300)
+    done = run(*pip, "-e", REPO, timeout=300)
     assert done.returncode == 0, done.stderr
-    token = subprocess.run(
-        [str(venv / "bin" / "chat-local"), "token", "--user", "alice"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,  # not the checkout: the command finds local_stack through the install
-    )
+    # cwd not the checkout: the command finds local_stack through the install
+    token = run(venv / "bin" / "chat-local", "token", "--user", "alice", timeout=60, cwd=tmp_path)
     assert token.returncode == 0, token.stderr
     claims = jwt.decode(token.stdout.strip(), DEFAULT_JWT_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice"
 
 
 def test_moto_process_serves_until_its_parent_closes_it() -> None:
-    import urllib.request
-
     with MotoProcess() as moto:
         assert moto.endpoint.startswith("http://127.0.0.1:") and moto.pid != 0
         with urllib.request.urlopen(f"{moto.endpoint}/moto-api/", timeout=10) as response:
