@@ -96,8 +96,7 @@ def test_delete_connection_closes_and_fires_disconnect(
             ws.recv(timeout=10)
     with pytest.raises(api.exceptions.GoneException):
         api.get_connection(ConnectionId=cid)
-    event = event_log.wait_for(cid, "$disconnect")
-    assert event["requestContext"]["disconnectStatusCode"] == 1000
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1000
 
 
 def test_wrong_stage_is_forbidden(test_stack: Stack) -> None:

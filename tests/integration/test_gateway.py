@@ -371,15 +371,13 @@ def test_unmasked_client_frame_closes_1002(test_stack: Stack, event_log: EventLo
     finally:
         client.close()
     assert (replies, code) == ([], 1002)  # closed, and the unmasked frame was never invoked
-    event = event_log.wait_for(cid, "$disconnect")
-    assert event["requestContext"]["disconnectStatusCode"] == 1002
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1002
 
 
 def test_tcp_drop_without_close_frame_fires_disconnect_1006(test_stack: Stack, event_log: EventLog) -> None:
     client, cid = raw_client(test_stack)
     client.drop()
-    event = event_log.wait_for(cid, "$disconnect")
-    assert event["requestContext"]["disconnectStatusCode"] == 1006
+    assert event_log.wait_for(cid, "$disconnect")["requestContext"]["disconnectStatusCode"] == 1006
 
 
 # -- fairness and memory: a Gateway of its own with recording integrations -----------------------------------
