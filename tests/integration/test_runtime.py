@@ -129,9 +129,8 @@ def test_table_created_from_terraform(test_stack: Stack) -> None:
     dynamodb = aws_client("dynamodb", test_stack.dynamodb_endpoint)
     table = dynamodb.describe_table(TableName="chat_connections")["Table"]
     room = next(i for i in table["GlobalSecondaryIndexes"] if i["IndexName"] == "room_id-index")
-    assert (
-        room["Projection"]["ProjectionType"] == "INCLUDE" and "ttl" in room["Projection"]["NonKeyAttributes"]
-    )
+    assert room["Projection"]["ProjectionType"] == "INCLUDE"
+    assert "ttl" in room["Projection"]["NonKeyAttributes"]
 
 
 def test_ttl_reaper_deletes_expired_items(test_stack: Stack) -> None:
