@@ -29,10 +29,8 @@ def test_connect_valid_token_and_room_stores_connection(connect: Any, dynamodb: 
     response = call(connect, {"token": make_token("alice", name="Alice"), "room_id": "general"})
     assert response["statusCode"] == 200
     [item] = records(dynamodb)
-    assert item["connection_id"]["S"] == "BFHPhfCWIAMCKlQ="
-    assert item["room_id"]["S"] == "general"
-    assert item["user_id"]["S"] == "alice"
-    assert item["name"]["S"] == "Alice"
+    stored = (item["connection_id"]["S"], item["room_id"]["S"], item["user_id"]["S"], item["name"]["S"])
+    assert stored == ("BFHPhfCWIAMCKlQ=", "general", "alice", "Alice")
     ttl = int(item["ttl"]["N"])
     assert before + 2 * 3600 <= ttl <= int(time.time()) + 2 * 3600 + 15 * 60
     assert item["created_at"]["S"].endswith("Z")

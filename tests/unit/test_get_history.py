@@ -186,13 +186,7 @@ def test_get_history_page_is_cut_to_fit_one_frame(
         ({"after": "01ARZ3NDEKTSV4RRFFQ69G5FAU"}, "invalid_request"),  # U is not Crockford base32
         ({"before": 12}, "invalid_request"),
         ({"before": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "after": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, "invalid_request"),
-        ({"limit": 0}, "invalid_request"),
-        ({"limit": 101}, "invalid_request"),
-        ({"limit": -1}, "invalid_request"),
-        ({"limit": "50"}, "invalid_request"),
-        ({"limit": 5.5}, "invalid_request"),
-        ({"limit": True}, "invalid_request"),
-        ({"limit": None}, "invalid_request"),
+        *[({"limit": limit}, "invalid_request") for limit in (0, 101, -1, "50", 5.5, True, None)],
         ({"room_id": "other"}, "forbidden_room"),
         ({"room_id": 5}, "forbidden_room"),
         # forbidden_room comes first when several apply
