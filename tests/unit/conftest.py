@@ -37,16 +37,9 @@ def function_env(monkeypatch: pytest.MonkeyPatch, management_api: FakeManagement
         "MAX_MESSAGE_BYTES": "4096",
         "BROADCAST_CONCURRENCY": "8",
     }
-    names = ("JWT_SECRET_ARN", "JWT_JWKS_URL", "JWT_ALGORITHMS", "JWT_ISSUER", "JWT_AUDIENCE")
-    tunables = (
-        "MESSAGE_RETENTION_DAYS",
-        "RATE_LIMIT_PER_SECOND",
-        "RATE_LIMIT_BURST",
-        "MAX_ROOMS_PER_CONNECTION",
-        "FANOUT_QUEUE_URL",
-        "FANOUT_SHARD_SIZE",
-    )
-    for name in (*names, *tunables):
+    unset = """JWT_SECRET_ARN JWT_JWKS_URL JWT_ALGORITHMS JWT_ISSUER JWT_AUDIENCE MESSAGE_RETENTION_DAYS
+    RATE_LIMIT_PER_SECOND RATE_LIMIT_BURST MAX_ROOMS_PER_CONNECTION FANOUT_QUEUE_URL FANOUT_SHARD_SIZE"""
+    for name in unset.split():
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -3,6 +3,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import boto3
+from botocore.stub import Stubber
+
 from shared.connections import TTL_SECONDS, ConnectionStore
 from tests.support.records import TABLE
 
@@ -49,3 +52,21 @@ def test_delete_if_exists_reports_whether_it_deleted(dynamodb: Any) -> None:
     assert store.delete_if_exists("A") is True
     assert store.delete_if_exists("A") is False
     store.delete("A")  # idempotent
+
+
+def test_get_reads_the_record_strongly_consistent() -> None:
+    # A message sent right after $connect must find the record it wrote; moto is always consistent, so a
+    # GetItem without ConsistentRead (a seeded defect) passed every other test.
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    item = {
+        "connection_id": {"S": "C1"},
+        "room_id": {"S": "r"},
+        "user_id": {"S": "alice"},
+        "ttl": {"N": "4000"},
+    }
+    with Stubber(client) as stub:
+        expected = {"TableName": TABLE, "Key": {"connection_id": {"S": "C1"}}, "ConsistentRead": True}
+        stub.add_response("get_item", {"Item": item}, expected_params=expected)
+        connection = ConnectionStore(TABLE, client=client, clock=lambda: 1_000.0).get("C1")
+        stub.assert_no_pending_responses()
+    assert connection is not None and (connection.room_id, connection.user_id) == ("r", "alice")

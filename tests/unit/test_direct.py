@@ -15,13 +15,22 @@ def chat(dynamodb: Any, management_api: Any) -> Chat:
     return Chat(dynamodb, management_api)
 
 
+def direct(**fields: Any) -> dict[str, Any]:
+    return {"action": "sendDirect", **fields}
+
+
+def dms(chat: Chat) -> list[dict[str, Any]]:
+    """The stored items of direct conversations."""
+    return [
+        item for item in table_items(chat.dynamodb, MESSAGES_TABLE) if item["room_id"]["S"].startswith("dm#")
+    ]
+
+
 def test_a_direct_message_reaches_the_recipients_tabs_and_the_senders_other_tab_only(chat: Chat) -> None:
     alice, alice_tab = chat.connect("alice", "alice", "r1"), chat.connect("alicetab", "alice", "r2")
     bob, bob_tab = chat.connect("bob", "bob", "r1"), chat.connect("bobtab", "bob", "r3")
     carol = chat.connect("carol", "carol", "r1")
-    chat.send(
-        alice, {"action": "sendDirect", "to_user_id": "bob", "message": "hi bob", "client_msg_id": "c-1"}
-    )
+    chat.send(alice, direct(to_user_id="bob", message="hi bob", client_msg_id="c-1"))
     [ack] = chat.frames(alice, "ack")
     assert ack == {
         "action": "ack",
@@ -47,8 +56,8 @@ def test_a_direct_message_reaches_the_recipients_tabs_and_the_senders_other_tab_
 def test_a_direct_message_is_stored_under_the_conversations_own_key_and_read_by_both(chat: Chat) -> None:
     alice = chat.connect("alice", "alice", "r1")
     bob = chat.connect("bob", "bob", "r1")
-    chat.send(alice, {"action": "sendDirect", "to_user_id": "bob", "message": "one"})
-    chat.send(bob, {"action": "sendDirect", "to_user_id": "alice", "message": "two"})
+    chat.send(alice, direct(to_user_id="bob", message="one"))
+    chat.send(bob, direct(to_user_id="alice", message="two"))
     chat.send(alice, {"action": "sendMessage", "message": "in the room"})
     keys = {item["room_id"]["S"] for item in table_items(chat.dynamodb, MESSAGES_TABLE)}
     assert "dm#5:alice#bob" in keys and "r1" in keys
@@ -66,33 +75,29 @@ def test_a_direct_message_is_stored_under_the_conversations_own_key_and_read_by_
 def test_a_repeated_client_msg_id_stores_one_direct_message(chat: Chat) -> None:
     alice = chat.connect("alice", "alice", "r1")
     bob = chat.connect("bob", "bob", "r1")
-    frame = {"action": "sendDirect", "to_user_id": "bob", "message": "once", "client_msg_id": "c-9"}
+    frame = direct(to_user_id="bob", message="once", client_msg_id="c-9")
     chat.send(alice, frame)
     chat.send(alice, frame)
     first, second = chat.frames(alice, "ack")
     assert first["message_id"] == second["message_id"]
     assert {f["message_id"] for f in chat.frames(bob, "direct")} == {first["message_id"]}
-    stored = [i for i in table_items(chat.dynamodb, MESSAGES_TABLE) if i["room_id"]["S"].startswith("dm#")]
-    assert len(stored) == 1
+    assert len(dms(chat)) == 1
 
 
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        ({"action": "sendDirect", "message": "hi"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": "", "message": "hi"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": 5, "message": "hi"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": "bo\nb", "message": "hi"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": "x" * 129, "message": "hi"}, "invalid_request"),
+        (direct(message="hi"), "invalid_request"),
+        (direct(to_user_id="", message="hi"), "invalid_request"),
+        (direct(to_user_id=5, message="hi"), "invalid_request"),
+        (direct(to_user_id="bo\nb", message="hi"), "invalid_request"),
+        (direct(to_user_id="x" * 129, message="hi"), "invalid_request"),
         # A lone surrogate is valid JSON but not text: the store would fail (internal) without the check.
-        ({"action": "sendDirect", "to_user_id": "\ud800", "message": "hi"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": "alice", "message": "me"}, "invalid_request"),
-        ({"action": "sendDirect", "to_user_id": "bob", "message": "  "}, "invalid_message"),
-        ({"action": "sendDirect", "to_user_id": "bob", "message": "x" * 4097}, "message_too_large"),
-        (
-            {"action": "sendDirect", "to_user_id": "bob", "message": "x", "client_msg_id": "no way"},
-            "invalid_request",
-        ),
+        (direct(to_user_id="\ud800", message="hi"), "invalid_request"),
+        (direct(to_user_id="alice", message="me"), "invalid_request"),
+        (direct(to_user_id="bob", message="  "), "invalid_message"),
+        (direct(to_user_id="bob", message="x" * 4097), "message_too_large"),
+        (direct(to_user_id="bob", message="x", client_msg_id="no way"), "invalid_request"),
         ({"action": "getHistory", "with_user_id": "alice"}, "invalid_request"),
         ({"action": "getHistory", "with_user_id": ""}, "invalid_request"),
         ({"action": "getHistory", "with_user_id": "b\udfffb"}, "invalid_request"),
@@ -109,22 +114,12 @@ def test_bad_direct_frames_are_refused_and_store_nothing(
     [error] = chat.frames(alice, "error")
     assert error["code"] == code
     assert chat.frames(bob, "direct") == []
-    assert (
-        list(
-            table_items(
-                chat.dynamodb,
-                MESSAGES_TABLE,
-                FilterExpression="begins_with(room_id, :d)",
-                ExpressionAttributeValues={":d": {"S": "dm#"}},
-            )
-        )
-        == []
-    )
+    assert dms(chat) == []
 
 
 def test_a_direct_message_to_someone_offline_is_stored_for_later(chat: Chat) -> None:
     alice = chat.connect("alice", "alice", "r1")
-    chat.send(alice, {"action": "sendDirect", "to_user_id": "nobody-yet", "message": "when you come"})
+    chat.send(alice, direct(to_user_id="nobody-yet", message="when you come"))
     assert chat.frames(alice, "error") == []
     chat.send(alice, {"action": "getHistory", "with_user_id": "nobody-yet"})
     [history] = chat.frames(alice, "history")
@@ -135,7 +130,7 @@ def test_a_gone_recipient_connection_is_removed_from_its_rooms(chat: Chat) -> No
     observer = chat.connect("obs", "olga", "r1")
     alice = chat.connect("alice", "alice", "r2")
     dead = chat.connect("bobdead", "bob", "r1", live=False)
-    chat.send(alice, {"action": "sendDirect", "to_user_id": "bob", "message": "there?"})
+    chat.send(alice, direct(to_user_id="bob", message="there?"))
     assert dead not in record_ids(chat.dynamodb)
     assert ("r1", "bob", "offline") in chat.presence(observer)
     assert cid("obs") in record_ids(chat.dynamodb)

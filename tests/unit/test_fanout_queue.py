@@ -48,11 +48,15 @@ def test_jobs_go_in_batches_of_ten(sqs: Any) -> None:
     assert sorted(job["job"] for job in bodies(sqs.client, sqs.url)) == list(range(25))
 
 
-def test_a_batch_holds_at_most_256_kib() -> None:
+@pytest.mark.parametrize(
+    ("jobs", "sizes"),
+    [(["x" * 100_000] * 5, [1, 2, 2]), ([str(i) for i in range(25)], [5, 10, 10]), ([], [])],
+    ids=["at-most-256-kib", "at-most-ten-jobs", "nothing-to-queue-calls-nothing"],
+)
+def test_a_batch_holds_at_most_ten_jobs_and_256_kib(jobs: list[str], sizes: list[int]) -> None:
     client = ScriptedSqs()
-    big = ["x" * 100_000 for _ in range(5)]
-    assert queue(client).enqueue(big) == 5
-    assert sorted(len(call) for call in client.calls) == [1, 2, 2]
+    assert queue(client).enqueue(jobs) == len(jobs)
+    assert sorted(len(call) for call in client.calls) == sizes
 
 
 def test_failed_entries_are_sent_again_alone() -> None:
@@ -61,21 +65,25 @@ def test_failed_entries_are_sent_again_alone() -> None:
     assert client.calls == [["a", "b", "c"], ["b"]]
 
 
-def test_entries_failing_every_attempt_raise_a_domain_error_counting_what_was_queued() -> None:
-    client = ScriptedSqs({("b", False)}, {("b", False)}, {("b", False)})
+@pytest.mark.parametrize(
+    ("script", "calls"),
+    [
+        ([{("b", False)}] * 3, [["a", "b", "c"], ["b"], ["b"]]),
+        (
+            [{("b", False)}, ClientError({"Error": {"Code": "ThrottlingException"}}, "SendMessageBatch")],
+            [["a", "b", "c"], ["b"]],
+        ),
+    ],
+    ids=["failing-every-attempt", "a-retry-that-raises"],
+)
+def test_entries_never_queued_raise_a_domain_error_counting_what_was_queued(
+    script: list[Any], calls: list[list[str]]
+) -> None:
+    client = ScriptedSqs(*script)
     with pytest.raises(EnqueueFailed, match="1 of 3 shard jobs") as raised:
         queue(client).enqueue(["a", "b", "c"])
     assert (raised.value.enqueued, raised.value.total) == (2, 3)
-    assert len(client.calls) == 3
-
-
-def test_a_retry_that_raises_still_counts_what_earlier_attempts_queued() -> None:
-    throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, "SendMessageBatch")
-    client = ScriptedSqs({("b", False)}, throttled)
-    with pytest.raises(EnqueueFailed, match="1 of 3 shard jobs") as raised:
-        queue(client).enqueue(["a", "b", "c"])
-    assert (raised.value.enqueued, raised.value.total) == (2, 3)
-    assert client.calls == [["a", "b", "c"], ["b"]]
+    assert client.calls == calls
 
 
 def test_an_entry_sqs_refuses_is_not_retried() -> None:
@@ -101,12 +109,6 @@ def test_botocore_errors_become_enqueue_failed(error: Exception) -> None:
     assert not isinstance(raised.value, ClientError)
 
 
-def test_nothing_to_queue_calls_nothing() -> None:
-    client = ScriptedSqs()
-    assert queue(client).enqueue([]) == 0
-    assert client.calls == []
-
-
 def test_a_missing_queue_raises_enqueue_failed(dynamodb: Any) -> None:
     producer = FanoutQueue(
         "https://sqs.us-east-1.amazonaws.com/123456789012/none", client=sqs_client(), sleep=lambda s: None
@@ -125,9 +127,3 @@ def test_the_client_is_deadline_guarded() -> None:
     assert deadline.attempt_seconds(client) == 3
     with deadline._set(deadline.Deadline.after(1)), pytest.raises(deadline.DeadlineExceeded):
         client.get_queue_url(QueueName="q")
-
-
-def test_a_batch_holds_at_most_ten_jobs() -> None:
-    client = ScriptedSqs()
-    assert queue(client).enqueue(str(i) for i in range(25)) == 25
-    assert sorted(len(call) for call in client.calls) == [5, 10, 10]

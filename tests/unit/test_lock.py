@@ -1,11 +1,5 @@
 """requirements/*.txt, the locks `make lock` writes: complete, hashed, consistent with each other, and
-installed as locked where it matters most.
-
-shared/management_api.py signs and parses with botocore internals (SigV4Auth, AWSRequest, percent_encode,
-the rest-json error shape, the HTTP layer's exceptions). Its byte-for-byte equality with boto3 was checked
-against the botocore the lock pins, so an installed botocore other than that one fails here: re-run the
-management API tests against the new one, then `make lock`.
-"""
+installed as locked (botocore above all: shared/management_api.py was checked against the pinned one)."""
 
 from __future__ import annotations
 
@@ -25,8 +19,7 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _entries(path: Path) -> dict[str, tuple[str, str, list[str]]]:
-    """name -> (version, marker, hashes)."""
+def _entries(path: Path) -> dict[str, tuple[str, str, list[str]]]:  # name -> (version, marker, hashes)
     text = re.sub(r"\\\n\s*", " ", path.read_text())
     result = {}
     for line in text.splitlines():

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,62 +13,69 @@ from botocore.exceptions import EndpointConnectionError
 from local_stack.testing import FakeContext, FakeManagementApi
 from shared.config import ConfigError
 from tests.conftest import load_function
-from tests.support.records import MESSAGES_TABLE, put_record, record_ids, table_items
+from tests.support.records import MESSAGES_TABLE, record_ids, table_items
 from tests.support.sqs import bodies, deliver, fanout_context
 
 ROOM = "news"
+HI = {"room_id": ROOM, "message": "hi"}
+
+
+@dataclass
+class Room:
+    members: list[str]
+    dynamodb: Any
+    api: FakeManagementApi
+
+    def stored(self) -> list[dict[str, Any]]:
+        return [item for item in table_items(self.dynamodb, MESSAGES_TABLE) if "message" in item]
+
+    def untouched(self) -> bool:
+        return self.stored() == [] and all(self.api.frames_to(cid) == [] for cid in self.members)
 
 
 @pytest.fixture
-def members(dynamodb: Any, management_api: FakeManagementApi) -> list[str]:
-    cids = [f"P{i:014d}0=" for i in range(4)]
-    for i, cid in enumerate(cids):
-        put_record(dynamodb, cid, ROOM, f"reader{i}")
-        management_api.live.add(cid)
-    return cids
+def room(connected: Any, dynamodb: Any, management_api: FakeManagementApi) -> Room:
+    """Four readers of ROOM, live."""
+    members = [f"P{i:014d}0=" for i in range(4)]
+    for i, cid in enumerate(members):
+        connected(cid, ROOM, f"reader{i}")
+    return Room(members, dynamodb, management_api)
 
 
-def invoke(module: Any, payload: Any) -> dict[str, Any]:
-    result: dict[str, Any] = module.handler(payload, FakeContext())
+def invoke(payload: Any, module: Any = None) -> dict[str, Any]:
+    result: dict[str, Any] = (module or load_function("publish")).handler(payload, FakeContext())
     json.dumps(result)  # what Lambda returns to the invoker
     return result
 
 
-def stored(dynamodb: Any) -> list[dict[str, Any]]:
-    return [item for item in table_items(dynamodb, MESSAGES_TABLE) if "message" in item]
-
-
-def test_a_published_message_reaches_the_room_from_the_system_sender_and_is_stored(
-    members: list[str], dynamodb: Any, management_api: FakeManagementApi
-) -> None:
-    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "Deploy at 5pm"})
+def test_a_published_message_reaches_the_room_from_the_system_sender_and_is_stored(room: Room) -> None:
+    result = invoke({"room_id": ROOM, "message": "Deploy at 5pm"})
     assert result["ok"] is True and result["recipients"] == 4 and result["shards"] == 0
-    for cid in members:
-        [frame] = management_api.frames_to(cid)
+    for cid in room.members:
+        [frame] = room.api.frames_to(cid)
         assert frame["action"] == "message"
         assert (frame["user_id"], frame["room_id"], frame["message"]) == ("system", ROOM, "Deploy at 5pm")
         assert frame["message_id"] == result["message_id"]
-    [item] = stored(dynamodb)
+    [item] = room.stored()
     assert item["message_id"]["S"] == result["message_id"] and item["user_id"]["S"] == "system"
 
 
-def test_the_sender_and_its_name_may_be_given(members: list[str], management_api: FakeManagementApi) -> None:
-    invoke(load_function("publish"), {"room_id": ROOM, "message": "hi", "user_id": "ops-bot", "name": "Ops"})
-    frame = management_api.frames_to(members[0])[0]
+def test_the_sender_and_its_name_may_be_given(room: Room) -> None:
+    invoke({**HI, "user_id": "ops-bot", "name": "Ops"})
+    frame = room.api.frames_to(room.members[0])[0]
     assert (frame["user_id"], frame["name"]) == ("ops-bot", "Ops")
 
 
 def test_a_message_to_a_user_reaches_every_connection_of_that_user_only(
-    dynamodb: Any, management_api: FakeManagementApi
+    connected: Any, management_api: FakeManagementApi
 ) -> None:
     for cid, user in [
         ("BOBxxxxxxxxxxx0=", "bob"),
         ("BOBxxxxxxxxxxx1=", "bob"),
         ("CAROLxxxxxxxxx0=", "carol"),
     ]:
-        put_record(dynamodb, cid, ROOM, user)
-        management_api.live.add(cid)
-    result = invoke(load_function("publish"), {"to_user_id": "bob", "message": "your export is ready"})
+        connected(cid, ROOM, user)
+    result = invoke({"to_user_id": "bob", "message": "your export is ready"})
     assert result["ok"] is True and result["recipients"] == 2
     for cid in ("BOBxxxxxxxxxxx0=", "BOBxxxxxxxxxxx1="):
         [frame] = management_api.frames_to(cid)
@@ -76,30 +84,26 @@ def test_a_message_to_a_user_reaches_every_connection_of_that_user_only(
     assert management_api.frames_to("CAROLxxxxxxxxx0=") == []
 
 
-def test_a_repeated_client_msg_id_fans_the_first_message_out_again(
-    members: list[str], dynamodb: Any, management_api: FakeManagementApi
-) -> None:
+def test_a_repeated_client_msg_id_fans_the_first_message_out_again(room: Room) -> None:
     publish = load_function("publish")
-    first = invoke(publish, {"room_id": ROOM, "message": "once", "client_msg_id": "job-7"})
-    again = invoke(publish, {"room_id": ROOM, "message": "once", "client_msg_id": "job-7"})
+    first = invoke({"room_id": ROOM, "message": "once", "client_msg_id": "job-7"}, publish)
+    again = invoke({"room_id": ROOM, "message": "once", "client_msg_id": "job-7"}, publish)
     assert (again["message_id"], again["duplicate"]) == (first["message_id"], True)
-    assert len(stored(dynamodb)) == 1
-    assert {f["message_id"] for f in management_api.frames_to(members[0])} == {first["message_id"]}
+    assert len(room.stored()) == 1
+    assert {f["message_id"] for f in room.api.frames_to(room.members[0])} == {first["message_id"]}
 
 
-def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
-    sqs: Any, members: list[str], management_api: FakeManagementApi
-) -> None:
-    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "to many"})
+def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(sqs: Any, room: Room) -> None:
+    result = invoke({"room_id": ROOM, "message": "to many"})
     assert result["ok"] is True and result["shards"] == 2
-    assert all(management_api.frames_to(cid) == [] for cid in members)
+    assert all(room.api.frames_to(cid) == [] for cid in room.members)
     jobs = bodies(sqs.client, sqs.url)
-    assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(members)
+    assert sorted(m[0] for job in jobs for m in job["members"]) == sorted(room.members)
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
     deliver(sqs.client, sqs.url, load_function("fanout"), fanout_context())
-    for cid in members:
-        assert [f["message_id"] for f in management_api.frames_to(cid)] == [result["message_id"]]
+    for cid in room.members:
+        assert [f["message_id"] for f in room.api.frames_to(cid)] == [result["message_id"]]
 
 
 @pytest.mark.parametrize(
@@ -108,59 +112,48 @@ def test_past_the_shard_size_a_published_message_goes_through_the_fanout_queue(
         ("not json", "invalid_json", "JSON"),
         (["news"], "invalid_request", "JSON object"),
         ({"message": "hi"}, "invalid_request", '"room_id" and "to_user_id"'),
-        (
-            {"room_id": ROOM, "to_user_id": "bob", "message": "hi"},
-            "invalid_request",
-            '"room_id" and "to_user_id"',
-        ),
+        ({**HI, "to_user_id": "bob"}, "invalid_request", '"room_id" and "to_user_id"'),
         ({"room_id": "bad room!", "message": "hi"}, "invalid_request", '"room_id"'),
         ({"room_id": 7, "message": "hi"}, "invalid_request", '"room_id"'),
         ({"to_user_id": "", "message": "hi"}, "invalid_request", '"to_user_id"'),
         ({"to_user_id": "system", "message": "hi"}, "invalid_request", '"to_user_id"'),
-        ({"room_id": ROOM, "message": "hi", "user_id": "a\nb"}, "invalid_request", '"user_id"'),
-        ({"room_id": ROOM, "message": "hi", "name": 5}, "invalid_request", '"name"'),
+        ({**HI, "user_id": "a\nb"}, "invalid_request", '"user_id"'),
+        ({**HI, "name": 5}, "invalid_request", '"name"'),
         # Lone surrogates: valid JSON, not text (the store would fail: internal, a stack trace logged).
-        ({"room_id": ROOM, "message": "hi", "user_id": "\ud800"}, "invalid_request", '"user_id"'),
-        ({"room_id": ROOM, "message": "hi", "name": "\ud800"}, "invalid_request", '"name"'),
+        ({**HI, "user_id": "\ud800"}, "invalid_request", '"user_id"'),
+        ({**HI, "name": "\ud800"}, "invalid_request", '"name"'),
         ({"to_user_id": "\ud800", "message": "hi"}, "invalid_request", '"to_user_id"'),
-        (
-            {"room_id": ROOM, "message": "hi", "client_msg_id": "no spaces"},
-            "invalid_request",
-            '"client_msg_id"',
-        ),
-        ({"room_id": ROOM, "message": "hi", "rooms": ["x"]}, "invalid_request", '"rooms"'),
+        ({**HI, "client_msg_id": "no spaces"}, "invalid_request", '"client_msg_id"'),
+        ({**HI, "rooms": ["x"]}, "invalid_request", '"rooms"'),
         ({"room_id": ROOM}, "invalid_message", '"message"'),
         ({"room_id": ROOM, "message": "  "}, "invalid_message", '"message"'),
         ({"room_id": ROOM, "message": "x" * 4097}, "message_too_large", "4,096"),
     ],
 )
 def test_a_bad_payload_is_a_json_error_naming_the_field_and_nothing_is_stored(
-    members: list[str], dynamodb: Any, management_api: FakeManagementApi, payload: Any, code: str, names: str
+    room: Room, payload: Any, code: str, names: str
 ) -> None:
-    result = invoke(load_function("publish"), payload)
+    result = invoke(payload)
     assert result["ok"] is False
     assert result["error"]["code"] == code
     assert names in result["error"]["message"]
     assert "Traceback" not in json.dumps(result)
-    assert stored(dynamodb) == []
-    assert all(management_api.frames_to(cid) == [] for cid in members)
+    assert room.untouched()
 
 
-def test_an_unexpected_failure_is_a_json_error_too(
-    members: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_unexpected_failure_is_a_json_error_too(room: Room, monkeypatch: pytest.MonkeyPatch) -> None:
     publish = load_function("publish")
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(publish.service.messages, "save", broken)
-    result = invoke(publish, {"room_id": ROOM, "message": "hi"})
+    result = invoke(HI, publish)
     assert result == {"ok": False, "error": {"code": "internal", "message": "internal error; try again"}}
 
 
 def test_shards_that_cannot_be_queued_are_a_json_error_asking_for_the_same_client_msg_id(
-    sqs: Any, members: list[str], monkeypatch: pytest.MonkeyPatch
+    sqs: Any, room: Room, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish = load_function("publish")
 
@@ -171,7 +164,7 @@ def test_shards_that_cannot_be_queued_are_a_json_error_asking_for_the_same_clien
             raise EndpointConnectionError(endpoint_url=sqs.url)
 
     monkeypatch.setattr(publish.service.fanout, "_client", Unreachable())
-    result = invoke(publish, {"room_id": ROOM, "message": "hi", "client_msg_id": "j1"})
+    result = invoke({**HI, "client_msg_id": "j1"}, publish)
     assert result["ok"] is False and result["error"]["code"] == "internal"
     assert "client_msg_id" in result["error"]["message"]
 
@@ -184,19 +177,16 @@ def test_publish_needs_the_callback_url(
         load_function("publish")
 
 
-def test_a_gone_connection_found_by_a_publish_is_removed(
-    members: list[str], dynamodb: Any, management_api: FakeManagementApi
-) -> None:
-    management_api.live.discard(members[0])
-    result = invoke(load_function("publish"), {"room_id": ROOM, "message": "hi"})
-    assert result["ok"] is True
-    assert record_ids(dynamodb) == set(members[1:])
-    offline = [f for f in management_api.frames_to(members[1]) if f["action"] == "presence"]
+def test_a_gone_connection_found_by_a_publish_is_removed(room: Room) -> None:
+    room.api.live.discard(room.members[0])
+    assert invoke(HI)["ok"] is True
+    assert record_ids(room.dynamodb) == set(room.members[1:])
+    offline = [f for f in room.api.frames_to(room.members[1]) if f["action"] == "presence"]
     assert [(f["user_id"], f["state"]) for f in offline] == [("reader0", "offline")]
 
 
 @pytest.mark.parametrize(
-    ("max_bytes", "payload", "sharded", "names"),
+    ("max_bytes", "payload", "sharded", "why"),
     [
         # 29,300 control characters: each \u0001 in the frame (about 176 KB, over a post's 128 KiB).
         ("32768", {"room_id": ROOM, "message": "\x01" * 29_300}, False, "131,072"),
@@ -208,22 +198,19 @@ def test_a_gone_connection_found_by_a_publish_is_removed(
 )
 def test_a_message_that_cannot_be_delivered_is_refused_before_it_is_stored(
     sqs: Any,
-    dynamodb: Any,
-    management_api: FakeManagementApi,
-    members: list[str],
+    room: Room,
     monkeypatch: pytest.MonkeyPatch,
     max_bytes: str,
-    payload: dict[str, Any],
+    payload: Any,
     sharded: bool,
-    names: str,
+    why: str,
 ) -> None:
     monkeypatch.setenv("MAX_MESSAGE_BYTES", max_bytes)
     if not sharded:
         monkeypatch.delenv("FANOUT_QUEUE_URL")
-    result = invoke(load_function("publish"), {**payload, "client_msg_id": "big-1"})
+    result = invoke({**payload, "client_msg_id": "big-1"})
     assert result["ok"] is False
     assert result["error"]["code"] == "message_too_large"
-    assert names in result["error"]["message"]
-    assert stored(dynamodb) == []
-    assert all(management_api.frames_to(cid) == [] for cid in members)
+    assert why in result["error"]["message"]
+    assert room.untouched()
     assert bodies(sqs.client, sqs.url) == []

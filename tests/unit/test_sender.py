@@ -8,10 +8,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from botocore.exceptions import ClientError
 
 from local_stack.testing import FakeManagementApi
 from shared.management_api import ManagementApiClient
-from shared.sender import Outcome, RetryPolicy, Sender
+from shared.observability import metrics
+from shared.sender import Outcome, RetryPolicy, Sender, classify
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 
@@ -55,10 +57,6 @@ def test_broadcast_counts_each_outcome(management_api: FakeManagementApi) -> Non
 
 
 def test_plain_410_without_error_type_is_still_gone() -> None:
-    from botocore.exceptions import ClientError
-
-    from shared.sender import classify
-
     error = ClientError(
         {"Error": {"Code": "410"}, "ResponseMetadata": {"HTTPStatusCode": 410}}, "PostToConnection"
     )
@@ -112,10 +110,7 @@ def test_retry_delay_is_jittered_and_capped() -> None:
     assert len(set(delays)) > 10
 
 
-# -- retries are logged and counted; read timeouts apart --------------------------------------------------
 def _metric(name: str) -> float:
-    from shared.observability import metrics
-
     entry = metrics.metric_set.get(name)
     if entry is None:
         return 0
@@ -125,8 +120,6 @@ def _metric(name: str) -> float:
 
 @pytest.fixture
 def clean_metrics() -> Iterator[None]:
-    from shared.observability import metrics
-
     metrics.clear_metrics()
     yield
     metrics.clear_metrics()
@@ -168,10 +161,8 @@ def test_single_post_counts_its_retries(management_api: FakeManagementApi, clean
     assert (_metric("PostRetries"), _metric("PostReadTimeoutRetries")) == (1, 0)
 
 
-# -- seeded defects that the suite let through -----------------------------------------------------------
 class RecordingClient:
-    """A management client that records which threads post and how many posts overlap (no HTTP pool to
-    cap them), and raises ``errors[connection_id]`` when one is set."""
+    """A management client with no HTTP pool: records posting threads and overlap, raises ``errors[cid]``."""
 
     def __init__(self, latency: float = 0.0, errors: dict[str, Exception] | None = None) -> None:
         self.latency = latency

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from typing import Any
@@ -28,18 +29,19 @@ DATA = json.dumps(
 )
 
 
-def plan(members: list[ShardMember], shard_size: int, max_bytes: int = MAX_JOB_BYTES) -> list[ShardJob]:
-    return list(
-        plan_shards(
-            endpoint=ENDPOINT,
-            room_id="live",
-            message_id="01JMSG",
-            data=DATA,
-            members=members,
-            shard_size=shard_size,
-            max_bytes=max_bytes,
-        )
+def plan(
+    members: list[ShardMember], shard_size: int, max_bytes: int = MAX_JOB_BYTES, data: str = DATA
+) -> list[ShardJob]:
+    jobs = plan_shards(
+        endpoint=ENDPOINT,
+        room_id="live",
+        message_id="01JMSG",
+        data=data,
+        members=members,
+        shard_size=shard_size,
+        max_bytes=max_bytes,
     )
+    return list(jobs)
 
 
 def members(n: int, user: str = "u") -> list[ShardMember]:
@@ -110,25 +112,18 @@ def test_every_member_is_in_exactly_one_job_of_bounded_size(
         assert decode_job(body) == job
     # No job was cut early: each but the last was full by count, or the next member would not have fit.
     for job, following in itertools.pairwise(jobs):
-        grown = ShardJob(
-            endpoint=job.endpoint,
-            room_id=job.room_id,
-            message_id=job.message_id,
-            data=job.data,
-            members=(*job.members, following.members[0]),
-        )
+        grown = dataclasses.replace(job, members=(*job.members, following.members[0]))
         assert len(job.members) == shard_size or len(encode_job(grown)) >= max_bytes  # one byte of slack
 
 
-def good() -> dict[str, Any]:
-    return {
-        "v": 1,
-        "endpoint": ENDPOINT,
-        "room_id": "live",
-        "message_id": "01JMSG",
-        "data": DATA,
-        "members": [["C1=", "alice", 0]],
-    }
+GOOD = {
+    "v": 1,
+    "endpoint": ENDPOINT,
+    "room_id": "live",
+    "message_id": "01JMSG",
+    "data": DATA,
+    "members": [["C1=", "alice", 0]],
+}
 
 
 @pytest.mark.parametrize(
@@ -150,7 +145,7 @@ def good() -> dict[str, Any]:
 )
 def test_a_bad_job_names_its_bad_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(BadJob, match=field.replace("[", r"\[").replace("]", r"\]")):
-        decode_job(json.dumps({**good(), **change}))
+        decode_job(json.dumps({**GOOD, **change}))
 
 
 @pytest.mark.parametrize("body", ["", "not json", "[1]", "null"])
@@ -160,7 +155,7 @@ def test_a_body_that_is_not_a_json_object_is_refused(body: str) -> None:
 
 
 def test_a_good_job_decodes() -> None:
-    job = decode_job(json.dumps(good()))
+    job = decode_job(json.dumps(GOOD))
     assert job.members == (ShardMember("C1=", "alice", 0),)
 
 
@@ -170,13 +165,4 @@ def test_a_failed_job_comes_back_sooner_each_receive_up_to_a_minute() -> None:
 
 def test_a_frame_no_job_can_carry_is_a_domain_error() -> None:
     with pytest.raises(JobTooLarge, match="before any member"):
-        list(
-            plan_shards(
-                endpoint="https://x/prod",
-                room_id="r",
-                message_id="01J",
-                data="\x01" * 40_000,  # 6 bytes each in a job: 240 KB
-                members=[ShardMember("C=", "u", 0)],
-                shard_size=10,
-            )
-        )
+        plan(members(1), 10, data="\x01" * 40_000)  # 6 bytes each in a job: 240 KB
