@@ -133,3 +133,9 @@ def requeue(sqs: Any, jobs: list[dict[str, Any]]) -> None:
     """Put ``jobs`` (as ``bodies`` read them off the queue) back on it."""
     for job in jobs:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
+
+
+def jam(module: Any, client: Any) -> None:
+    """``module``'s fanout queue sends its batches through ``client`` (a failing double), retrying at once."""
+    module.service.fanout._client = client
+    module.service.fanout._sleep = lambda seconds: None
