@@ -6,19 +6,14 @@ import json
 import time
 from typing import Any
 
+from local_stack.config import REPO_ROOT
+from local_stack.terraform import load_model
 from local_stack.testing import FakeContext, FakeManagementApi, load_function, make_token
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import MEMBERSHIPS_TABLE, MESSAGES_TABLE, put_record, record_ids, table_items
 
-ROUTES = {
-    "join": "join",
-    "leave": "leave",
-    "listMembers": "list_members",
-    "typing": "typing",
-    "sendMessage": "send_message",
-    "sendDirect": "send_direct",
-    "getHistory": "get_history",
-}
+# Route key -> function, as terraform/functions.tf routes them.
+ROUTES = {route: name for name, route in load_model([REPO_ROOT / "terraform"]).route_keys.items()}
 
 
 def cid(name: str) -> str:
@@ -85,7 +80,7 @@ class Chat:
     def send(self, connection_id: str, frame: dict[str, Any] | str, function: str | None = None) -> Any:
         """``frame`` from ``connection_id``, to ``function`` or else to the one its action routes to."""
         action = str(frame.get("action")) if isinstance(frame, dict) else None
-        name = function or ROUTES.get(str(action), "default")
+        name = function or ROUTES.get(str(action), ROUTES["$default"])
         event = message_event(frame, connection_id=connection_id, route=str(action))
         return self.function(name).handler(event, FakeContext())
 
