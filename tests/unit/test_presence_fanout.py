@@ -202,14 +202,12 @@ def test_disconnect_whose_store_fails_in_one_room_still_leaves_and_announces_the
     assert presence(chat, FRIEND) == [("newcomer", "offline")]
 
 
-def test_typing_in_a_room_past_the_shard_size_is_dropped(chat: Chat, sqs: Any, crowd: list[str]) -> None:
-    assert chat.send(crowd[0], {"action": "typing", "room_id": ROOM})["statusCode"] == 200
-    assert sum(chat.api.attempts.values()) == 0  # nothing to anyone, the sender included
+@pytest.mark.parametrize(
+    ("size", "posted"), [(6, False), (3, True)], ids=["past-the-shard-size-dropped", "up-to-it-posted"]
+)
+def test_typing_is_never_sharded(chat: Chat, sqs: Any, size: int, posted: bool) -> None:
+    typist, *others = chat.crowd(ROOM, size)
+    assert chat.send(typist, {"action": "typing", "room_id": ROOM})["statusCode"] == 200
+    assert sum(chat.api.attempts.values()) == (len(others) if posted else 0)  # never to the typist
+    assert all([f["action"] for f in chat.frames(member)] == ["typing"] * posted for member in others)
     assert receive(sqs.client, sqs.url) == []
-
-
-def test_typing_up_to_the_shard_size_is_posted(chat: Chat, sqs: Any) -> None:
-    members = chat.crowd(ROOM, 3)
-    assert chat.send(members[0], {"action": "typing", "room_id": ROOM})["statusCode"] == 200
-    for member in members[1:]:
-        assert [f["action"] for f in chat.frames(member)] == ["typing"]
