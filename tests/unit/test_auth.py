@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -47,6 +49,14 @@ def segment(part: dict[str, Any]) -> bytes:
     return base64.urlsafe_b64encode(json.dumps(part).encode()).rstrip(b"=")
 
 
+@pytest.fixture
+def idp() -> Iterator[Any]:
+    """An identity provider: ``key``, its JWKS served at ``url``, the requests it got in ``seen``."""
+    key = RsaKey()
+    with serve_jwks(key) as (url, seen):
+        yield SimpleNamespace(key=key, url=url, seen=seen)
+
+
 def refused(verifier: TokenVerifier, token: str | None, status: int = 401) -> str:
     with pytest.raises(AuthError) as info:
         verifier.verify(token)
@@ -77,36 +87,30 @@ def test_issuer_and_audience_enforced_when_configured() -> None:
     refused(verifier, make_token(aud="chat"))
 
 
-def test_rs256_via_jwks_and_keys_are_cached() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, seen):
-        verifier = jwks_verifier(url)
-        assert verifier.verify(rs_token(key, "bob")).user_id == "bob"
-        assert verifier.verify(rs_token(key, "carol")).user_id == "carol"
-        assert len(seen) == 1
+def test_rs256_via_jwks_and_keys_are_cached(idp: Any) -> None:
+    verifier = jwks_verifier(idp.url)
+    assert verifier.verify(rs_token(idp.key, "bob")).user_id == "bob"
+    assert verifier.verify(rs_token(idp.key, "carol")).user_id == "carol"
+    assert len(idp.seen) == 1
 
 
-def test_hs256_signed_with_rsa_public_key_is_refused() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, _):
-        # PyJWT itself refuses to HMAC-sign with a PEM public key; build the forgery by hand.
-        claims = {"sub": "admin", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
-        signing_input = segment({"alg": "HS256", "kid": key.kid}) + b"." + segment(claims)
-        signature = base64.urlsafe_b64encode(hmac.new(key.public_pem, signing_input, hashlib.sha256).digest())
-        refused(jwks_verifier(url), (signing_input + b"." + signature.rstrip(b"=")).decode())
+def test_hs256_signed_with_rsa_public_key_is_refused(idp: Any) -> None:
+    # PyJWT itself refuses to HMAC-sign with a PEM public key; build the forgery by hand.
+    claims = {"sub": "admin", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
+    signing_input = segment({"alg": "HS256", "kid": idp.key.kid}) + b"." + segment(claims)
+    signature = base64.urlsafe_b64encode(hmac.new(idp.key.public_pem, signing_input, hashlib.sha256).digest())
+    refused(jwks_verifier(idp.url), (signing_input + b"." + signature.rstrip(b"=")).decode())
 
 
-def test_jwks_unknown_kid_is_refused() -> None:
-    key, other = RsaKey(), RsaKey(kid="other")
-    with serve_jwks(key) as (url, _):
-        refused(jwks_verifier(url), rs_token(other))
+def test_jwks_unknown_kid_is_refused(idp: Any) -> None:
+    refused(jwks_verifier(idp.url), rs_token(RsaKey(kid="other")))
 
 
-def test_jku_header_is_never_fetched() -> None:
-    key, attacker = RsaKey(), RsaKey(kid="attacker")
-    with serve_jwks(key) as (url, _), serve_jwks(attacker) as (evil_url, evil_seen):
+def test_jku_header_is_never_fetched(idp: Any) -> None:
+    attacker = RsaKey(kid="attacker")
+    with serve_jwks(attacker) as (evil_url, evil_seen):
         token = attacker.token(headers={"jku": evil_url, "kid": "attacker"}, iss=ISSUER, aud=AUDIENCE)
-        refused(jwks_verifier(url), token)
+        refused(jwks_verifier(idp.url), token)
         assert evil_seen == []
 
 
@@ -174,18 +178,17 @@ def test_jwks_key_rotated_in_is_fetched_on_its_first_token() -> None:
         assert len(endpoint.seen) == 2
 
 
-def test_jwks_unknown_kids_fetch_at_most_once_per_interval() -> None:
-    key, attacker, now = RsaKey(), RsaKey(kid="attacker"), [1000.0]
-    with serve_jwks(key) as (url, seen):
-        verifier = rotating_verifier(url, now)
-        assert verifier.verify(rs_token(key)).user_id == "alice"
-        for second in range(120):  # one made-up kid every half second for a minute
-            attacker.kid = f"made-up-{second}"
-            refused(verifier, rs_token(attacker))
-            now[0] += 0.5
-        # The first fetch, then one when the 30 s interval had passed: never one per token.
-        assert len(seen) == 2, seen
-        assert verifier.verify(rs_token(key)).user_id == "alice"
+def test_jwks_unknown_kids_fetch_at_most_once_per_interval(idp: Any) -> None:
+    attacker, now = RsaKey(kid="attacker"), [1000.0]
+    verifier = rotating_verifier(idp.url, now)
+    assert verifier.verify(rs_token(idp.key)).user_id == "alice"
+    for second in range(120):  # one made-up kid every half second for a minute
+        attacker.kid = f"made-up-{second}"
+        refused(verifier, rs_token(attacker))
+        now[0] += 0.5
+    # The first fetch, then one when the 30 s interval had passed: never one per token.
+    assert len(idp.seen) == 2, idp.seen
+    assert verifier.verify(rs_token(idp.key)).user_id == "alice"
 
 
 def test_jwks_fetch_failure_is_also_rate_limited() -> None:
@@ -196,12 +199,10 @@ def test_jwks_fetch_failure_is_also_rate_limited() -> None:
         assert len(endpoint.seen) == 1
 
 
-def test_jwks_token_without_kid_is_refused_without_a_fetch() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, seen):
-        claims = {"sub": "a", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
-        refused(rotating_verifier(url, [1000.0]), jwt.encode(claims, key.private, algorithm="RS256"))
-        assert seen == []
+def test_jwks_token_without_kid_is_refused_without_a_fetch(idp: Any) -> None:
+    claims = {"sub": "a", "exp": int(time.time()) + 60, "iss": ISSUER, "aud": AUDIENCE}
+    refused(rotating_verifier(idp.url, [1000.0]), jwt.encode(claims, idp.key.private, algorithm="RS256"))
+    assert idp.seen == []
 
 
 def test_jwks_cache_settings_come_from_the_environment() -> None:
@@ -213,17 +214,17 @@ def test_jwks_cache_settings_come_from_the_environment() -> None:
 # --- issuer and audience; Cognito access tokens (item 2) ----------------------------------------------------
 
 
-def test_cognito_access_token_matches_the_audience_with_client_id() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, _):
-        verifier = jwks_verifier(url)
-        access = key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="access")
-        assert verifier.verify(access).user_id == "alice"
-        refused(verifier, key.token("alice", iss=ISSUER, client_id="another-app", token_use="access"))
-        # client_id counts only on an access token, and never beside an aud that is not ours.
-        refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="id"))
-        refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE))
-        refused(verifier, key.token("alice", iss=ISSUER, aud="other", client_id=AUDIENCE, token_use="access"))
+def test_cognito_access_token_matches_the_audience_with_client_id(idp: Any) -> None:
+    verifier, key = jwks_verifier(idp.url), idp.key
+    assert (
+        verifier.verify(key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="access")).user_id
+        == "alice"
+    )
+    refused(verifier, key.token("alice", iss=ISSUER, client_id="another-app", token_use="access"))
+    # client_id counts only on an access token, and never beside an aud that is not ours.
+    refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE, token_use="id"))
+    refused(verifier, key.token("alice", iss=ISSUER, client_id=AUDIENCE))
+    refused(verifier, key.token("alice", iss=ISSUER, aud="other", client_id=AUDIENCE, token_use="access"))
 
 
 def test_audience_list_must_contain_ours() -> None:
@@ -234,12 +235,10 @@ def test_audience_list_must_contain_ours() -> None:
     refused(verifier, make_token(aud=5))
 
 
-def test_jwks_without_issuer_checks_only_with_the_unsafe_opt_out() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, _):
-        opt_out = {"JWT_JWKS_URL": url, "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE": "true"}
-        verifier = TokenVerifier(AuthConfig.from_env(opt_out))
-        assert verifier.verify(key.token("alice", iss="https://anyone/", aud="any-app")).user_id == "alice"
+def test_jwks_without_issuer_checks_only_with_the_unsafe_opt_out(idp: Any) -> None:
+    opt_out = {"JWT_JWKS_URL": idp.url, "JWT_ALLOW_ANY_ISSUER_AUDIENCE_UNSAFE": "true"}
+    verifier = TokenVerifier(AuthConfig.from_env(opt_out))
+    assert verifier.verify(idp.key.token("alice", iss="https://anyone/", aud="any-app")).user_id == "alice"
 
 
 # --- claims of the wrong type (item 3), not yet valid, too large --------------------------------------------
@@ -301,12 +300,10 @@ def test_jwks_fetch_ends_before_the_invocation_deadline() -> None:
         assert len(seen) == 1
 
 
-def test_jwks_no_fetch_without_time_left() -> None:
-    key = RsaKey()
-    with serve_jwks(key) as (url, seen):
-        verifier = jwks_verifier(url)
-        with deadline.invocation(FakeContext(seconds=0.1), margin_seconds=0.05):
-            refused(verifier, rs_token(key))
-        assert seen == []
-        assert verifier.verify(rs_token(key)).user_id == "alice"  # the refusal cost no fetch slot
-        assert len(seen) == 1
+def test_jwks_no_fetch_without_time_left(idp: Any) -> None:
+    verifier = jwks_verifier(idp.url)
+    with deadline.invocation(FakeContext(seconds=0.1), margin_seconds=0.05):
+        refused(verifier, rs_token(idp.key))
+    assert idp.seen == []
+    assert verifier.verify(rs_token(idp.key)).user_id == "alice"  # the refusal cost no fetch slot
+    assert len(idp.seen) == 1
