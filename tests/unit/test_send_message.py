@@ -278,19 +278,18 @@ def test_send_message_repeat_with_other_text_broadcasts_the_first_message(chat: 
     assert len(chat.stored()) == 1
 
 
-def test_send_message_same_client_msg_id_of_another_user_is_another_message(chat: Chat) -> None:
-    chat.put(BOB, "general", "bob")
+@pytest.mark.parametrize(
+    "user", ["bob", "alice"], ids=["another-user-another-message", "same-user-same-message"]
+)
+def test_send_message_client_msg_id_is_the_users(chat: Chat, user: str) -> None:
+    other = chat.put(cid("other"), "general", user)  # another user's, or another tab of alice's
     say(chat, {"action": "sendMessage", "message": "from alice", "client_msg_id": "c-1"})
-    say(chat, {"action": "sendMessage", "message": "from bob", "client_msg_id": "c-1"}, BOB)
-    assert sorted(i["message"]["S"] for i in chat.stored()) == ["from alice", "from bob"]
-    assert len({f["message_id"] for member in (SENDER, BOB) for f in chat.frames(member, "ack")}) == 2
-
-
-def test_send_message_repeat_from_another_connection_of_the_user_is_the_same_message(chat: Chat) -> None:
-    other_tab = chat.put(cid("alice2"), "general", "alice")
-    say(chat, {"action": "sendMessage", "message": "hi", "client_msg_id": "c-2"})
-    say(chat, {"action": "sendMessage", "message": "hi", "client_msg_id": "c-2"}, other_tab)
-    assert len(chat.stored()) == 1
+    say(chat, {"action": "sendMessage", "message": f"from {user}", "client_msg_id": "c-1"}, other)
+    texts = sorted({"from alice", f"from {user}"})
+    assert sorted(i["message"]["S"] for i in chat.stored()) == texts
+    assert len({f["message_id"] for member in (SENDER, other) for f in chat.frames(member, "ack")}) == len(
+        texts
+    )
 
 
 def test_send_message_is_kept_for_the_retention_period(chat: Chat) -> None:
