@@ -83,10 +83,10 @@ def post(client: Any, connection_id: str = CONNECTION_ID, data: bytes = DATA) ->
     return client.post_to_connection(ConnectionId=connection_id, Data=data)
 
 
-def assert_fails_retried(client: Any, error: type[BotoCoreError]) -> None:
-    """``post`` raises ``error``, a botocore error the sender retries."""
+def assert_fails_retried(error: type[BotoCoreError], endpoint: str, **options: Any) -> None:
+    """A post to ``endpoint`` raises ``error``, a botocore error the sender retries."""
     with pytest.raises(error) as raised:
-        post(client)
+        post(our_client(endpoint, **options))
     assert isinstance(raised.value, BotoCoreError)
     assert classify(raised.value) == (Outcome.FAILED, True)
 
@@ -173,7 +173,7 @@ def test_no_credentials_fails_each_post_as_a_botocore_error(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    assert_fails_retried(our_client(scripted.endpoint_url), NoCredentialsError)
+    assert_fails_retried(NoCredentialsError, scripted.endpoint_url)
     assert scripted.seen == []
 
 
@@ -292,7 +292,7 @@ def test_connections_are_kept_alive(scripted: FakeManagementApi) -> None:
 
 def test_read_timeout_is_a_retried_botocore_error(scripted: FakeManagementApi) -> None:
     scripted.latency = 0.3
-    assert_fails_retried(our_client(scripted.endpoint_url, read_timeout=0.05), ReadTimeoutError)
+    assert_fails_retried(ReadTimeoutError, scripted.endpoint_url, read_timeout=0.05)
 
 
 @pytest.fixture
@@ -315,13 +315,11 @@ def unanswered_port() -> Iterator[int]:
 
 
 def test_connect_timeout_is_a_retried_botocore_error(unanswered_port: int) -> None:
-    assert_fails_retried(
-        our_client(f"http://127.0.0.1:{unanswered_port}/prod", connect_timeout=0.1), ConnectTimeoutError
-    )
+    assert_fails_retried(ConnectTimeoutError, f"http://127.0.0.1:{unanswered_port}/prod", connect_timeout=0.1)
 
 
 def test_refused_connection_is_an_endpoint_connection_error() -> None:
-    assert_fails_retried(our_client("http://127.0.0.1:9/prod"), EndpointConnectionError)
+    assert_fails_retried(EndpointConnectionError, "http://127.0.0.1:9/prod")
 
 
 def test_connection_closed_without_an_answer_is_a_botocore_error() -> None:
@@ -336,9 +334,7 @@ def test_connection_closed_without_an_answer_is_a_botocore_error() -> None:
 
     threading.Thread(target=hang_up, daemon=True).start()
     try:
-        assert_fails_retried(
-            our_client(f"http://127.0.0.1:{listener.getsockname()[1]}/prod"), ConnectionClosedError
-        )
+        assert_fails_retried(ConnectionClosedError, f"http://127.0.0.1:{listener.getsockname()[1]}/prod")
     finally:
         listener.close()
 
