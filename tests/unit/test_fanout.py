@@ -91,19 +91,18 @@ def test_past_the_shard_size_the_message_is_queued_in_shards_and_fanout_posts_ea
     assert receive(sqs.client, sqs.url) == []
 
 
-def test_up_to_the_shard_size_nothing_is_queued(chat: Chat, sqs: Any) -> None:
-    members = [chat.put(member, ROOM, member) for member in (SENDER, *member_ids(2))]
-    send(chat, "small room")
-    assert all(chat.messages(member) == [(ROOM, "small room")] for member in members)
-    assert receive(sqs.client, sqs.url) == []
-
-
-def test_without_a_queue_a_large_room_is_posted_by_send_message_itself(
-    chat: Chat, room: list[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("size", "queue"), [(3, True), (7, False)], ids=["up-to-the-shard-size", "without-a-queue"]
+)
+def test_send_message_posts_to_the_room_itself(
+    chat: Chat, sqs: Any, monkeypatch: pytest.MonkeyPatch, size: int, queue: bool
 ) -> None:
-    monkeypatch.setenv("FANOUT_SHARD_SIZE", "3")
-    send(chat, "no queue")
-    assert all(len(chat.frames(member, "message")) == 1 for member in room)
+    if not queue:
+        monkeypatch.delenv("FANOUT_QUEUE_URL")
+    members = [chat.put(SENDER, ROOM, "alice"), *chat.crowd(ROOM, size - 1)]
+    send(chat, "posted")
+    assert all(chat.messages(member) == [(ROOM, "posted")] for member in members)
+    assert receive(sqs.client, sqs.url) == []
 
 
 def test_a_failed_post_fails_only_its_shard_which_alone_comes_back(
