@@ -13,12 +13,6 @@ from tests.support.records import MEMBERSHIPS_TABLE, TABLE, table_items
 from tests.unit.helpers_a import Chat, cid
 
 
-@pytest.fixture
-def chat(chat: Chat) -> Chat:
-    chat.after_grace = True  # see test_a_410_within_the_connect_grace_keeps_the_connection
-    return chat
-
-
 def test_one_connection_in_three_rooms_receives_each_rooms_messages_and_nothing_else(chat: Chat) -> None:
     alice = chat.connect("alice", "alice", "r1")
     for room in ("r2", "r3"):
