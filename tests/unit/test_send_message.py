@@ -184,19 +184,6 @@ def test_send_message_rate_limit_zero_disables_it(chat: Chat, monkeypatch: pytes
 # --- stored before sent: acks, idempotent client_msg_id, retention ------------------------------------
 
 
-class FailingClient:
-    """The function's DynamoDB client, with the message writes failing as a throttled table does."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        if name not in ("put_item", "transact_write_items"):
-            return getattr(self._client, name)
-        error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
-        return Mock(side_effect=ClientError(error, name))
-
-
 def test_send_message_acks_the_sender_once_stored_then_broadcasts(chat: Chat) -> None:
     chat.put(BOB, "general", "bob")
     send = chat.function("send_message")
@@ -244,8 +231,11 @@ def test_send_message_without_client_msg_id_is_stored_and_not_acked(chat: Chat) 
 
 def test_send_message_failed_store_broadcasts_nothing_and_tells_internal(chat: Chat) -> None:
     chat.put(BOB, "general", "bob")
-    send = chat.function("send_message")
-    send.messages._client = FailingClient(send.messages._client)
+    messages = chat.function("send_message").messages
+    messages._client = failing = Mock(wraps=messages._client)  # its writes fail as a throttled table's do
+    error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+    failing.put_item.side_effect = ClientError(error, "PutItem")
+    failing.transact_write_items.side_effect = ClientError(error, "TransactWriteItems")
     for body in (
         {"action": "sendMessage", "message": "Hello", "client_msg_id": "c-1"},
         {"action": "sendMessage", "message": "Hello"},
@@ -353,27 +343,17 @@ def test_send_message_client_msg_id_reused_in_another_room_is_refused_not_posted
 
 
 def test_send_message_put_retried_after_a_lost_answer_is_stored_once(chat: Chat) -> None:
-    send = chat.function("send_message")
-    real = send.messages._client
+    messages = chat.function("send_message").messages
+    real = messages._client
 
-    class AnswerLost:
+    def put_item(**kwargs: Any) -> Any:
         """The first attempt lands but its answer is lost; botocore's retry then meets its own item."""
+        real.put_item(**{k: v for k, v in kwargs.items() if k != "ReturnValuesOnConditionCheckFailure"})
+        return real.put_item(**kwargs)
 
-        def __getattr__(self, name: str) -> Any:
-            if name != "put_item":
-                return getattr(real, name)
-
-            def put_item(**kwargs: Any) -> Any:
-                real.put_item(
-                    **{k: v for k, v in kwargs.items() if k != "ReturnValuesOnConditionCheckFailure"}
-                )
-                return real.put_item(**kwargs)
-
-            return put_item
-
-    send.messages._client = AnswerLost()
+    messages._client = Mock(wraps=real, put_item=Mock(side_effect=put_item))
     say(chat, {"action": "sendMessage", "message": "hello"})
-    send.messages._client = real
+    messages._client = real
     assert [m["message"]["S"] for m in chat.stored()] == ["hello"]
 
 
