@@ -160,23 +160,13 @@ def test_disconnect_removes_every_membership_before_announcing_and_a_failed_room
     chat.put(FRIEND, "tiny", "friend")
     module = chat.function("disconnect")
     jam(module, failing_queue())
-    # What the handler did, in order (the test itself calls no AWS inside it: the recorder would
-    # attribute such a call to disconnect).
-    steps: list[str] = []
-    store, service = module.service.memberships, module.service
-    remove, broadcast = store.remove, service.broadcast_room
-
-    def removing(room_id: str, *args: Any) -> Any:
-        steps.append(f"remove {room_id}")
-        return remove(room_id, *args)
-
-    def announcing(endpoint: str, room_id: str, *args: Any, **kwargs: Any) -> Any:
-        steps.append(f"announce {room_id}")
-        return broadcast(endpoint, room_id, *args, **kwargs)
-
-    store.remove, service.broadcast_room = removing, announcing
+    # What the handler did, in order: the calls of both, recorded by one parent mock.
+    steps = Mock()
+    module.service.memberships.remove = steps.remove = Mock(wraps=module.service.memberships.remove)
+    module.service.broadcast_room = steps.announce = Mock(wraps=module.service.broadcast_room)
     assert change(chat, "disconnect") == 200
-    assert steps == ["remove stadium", "remove tiny", "announce stadium", "announce tiny"]
+    rooms = [(step, args[0] if step == "remove" else args[1]) for step, args, _ in steps.mock_calls]
+    assert rooms == [("remove", "stadium"), ("remove", "tiny"), ("announce", "stadium"), ("announce", "tiny")]
     assert chat.rooms_of(NEWCOMER) == set()
     assert NEWCOMER not in chat.record_ids()
     assert presence(chat, FRIEND) == [("newcomer", "offline")]
