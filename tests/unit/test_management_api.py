@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from unittest.mock import Mock
 from urllib.parse import unquote
 
 import boto3
@@ -128,15 +129,13 @@ def test_signature_equals_boto3s_for_an_execute_api_host(
     client = our_client(endpoint)
     assert client.region == "eu-west-2"
 
-    def urlopen(method: str, url: str, **kwargs: Any) -> HTTPResponse:
-        sent["lean"] = (url, kwargs["headers"], kwargs["body"])
-        return HTTPResponse(body=b"{}", status=200)
-
+    urlopen = Mock(return_value=HTTPResponse(body=b"{}", status=200))
     monkeypatch.setattr(client._pool, "urlopen", urlopen)
     post(client)
 
     boto_url, boto_headers = sent["boto3"]
-    lean_path, lean_headers, lean_body = sent["lean"]
+    [(_, lean_path), sent_with] = urlopen.call_args
+    lean_headers, lean_body = sent_with["headers"], sent_with["body"]
     assert boto_url == endpoint.removesuffix("/prod") + lean_path
     assert lean_body == DATA
     for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
