@@ -82,3 +82,11 @@ def sqs(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> FanoutQueues:
     monkeypatch.setenv("FANOUT_QUEUE_URL", url)
     monkeypatch.setenv("FANOUT_SHARD_SIZE", "3")
     return FanoutQueues(client=client, url=url, dlq_url=dlq_url)
+
+
+@pytest.fixture
+def chat(dynamodb: Any, management_api: FakeManagementApi) -> Any:
+    """Every function's handler over these tables and this fake API (tests/unit/helpers_a.py)."""
+    from tests.unit.helpers_a import Chat
+
+    return Chat(dynamodb, management_api)

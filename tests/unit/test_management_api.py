@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from unittest.mock import Mock
 from urllib.parse import unquote
 
 import boto3
@@ -52,20 +53,15 @@ def scripted() -> Iterator[FakeManagementApi]:
 
 @pytest.fixture(autouse=True)
 def fresh_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The client shares the process's botocore session (shared.runtime); these tests change the
-    environment it resolves credentials and region from, so each starts with none cached."""
+    """No botocore session cached (shared.runtime): these tests change where it finds credentials."""
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     monkeypatch.setattr(runtime, "_own_session", None)
 
 
 @pytest.fixture
-def frozen_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def signing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clock frozen; Lambda-like environment credentials, with a session token (which is signed too)."""
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *args, **kwargs: FROZEN)
-
-
-@pytest.fixture
-def session_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lambda-like environment credentials, with a session token (which is signed too)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "IQoJb3JpZ2luX2VjEXAMPLE//token==")
@@ -80,16 +76,28 @@ def boto3_client(endpoint_url: str, region: str = "us-east-1") -> Any:
     )
 
 
+def our_client(endpoint: str, **options: Any) -> ManagementApiClient:
+    return ManagementApiClient(endpoint, pool_size=options.pop("pool_size", 1), **options)
+
+
+def post(client: Any, connection_id: str = CONNECTION_ID, data: bytes = DATA) -> Any:
+    return client.post_to_connection(ConnectionId=connection_id, Data=data)
+
+
+def assert_fails_retried(error: type[BotoCoreError], endpoint: str, **options: Any) -> None:
+    """A post to ``endpoint`` raises ``error``, a botocore error the sender retries."""
+    with pytest.raises(error) as raised:
+        post(our_client(endpoint, **options))
+    assert isinstance(raised.value, BotoCoreError)
+    assert classify(raised.value) == (Outcome.FAILED, True)
+
+
 SIGNED = ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "Host")
 
 
-def test_wire_request_and_signature_equal_boto3s(
-    scripted: FakeManagementApi, frozen_time: None, session_credentials: None
-) -> None:
-    boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
-    ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
-        ConnectionId=CONNECTION_ID, Data=DATA
-    )
+def test_wire_request_and_signature_equal_boto3s(scripted: FakeManagementApi, signing: None) -> None:
+    post(boto3_client(scripted.endpoint_url))
+    post(our_client(scripted.endpoint_url))
     boto, lean = scripted.seen
     assert lean.path == boto.path == "/prod/@connections/BFHp%2B%2FhfCWIAMCKlQ%3D"
     assert unquote(lean.path.rsplit("/", 1)[1]) == CONNECTION_ID
@@ -100,7 +108,7 @@ def test_wire_request_and_signature_equal_boto3s(
 
 
 def test_signature_equals_boto3s_for_an_execute_api_host(
-    monkeypatch: pytest.MonkeyPatch, frozen_time: None, session_credentials: None
+    monkeypatch: pytest.MonkeyPatch, signing: None
 ) -> None:
     """HTTPS (payload hash as AWS gets it), region taken from the host although the session says us-east-1."""
     endpoint = "https://abc123defg.execute-api.eu-west-2.amazonaws.com/prod"
@@ -116,32 +124,36 @@ def test_signature_equals_boto3s_for_an_execute_api_host(
 
     boto = boto3_client(endpoint, region="eu-west-2")
     boto.meta.events.register("before-send", before_send)
-    boto.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+    post(boto)
 
-    lean = ManagementApiClient(endpoint, pool_size=1)
-    assert lean.region == "eu-west-2"
+    client = our_client(endpoint)
+    assert client.region == "eu-west-2"
 
-    def urlopen(method: str, url: str, **kwargs: Any) -> HTTPResponse:
-        sent["lean"] = (url, kwargs["headers"], kwargs["body"])
-        return HTTPResponse(body=b"{}", status=200)
-
-    monkeypatch.setattr(lean._pool, "urlopen", urlopen)
-    lean.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+    urlopen = Mock(return_value=HTTPResponse(body=b"{}", status=200))
+    monkeypatch.setattr(client._pool, "urlopen", urlopen)
+    post(client)
 
     boto_url, boto_headers = sent["boto3"]
-    lean_path, lean_headers, lean_body = sent["lean"]
+    [(_, lean_path), sent_with] = urlopen.call_args
+    lean_headers, lean_body = sent_with["headers"], sent_with["body"]
     assert boto_url == endpoint.removesuffix("/prod") + lean_path
     assert lean_body == DATA
     for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
         assert lean_headers[name] == boto_headers[name], name
 
 
-def test_region_comes_from_an_execute_api_host_else_the_session() -> None:
-    assert region_of("https://abc123.execute-api.ap-southeast-2.amazonaws.com/prod") == "ap-southeast-2"
-    assert region_of("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod") == "cn-north-1"
-    assert region_of("https://chat.example.com/prod") is None
-    assert region_of("http://127.0.0.1:3001/prod") is None
-    assert ManagementApiClient("https://chat.example.com/prod", pool_size=1).region == "us-east-1"
+@pytest.mark.parametrize(
+    ("endpoint", "region"),
+    [
+        ("https://abc123.execute-api.ap-southeast-2.amazonaws.com/prod", "ap-southeast-2"),
+        ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", "cn-north-1"),
+        ("https://chat.example.com/prod", None),
+        ("http://127.0.0.1:3001/prod", None),
+    ],
+)
+def test_region_comes_from_an_execute_api_host_else_the_session(endpoint: str, region: str | None) -> None:
+    assert region_of(endpoint) == region
+    assert our_client(endpoint).region == (region or "us-east-1")
 
 
 def test_no_region_anywhere_fails_at_construction_like_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -149,7 +161,7 @@ def test_no_region_anywhere_fails_at_construction_like_boto3(monkeypatch: pytest
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     with pytest.raises(NoRegionError):
-        ManagementApiClient("https://chat.example.com/prod", pool_size=1)
+        our_client("https://chat.example.com/prod")
 
 
 def test_no_credentials_fails_each_post_as_a_botocore_error(
@@ -160,10 +172,7 @@ def test_no_credentials_fails_each_post_as_a_botocore_error(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    client = ManagementApiClient(scripted.endpoint_url, pool_size=1)
-    with pytest.raises(NoCredentialsError) as raised:
-        client.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
-    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert_fails_retried(NoCredentialsError, scripted.endpoint_url)
     assert scripted.seen == []
 
 
@@ -181,11 +190,9 @@ def test_refreshable_credentials_are_frozen_per_request(scripted: FakeManagement
         }
 
     credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "test")
-    client = ManagementApiClient(scripted.endpoint_url, pool_size=1, credentials=credentials)
-    client.post_to_connection(ConnectionId="A", Data=b"{}")
-    assert [s.headers["Authorization"].split("/")[0] for s in scripted.seen] == [
-        "AWS4-HMAC-SHA256 Credential=AKIDSECOND"
-    ]
+    post(our_client(scripted.endpoint_url, credentials=credentials), "A", b"{}")
+    [authorization] = [s.headers["Authorization"] for s in scripted.seen]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDSECOND/")
 
 
 ERROR_CASES = [
@@ -214,11 +221,9 @@ def test_errors_are_the_client_errors_boto3_raises(
 ) -> None:
     scripted.answer = (status, {"Content-Type": "application/json", **headers}, body)
     with pytest.raises(ClientError) as from_boto3:
-        boto3_client(scripted.endpoint_url).post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA)
+        post(boto3_client(scripted.endpoint_url))
     with pytest.raises(ClientError) as from_lean:
-        ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
-            ConnectionId=CONNECTION_ID, Data=DATA
-        )
+        post(our_client(scripted.endpoint_url))
     lean, boto = from_lean.value, from_boto3.value
     assert lean.operation_name == "PostToConnection"
     assert lean.response["Error"] == boto.response["Error"]
@@ -231,42 +236,36 @@ def test_errors_are_the_client_errors_boto3_raises(
 
 
 @pytest.mark.parametrize(
-    ("status", "error_type", "code", "expected"),
+    ("status", "error_type", "expected"),
     [
-        (410, "GoneException", "GoneException", (Outcome.GONE, False)),
-        (410, None, "410", (Outcome.GONE, False)),
-        (403, "ForbiddenException", "ForbiddenException", (Outcome.FAILED, False)),
-        (403, None, "403", (Outcome.FAILED, False)),
-        (413, "PayloadTooLargeException", "PayloadTooLargeException", (Outcome.FAILED, False)),
-        (413, None, "413", (Outcome.FAILED, False)),
-        (429, "LimitExceededException", "LimitExceededException", (Outcome.FAILED, True)),
-        (429, None, "429", (Outcome.FAILED, True)),
-        (500, "InternalServerError", "InternalServerError", (Outcome.FAILED, True)),
-        (500, None, "500", (Outcome.FAILED, True)),
+        (410, "GoneException", (Outcome.GONE, False)),
+        (410, None, (Outcome.GONE, False)),
+        (403, "ForbiddenException", (Outcome.FAILED, False)),
+        (403, None, (Outcome.FAILED, False)),
+        (413, "PayloadTooLargeException", (Outcome.FAILED, False)),
+        (413, None, (Outcome.FAILED, False)),
+        (429, "LimitExceededException", (Outcome.FAILED, True)),
+        (429, None, (Outcome.FAILED, True)),
+        (500, "InternalServerError", (Outcome.FAILED, True)),
+        (500, None, (Outcome.FAILED, True)),
     ],
 )
 def test_error_codes_and_how_the_sender_treats_them(
-    scripted: FakeManagementApi,
-    status: int,
-    error_type: str | None,
-    code: str,
-    expected: tuple[Outcome, bool],
+    scripted: FakeManagementApi, status: int, error_type: str | None, expected: tuple[Outcome, bool]
 ) -> None:
     headers = {"x-amzn-ErrorType": error_type} if error_type else {}
     scripted.answer = (status, headers, b'{"message": "no"}')
     with pytest.raises(ClientError) as raised:
-        ManagementApiClient(scripted.endpoint_url, pool_size=1).post_to_connection(
-            ConnectionId=CONNECTION_ID, Data=DATA
-        )
-    assert raised.value.response["Error"] == {"Code": code, "Message": "no"}
+        post(our_client(scripted.endpoint_url))
+    # The code is the error type header's, else the status.
+    assert raised.value.response["Error"] == {"Code": error_type or str(status), "Message": "no"}
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == status
     assert classify(raised.value) == expected
 
 
 def test_200_returns_none_and_delivers(management_api: FakeManagementApi) -> None:
     management_api.live.add(CONNECTION_ID)
-    client = ManagementApiClient(management_api.endpoint_url, pool_size=1)
-    assert client.post_to_connection(ConnectionId=CONNECTION_ID, Data=DATA) is None
+    assert post(our_client(management_api.endpoint_url)) is None
     assert management_api.delivered == [(CONNECTION_ID, DATA)]
 
 
@@ -274,29 +273,25 @@ def test_200_concurrent_posts_never_exceed_the_pool(management_api: FakeManageme
     management_api.latency = 0.02
     ids = [f"P{i:014d}=" for i in range(200)]
     management_api.live.update(ids)
-    client = ManagementApiClient(management_api.endpoint_url, pool_size=8)
+    client = our_client(management_api.endpoint_url, pool_size=8)
     with ThreadPoolExecutor(max_workers=50) as executor:  # more callers than connections
-        list(executor.map(lambda cid: client.post_to_connection(ConnectionId=cid, Data=b"{}"), ids))
+        list(executor.map(lambda cid: post(client, cid, b"{}"), ids))
     assert sorted(cid for cid, _ in management_api.delivered) == ids
     assert 1 < management_api.max_in_flight <= 8
     assert client._pool.num_connections <= 8  # block=True: callers waited, no throw-away connections
 
 
 def test_connections_are_kept_alive(scripted: FakeManagementApi) -> None:
-    client = ManagementApiClient(scripted.endpoint_url, pool_size=2)
+    client = our_client(scripted.endpoint_url, pool_size=2)
     for i in range(5):
-        client.post_to_connection(ConnectionId=f"K{i}", Data=b"{}")
+        post(client, f"K{i}", b"{}")
     assert client._pool.num_connections == 1
     assert len(scripted.seen) == 5
 
 
 def test_read_timeout_is_a_retried_botocore_error(scripted: FakeManagementApi) -> None:
     scripted.latency = 0.3
-    client = ManagementApiClient(scripted.endpoint_url, pool_size=1, read_timeout=0.05)
-    with pytest.raises(ReadTimeoutError) as raised:
-        client.post_to_connection(ConnectionId="SLOW", Data=b"{}")
-    assert isinstance(raised.value, BotoCoreError)
-    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert_fails_retried(ReadTimeoutError, scripted.endpoint_url, read_timeout=0.05)
 
 
 @pytest.fixture
@@ -319,17 +314,11 @@ def unanswered_port() -> Iterator[int]:
 
 
 def test_connect_timeout_is_a_retried_botocore_error(unanswered_port: int) -> None:
-    client = ManagementApiClient(f"http://127.0.0.1:{unanswered_port}/prod", pool_size=1, connect_timeout=0.1)
-    with pytest.raises(ConnectTimeoutError) as raised:
-        client.post_to_connection(ConnectionId="ANY", Data=b"{}")
-    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert_fails_retried(ConnectTimeoutError, f"http://127.0.0.1:{unanswered_port}/prod", connect_timeout=0.1)
 
 
 def test_refused_connection_is_an_endpoint_connection_error() -> None:
-    client = ManagementApiClient("http://127.0.0.1:9/prod", pool_size=1)
-    with pytest.raises(EndpointConnectionError) as raised:
-        client.post_to_connection(ConnectionId="ANY", Data=b"{}")
-    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert_fails_retried(EndpointConnectionError, "http://127.0.0.1:9/prod")
 
 
 def test_connection_closed_without_an_answer_is_a_botocore_error() -> None:
@@ -343,21 +332,15 @@ def test_connection_closed_without_an_answer_is_a_botocore_error() -> None:
         conn.close()
 
     threading.Thread(target=hang_up, daemon=True).start()
-    client = ManagementApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}/prod", pool_size=1)
     try:
-        with pytest.raises(ConnectionClosedError) as raised:
-            client.post_to_connection(ConnectionId="ANY", Data=b"{}")
+        assert_fails_retried(ConnectionClosedError, f"http://127.0.0.1:{listener.getsockname()[1]}/prod")
     finally:
         listener.close()
-    assert classify(raised.value) == (Outcome.FAILED, True)
 
 
 def test_text_data_is_sent_as_utf8_like_boto3(management_api: FakeManagementApi) -> None:
     management_api.live.add("TEXT")
-    ManagementApiClient(management_api.endpoint_url, pool_size=1).post_to_connection(
-        ConnectionId="TEXT",
-        Data="héllo",  # type: ignore[arg-type]
-    )
+    post(our_client(management_api.endpoint_url), "TEXT", "héllo")  # type: ignore[arg-type]
     assert management_api.delivered == [("TEXT", "héllo".encode())]
 
 
@@ -380,9 +363,8 @@ def _botocore_headers(credentials: Any, url: str, data: bytes, region: str) -> d
 def test_signer_equals_botocores_sigv4_across_days_and_keys(
     monkeypatch: pytest.MonkeyPatch, endpoint: str, connection_id: str, token: str | None
 ) -> None:
-    """The cached signing key must follow the day and the secret key: each post's headers are exactly
-    what botocore's SigV4Auth adds to the same request."""
-    client = ManagementApiClient(endpoint, pool_size=1, region="eu-west-2", credentials=object())
+    """The cached signing key follows the day and the secret key: exactly what botocore's SigV4Auth adds."""
+    client = our_client(endpoint, region="eu-west-2", credentials=object())
     path = f"{client._path}/@connections/{percent_encode(connection_id)}"
     days = [FROZEN, FROZEN + datetime.timedelta(hours=1), FROZEN + datetime.timedelta(days=1)]
     secrets = ["secret-one", "secret-one", "secret-two"]
@@ -397,9 +379,7 @@ def test_signing_key_is_derived_once_per_day(monkeypatch: pytest.MonkeyPatch) ->
     derivations: list[str] = []
     real = management_api._hmac
     monkeypatch.setattr(management_api, "_hmac", lambda key, msg: derivations.append(msg) or real(key, msg))
-    client = ManagementApiClient(
-        "http://127.0.0.1:1/prod", pool_size=1, region="us-east-1", credentials=object()
-    )
+    client = our_client("http://127.0.0.1:1/prod", region="us-east-1", credentials=object())
     credentials = ReadOnlyCredentials("AKIDEXAMPLE", "secret", None)
     for now in (FROZEN, FROZEN, FROZEN + datetime.timedelta(hours=11), FROZEN + datetime.timedelta(days=1)):
         monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, now=now, **k: now)

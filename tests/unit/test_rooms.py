@@ -1,97 +1,16 @@
-"""Several rooms per connection, presence, listMembers and typing (docs/rooms.md), through the handlers.
-
-Connections are made by the real $connect handler, so the records, memberships and presence items are
-exactly what production writes.
-"""
+"""Several rooms per connection, presence, listMembers and typing (docs/rooms.md), through the handlers;
+connections are made by the real $connect handler, so records, memberships and presence are production's."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
+from unittest.mock import Mock
 
 import pytest
 
-from local_stack.testing import FakeContext, FakeManagementApi, make_token
-from tests.conftest import load_function
-from tests.support.events import connect_event, disconnect_event, message_event
-from tests.support.records import MEMBERSHIPS_TABLE, TABLE, record_ids, table_items
-
-ROUTES = {
-    "join": "join",
-    "leave": "leave",
-    "listMembers": "list_members",
-    "typing": "typing",
-    "sendMessage": "send_message",
-    "sendDirect": "send_direct",
-    "getHistory": "get_history",
-}
-
-
-def cid(name: str) -> str:
-    """A 16-character connection id like API Gateway's."""
-    return (name.upper() + "x" * 15)[:15] + "="
-
-
-class Chat:
-    """Every function of the stack over one moto table set and one fake management API."""
-
-    def __init__(self, dynamodb: Any, api: FakeManagementApi) -> None:
-        self.dynamodb = dynamodb
-        self.api = api
-        self.functions: dict[str, Any] = {}
-
-    def function(self, name: str) -> Any:
-        if name not in self.functions:
-            module = load_function(name)
-            # Past the grace a 410 gets right after a $connect (see the grace test below).
-            module.service._clock = lambda: time.time() + 60
-            self.functions[name] = module
-        return self.functions[name]
-
-    def connect(
-        self, who: str, user: str, room: str, *, rooms: list[str] | None = None, live: bool = True
-    ) -> str:
-        connection_id = cid(who)
-        claims: dict[str, Any] = {"name": user.title()}
-        if rooms is not None:
-            claims["rooms"] = rooms
-        if live:
-            self.api.live.add(connection_id)
-        event = connect_event(
-            {"token": make_token(user, **claims), "room_id": room}, connection_id=connection_id
-        )
-        response = self.function("connect").handler(event, FakeContext())
-        assert response["statusCode"] == 200, response
-        return connection_id
-
-    def send(self, connection_id: str, frame: dict[str, Any] | str) -> dict[str, Any]:
-        action = frame.get("action") if isinstance(frame, dict) else None
-        name = ROUTES.get(str(action), "default")
-        event = message_event(frame, connection_id=connection_id, route=str(action))
-        response: dict[str, Any] = self.function(name).handler(event, FakeContext())
-        return response
-
-    def disconnect(self, connection_id: str) -> None:
-        self.api.live.discard(connection_id)
-        self.function("disconnect").handler(disconnect_event(connection_id=connection_id), FakeContext())
-
-    def frames(self, connection_id: str, action: str | None = None) -> list[dict[str, Any]]:
-        return [f for f in self.api.frames_to(connection_id) if action is None or f["action"] == action]
-
-    def presence(self, connection_id: str) -> list[tuple[str, str, str]]:
-        return [(f["room_id"], f["user_id"], f["state"]) for f in self.frames(connection_id, "presence")]
-
-    def memberships(self) -> set[tuple[str, str]]:
-        return {
-            (item["room_id"]["S"], item["member"]["S"])
-            for item in table_items(self.dynamodb, MEMBERSHIPS_TABLE)
-            if not item["room_id"]["S"].startswith("presence#")
-        }
-
-
-@pytest.fixture
-def chat(dynamodb: Any, management_api: FakeManagementApi) -> Chat:
-    return Chat(dynamodb, management_api)
+from tests.support.records import MEMBERSHIPS_TABLE, TABLE, table_items
+from tests.unit.helpers_a import Chat, cid
 
 
 def test_one_connection_in_three_rooms_receives_each_rooms_messages_and_nothing_else(chat: Chat) -> None:
@@ -105,13 +24,9 @@ def test_one_connection_in_three_rooms_receives_each_rooms_messages_and_nothing_
         chat.send(alice, {"action": "sendMessage", "room_id": room, "message": f"in {room}"})
     chat.send(bob, {"action": "sendMessage", "room_id": "r2", "message": "bob in r2"})
     chat.send(carol, {"action": "sendMessage", "message": "carol in r4"})
-    got = [(f["room_id"], f["message"]) for f in chat.frames(alice, "message")]
-    assert got == [("r1", "in r1"), ("r2", "in r2"), ("r3", "in r3"), ("r2", "bob in r2")]
-    assert [(f["room_id"], f["message"]) for f in chat.frames(bob, "message")] == [
-        ("r2", "in r2"),
-        ("r2", "bob in r2"),
-    ]
-    assert [f["message"] for f in chat.frames(carol, "message")] == ["carol in r4"]
+    assert chat.messages(alice) == [("r1", "in r1"), ("r2", "in r2"), ("r3", "in r3"), ("r2", "bob in r2")]
+    assert chat.messages(bob) == [("r2", "in r2"), ("r2", "bob in r2")]
+    assert chat.messages(carol) == [("r4", "carol in r4")]
 
 
 @pytest.mark.parametrize(
@@ -180,13 +95,11 @@ def test_send_message_needs_a_room_the_connection_is_in(chat: Chat) -> None:
     chat.send(alice, {"action": "leave", "room_id": "r1"})
     chat.send(alice, {"action": "sendMessage", "message": "first room, left"})
     chat.send(alice, {"action": "sendMessage", "room_id": "r1", "message": "left"})
-    chat.send(alice, {"action": "getHistory"})
-    chat.send(alice, {"action": "listMembers"})
-    chat.send(alice, {"action": "typing"})
-    codes = [f["code"] for f in chat.frames(alice, "error")]
-    assert codes == ["forbidden_room"] * 6
+    for action in ("getHistory", "listMembers", "typing"):
+        chat.send(alice, {"action": action})
+    assert [f["code"] for f in chat.frames(alice, "error")] == ["forbidden_room"] * 6
     chat.send(alice, {"action": "sendMessage", "room_id": "r2", "message": "yes"})
-    assert [f["message"] for f in chat.frames(alice, "message")] == ["yes"]
+    assert chat.messages(alice) == [("r2", "yes")]
 
 
 def test_error_precedence_holds_for_the_new_actions(chat: Chat) -> None:
@@ -218,14 +131,8 @@ def test_presence_follows_a_users_first_and_last_connection_across_two_devices(c
     assert chat.presence(observer) == [("room", "alice", "online"), ("room", "alice", "offline")]
     chat.send(laptop, {"action": "join", "room_id": "room"})
     chat.disconnect(laptop)
-    assert chat.presence(observer) == [
-        ("room", "alice", "online"),
-        ("room", "alice", "offline"),
-        ("room", "alice", "online"),
-        ("room", "alice", "offline"),
-    ]
-    [online] = [f for f in chat.frames(observer, "presence")][:1]
-    assert online["name"] == "Alice"
+    assert chat.presence(observer) == [("room", "alice", "online"), ("room", "alice", "offline")] * 2
+    assert chat.frames(observer, "presence")[0]["name"] == "Alice"
     assert chat.memberships() == {("room", f"olga#{observer}")}
 
 
@@ -235,8 +142,7 @@ def test_list_members_lists_distinct_users_across_every_page(chat: Chat) -> None
     for n in range(5):
         chat.connect(f"user{n}", f"user{n}", "room")
     chat.connect("other", "zed", "elsewhere")
-    function = chat.function("list_members")
-    function.service.memberships.page_size = 2  # 8 memberships: 4 pages
+    chat.function("list_members").service.memberships.page_size = 2  # 8 memberships: 4 pages
     chat.send(alice, {"action": "listMembers", "room_id": "room"})
     [frame] = chat.frames(alice, "members")
     assert frame["room_id"] == "room"
@@ -250,9 +156,8 @@ def test_typing_reaches_the_other_users_only_and_at_most_once_per_two_seconds(ch
     alice_tab = chat.connect("alicetab", "alice", "room")
     bob = chat.connect("bob", "bob", "room")
     chat.connect("carol", "carol", "elsewhere")
-    store = chat.function("typing").service.memberships
     now = [1_000_000.0]
-    store._clock = lambda: now[0]
+    chat.function("typing").service.memberships._clock = lambda: now[0]
     chat.send(alice, {"action": "typing", "room_id": "room"})
     chat.send(alice, {"action": "typing"})  # within 2 s: dropped silently
     now[0] += 1.9
@@ -260,10 +165,8 @@ def test_typing_reaches_the_other_users_only_and_at_most_once_per_two_seconds(ch
     chat.send(alice_tab, {"action": "typing"})  # another connection has its own 2 s
     now[0] += 0.2
     chat.send(alice, {"action": "typing"})
-    assert (
-        chat.frames(bob, "typing")
-        == [{"action": "typing", "room_id": "room", "user_id": "alice", "name": "Alice"}] * 3
-    )
+    typing = {"action": "typing", "room_id": "room", "user_id": "alice", "name": "Alice"}
+    assert chat.frames(bob, "typing") == [typing] * 3
     assert chat.frames(alice, "typing") == [] and chat.frames(alice_tab, "typing") == []
     assert chat.frames(alice, "error") == []
     assert chat.frames(cid("carol")) == []
@@ -277,7 +180,7 @@ def test_a_410_found_by_a_broadcast_removes_every_membership_of_that_connection(
     chat.api.live.discard(dead)  # closed without a $disconnect
     chat.api.reset()
     chat.send(observer, {"action": "sendMessage", "room_id": "r1", "message": "hello"})
-    assert dead not in record_ids(chat.dynamodb)
+    assert dead not in chat.record_ids()
     assert chat.memberships() == {("r1", f"olga#{observer}"), ("r2", f"olga#{observer}")}
     assert sorted(chat.presence(observer)) == [("r1", "alice", "offline"), ("r2", "alice", "offline")]
 
@@ -288,13 +191,13 @@ def test_disconnect_racing_a_reconnect_never_removes_the_live_connection(chat: C
     new = chat.connect("new", "alice", "room")  # the reconnect lands before the old $disconnect
     chat.disconnect(old)
     assert chat.memberships() == {("room", f"olga#{observer}"), ("room", f"alice#{new}")}
-    assert record_ids(chat.dynamodb) == {observer, new}
+    assert chat.record_ids() == {observer, new}
     assert chat.presence(observer) == [("room", "alice", "online")]
     chat.send(observer, {"action": "sendMessage", "message": "still there?"})
-    assert [f["message"] for f in chat.frames(new, "message")] == ["still there?"]
+    assert chat.messages(new) == [("room", "still there?")]
     # A late 410 for the old connection (a broadcast that read it before it left) changes nothing either.
-    service = chat.function("send_message").service
     offline: list[tuple[str, str, str | None]] = []
+    service = chat.function("send_message").service
     assert service._clean_up(old, "alice", since=0, room="room", offline=offline)
     assert offline == []
     assert chat.memberships() == {("room", f"olga#{observer}"), ("room", f"alice#{new}")}
@@ -308,18 +211,14 @@ def test_every_broadcast_removes_a_gone_member_and_announces_it_offline(chat: Ch
     if function in ("leave", "typing", "disconnect"):
         chat.send(actor, {"action": "join", "room_id": "room"})
     dead = chat.connect("dead", "dora", "room", live=False)  # its online reached only the observer
-    assert dead in record_ids(chat.dynamodb)
+    assert dead in chat.record_ids()
     if function == "connect":
         chat.connect("actor2", "amy", "room")
-    elif function == "join":
-        chat.send(actor, {"action": "join", "room_id": "room"})
-    elif function == "leave":
-        chat.send(actor, {"action": "leave", "room_id": "room"})
-    elif function == "typing":
-        chat.send(actor, {"action": "typing", "room_id": "room"})
-    else:
+    elif function == "disconnect":
         chat.disconnect(actor)
-    assert dead not in record_ids(chat.dynamodb)
+    else:
+        chat.send(actor, {"action": function, "room_id": "room"})
+    assert dead not in chat.record_ids()
     assert ("room", f"dora#{dead}") not in chat.memberships()
     assert ("room", "dora", "offline") in chat.presence(observer)
 
@@ -342,31 +241,29 @@ def test_the_rate_limit_counts_join_leave_list_and_typing_frames_per_user(
         chat.send(tabs[n % 3], frame)
     answered = [f["action"] for tab in tabs for f in chat.frames(tab) if f["action"] != "presence"]
     assert sorted(answered) == ["error", "joined", "left", "members"]
-    errors = [f for tab in tabs for f in chat.frames(tab, "error")]
-    assert [e["code"] for e in errors] == ["rate_limited"]
+    assert [e["code"] for tab in tabs for e in chat.frames(tab, "error")] == ["rate_limited"]
 
 
 def test_connect_keeps_the_rooms_claim_and_the_first_room_on_the_record(chat: Chat) -> None:
     chat.connect("alice", "alice", "r1", rooms=["r1", "r2"])
-    [record] = [i for i in table_items(chat.dynamodb, TABLE)]
+    [record] = table_items(chat.dynamodb, TABLE)
     assert record["room_id"] == {"S": "r1"}
     assert record["rooms"] == {"SS": ["r1"]}
     assert [v["S"] for v in record["granted_rooms"]["L"]] == ["r1", "r2"]
-    presence = [
-        i for i in table_items(chat.dynamodb, MEMBERSHIPS_TABLE) if i["room_id"]["S"] == "presence#r1"
-    ]
-    assert [p["connections"]["SS"] for p in presence] == [[cid("alice")]]
-    assert all("ttl" in item for item in table_items(chat.dynamodb, MEMBERSHIPS_TABLE))
+    memberships = list(table_items(chat.dynamodb, MEMBERSHIPS_TABLE))
+    presence = [p["connections"]["SS"] for p in memberships if p["room_id"]["S"] == "presence#r1"]
+    assert presence == [[cid("alice")]]
+    assert all("ttl" in item for item in memberships)
 
 
 def test_a_410_within_the_connect_grace_keeps_the_connection(chat: Chat) -> None:
     # API Gateway answers 410 for a connection whose $connect is still running: not a closed one.
     observer = chat.connect("obs", "olga", "room")
-    chat.connect("slow", "sam", "room", live=False)
+    slow = chat.connect("slow", "sam", "room", live=False)
     chat.function("send_message").service._clock = time.time  # no time has passed since that $connect
     chat.send(observer, {"action": "sendMessage", "message": "hi"})
-    assert cid("slow") in record_ids(chat.dynamodb)
-    assert ("room", f"sam#{cid('slow')}") in chat.memberships()
+    assert slow in chat.record_ids()
+    assert ("room", f"sam#{slow}") in chat.memberships()
 
 
 def test_presence_at_connect_is_posted_with_the_broadcast_pool(chat: Chat) -> None:
@@ -377,26 +274,20 @@ def test_presence_at_connect_is_posted_with_the_broadcast_pool(chat: Chat) -> No
     chat.api.reset()
     chat.api.max_in_flight = 0
     chat.connect("late", "latecomer", "big")
-    assert len([cid for cid, _ in chat.api.delivered]) == 8
+    assert len(chat.api.delivered) == 8
     assert chat.api.max_in_flight > 1
 
 
 def test_a_join_that_failed_after_updating_the_record_is_completed_by_joining_again(chat: Chat) -> None:
     observer = chat.connect("obs", "olga", "room")
     alice = chat.connect("alice", "alice", "lobby")
-    join = chat.function("join")
-    store = join.service.memberships
-    real_add = store.add
-
-    def failing_add(membership: Any) -> None:
-        raise RuntimeError("DynamoDB went away")
-
-    store.add = failing_add
+    store = chat.function("join").service.memberships
+    store.add = Mock(side_effect=RuntimeError("DynamoDB went away"))
     chat.send(alice, {"action": "join", "room_id": "room"})
     assert [f["code"] for f in chat.frames(alice, "error")] == ["internal"]
-    store.add = real_add
+    del store.add  # the store's own method again
     chat.send(alice, {"action": "join", "room_id": "room"})
     assert ("room", f"alice#{alice}") in chat.memberships()
     assert chat.presence(observer) == [("room", "alice", "online")]
     chat.send(observer, {"action": "sendMessage", "message": "now you hear me"})
-    assert [f["message"] for f in chat.frames(alice, "message")] == ["now you hear me"]
+    assert chat.messages(alice) == [("room", "now you hear me")]
