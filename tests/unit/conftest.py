@@ -86,7 +86,7 @@ def sqs(dynamodb: Any, monkeypatch: pytest.MonkeyPatch) -> FanoutQueues:
 
 @pytest.fixture
 def chat(dynamodb: Any, management_api: FakeManagementApi) -> Any:
-    """Every function's handler over these tables and this fake API (tests/unit/helpers_a.py)."""
-    from tests.unit.helpers_a import Chat
+    """Every function's handler over these tables and this fake API (tests/unit/chat_driver.py)."""
+    from tests.unit.chat_driver import Chat
 
     return Chat(dynamodb, management_api)

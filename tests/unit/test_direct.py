@@ -7,12 +7,7 @@ from typing import Any
 import pytest
 
 from tests.support.records import MESSAGES_TABLE, record_ids, table_items
-from tests.unit.test_rooms import Chat, cid
-
-
-@pytest.fixture
-def chat(dynamodb: Any, management_api: Any) -> Chat:
-    return Chat(dynamodb, management_api)
+from tests.unit.chat_driver import Chat, cid
 
 
 def direct(**fields: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tests.support.sqs import (
     receive,
     sqs_event,
 )
-from tests.unit.helpers_a import Chat, cid, jam, member_ids, requeue
+from tests.unit.chat_driver import Chat, cid, jam, member_ids, requeue
 
 SENDER = cid("sender")
 ROOM = "live"

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from shared.fanout_queue import EnqueueFailed
 from shared.messages import StoreUnavailable
 from tests.support.sqs import DropsFirstEntry, bodies, deliver, fanout_context, receive
-from tests.unit.helpers_a import Chat, cid, jam, requeue
+from tests.unit.chat_driver import Chat, cid, jam, requeue
 
 ROOM = "stadium"
 NEWCOMER = cid("newcomer")

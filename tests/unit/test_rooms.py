@@ -10,7 +10,7 @@ from unittest.mock import Mock
 import pytest
 
 from tests.support.records import MEMBERSHIPS_TABLE, TABLE, table_items
-from tests.unit.helpers_a import Chat, cid
+from tests.unit.chat_driver import Chat, cid
 
 
 def test_one_connection_in_three_rooms_receives_each_rooms_messages_and_nothing_else(chat: Chat) -> None:

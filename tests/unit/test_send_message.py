@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.support.records import MESSAGES_TABLE, TABLE, table_items
-from tests.unit.helpers_a import Chat, cid
+from tests.unit.chat_driver import Chat, cid
 
 SENDER = cid("sender")
 BOB = cid("bob")
