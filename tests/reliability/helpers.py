@@ -1,21 +1,29 @@
-"""Small tools of the reliability families: hand-made JWTs, endpoints that misbehave, DynamoDB faults."""
+"""Small tools of the reliability families: hand-made JWTs, endpoints that misbehave, DynamoDB faults, a
+stack's processes and what its clients received."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import io
 import json
+import math
 import socket
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from botocore.awsrequest import AWSResponse
+
+from local_stack.testing.ws import ChatClient
+
+T = TypeVar("T")
 
 
 def b64url(data: bytes) -> str:
@@ -151,3 +159,52 @@ def memory(pid: int) -> tuple[int, int, int]:
 
 def worker_environments(pid: int) -> list[dict[str, str]]:
     return [child.environ() for child in psutil.Process(pid).children(recursive=True)]
+
+
+async def settle(progress: Callable[[], int], total: int, deadline: float, stall: float = math.inf) -> None:
+    """Wait until ``progress()`` reaches ``total``, ``deadline`` (monotonic) passes, or it stays still for
+    ``stall`` seconds (what is missing by then is lost)."""
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        got = progress()
+        if got >= total:
+            return
+        if got != last:
+            last, last_change = got, time.monotonic()
+        elif time.monotonic() - last_change > stall:
+            return
+        await asyncio.sleep(0.25)
+
+
+def expected_for(sent: dict[int, list[str]], room_size: int) -> dict[int, Counter[str]]:
+    """Client ``i`` is in room ``i // room_size``: every message of its room, once (its own included)."""
+    return {
+        i: Counter(text for j, texts in sent.items() if j // room_size == i // room_size for text in texts)
+        for i in sent
+    }
+
+
+def delivered(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> int:
+    return sum(min(c.received[t], n) for i, c in enumerate(clients) for t, n in expected[i].items())
+
+
+def losses(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> tuple[int, int, int]:
+    """(lost, duplicated, foreign): foreign = frames from another room."""
+    lost = duplicated = foreign = 0
+    for i, client in enumerate(clients):
+        for text, n in expected[i].items():
+            lost += max(0, n - client.received[text])
+            duplicated += max(0, client.received[text] - n)
+        foreign += sum(n for text, n in client.received.items() if text not in expected[i])
+    return lost, duplicated, foreign
+
+
+async def gathered(awaitables: Iterable[Awaitable[T]], at_once: int) -> list[T]:
+    """Await them all (client opens, say) with at most ``at_once`` in flight; their results in order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(awaitable: Awaitable[T]) -> T:
+        async with gate:
+            return await awaitable
+
+    return list(await asyncio.gather(*(one(a) for a in awaitables)))
