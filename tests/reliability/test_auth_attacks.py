@@ -24,14 +24,7 @@ from shared.observability import logger as powertools_logger
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
-from tests.reliability.helpers import (
-    blackhole,
-    closed_port_url,
-    hs_sign,
-    leaks,
-    retamper,
-    unsigned,
-)
+from tests.reliability.helpers import blackhole, closed_port_url, hs_sign, leaks, retamper, unsigned
 from tests.support.events import connect_event
 from tests.support.records import records
 
@@ -240,9 +233,27 @@ def run_attack(module: Any, attack: str | Attack, dynamodb: Any, logs: Captured)
     return response
 
 
-def test_auth_hs256_control_valid_token_is_accepted(hs_connect: Any, dynamodb: Any) -> None:
-    # Without this, a harness that refused everything would pass every attack below.
-    assert attempt(hs_connect, hs())["statusCode"] == 200
+@pytest.fixture
+def connect_with(rs_connect: Loader, jwks: Endpoint, dynamodb: Any) -> Loader:
+    """``connect_with("hs256")`` / ``connect_with("rs256")``: the connect function checking that algorithm."""
+    return lambda alg: load_function("connect") if alg == "hs256" else rs_connect(jwks.url)
+
+
+SIGNERS = {"hs256": hs, "rs256": rs}
+# The Cognito access token is the control of the two client_id claim shapes below.
+CONTROLS: dict[str, Callable[[], str]] = {
+    "hs256": hs,
+    "rs256": rs,
+    "rs256-cognito-access-token-for-our-client": lambda: rs(
+        aud=None, token_use="access", client_id=AUDIENCE, scope="aws.cognito.signin.user.admin"
+    ),
+}
+
+
+@pytest.mark.parametrize("control", list(CONTROLS))
+def test_auth_control_valid_token_is_accepted(connect_with: Loader, dynamodb: Any, control: str) -> None:
+    # Without these, a harness that refused everything would pass every attack.
+    assert attempt(connect_with(control[:5]), CONTROLS[control]())["statusCode"] == 200
     assert len(records(dynamodb)) == 1
 
 
@@ -251,13 +262,6 @@ def test_auth_hs256_attack_is_refused(
     hs_connect: Any, dynamodb: Any, debug_logs: Captured, name: str
 ) -> None:
     run_attack(hs_connect, HS_ATTACKS[name](), dynamodb, debug_logs)
-
-
-def test_auth_rs256_control_valid_token_is_accepted(
-    rs_connect: Loader, dynamodb: Any, jwks: Endpoint
-) -> None:
-    assert attempt(rs_connect(jwks.url), rs())["statusCode"] == 200
-    assert len(records(dynamodb)) == 1
 
 
 @pytest.mark.parametrize("name", list(RS_ATTACKS))
@@ -387,24 +391,9 @@ def run_shape(module: Any, token: str, dynamodb: Any) -> None:
 
 
 @pytest.mark.parametrize("shape", list(CLAIM_SHAPES))
-def test_auth_hs256_claim_shape_is_refused(hs_connect: Any, dynamodb: Any, shape: str) -> None:
-    run_shape(hs_connect, hs(**CLAIM_SHAPES[shape]()), dynamodb)
-
-
-@pytest.mark.parametrize("shape", list(CLAIM_SHAPES))
-def test_auth_rs256_claim_shape_is_refused(
-    rs_connect: Loader, dynamodb: Any, jwks: Endpoint, shape: str
-) -> None:
-    run_shape(rs_connect(jwks.url), rs(**CLAIM_SHAPES[shape]()), dynamodb)
-
-
-def test_auth_rs256_cognito_access_token_for_our_client_is_accepted(
-    rs_connect: Loader, dynamodb: Any, jwks: Endpoint
-) -> None:
-    # The control of the two client_id shapes above: the real Cognito access-token shape connects.
-    token = rs(aud=None, token_use="access", client_id=AUDIENCE, scope="aws.cognito.signin.user.admin")
-    assert attempt(rs_connect(jwks.url), token)["statusCode"] == 200
-    assert len(records(dynamodb)) == 1
+@pytest.mark.parametrize("alg", list(SIGNERS))
+def test_auth_claim_shape_is_refused(connect_with: Loader, dynamodb: Any, alg: str, shape: str) -> None:
+    run_shape(connect_with(alg), SIGNERS[alg](**CLAIM_SHAPES[shape]()), dynamodb)
 
 
 # JWKS rotation (item 1): a key rotated out stops working; made-up kids cannot make us fetch.

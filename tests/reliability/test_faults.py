@@ -19,10 +19,7 @@ from shared.sender import Sender
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
-from tests.reliability.helpers import (
-    DynamoFaults,
-    closed_port_url,
-)
+from tests.reliability.helpers import DynamoFaults, closed_port_url
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import put_record, record_ids
 
@@ -30,11 +27,7 @@ SENDER = "SENDERxxxxxxxx0="
 LIVE = ["LIVE0xxxxxxxxx0=", "LIVE1xxxxxxxxx0=", "LIVE2xxxxxxxxx0="]
 GONE = "GONExxxxxxxxxx0="
 # Transient faults: reachable after botocore-free retries (RetryPolicy: 3 attempts).
-TRANSIENT = {
-    "T429xxxxxxxxxx0=": [429],
-    "T500x2xxxxxxxx0=": [500, 500],
-    "T503xxxxxxxxxx0=": [503],
-}
+TRANSIENT = {"T429xxxxxxxxxx0=": [429], "T500x2xxxxxxxx0=": [500, 500], "T503xxxxxxxxxx0=": [503]}
 TRANSIENT_NET = {"THANGxxxxxxxxx0=": ["hang"], "TRESETxxxxxxxx0=": ["reset"]}
 # Permanent faults on live connections: unreachable now, and never deleted for it.
 PERMANENT = {
@@ -64,11 +57,6 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def management_api() -> Iterator[FakeManagementApi]:
     with FakeManagementApi(hang_seconds=4 * READ_TIMEOUT) as fake:
         yield fake
-
-
-@pytest.fixture
-def api(management_api: FakeManagementApi) -> FakeManagementApi:
-    return management_api
 
 
 @pytest.fixture
@@ -113,21 +101,25 @@ def tally(**counts: int) -> None:
 
 
 def test_faults_management_api_errors_and_timeouts(
-    send: Any, dynamodb: Any, connected: Callable[..., None], api: FakeManagementApi, captured: Captured
+    send: Any,
+    dynamodb: Any,
+    connected: Callable[..., None],
+    management_api: FakeManagementApi,
+    captured: Captured,
 ) -> None:
     send.sender = send.service.sender = short_timeout_sender(send)
     everyone = [*LIVE, GONE, *TRANSIENT, *TRANSIENT_NET, *PERMANENT, *PERMANENT_NET]
     for cid in everyone:
         connected(cid, "general")
-    api.live.discard(GONE)
+    management_api.live.discard(GONE)
     for cid, script in {**TRANSIENT, **PERMANENT, **TRANSIENT_NET, **PERMANENT_NET}.items():
-        api.scripts[cid] = list(script)
+        management_api.scripts[cid] = list(script)
 
     assert post(send) == {"statusCode": 200}
 
     reachable = [SENDER, *LIVE, *TRANSIENT, *TRANSIENT_NET]
     unreachable = [*PERMANENT, *PERMANENT_NET]
-    got = {cid: delivered_texts(api, cid) for cid in [SENDER, *everyone]}
+    got = {cid: delivered_texts(management_api, cid) for cid in [SENDER, *everyone]}
     left = record_ids(dynamodb)
     metrics = captured.metrics()
     [broadcast] = [line for line in captured.logs() if line.get("message") == "broadcast"]
@@ -145,8 +137,8 @@ def test_faults_management_api_errors_and_timeouts(
     assert left == {SENDER, *everyone} - {GONE}  # only the 410 was deleted
     # 403 and 413 are not retried; 429, 5xx and timeouts are, up to 3 attempts (counted where the sender
     # makes them: an attempt can die on a pooled connection before the fake sees it).
-    attempts = send.sender.client(api.endpoint_url).attempts
-    assert all(api.attempts[cid] >= 1 for cid in unreachable)
+    attempts = send.sender.client(management_api.endpoint_url).attempts
+    assert all(management_api.attempts[cid] >= 1 for cid in unreachable)
     assert {cid: attempts[cid] for cid in unreachable} == {
         "P403xxxxxxxxxx0=": 1,
         "P413xxxxxxxxxx0=": 1,
@@ -185,11 +177,11 @@ def members(send: Any, connected: Callable[..., None]) -> list[str]:
 
 
 def test_faults_dynamodb_query_throttled_then_500_is_retried_and_delivered(
-    send: Any, members: list[str], dynamodb: Any, api: FakeManagementApi, captured: Captured
+    send: Any, members: list[str], dynamodb: Any, management_api: FakeManagementApi, captured: Captured
 ) -> None:
     faults = DynamoFaults(send.store._client).script("Query", "throttle", "500")
     assert post(send) == {"statusCode": 200}
-    got = [delivered_texts(api, cid) for cid in members]
+    got = [delivered_texts(management_api, cid) for cid in members]
     tally(reachable=4, reachable_delivered=got.count(["hello"]), live_deleted=4 - len(record_ids(dynamodb)))
     assert faults.injected["Query"] == 2 and faults.attempts["Query"] == 3  # the third attempt passed
     assert got == [["hello"]] * len(members)
@@ -204,7 +196,7 @@ def test_faults_dynamodb_persistent_failure_answers_internal_and_broadcasts_noth
     send: Any,
     members: list[str],
     dynamodb: Any,
-    api: FakeManagementApi,
+    management_api: FakeManagementApi,
     captured: Captured,
     backoff: list[float],
     operation: str,
@@ -212,7 +204,7 @@ def test_faults_dynamodb_persistent_failure_answers_internal_and_broadcasts_noth
 ) -> None:
     faults = DynamoFaults(send.store._client).always(operation, fault)
     response = post(send)
-    frames = {cid: api.frames_to(cid) for cid in members}
+    frames = {cid: management_api.frames_to(cid) for cid in members}
     metrics = captured.metrics()
     logged = [line for line in captured.logs() if line["level"] == "ERROR"]
     uncounted = int(metrics["InternalErrors"] != 1) + int(not logged)
@@ -229,12 +221,12 @@ def test_faults_dynamodb_persistent_failure_answers_internal_and_broadcasts_noth
 
 
 def test_faults_dynamodb_delete_of_a_gone_connection_failing_keeps_the_others_and_retries_later(
-    send: Any, members: list[str], dynamodb: Any, api: FakeManagementApi, captured: Captured
+    send: Any, members: list[str], dynamodb: Any, management_api: FakeManagementApi, captured: Captured
 ) -> None:
     put_record(dynamodb, GONE, "general")
     faults = DynamoFaults(send.store._client).always("DeleteItem", "throttle")
     assert post(send, "first") == {"statusCode": 200}
-    first = [delivered_texts(api, cid) for cid in members]
+    first = [delivered_texts(management_api, cid) for cid in members]
     still_there = GONE in record_ids(dynamodb)
     metrics = captured.metrics()
     logged = "could not delete gone connection" in [line.get("message") for line in captured.logs()]
