@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -14,13 +15,13 @@ import pytest
 from local_stack.testing import StackProcess
 from shared.observability import logger as powertools_logger
 from tests.reliability import summary
-from tests.unit.conftest import dynamodb, function_env, management_api
+from tests.unit.conftest import connected, dynamodb, function_env, management_api
 
-__all__ = ["Captured", "captured", "dynamodb", "function_env", "management_api"]
+__all__ = ["Captured", "captured", "connected", "dynamodb", "function_env", "management_api"]
 
 
 class Captured:
-    """What the functions wrote: Powertools JSON log lines and EMF metric blobs (both on stdout), plus every
+    """What the functions wrote: Powertools JSON log lines and EMF metric blobs (both on stdout), and every
     standard-library log record (botocore, urllib3, ...) at the level the test chose."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
@@ -28,28 +29,18 @@ class Captured:
         self._caplog = caplog
         self._text: list[str] = []
 
-    def _drain(self) -> None:
-        out = self._capsys.readouterr()
-        self._text.append(out.out)
-        self._text.append(out.err)
-
     def lines(self) -> list[str]:
         """Every output line and every log record's formatted message, from every logger."""
-        self._drain()
+        self._text.extend(self._capsys.readouterr())
         text = [line for chunk in self._text for line in chunk.splitlines() if line.strip()]
-        for record in self._caplog.records:
-            text.append(f"{record.name} {record.levelname} {record.getMessage()} {record.__dict__!r}")
-        return text
+        records = self._caplog.records
+        return text + [f"{r.name} {r.levelname} {r.getMessage()} {r.__dict__!r}" for r in records]
 
     def json_lines(self) -> list[dict[str, Any]]:
         objects = []
         for line in self.lines():
-            if line.startswith("{"):
-                try:
-                    value = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(value, dict):
+            with contextlib.suppress(ValueError):
+                if line.startswith("{") and isinstance(value := json.loads(line), dict):
                     objects.append(value)
         return objects
 
@@ -62,19 +53,12 @@ class Captured:
         totals: Counter[str] = Counter()
         for blob in self.json_lines():
             aws = blob.get("_aws")
-            if not isinstance(aws, dict):
-                continue
-            for directive in aws.get("CloudWatchMetrics", []):
-                for metric in directive.get("Metrics", []):
-                    value = blob.get(metric["Name"])
-                    values = value if isinstance(value, list) else [value]
-                    totals[metric["Name"]] += int(sum(v for v in values if isinstance(v, int | float)))
+            directives = aws.get("CloudWatchMetrics", []) if isinstance(aws, dict) else []
+            for metric in (m for directive in directives for m in directive.get("Metrics", [])):
+                value = blob.get(metric["Name"])
+                values = value if isinstance(value, list) else [value]
+                totals[metric["Name"]] += int(sum(v for v in values if isinstance(v, int | float)))
         return totals
-
-    def clear(self) -> None:
-        self._drain()
-        self._text.clear()
-        self._caplog.clear()
 
 
 class _CurrentStdout:
@@ -88,14 +72,8 @@ class _CurrentStdout:
 @pytest.fixture
 def captured(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[Captured]:
     """Point the shared Powertools logger's handlers (bound to the stdout of import time) at capsys."""
-    handlers = [
-        h
-        for h in {
-            powertools_logger.registered_handler,
-            *logging.getLogger(powertools_logger.service).handlers,
-        }
-        if isinstance(h, logging.StreamHandler)
-    ]
+    every = {powertools_logger.registered_handler, *logging.getLogger(powertools_logger.service).handlers}
+    handlers = [h for h in every if isinstance(h, logging.StreamHandler)]
     assert handlers
     # capsys swaps sys.stdout only once the test runs, so write to whatever sys.stdout is at each line.
     # Plain assignment, not setStream(): that flushes the old stream, which capsys may have closed already.
@@ -113,14 +91,12 @@ def captured(capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixtur
 @pytest.fixture(scope="session")
 def stack_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     """The real local stack (terraform/ + lambdas/) as its own process, shared by the stack-level families."""
-    stack = StackProcess(log_path=tmp_path_factory.mktemp("local-stack") / "stack.log").start()
-    yield stack
-    stack.stop()
+    with StackProcess(log_path=tmp_path_factory.mktemp("local-stack") / "stack.log") as stack:
+        yield stack
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    lines = summary.lines()
-    if lines:
+    if lines := summary.lines():
         terminalreporter.section("reliability summary")
         for line in lines:
             terminalreporter.write_line(line)

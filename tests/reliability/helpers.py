@@ -1,22 +1,29 @@
-"""Small tools of the reliability families: hand-made JWTs, local HTTP endpoints that misbehave on purpose,
-and reading the connections table."""
+"""Small tools of the reliability families: hand-made JWTs, endpoints that misbehave, DynamoDB faults, a
+stack's processes and what its clients received."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
 import hmac
 import io
 import json
+import math
 import socket
+import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 from botocore.awsrequest import AWSResponse
+
+from local_stack.testing.ws import ChatClient
+
+T = TypeVar("T")
 
 
 def b64url(data: bytes) -> str:
@@ -38,24 +45,19 @@ def unsigned(header: dict[str, Any], payload: dict[str, Any], signature: str = "
     return f"{segment(header)}.{segment(payload)}.{signature}"
 
 
+def _decoded(part: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
 def retamper(token: str, **claims: Any) -> str:
     """The token with its payload changed and its original signature kept."""
     header, payload, signature = token.split(".")
-    padded = payload + "=" * (-len(payload) % 4)
-    body = json.loads(base64.urlsafe_b64decode(padded))
-    body.update(claims)
-    return f"{header}.{segment(body)}.{signature}"
-
-
-def secret_parts(token: str) -> list[str]:
-    """The whole token and each long segment of it: none may appear in any log line."""
-    parts = [token] + [part for part in token.split(".") if len(part) >= 16]
-    return [part for part in parts if part]
+    return f"{header}.{segment({**_decoded(payload), **claims})}.{signature}"
 
 
 def leaks(lines: list[str], tokens: list[str]) -> int:
-    """How many (line, token part) pairs show a token or one of its segments."""
-    parts = [part for token in tokens if token for part in secret_parts(token)]
+    """How many (line, token part) pairs show a token or one of its segments of 16 characters or more."""
+    parts = [part for t in tokens if t for part in [t, *t.split(".")] if part == t or len(part) >= 16]
     # The JOSE header of an ordinary HS256/RS256 token is public knowledge, and shared by every token.
     parts = [p for p in parts if not _is_common_header(p)]
     return sum(1 for line in lines for part in parts if part in line)
@@ -63,7 +65,7 @@ def leaks(lines: list[str], tokens: list[str]) -> int:
 
 def _is_common_header(part: str) -> bool:
     try:
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = _decoded(part)
     except ValueError:
         return False
     return isinstance(value, dict) and set(value) <= {"alg", "typ", "kid"}
@@ -83,40 +85,29 @@ def blackhole() -> Iterator[str]:
 
 def closed_port_url() -> str:
     """A URL on a port nothing listens on (connection refused)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/.well-known/jwks.json"
-
-
-# --- fault injection -------------------------------------------------------------------------------------
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/.well-known/jwks.json"
 
 
 class _RawBody(io.BytesIO):
     def stream(self, **kwargs: Any) -> Iterator[bytes]:
-        chunk = self.read()
-        while chunk:
-            yield chunk
-            chunk = self.read()
+        yield self.read()
 
 
 DYNAMODB_ERRORS = {
     "throttle": (400, "ProvisionedThroughputExceededException"),
     "500": (500, "InternalServerError"),
     "unavailable": (503, "ServiceUnavailable"),
+    "write-then-500": (500, "InternalServerError"),
 }
 
 
 class DynamoFaults:
-    """botocore ``before-send`` fault injection on one DynamoDB client: per operation, a queue of faults, one
-    per HTTP attempt (botocore's retries included). A fault is one of ``DYNAMODB_ERRORS`` (answered without
-    the request reaching the table), ``"write-then-500"`` (the request is applied, then answered 500: the
-    response is lost) or None (passes through).
-
-    botocore calls *every* ``before-send`` handler and uses the first response; moto's stub is one of them
-    and would still apply the request. So a refused request has its URL pointed at an unmatched host first,
-    which moto ignores (a new request is built for every attempt)."""
+    """botocore ``before-send`` faults on one DynamoDB client: per operation, one fault per HTTP attempt
+    (retries included): a ``DYNAMODB_ERRORS`` key (the table never sees it), ``"write-then-500"`` (applied,
+    then answered 500) or None (passes). botocore calls *every* ``before-send`` handler, moto's stub
+    included, so a refused request's URL is pointed at a host moto ignores (each attempt is a new request)."""
 
     UNMATCHED_URL = "https://fault-injected.invalid/"
 
@@ -147,18 +138,12 @@ class DynamoFaults:
         if fault is None:
             return None
         self.injected[operation] += 1
-        url = request.url
-        if fault == "write-then-500":
-            status, code = DYNAMODB_ERRORS["500"]
-        else:
-            status, code = DYNAMODB_ERRORS[fault]
+        url, (status, code) = request.url, DYNAMODB_ERRORS[fault]
+        if fault != "write-then-500":
             request.url = self.UNMATCHED_URL
         payload = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"})
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
         return AWSResponse(url, status, headers, _RawBody(payload.encode()))
-
-
-# --- a stack's processes ---------------------------------------------------------------------------------
 
 
 def memory(pid: int) -> tuple[int, int, int]:
@@ -174,3 +159,52 @@ def memory(pid: int) -> tuple[int, int, int]:
 
 def worker_environments(pid: int) -> list[dict[str, str]]:
     return [child.environ() for child in psutil.Process(pid).children(recursive=True)]
+
+
+async def settle(progress: Callable[[], int], total: int, deadline: float, stall: float = math.inf) -> None:
+    """Wait until ``progress()`` reaches ``total``, ``deadline`` (monotonic) passes, or it stays still for
+    ``stall`` seconds (what is missing by then is lost)."""
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        got = progress()
+        if got >= total:
+            return
+        if got != last:
+            last, last_change = got, time.monotonic()
+        elif time.monotonic() - last_change > stall:
+            return
+        await asyncio.sleep(0.25)
+
+
+def expected_for(sent: dict[int, list[str]], room_size: int) -> dict[int, Counter[str]]:
+    """Client ``i`` is in room ``i // room_size``: every message of its room, once (its own included)."""
+    return {
+        i: Counter(text for j, texts in sent.items() if j // room_size == i // room_size for text in texts)
+        for i in sent
+    }
+
+
+def delivered(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> int:
+    return sum(min(c.received[t], n) for i, c in enumerate(clients) for t, n in expected[i].items())
+
+
+def losses(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> tuple[int, int, int]:
+    """(lost, duplicated, foreign): foreign = frames from another room."""
+    lost = duplicated = foreign = 0
+    for i, client in enumerate(clients):
+        for text, n in expected[i].items():
+            lost += max(0, n - client.received[text])
+            duplicated += max(0, client.received[text] - n)
+        foreign += sum(n for text, n in client.received.items() if text not in expected[i])
+    return lost, duplicated, foreign
+
+
+async def gathered(awaitables: Iterable[Awaitable[T]], at_once: int) -> list[T]:
+    """Await them all (client opens, say) with at most ``at_once`` in flight; their results in order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(awaitable: Awaitable[T]) -> T:
+        async with gate:
+            return await awaitable
+
+    return list(await asyncio.gather(*(one(a) for a in awaitables)))

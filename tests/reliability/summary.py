@@ -1,7 +1,6 @@
-"""One line of figures per reliability family, printed at the end of the test run.
+"""One line of figures per reliability family, printed by conftest.py at the end of the run.
 
 Tests record what they observed *before* they assert, so a failing run still reports true figures.
-``tests/reliability/conftest.py`` prints the lines from ``pytest_terminal_summary``.
 """
 
 from __future__ import annotations
@@ -45,6 +44,9 @@ FORMATS: dict[str, str] = {
     "{duplicated} duplicated, closed {close_code}; {live_delivered}/{tried} to a live member, "
     "slowest post {slowest}",
 }
+# Free-text fields (set by note()): "n/a" until set; a missing counter reads 0.
+TEXTS = {"steady", "waited", "burst_workers", "burst_timeouts", "stack", "idle_p99", "loaded_p99"}
+TEXTS |= {"resumes", "ratio", "medians", "rss", "half_open_left", "slowest", "close_code"}
 
 _lock = threading.Lock()
 _counters: dict[str, Counter[str]] = {}
@@ -58,29 +60,19 @@ def record(family: str, **counts: int) -> None:
 
 
 def note(family: str, **texts: str) -> None:
-    """Set free-text fields of a family's line (e.g. a memory figure)."""
     with _lock:
         _counters.setdefault(family, Counter())
         _texts.setdefault(family, {}).update(texts)
 
 
+class _Defaults(dict[str, object]):
+    def __missing__(self, key: str) -> object:
+        return "n/a" if key in TEXTS else 0
+
+
 def lines() -> list[str]:
     with _lock:
-        out = []
-        for family, counter in _counters.items():
-            values: dict[str, object] = dict(_texts.get(family, {}))
-            fmt = FORMATS.get(family, "")
-            out.append(f"{family}: {fmt.format_map(_Defaults(counter, values))}".rstrip(": "))
-        return out
-
-
-class _Defaults(dict[str, object]):
-    """Missing counters read 0 (a family whose tests were partly deselected still prints)."""
-
-    def __init__(self, counter: Counter[str], texts: dict[str, object]) -> None:
-        super().__init__({**counter, **texts})
-
-    def __missing__(self, key: str) -> object:
-        texts = ("steady", "waited", "burst_workers", "burst_timeouts", "stack", "idle_p99", "loaded_p99")
-        texts += ("resumes", "ratio", "medians", "rss", "half_open_left", "slowest", "close_code")
-        return "n/a" if key in texts else 0
+        values = {
+            family: _Defaults({**counter, **_texts.get(family, {})}) for family, counter in _counters.items()
+        }
+        return [f"{f}: {FORMATS.get(f, '').format_map(v)}".rstrip(": ") for f, v in values.items()]

@@ -1,10 +1,9 @@
 """Connect deadline (issue 16, item 4): a slow DynamoDB makes ``$connect`` refuse within its invocation's
 deadline and leaves no record, even when the write landed and only its answer was late.
 
-The real connect function talks over HTTP to a proxy on 127.0.0.1 in front of moto's DynamoDB server. The
-proxy forwards every request at once (so a PutItem is applied) and holds the answer of PutItem for
-``delay`` seconds: exactly the case where, before the deadline existed, 3 attempts x (2 s + 3 s) outlasted
-the function and a record stayed for a connection API Gateway had already failed.
+The real connect function talks to moto's server through a proxy on 127.0.0.1 that applies every request
+at once and holds PutItem's answer ``delay`` seconds: before the deadline existed, 3 attempts x (2 s + 3 s)
+outlasted the function and a record stayed for a connection API Gateway had already failed.
 """
 
 from __future__ import annotations
@@ -20,12 +19,12 @@ from typing import Any
 import boto3
 import pytest
 
-from local_stack.dynamodb import EmbeddedDynamoDB
-from local_stack.testing import FakeContext, make_token
+from local_stack.testing import FakeContext, MotoProcess, make_token
+from local_stack.testing.jwks import RsaKey, serve_jwks
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import connect_event
-from tests.support.records import MEMBERSHIPS_TABLE, TABLE
+from tests.support.records import MEMBERSHIPS_TABLE, TABLE, table_ids
 from tests.support.tables import create_connections_table, create_memberships_table
 
 # What Lambda gives $connect (terraform/functions.tf: timeout 10) less a second of cold start and JWT work.
@@ -41,7 +40,6 @@ class SlowProxy:
     delay: float = 0.0
     puts_applied: int = 0
     requests: list[str] = field(default_factory=list)
-    url: str = ""
     _release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -94,10 +92,8 @@ class SlowProxy:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    server = EmbeddedDynamoDB()
-    endpoint = server.start()
-    yield endpoint
-    server.stop()
+    with MotoProcess() as moto:
+        yield moto.endpoint
 
 
 @pytest.fixture
@@ -110,22 +106,26 @@ def table(moto_server: str, function_env: dict[str, str]) -> Iterator[Any]:
     client.delete_table(TableName=MEMBERSHIPS_TABLE)
 
 
-def stored(table: Any) -> list[str]:
-    return [item["connection_id"]["S"] for item in table.scan(TableName=TABLE, ConsistentRead=True)["Items"]]
-
-
-def connect_through(
-    proxy: SlowProxy, monkeypatch: pytest.MonkeyPatch, connection_id: str
-) -> tuple[Any, float, BaseException | None]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
-    connect = load_function("connect")
-    event = connect_event({"token": make_token("alice"), "room_id": "general"}, connection_id=connection_id)
+def connect_within_budget(module: Any, event: dict[str, Any]) -> tuple[Any, float, BaseException | None]:
+    """(response, seconds it took, the error Lambda would report: API Gateway then answers 502)."""
     started = time.monotonic()
     try:
-        response, error = connect.handler(event, FakeContext(seconds=BUDGET_SECONDS)), None
-    except Exception as raised:  # what Lambda reports as a function error; API Gateway answers 502
+        response, error = module.handler(event, FakeContext(seconds=BUDGET_SECONDS)), None
+    except Exception as raised:
         response, error = None, raised
     return response, time.monotonic() - started, error
+
+
+def connect_through(proxy: SlowProxy, monkeypatch: pytest.MonkeyPatch, connection_id: str) -> Any:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", proxy.url)
+    event = connect_event({"token": make_token("alice"), "room_id": "general"}, connection_id=connection_id)
+    return connect_within_budget(load_function("connect"), event)
+
+
+def tally(elapsed: float, refused: bool, left: set[str]) -> None:
+    summary.record("connect_deadline", tried=1, refused=int(refused), stored=len(left))
+    _timings.append(elapsed)
+    summary.note("connect_deadline", slowest=f"{max(_timings):.1f} s of {BUDGET_SECONDS:.0f} s")
 
 
 @pytest.mark.parametrize("delay", [30.0, 4.0, 2.5])
@@ -134,19 +134,12 @@ def test_connect_deadline_slow_write_is_refused_in_time_and_undone(
 ) -> None:
     with SlowProxy(table.meta.endpoint_url, delay=delay) as proxy:
         response, elapsed, error = connect_through(proxy, monkeypatch, "SLOWWRITE000000=")
-        left = stored(table)
-    summary.record(
-        "connect_deadline",
-        tried=1,
-        refused=int(error is not None and elapsed < BUDGET_SECONDS),
-        stored=len(left),
-    )
-    _timings.append(elapsed)
-    summary.note("connect_deadline", slowest=f"{max(_timings):.1f} s of {BUDGET_SECONDS:.0f} s")
+        left = table_ids(table)
+    tally(elapsed, error is not None and elapsed < BUDGET_SECONDS, left)
     assert proxy.puts_applied >= 1, "the write never reached the table: nothing to undo was tested"
     assert response is None and error is not None, f"connected although every answer took {delay} s"
     assert elapsed < BUDGET_SECONDS - 0.5, f"answered after {elapsed:.1f} s, past the deadline"
-    assert left == [], "a refused connection left its record"
+    assert left == set(), "a refused connection left its record"
     assert "DeleteItem" in proxy.requests
 
 
@@ -157,7 +150,7 @@ def test_connect_deadline_control_slightly_slow_write_connects(
     with SlowProxy(table.meta.endpoint_url, delay=0.3) as proxy:
         response, elapsed, error = connect_through(proxy, monkeypatch, "SLOWBUTFINE0000=")
     assert error is None and response is not None and response["statusCode"] == 200
-    assert stored(table) == ["SLOWBUTFINE0000="]
+    assert table_ids(table) == {"SLOWBUTFINE0000="}
     assert elapsed < 2
 
 
@@ -166,30 +159,20 @@ def test_connect_deadline_slow_jwks_is_401_in_time_whatever_its_timeout(
 ) -> None:
     # A 20 s JWKS timeout (the largest JWT_JWKS_TIMEOUT_SECONDS allows) in a 10 s function: the fetch is
     # cut to what the deadline leaves after reserving the write and its undo.
-    from local_stack.testing.jwks import RsaKey, serve_jwks
-
     key = RsaKey()
     with serve_jwks(key, delay=30.0) as (url, seen):
         monkeypatch.delenv("JWT_SECRET", raising=False)
-        for name, value in {
-            "JWT_JWKS_URL": url,
-            "JWT_JWKS_TIMEOUT_SECONDS": "20",
-            "JWT_ISSUER": "https://issuer.test/",
-            "JWT_AUDIENCE": "chat-api",
-            "AWS_ENDPOINT_URL_DYNAMODB": table.meta.endpoint_url,
-        }.items():
-            monkeypatch.setenv(name, value)
-        connect = load_function("connect")
+        monkeypatch.setenv("JWT_JWKS_URL", url)
+        monkeypatch.setenv("JWT_JWKS_TIMEOUT_SECONDS", "20")
+        monkeypatch.setenv("JWT_ISSUER", "https://issuer.test/")
+        monkeypatch.setenv("JWT_AUDIENCE", "chat-api")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", table.meta.endpoint_url)
         token = key.token("alice", iss="https://issuer.test/", aud="chat-api")
         event = connect_event({"token": token, "room_id": "general"}, connection_id="SLOWJWKS0000000=")
-        started = time.monotonic()
-        response = connect.handler(event, FakeContext(seconds=BUDGET_SECONDS))
-        elapsed = time.monotonic() - started
-    left = stored(table)
-    summary.record("connect_deadline", tried=1, refused=int(response["statusCode"] == 401), stored=len(left))
-    _timings.append(elapsed)
-    summary.note("connect_deadline", slowest=f"{max(_timings):.1f} s of {BUDGET_SECONDS:.0f} s")
-    assert response["statusCode"] == 401
+        response, elapsed, error = connect_within_budget(load_function("connect"), event)
+    left = table_ids(table)
+    tally(elapsed, response is not None and response["statusCode"] == 401, left)
+    assert error is None and response["statusCode"] == 401
     assert len(seen) == 1
     assert elapsed < BUDGET_SECONDS - 0.5 - 2 * 3 + 0.5, f"the JWKS fetch took {elapsed:.1f} s"
-    assert left == []
+    assert left == set()

@@ -1,17 +1,13 @@
-"""Fault injection through fakes: the management API's errors and timeouts, and DynamoDB throttling and
-5xx on query, get, put, update and delete (botocore ``before-send`` handlers on the function's own client).
-
-What must hold: every recipient that can be reached receives the message (after retries); no live
-connection is ever deleted (only a 410 deletes); a failed ``$connect`` write refuses the connection with
-nothing stored; every failure shows in the EMF metrics and the logs.
-"""
+"""Faults of the management API (errors, timeouts) and of DynamoDB (throttling, 5xx), through fakes: every
+reachable recipient gets the message, only a 410 deletes a connection, a failed ``$connect`` write stores
+nothing, and every failure shows in the EMF metrics and the logs."""
 
 from __future__ import annotations
 
 import time
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import botocore.endpoint
@@ -23,10 +19,7 @@ from shared.sender import Sender
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
-from tests.reliability.helpers import (
-    DynamoFaults,
-    closed_port_url,
-)
+from tests.reliability.helpers import DynamoFaults, closed_port_url
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.records import put_record, record_ids
 
@@ -34,11 +27,7 @@ SENDER = "SENDERxxxxxxxx0="
 LIVE = ["LIVE0xxxxxxxxx0=", "LIVE1xxxxxxxxx0=", "LIVE2xxxxxxxxx0="]
 GONE = "GONExxxxxxxxxx0="
 # Transient faults: reachable after botocore-free retries (RetryPolicy: 3 attempts).
-TRANSIENT = {
-    "T429xxxxxxxxxx0=": [429],
-    "T500x2xxxxxxxx0=": [500, 500],
-    "T503xxxxxxxxxx0=": [503],
-}
+TRANSIENT = {"T429xxxxxxxxxx0=": [429], "T500x2xxxxxxxx0=": [500, 500], "T503xxxxxxxxxx0=": [503]}
 TRANSIENT_NET = {"THANGxxxxxxxxx0=": ["hang"], "TRESETxxxxxxxx0=": ["reset"]}
 # Permanent faults on live connections: unreachable now, and never deleted for it.
 PERMANENT = {
@@ -65,17 +54,14 @@ def backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 @pytest.fixture
-def api() -> Iterator[FakeManagementApi]:
-    fake = FakeManagementApi(hang_seconds=4 * READ_TIMEOUT).start()
-    yield fake
-    fake.stop()
+def management_api() -> Iterator[FakeManagementApi]:
+    with FakeManagementApi(hang_seconds=4 * READ_TIMEOUT) as fake:
+        yield fake
 
 
 @pytest.fixture
-def send(dynamodb: Any, api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("WEBSOCKET_CALLBACK_URL", api.endpoint_url)
-    put_record(dynamodb, SENDER, "general", "alice")
-    api.live.add(SENDER)
+def send(connected: Callable[..., None]) -> Any:
+    connected(SENDER, "general", "alice")
     return load_function("send_message")
 
 
@@ -110,44 +96,30 @@ def delivered_texts(api: FakeManagementApi, cid: str) -> list[str]:
     return [f["message"] for f in api.frames_to(cid) if f["action"] == "message"]
 
 
-def tally(
-    *, reachable: int, delivered: int, live_deleted: int, half_stored: int = 0, uncounted: int = 0
-) -> None:
-    summary.record(
-        "faults",
-        scenarios=1,
-        reachable=reachable,
-        reachable_delivered=delivered,
-        live_deleted=live_deleted,
-        half_stored=half_stored,
-        uncounted=uncounted,
-    )
-
-
-def messages(captured: Captured) -> list[str]:
-    return [str(line.get("message")) for line in captured.logs()]
-
-
-# --- management API -------------------------------------------------------------------------------------
+def tally(**counts: int) -> None:
+    summary.record("faults", scenarios=1, **counts)
 
 
 def test_faults_management_api_errors_and_timeouts(
-    send: Any, dynamodb: Any, api: FakeManagementApi, captured: Captured
+    send: Any,
+    dynamodb: Any,
+    connected: Callable[..., None],
+    management_api: FakeManagementApi,
+    captured: Captured,
 ) -> None:
     send.sender = send.service.sender = short_timeout_sender(send)
     everyone = [*LIVE, GONE, *TRANSIENT, *TRANSIENT_NET, *PERMANENT, *PERMANENT_NET]
     for cid in everyone:
-        put_record(dynamodb, cid, "general")
-        if cid != GONE:
-            api.live.add(cid)
+        connected(cid, "general")
+    management_api.live.discard(GONE)
     for cid, script in {**TRANSIENT, **PERMANENT, **TRANSIENT_NET, **PERMANENT_NET}.items():
-        api.scripts[cid] = list(script)
+        management_api.scripts[cid] = list(script)
 
     assert post(send) == {"statusCode": 200}
 
     reachable = [SENDER, *LIVE, *TRANSIENT, *TRANSIENT_NET]
     unreachable = [*PERMANENT, *PERMANENT_NET]
-    got = {cid: delivered_texts(api, cid) for cid in [SENDER, *everyone]}
+    got = {cid: delivered_texts(management_api, cid) for cid in [SENDER, *everyone]}
     left = record_ids(dynamodb)
     metrics = captured.metrics()
     [broadcast] = [line for line in captured.logs() if line.get("message") == "broadcast"]
@@ -155,7 +127,7 @@ def test_faults_management_api_errors_and_timeouts(
     uncounted = int(metrics["DeliveryFailures"] != len(unreachable)) + len(set(unreachable) - warned)
     tally(
         reachable=len(reachable),
-        delivered=sum(got[cid] == ["hello"] for cid in reachable),
+        reachable_delivered=sum(got[cid] == ["hello"] for cid in reachable),
         live_deleted=len([cid for cid in [SENDER, *everyone] if cid != GONE and cid not in left]),
         uncounted=uncounted,
     )
@@ -165,8 +137,8 @@ def test_faults_management_api_errors_and_timeouts(
     assert left == {SENDER, *everyone} - {GONE}  # only the 410 was deleted
     # 403 and 413 are not retried; 429, 5xx and timeouts are, up to 3 attempts (counted where the sender
     # makes them: an attempt can die on a pooled connection before the fake sees it).
-    attempts = send.sender.client(api.endpoint_url).attempts
-    assert all(api.attempts[cid] >= 1 for cid in unreachable)
+    attempts = send.sender.client(management_api.endpoint_url).attempts
+    assert all(management_api.attempts[cid] >= 1 for cid in unreachable)
     assert {cid: attempts[cid] for cid in unreachable} == {
         "P403xxxxxxxxxx0=": 1,
         "P413xxxxxxxxxx0=": 1,
@@ -192,34 +164,25 @@ def test_faults_management_api_down_deletes_nothing(
     assert post(module) == {"statusCode": 200}
     left = record_ids(dynamodb)
     metrics = captured.metrics()
-    tally(
-        reachable=0,
-        delivered=0,
-        live_deleted=4 - len(left),
-        uncounted=int(metrics["DeliveryFailures"] != 4),
-    )
+    tally(live_deleted=4 - len(left), uncounted=int(metrics["DeliveryFailures"] != 4))
     assert left == {SENDER, *LIVE}
     assert metrics["DeliveryFailures"] == 4 and metrics["RecipientsDelivered"] == 0
 
 
-# --- DynamoDB -------------------------------------------------------------------------------------------
-
-
-def room_of(dynamodb: Any, api: FakeManagementApi) -> list[str]:
+@pytest.fixture
+def members(send: Any, connected: Callable[..., None]) -> list[str]:
     for cid in LIVE:
-        put_record(dynamodb, cid, "general")
-        api.live.add(cid)
+        connected(cid, "general")
     return [SENDER, *LIVE]
 
 
 def test_faults_dynamodb_query_throttled_then_500_is_retried_and_delivered(
-    send: Any, dynamodb: Any, api: FakeManagementApi, captured: Captured
+    send: Any, members: list[str], dynamodb: Any, management_api: FakeManagementApi, captured: Captured
 ) -> None:
-    members = room_of(dynamodb, api)
     faults = DynamoFaults(send.store._client).script("Query", "throttle", "500")
     assert post(send) == {"statusCode": 200}
-    got = [delivered_texts(api, cid) for cid in members]
-    tally(reachable=len(members), delivered=got.count(["hello"]), live_deleted=4 - len(record_ids(dynamodb)))
+    got = [delivered_texts(management_api, cid) for cid in members]
+    tally(reachable=4, reachable_delivered=got.count(["hello"]), live_deleted=4 - len(record_ids(dynamodb)))
     assert faults.injected["Query"] == 2 and faults.attempts["Query"] == 3  # the third attempt passed
     assert got == [["hello"]] * len(members)
     assert captured.metrics()["RecipientsDelivered"] == len(members)
@@ -231,25 +194,21 @@ def test_faults_dynamodb_query_throttled_then_500_is_retried_and_delivered(
 )
 def test_faults_dynamodb_persistent_failure_answers_internal_and_broadcasts_nothing(
     send: Any,
+    members: list[str],
     dynamodb: Any,
-    api: FakeManagementApi,
+    management_api: FakeManagementApi,
     captured: Captured,
     backoff: list[float],
     operation: str,
     fault: str,
 ) -> None:
-    members = room_of(dynamodb, api)
     faults = DynamoFaults(send.store._client).always(operation, fault)
     response = post(send)
-    frames = {cid: api.frames_to(cid) for cid in members}
+    frames = {cid: management_api.frames_to(cid) for cid in members}
     metrics = captured.metrics()
     logged = [line for line in captured.logs() if line["level"] == "ERROR"]
-    tally(
-        reachable=0,
-        delivered=0,
-        live_deleted=4 - len(record_ids(dynamodb)),
-        uncounted=int(metrics["InternalErrors"] != 1) + int(not logged),
-    )
+    uncounted = int(metrics["InternalErrors"] != 1) + int(not logged)
+    tally(live_deleted=4 - len(record_ids(dynamodb)), uncounted=uncounted)
     assert faults.attempts[operation] == DYNAMODB_ATTEMPTS  # botocore's standard mode, then it gives up
     assert len(backoff) == DYNAMODB_ATTEMPTS - 1 and sum(backoff) <= DYNAMODB_MAX_BACKOFF
     assert response == {"statusCode": 500}
@@ -262,21 +221,20 @@ def test_faults_dynamodb_persistent_failure_answers_internal_and_broadcasts_noth
 
 
 def test_faults_dynamodb_delete_of_a_gone_connection_failing_keeps_the_others_and_retries_later(
-    send: Any, dynamodb: Any, api: FakeManagementApi, captured: Captured
+    send: Any, members: list[str], dynamodb: Any, management_api: FakeManagementApi, captured: Captured
 ) -> None:
-    members = room_of(dynamodb, api)
     put_record(dynamodb, GONE, "general")
     faults = DynamoFaults(send.store._client).always("DeleteItem", "throttle")
     assert post(send, "first") == {"statusCode": 200}
-    first = [delivered_texts(api, cid) for cid in members]
+    first = [delivered_texts(management_api, cid) for cid in members]
     still_there = GONE in record_ids(dynamodb)
     metrics = captured.metrics()
-    logged = "could not delete gone connection" in messages(captured)
+    logged = "could not delete gone connection" in [line.get("message") for line in captured.logs()]
     faults.remove()
     assert post(send, "second") == {"statusCode": 200}
     tally(
         reachable=len(members),
-        delivered=first.count(["first"]),
+        reachable_delivered=first.count(["first"]),
         live_deleted=len(set(members) - record_ids(dynamodb)),
         uncounted=int(not logged),
     )
@@ -288,7 +246,9 @@ def test_faults_dynamodb_delete_of_a_gone_connection_failing_keeps_the_others_an
     assert record_ids(dynamodb) == set(members)
 
 
-# --- $connect and $disconnect -------------------------------------------------------------------------------
+@pytest.fixture
+def connect(dynamodb: Any) -> Any:
+    return load_function("connect")
 
 
 def connect_status(module: Any, cid: str = "CONNxxxxxxxxxx0=") -> int:
@@ -300,31 +260,31 @@ def connect_status(module: Any, cid: str = "CONNxxxxxxxxxx0=") -> int:
         return 502
 
 
-def test_faults_connect_put_throttled_once_is_retried_and_stored(dynamodb: Any, captured: Captured) -> None:
-    connect = load_function("connect")
+def test_faults_connect_put_throttled_once_is_retried_and_stored(
+    connect: Any, dynamodb: Any, captured: Captured
+) -> None:
     faults = DynamoFaults(connect.store._client).script("PutItem", "throttle")
     status = connect_status(connect)
-    tally(reachable=1, delivered=int(status == 200), live_deleted=0)
+    tally(reachable=1, reachable_delivered=int(status == 200))
     # The record twice (throttled, then retried), then its first room's membership.
     assert status == 200 and faults.attempts["PutItem"] == 3
     assert record_ids(dynamodb) == {"CONNxxxxxxxxxx0="}
 
 
-@pytest.mark.parametrize("fault", ["throttle", "500"])
+# write-then-500: the write is applied and its answer lost; it must be undone.
+@pytest.mark.parametrize("fault", ["throttle", "500", "write-then-500"])
 def test_faults_connect_put_failing_refuses_and_stores_nothing(
-    dynamodb: Any, captured: Captured, fault: str
+    connect: Any, dynamodb: Any, captured: Captured, fault: str
 ) -> None:
-    connect = load_function("connect")
     DynamoFaults(connect.store._client).always("PutItem", fault)
     status = connect_status(connect)
     stored = record_ids(dynamodb)
-    tally(reachable=0, delivered=0, live_deleted=0, half_stored=len(stored))
+    tally(half_stored=len(stored))
     assert status >= 500  # the handshake fails; the client may retry
     assert stored == set()
 
 
-def test_faults_connect_put_failure_is_logged_and_counted(dynamodb: Any, captured: Captured) -> None:
-    connect = load_function("connect")
+def test_faults_connect_put_failure_is_logged_and_counted(connect: Any, captured: Captured) -> None:
     DynamoFaults(connect.store._client).always("PutItem", "throttle")
     connect_status(connect)
     errors = [line["message"] for line in captured.logs() if line["level"] == "ERROR"]
@@ -333,18 +293,6 @@ def test_faults_connect_put_failure_is_logged_and_counted(dynamodb: Any, capture
     summary.record("faults", uncounted=int(logged != 1) + int(counted != 1))
     assert errors == ["could not store the connection"]
     assert counted == 1
-
-
-def test_faults_connect_put_whose_response_is_lost_leaves_nothing_stored(
-    dynamodb: Any, captured: Captured
-) -> None:
-    connect = load_function("connect")
-    DynamoFaults(connect.store._client).always("PutItem", "write-then-500")
-    status = connect_status(connect)
-    stored = record_ids(dynamodb)
-    summary.record("faults", scenarios=1, half_stored=len(stored) if status != 200 else 0)
-    assert status >= 500
-    assert stored == set()
 
 
 def test_faults_disconnect_delete_throttled_once_is_retried(dynamodb: Any, captured: Captured) -> None:
@@ -356,7 +304,7 @@ def test_faults_disconnect_delete_throttled_once_is_retried(dynamodb: Any, captu
     left = record_ids(dynamodb)
     tally(
         reachable=1,
-        delivered=int("BYExxxxxxxxxxx0=" not in left),
+        reachable_delivered=int("BYExxxxxxxxxxx0=" not in left),
         live_deleted=int("STAYxxxxxxxxxx0=" not in left),
     )
     # The record: 2 faults, then done; then its one membership.

@@ -1,16 +1,14 @@
 """Fuzzing with hypothesis: arbitrary frames into the message routes, arbitrary query strings into
-``$connect``. Only contract statuses and error codes come out; never an uncaught exception, never a
-broadcast of an invalid message.
-
-State (moto table, fake management API, the function module) is built once per test by the fixtures and
-reset explicitly at the start of every example, which is why the function-scoped-fixture health check is
-suppressed.
-"""
+``$connect``: only contract statuses and error codes come out, never an uncaught exception, never a
+broadcast of an invalid message. State is built once per test and reset by each example (hence the
+function-scoped-fixture health check is suppressed)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from shared.protocol import ErrorCode
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import connect_event, message_event
-from tests.support.records import TABLE, put_record, record_ids
+from tests.support.records import TABLE, record_ids
 
 ROOM = "general"
 SENDER, WITNESS, STRANGER = "SENDERxxxxxxxx0=", "WITNESSxxxxxxx0=", "STRANGERxxxxxx0="
@@ -36,9 +34,6 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-# --- strategies ------------------------------------------------------------------------------------------
 
 chars = st.one_of(st.characters(), st.characters(categories=["Cs"]))  # lone surrogates included
 texts = st.text(alphabet=chars, max_size=40)
@@ -131,9 +126,7 @@ bodies = st.one_of(
 )
 
 
-# --- oracles (from docs/protocol.md section 4) -------------------------------------------------------------
-
-
+# Oracles, from docs/protocol.md section 4.
 def parsed(body: str) -> dict[str, Any] | None:
     if not body:
         return None
@@ -169,16 +162,22 @@ def expected_default(body: str) -> str:
     return "invalid_json" if parsed(body) is None else "unknown_action"
 
 
-# --- message routes ----------------------------------------------------------------------------------------
+Loader = Callable[[str], Any]
 
 
 @pytest.fixture
-def room(dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch) -> Any:
+def loaded(dynamodb: Any) -> Loader:
+    """``loaded(name)``: the function loaded once per test, not once per example."""
+    return cache(load_function)
+
+
+@pytest.fixture
+def room(connected: Callable[..., None], loaded: Loader, monkeypatch: pytest.MonkeyPatch) -> Loader:
+    """SENDER (alice) and WITNESS (bob) in the room, STRANGER (bob) elsewhere; the functions' loader."""
     monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "0")  # one sender fires every example: no per-user limit
     for cid, room_id in ((SENDER, ROOM), (WITNESS, ROOM), (STRANGER, "other")):
-        put_record(dynamodb, cid, room_id, user="alice" if cid == SENDER else "bob")
-        management_api.live.add(cid)
-    return dynamodb
+        connected(cid, room_id, user="alice" if cid == SENDER else "bob")
+    return loaded
 
 
 def invoke(module: Any, event: dict[str, Any]) -> dict[str, Any] | None:
@@ -194,8 +193,8 @@ def invoke(module: Any, event: dict[str, Any]) -> dict[str, Any] | None:
 @example(body='{"action":"sendMessage","message":"hello"}')
 @example(body='{"action":"sendMessage","message":"' + "é" * 2048 + '"}')
 @example(body='{"action":"sendMessage","message":"' + "é" * 2049 + '"}')
-def test_fuzz_send_message_frames(room: Any, management_api: FakeManagementApi, body: str) -> None:
-    module = _module(room, "send_message")
+def test_fuzz_send_message_frames(room: Loader, management_api: FakeManagementApi, body: str) -> None:
+    module = room("send_message")
     management_api.reset()
     response = invoke(module, message_event(body, connection_id=SENDER))
     kind, value = expected_send(body)
@@ -230,8 +229,8 @@ def test_fuzz_send_message_frames(room: Any, management_api: FakeManagementApi, 
 
 @FUZZ
 @given(body=bodies)
-def test_fuzz_default_route_frames(room: Any, management_api: FakeManagementApi, body: str) -> None:
-    module = _module(room, "default")
+def test_fuzz_default_route_frames(room: Loader, management_api: FakeManagementApi, body: str) -> None:
+    module = room("default")
     management_api.reset()
     response = invoke(module, message_event(body, connection_id=SENDER, route="$default"))
     to_sender = management_api.frames_to(SENDER)
@@ -248,25 +247,11 @@ def test_fuzz_default_route_frames(room: Any, management_api: FakeManagementApi,
     assert management_api.frames_to(WITNESS) == []
 
 
-_loaded: list[tuple[Any, str, Any]] = []  # (table client, function name, module) of the running test
-
-
-def _module(table: Any, name: str) -> Any:
-    """The function loaded once per test (per moto table), not once per example."""
-    for known_table, known_name, module in _loaded:
-        if known_table is table and known_name == name:
-            return module
-    _loaded.clear()  # a new test: its own table, management API and environment
-    module = load_function(name)
-    _loaded.append((table, name, module))
-    return module
-
-
 @pytest.mark.parametrize("route", ["$default", "sendMessage"])
 def test_fuzz_lone_surrogate_action_gets_unknown_action(
-    room: Any, management_api: FakeManagementApi, route: str
+    room: Loader, management_api: FakeManagementApi, route: str
 ) -> None:
-    module = load_function("default" if route == "$default" else "send_message")
+    module = room("default" if route == "$default" else "send_message")
     # API Gateway routes this frame to $default: "\ud800" matches no route key.
     response = module.handler(
         message_event('{"action":"\\ud800"}', connection_id=SENDER, route=route), FakeContext()
@@ -274,8 +259,6 @@ def test_fuzz_lone_surrogate_action_gets_unknown_action(
     assert response == {"statusCode": 200}
     assert [f["code"] for f in management_api.frames_to(SENDER)] == ["unknown_action"]
 
-
-# --- $connect ----------------------------------------------------------------------------------------------
 
 GOOD = make_token("alice")
 LIMITED = make_token("alice", rooms=["general", "ops"])
@@ -317,9 +300,9 @@ def expected_connect(query: dict[str, str], protocol: str | None) -> int:
 @FUZZ
 @given(query=st.one_of(st.none(), queries), protocol=protocols)
 def test_fuzz_connect_query_strings(
-    dynamodb: Any, query: dict[str, str] | None, protocol: str | None
+    dynamodb: Any, loaded: Loader, query: dict[str, str] | None, protocol: str | None
 ) -> None:
-    module = _module(dynamodb, "connect")
+    module = loaded("connect")
     for cid in record_ids(dynamodb):
         dynamodb.delete_item(TableName=TABLE, Key={"connection_id": {"S": cid}})
     headers = {"Sec-WebSocket-Protocol": protocol} if protocol is not None else None
@@ -327,9 +310,7 @@ def test_fuzz_connect_query_strings(
     status = expected_connect(query or {}, protocol)
     stored = dynamodb.scan(TableName=TABLE)["Items"]
     summary.record(
-        "fuzz",
-        connects=1,
-        non_contract=int(response is None or response.get("statusCode") != status),
+        "fuzz", connects=1, non_contract=int(response is None or response.get("statusCode") != status)
     )
     assert response is not None and response["statusCode"] == status, (response, query, protocol)
     if status == 200:

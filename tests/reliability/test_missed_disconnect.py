@@ -1,14 +1,10 @@
-"""Missed ``$disconnect`` (API Gateway's is best-effort): clients vanish without a close frame and their
-``$disconnect`` never runs. Their records must be removed by the 410 path on the next broadcast, skipped
-once their TTL has passed, and never posted to again.
-
-Unit level: real ``$connect`` and ``sendMessage`` handlers, moto, the fake management API (a vanished
-client's id answers 410, as API Gateway's does). The end-to-end version runs through the local stack.
-"""
+"""Missed ``$disconnect`` (API Gateway's is best-effort), at unit level: a vanished client's record is
+removed by the next broadcast's 410, skipped once its TTL has passed, and never posted to again."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from local_stack.testing import FakeContext, FakeManagementApi, make_token
@@ -16,7 +12,7 @@ from tests.conftest import load_function
 from tests.reliability import summary
 from tests.reliability.conftest import Captured
 from tests.support.events import connect_event, message_event
-from tests.support.records import put_record, record_ids
+from tests.support.records import record_ids
 
 CLIENTS = [f"CLIENT{i}xxxxxxxx=" for i in range(6)]
 
@@ -61,16 +57,15 @@ def test_missed_disconnect_gone_records_are_removed_by_the_next_broadcast(
 
 
 def test_missed_disconnect_expired_records_are_never_posted_to(
-    dynamodb: Any, management_api: FakeManagementApi, captured: Captured
+    connected: Callable[..., None], management_api: FakeManagementApi, captured: Captured
 ) -> None:
     now = int(time.time())
-    put_record(dynamodb, CLIENTS[0], "general", "alice")
-    management_api.live.add(CLIENTS[0])
+    connected(CLIENTS[0], "general", "alice")
     # Connected over 2 h 10 min ago: API Gateway has closed them; DynamoDB deletes up to 48 h late.
+    # Worst case: their ids would still accept a post. A ttl of now counts as passed.
     expired = CLIENTS[1:]
     for offset, cid in enumerate(expired):
-        put_record(dynamodb, cid, "general", ttl=now - offset)  # ttl == now counts as passed
-        management_api.live.add(cid)  # worst case: the id would still accept a post
+        connected(cid, "general", ttl=now - offset)
     send = load_function("send_message")
     broadcast(send, CLIENTS[0], "hello")
     posted = sum(management_api.attempts[cid] for cid in expired)
@@ -89,11 +84,10 @@ def test_missed_disconnect_expired_records_are_never_posted_to(
 
 
 def test_missed_disconnect_expired_sender_cannot_post(
-    dynamodb: Any, management_api: FakeManagementApi
+    connected: Callable[..., None], management_api: FakeManagementApi
 ) -> None:
-    put_record(dynamodb, CLIENTS[0], "general", "alice", ttl=int(time.time()) - 1)
-    put_record(dynamodb, CLIENTS[1], "general", "bob")
-    management_api.live.update(CLIENTS[:2])
+    connected(CLIENTS[0], "general", "alice", ttl=int(time.time()) - 1)
+    connected(CLIENTS[1], "general", "bob")
     send = load_function("send_message")
     broadcast(send, CLIENTS[0], "from beyond")
     assert [f.get("code") for f in management_api.frames_to(CLIENTS[0])] == ["forbidden_room"]

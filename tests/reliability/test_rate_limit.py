@@ -1,15 +1,14 @@
-"""Per-user rate limit (RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST, error code ``rate_limited``).
-
-Every frame counts (sendMessage, getHistory, $default's junk), from every connection of the user; the
-first refusal of each second is told ``rate_limited``, the rest are dropped. The clock is injected into
-the function's rate limiter (``RateLimiter(clock=...)``), so refill is counted in simulated seconds.
-"""
+"""Per-user rate limit (RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST): every frame of every connection of the
+user counts; the first refusal of each second is told ``rate_limited``, the rest are dropped. The limiter's
+clock is injected (``RateLimiter(clock=...)``): refill is counted in simulated seconds."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,25 +18,19 @@ from shared.rate_limit import RateLimiter, TokenBucket, Verdict
 from tests.conftest import load_function
 from tests.reliability import summary
 from tests.support.events import message_event
-from tests.support.records import put_record
 
 SENDER, OTHER, WITNESS = "SENDERxxxxxxxx0=", "OTHERxxxxxxxxx0=", "WITNESSxxxxxxx0="
 
 
 class Clock:
-    """Simulated seconds. Starts on a whole second, so every reading in these tests is exact in binary and
-    in the milliseconds the store keeps (see the rounding test below for other starting points)."""
+    """Simulated seconds from a whole second: exact in binary and in the store's milliseconds (the rounding
+    test below starts elsewhere)."""
 
     def __init__(self, start: float | None = None) -> None:
         self.now = float(int(time.time())) if start is None else start
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 class AtomicClient:
@@ -60,30 +53,48 @@ class AtomicClient:
         return call
 
 
-def limited_function(
-    monkeypatch: pytest.MonkeyPatch, clock: Clock, rate: str | None = None, burst: str | None = None
-) -> Any:
-    for name, value in (("RATE_LIMIT_PER_SECOND", rate), ("RATE_LIMIT_BURST", burst)):
-        if value is None:
-            monkeypatch.delenv(name, raising=False)  # the defaults: 10 a second, bursts of 20
-        else:
-            monkeypatch.setenv(name, value)
-    return _limited(load_function("send_message"), clock)
+@dataclass
+class Room:
+    """SENDER and OTHER (alice) and WITNESS (bob) in "general"; :meth:`load` a function with a limit."""
 
+    api: FakeManagementApi
+    monkeypatch: pytest.MonkeyPatch
+    clock: Clock
 
-def _limited(module: Any, clock: Clock) -> Any:
-    limiter = module.service.limiter
-    limiter._clock = clock
-    limiter._client = AtomicClient(limiter._client)
-    return module
+    def load(self, rate: str | None = None, burst: str | None = None, name: str = "send_message") -> Any:
+        """The function with that limit (None: the default, 10 a second in bursts of 20), its limiter on
+        ``clock`` and atomic."""
+        for variable, value in (("RATE_LIMIT_PER_SECOND", rate), ("RATE_LIMIT_BURST", burst)):
+            if value is None:
+                self.monkeypatch.delenv(variable, raising=False)
+            else:
+                self.monkeypatch.setenv(variable, value)
+        module = load_function(name)
+        module.service.limiter._clock = self.clock
+        module.service.limiter._client = AtomicClient(module.service.limiter._client)
+        return module
+
+    def outcome(self, sender: str = SENDER) -> tuple[list[str], list[str], list[str]]:
+        """(its own texts the sender saw broadcast, error codes it got, texts the witness received).
+        SENDER's texts start with "m", OTHER's with "o"; both are in the room, so each sees the other's."""
+        frames = self.api.frames_to(sender)
+        own = [f["message"] for f in frames if f["action"] == "message"]
+        accepted = [text for text in own if text.startswith("o" if sender == OTHER else "m")]
+        codes = [f["code"] for f in frames if f["action"] == "error"]
+        return accepted, codes, texts_to(self.api, WITNESS)
 
 
 @pytest.fixture
-def room(dynamodb: Any, management_api: FakeManagementApi) -> Any:
+def room(
+    connected: Callable[..., None], management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> Room:
     for cid, user in ((SENDER, "alice"), (OTHER, "alice"), (WITNESS, "bob")):
-        put_record(dynamodb, cid, "general", user)
-        management_api.live.add(cid)
-    return dynamodb
+        connected(cid, "general", user)
+    return Room(management_api, monkeypatch, Clock())
+
+
+def texts_to(api: FakeManagementApi, cid: str) -> list[str]:
+    return [f["message"] for f in api.frames_to(cid) if f["action"] == "message"]
 
 
 def frame(module: Any, body: Any, connection_id: str, route: str) -> None:
@@ -95,55 +106,34 @@ def send(module: Any, text: str, connection_id: str = SENDER) -> None:
     frame(module, {"action": "sendMessage", "message": text}, connection_id, "sendMessage")
 
 
-def outcome(api: FakeManagementApi, sender: str = SENDER) -> tuple[list[str], list[str], list[str]]:
-    """(its own texts the sender saw broadcast, error codes it got, texts the witness received).
-
-    SENDER's texts start with "m", OTHER's with "o"; both are in the room, so each sees the other's."""
-    prefix = "o" if sender == OTHER else "m"
-    frames = api.frames_to(sender)
-    accepted = [f["message"] for f in frames if f["action"] == "message" and f["message"].startswith(prefix)]
-    codes = [f["code"] for f in frames if f["action"] == "error"]
-    witnessed = [f["message"] for f in api.frames_to(WITNESS) if f["action"] == "message"]
-    return accepted, codes, witnessed
-
-
 def tally(sent: int, accepted: list[str], codes: list[str], witnessed: list[str], refused: set[str]) -> None:
-    summary.record(
-        "rate_limit",
-        sent=sent,
-        accepted=len(accepted),
-        rate_limited=codes.count("rate_limited"),
-        refused_broadcasts=len(set(witnessed) & refused),
-    )
+    counts = dict(sent=sent, accepted=len(accepted), rate_limited=codes.count("rate_limited"))
+    summary.record("rate_limit", **counts, refused_broadcasts=len(set(witnessed) & refused))
 
 
-def test_rate_limit_default_burst_of_20_then_rate_limited_once(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock)
+def test_rate_limit_default_burst_of_20_then_rate_limited_once(room: Room) -> None:
+    module = room.load()
     texts = [f"m{i}" for i in range(30)]
     for text in texts:
         send(module, text)
-    accepted, codes, witnessed = outcome(management_api)
+    accepted, codes, witnessed = room.outcome()
     tally(30, accepted, codes, witnessed, set(texts[20:]))
     assert accepted == texts[:20]
     assert codes == ["rate_limited"]  # once for the window, not once per refused frame
     assert witnessed == texts[:20]  # nothing refused was broadcast
 
 
-def test_rate_limit_refills_at_the_configured_rate_up_to_the_burst(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock)
+def test_rate_limit_refills_at_the_configured_rate_up_to_the_burst(room: Room) -> None:
+    module = room.load()
     for i in range(25):
         send(module, f"m-a{i}")
-    clock.now += 0.5  # 10 a second: 5 tokens back
+    room.clock.now += 0.5  # 10 a second: 5 tokens back
     for i in range(8):
         send(module, f"m-b{i}")
-    clock.now += 3600  # an hour idle: the bucket is full again, but holds no more than the burst
+    room.clock.now += 3600  # an hour idle: the bucket is full again, but holds no more than the burst
     for i in range(25):
         send(module, f"m-c{i}")
-    accepted, codes, witnessed = outcome(management_api)
+    accepted, codes, witnessed = room.outcome()
     refused = {f"m-a{i}" for i in range(20, 25)} | {f"m-b{i}" for i in range(5, 8)}
     refused |= {f"m-c{i}" for i in range(20, 25)}
     tally(58, accepted, codes, witnessed, refused)
@@ -156,17 +146,15 @@ def test_rate_limit_refills_at_the_configured_rate_up_to_the_burst(
     assert witnessed == accepted
 
 
-def test_rate_limit_configured_rate_and_burst(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock, rate="2", burst="4")
+def test_rate_limit_configured_rate_and_burst(room: Room) -> None:
+    module = room.load(rate="2", burst="4")
     sent = 0
     for second in range(5):
         for i in range(6):
             send(module, f"m{second}-{i}")
             sent += 1
-        clock.now += 1.0
-    accepted, codes, witnessed = outcome(management_api)
+        room.clock.now += 1.0
+    accepted, codes, witnessed = room.outcome()
     tally(sent, accepted, codes, witnessed, set())
     # 4 at once, then 2 a second; one notice in each second that refused something.
     assert [len([t for t in accepted if t.startswith(f"m{s}-")]) for s in range(5)] == [4, 2, 2, 2, 2]
@@ -174,17 +162,15 @@ def test_rate_limit_configured_rate_and_burst(
     assert witnessed == accepted
 
 
-def test_rate_limit_is_per_user_across_connections(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock, rate="1", burst="3")
+def test_rate_limit_is_per_user_across_connections(room: Room) -> None:
+    module = room.load(rate="1", burst="3")
     for i in range(2):
         send(module, f"m{i}")
     for i in range(3):
         send(module, f"o{i}", connection_id=OTHER)  # same user, another connection: the same bucket
     send(module, "w0", connection_id=WITNESS)  # another user: a bucket of its own
-    accepted, codes, witnessed = outcome(management_api)
-    other_accepted, other_codes, _ = outcome(management_api, OTHER)
+    accepted, codes, witnessed = room.outcome()
+    other_accepted, other_codes, _ = room.outcome(OTHER)
     tally(6, accepted + other_accepted, codes + other_codes, witnessed, {"o1", "o2"})
     assert accepted == ["m0", "m1"] and codes == []
     assert other_accepted == ["o0"] and other_codes == ["rate_limited"]
@@ -192,53 +178,44 @@ def test_rate_limit_is_per_user_across_connections(
 
 
 def test_rate_limit_ten_connections_of_one_user_share_one_bucket(
-    dynamodb: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
+    room: Room, connected: Callable[..., None]
 ) -> None:
     connections = [f"FLOOD{i:02d}xxxxxxx0=" for i in range(10)]
-    for cid in [*connections, WITNESS]:
-        put_record(dynamodb, cid, "general", "bob" if cid == WITNESS else "mallory")
-        management_api.live.add(cid)
-    module = limited_function(monkeypatch, clock)
+    for cid in connections:  # and WITNESS (bob), alice's two
+        connected(cid, "general", "mallory")
+    module = room.load()
     texts = [f"f{c}-{i}" for i in range(20) for c in range(10)]
     for n, text in enumerate(texts):
         send(module, text, connection_id=connections[n % 10])
-    witnessed = [f["message"] for f in management_api.frames_to(WITNESS) if f["action"] == "message"]
-    notices = [
-        f for cid in connections for f in management_api.frames_to(cid) if f.get("code") == "rate_limited"
-    ]
+    witnessed = texts_to(room.api, WITNESS)
+    notices = [f for cid in connections for f in room.api.frames_to(cid) if f.get("code") == "rate_limited"]
     summary.record("per_user_flood", tried=len(texts), refused=len(texts) - len(witnessed), told=len(notices))
     assert witnessed == texts[:20]  # the burst of one user, not ten
     assert len(notices) == 1
 
 
-def test_rate_limit_counts_junk_frames_and_answers_them_once_per_window(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    monkeypatch.setenv("RATE_LIMIT_PER_SECOND", "1")
-    monkeypatch.setenv("RATE_LIMIT_BURST", "5")
-    default = _limited(load_function("default"), clock)
+def test_rate_limit_counts_junk_frames_and_answers_them_once_per_window(room: Room) -> None:
+    default = room.load("1", "5", "default")
     for _ in range(1000):
         frame(default, "junk", SENDER, "$default")
-    codes = [f["code"] for f in management_api.frames_to(SENDER)]
+    codes = [f["code"] for f in room.api.frames_to(SENDER)]
     summary.record("per_user_flood", tried=1000, refused=1000 - codes.count("invalid_json"), told=1)
     assert codes == ["invalid_json"] * 5 + ["rate_limited"]
     # The junk spent the user's bucket: a chat message from another connection is refused too.
-    module = limited_function(monkeypatch, clock, rate="1", burst="5")
+    module = room.load(rate="1", burst="5")
     send(module, "o0", connection_id=OTHER)
-    assert outcome(management_api, OTHER)[0] == []
+    assert room.outcome(OTHER)[0] == []
 
 
-def test_rate_limit_counts_invalid_and_history_frames(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch, clock: Clock
-) -> None:
-    module = limited_function(monkeypatch, clock, rate="1", burst="4")
-    history = _limited(load_function("get_history"), clock)
+def test_rate_limit_counts_invalid_and_history_frames(room: Room) -> None:
+    module = room.load(rate="1", burst="4")
+    history = room.load("1", "4", "get_history")
     send(module, "   ")  # invalid_message: refused, but counted
     frame(history, {"action": "getHistory"}, SENDER, "getHistory")
     frame(history, {"action": "getHistory", "limit": 0}, SENDER, "getHistory")
     send(module, "m0")
     send(module, "m1")  # the fifth frame: over the burst of 4
-    frames = management_api.frames_to(SENDER)
+    frames = room.api.frames_to(SENDER)
     answers = [f.get("code") or f["action"] for f in frames]
     assert answers == ["invalid_message", "history", "invalid_request", "message", "rate_limited"]
 
@@ -251,14 +228,13 @@ class TickingClock(Clock):
         return self.now
 
 
-def test_rate_limit_concurrent_sends_never_exceed_the_burst(
-    room: Any, management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    module = limited_function(monkeypatch, TickingClock(), rate="0.001", burst="5")
+def test_rate_limit_concurrent_sends_never_exceed_the_burst(room: Room) -> None:
+    room.clock = TickingClock()
+    module = room.load(rate="0.001", burst="5")
     texts = [f"m{i}" for i in range(20)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda text: send(module, text), texts))
-    accepted, codes, witnessed = outcome(management_api)
+    accepted, codes, witnessed = room.outcome()
     tally(20, accepted, codes, witnessed, set(texts) - set(accepted))
     assert len(accepted) == 5, accepted  # the conditional update: no token is spent twice, none lost
     assert codes == ["rate_limited"]
@@ -274,19 +250,19 @@ def limiter_for(dynamodb: Any, clock: Any, *, rate: float, burst: int) -> RateLi
     )
 
 
-def test_rate_limit_refill_is_exact_whatever_the_clock_reads(room: Any) -> None:
+def test_rate_limit_refill_is_exact_whatever_the_clock_reads(dynamodb: Any) -> None:
     clock = Clock(float(int(time.time())) + 0.0006)
-    limiter = limiter_for(room, clock, rate=10, burst=5)
+    limiter = limiter_for(dynamodb, clock, rate=10, burst=5)
     assert [limiter.take("alice") for _ in range(6)][-1] is not Verdict.ALLOWED
     clock.now += 0.5  # 5 tokens back at 10 a second, to the microsecond
     assert [limiter.take("alice") for _ in range(5)] == [Verdict.ALLOWED] * 5
     assert limiter.take("alice") is Verdict.REFUSED_SILENT  # told 0.5 s ago: within the window
 
 
-def test_rate_limit_losing_races_is_not_a_refusal(room: Any) -> None:
+def test_rate_limit_losing_races_is_not_a_refusal(dynamodb: Any) -> None:
     clock = Clock()
-    limiter = limiter_for(room, clock, rate=10, burst=20)
-    rival = limiter_for(room, clock, rate=10, burst=20)
+    limiter = limiter_for(dynamodb, clock, rate=10, burst=20)
+    rival = limiter_for(dynamodb, clock, rate=10, burst=20)
     raw = limiter._client
     races = [2]  # both writes of this frame are each beaten by another invocation's
 
@@ -306,17 +282,17 @@ def test_rate_limit_losing_races_is_not_a_refusal(room: Any) -> None:
     assert [limiter.take("alice") for _ in range(17)].count(Verdict.ALLOWED) == 16
 
 
-def test_rate_limit_bucket_item_expires(room: Any) -> None:
+def test_rate_limit_bucket_item_expires(dynamodb: Any) -> None:
     clock = Clock()
-    limiter = limiter_for(room, clock, rate=10, burst=20)
+    limiter = limiter_for(dynamodb, clock, rate=10, burst=20)
     limiter.take("alice")
-    item = room.get_item(
+    item = dynamodb.get_item(
         TableName="chat_messages", Key={"room_id": {"S": "rate#alice"}, "message_id": {"S": "bucket"}}
     )["Item"]
     # A minute after the bucket is full again (2 s at 10 a second) nothing is left to remember.
     assert clock.now + 2 < int(item["ttl"]["N"]) <= clock.now + 2 + 61
 
 
-def test_rate_limit_zero_disables_it(room: Any) -> None:
-    limiter = limiter_for(room, Clock(), rate=0, burst=1)
+def test_rate_limit_zero_disables_it(dynamodb: Any) -> None:
+    limiter = limiter_for(dynamodb, Clock(), rate=0, burst=1)
     assert all(limiter.take("alice") is Verdict.ALLOWED for _ in range(50))

@@ -1,7 +1,6 @@
-"""Fault switch of the local stack (local_stack/faults.py): with every ``@connections`` POST and every
-distinct DynamoDB request of the functions failing once (500 / throttling), chat still works end to end:
-every message reaches every member exactly once, and no live connection is deleted.
-"""
+"""The local stack's fault switch (local_stack/faults.py): with every ``@connections`` POST and every
+distinct DynamoDB request of the functions failing once (500 / throttling), every message still reaches
+every member exactly once, and no live connection is deleted."""
 
 from __future__ import annotations
 
@@ -23,8 +22,8 @@ from local_stack.testing import StackProcess
 from local_stack.testing.ws import ChatClient
 from shared.management_api import ManagementApiClient
 from tests.reliability import summary
-from tests.reliability.helpers import worker_environments
-from tests.support.records import table_client, table_ids
+from tests.reliability.helpers import delivered, expected_for, losses, settle, worker_environments
+from tests.support.records import table_client, table_ids, table_items
 
 FAULTS = "connections=500,dynamodb=throttle"
 ROOM_SIZE = 5
@@ -32,23 +31,18 @@ ROOM_SIZE = 5
 
 @pytest.fixture(scope="module")
 def faulty_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    stack = StackProcess(
-        log_path=tmp_path_factory.mktemp("faulty-stack") / "stack.log", env={"LOCAL_STACK_FAULTS": FAULTS}
-    ).start()
-    yield stack
-    stack.stop()
+    log_path = tmp_path_factory.mktemp("faulty-stack") / "stack.log"
+    with StackProcess(log_path=log_path, env={"LOCAL_STACK_FAULTS": FAULTS}) as stack:
+        yield stack
 
 
 def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: StackProcess) -> None:
     # The gateway: a POST fails once, its retry (same connection, same body) passes.
-    async def one_client() -> tuple[ChatClient, str]:
+    async def run() -> list[str]:
         client = await ChatClient.open(faulty_stack.url("probe", "probe"), "probe")
         await asyncio.sleep(0.5)
-        [cid] = [i["connection_id"]["S"] for i in _items(faulty_stack) if i["user_id"]["S"] == "probe"]
-        return client, cid
-
-    async def run() -> list[str]:
-        client, cid = await one_client()
+        items = table_items(table_client(faulty_stack.dynamodb_endpoint))
+        [cid] = [i["connection_id"]["S"] for i in items if i["user_id"]["S"] == "probe"]
         # The production client (no retries of its own), as the functions post through it.
         api = ManagementApiClient(
             faulty_stack.callback_url,
@@ -88,10 +82,6 @@ def test_stack_faults_switch_is_wired_to_gateway_and_workers(faulty_stack: Stack
     assert out.stdout.split() == ["throttled", "ok"], out.stderr
 
 
-def _items(stack: StackProcess) -> list[dict[str, dict[str, str]]]:
-    return list(table_client(stack.dynamodb_endpoint).scan(TableName="chat_connections")["Items"])
-
-
 @pytest.mark.timeout(300)
 def test_stack_faults_every_post_and_dynamodb_call_failing_once_loses_nothing(
     faulty_stack: StackProcess,
@@ -102,23 +92,14 @@ def test_stack_faults_every_post_and_dynamodb_call_failing_once_loses_nothing(
             for i in range(10)
         ]
         stored = table_ids(table_client(faulty_stack.dynamodb_endpoint))
+        sent = {i: [f"f{i}:{k}" for k in range(5)] for i in range(10)}
         for k in range(5):
             for i, client in enumerate(clients):
-                await client.send(f"f{i}:{k}")
+                await client.send(sent[i][k])
             await asyncio.sleep(0.5)
-        expected = {
-            i: Counter(f"f{j}:{k}" for j in range(10) if j // ROOM_SIZE == i // ROOM_SIZE for k in range(5))
-            for i in range(10)
-        }
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and any(
-            c.received[t] < n for i, c in enumerate(clients) for t, n in expected[i].items()
-        ):
-            await asyncio.sleep(0.25)
-        lost = sum(max(0, n - c.received[t]) for i, c in enumerate(clients) for t, n in expected[i].items())
-        duplicated = sum(
-            max(0, c.received[t] - n) for i, c in enumerate(clients) for t, n in expected[i].items()
-        )
+        expected = expected_for(sent, ROOM_SIZE)
+        await settle(lambda: delivered(clients, expected), 10 * 25, time.monotonic() + 120)
+        lost, duplicated, _ = losses(clients, expected)
         errors = sum((c.errors for c in clients), start=Counter[str]())
         live_deleted = len(stored - table_ids(table_client(faulty_stack.dynamodb_endpoint)))
         for client in clients:

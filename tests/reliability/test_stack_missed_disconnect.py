@@ -1,26 +1,24 @@
-"""Missed ``$disconnect`` end to end, through the local stack (in a thread of this process, so the test can
-drop the ``$disconnect`` route): clients killed without a close frame leave records behind; the next
-broadcast's 410s remove them, an expired record is skipped by a broadcast and then removed by that
-broadcast's cleanup of expired members, and no later broadcast posts to a dead connection (counted from
-the function's ``broadcast`` log line).
-
-The stack's own reaper is off (``ttl_reaper_interval_s=0``): on a timer it could delete the expired record
-before the broadcast reads the room, and the skip would go unobserved.
-"""
+"""Missed ``$disconnect`` end to end, through a stack in a thread of this process (so the test can drop the
+``$disconnect`` route): the next broadcast's 410s remove the records of clients killed without a close
+frame, an expired record is skipped by a broadcast and removed by its cleanup of expired members, and no
+later broadcast posts to a dead connection (counted from the function's ``broadcast`` log line). The
+stack's own reaper is off: it could delete the expired record before the broadcast reads the room."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from local_stack import Stack
 from local_stack.testing import start_stack
-from local_stack.testing.ws import ChatClient
+from local_stack.testing.ws import ChatClient, until
 from tests.reliability import summary
 from tests.support.records import table_client
 
@@ -42,25 +40,14 @@ def broadcast_lines(stack: Stack) -> list[dict[str, Any]]:
     """``sendMessage``'s ``broadcast`` log lines (JSON after the ``[function] `` prefix), oldest first."""
     lines = []
     for line in list(stack.logs):
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            entry = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and entry.get("message") == "broadcast":
-            lines.append(entry)
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line[line.find("{") :]) if "{" in line else None
+            if isinstance(entry, dict) and entry.get("message") == "broadcast":
+                lines.append(entry)
     return lines
 
 
-async def wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await asyncio.to_thread(predicate):
-            return True
-        await asyncio.sleep(0.1)
-    return bool(await asyncio.to_thread(predicate))
+wait_for = partial(until, interval=0.1)
 
 
 @pytest.mark.timeout(180)

@@ -32,18 +32,21 @@ GIVE_UP_S = 90.0  # stop broadcasting after this long (the old gateway made ever
 
 @pytest.mark.timeout(300)
 def test_slow_reader_is_closed_not_waited_for_and_never_gets_a_duplicate() -> None:
-    figures: dict[str, object] = {"tried": 0}
+    tried, slowest, close_code = 0, 0.0, None
+    seqs: Counter[int] = Counter()  # what the slow member got, once it read again
+    live_seen: Counter[int] = Counter()
     with start_stack(max_workers=2, ttl_reaper_interval_s=30.0) as stack:
-        slow = RawClient.open(f"{stack.ws_url}?token={make_token('slowpoke')}&room_id={ROOM}", rcvbuf=4096)
-        deadline = time.monotonic() + 10
-        while len(stack.connection_ids()) < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        [slow_id] = stack.connection_ids()
-        live = RawClient.open(f"{stack.ws_url}?token={make_token('reader')}&room_id={ROOM}")
-        while len(stack.connection_ids()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        [live_id] = set(stack.connection_ids()) - {slow_id}
 
+        def joined(user: str, **options: int) -> tuple[RawClient, str]:
+            before, deadline = set(stack.connection_ids()), time.monotonic() + 10
+            client = RawClient.open(f"{stack.ws_url}?token={make_token(user)}&room_id={ROOM}", **options)
+            while not set(stack.connection_ids()) - before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            [cid] = set(stack.connection_ids()) - before
+            return client, cid
+
+        slow, slow_id = joined("slowpoke", rcvbuf=4096)
+        live, live_id = joined("reader")
         gone: list[str] = []
         sender = Sender(
             pool_size=4,
@@ -56,7 +59,6 @@ def test_slow_reader_is_closed_not_waited_for_and_never_gets_a_duplicate() -> No
                 credentials=Credentials("local", "local"),
             ),
         )
-        live_seen: Counter[int] = Counter()
 
         async def read_live(stop: asyncio.Event) -> None:
             while not stop.is_set():
@@ -66,56 +68,39 @@ def test_slow_reader_is_closed_not_waited_for_and_never_gets_a_duplicate() -> No
                     if "seq" in frame:  # not the room's presence frames
                         live_seen[frame["seq"]] += 1
 
-        async def run() -> float:
+        async def run() -> None:
+            nonlocal tried, slowest
             stop = asyncio.Event()
             reader = asyncio.get_running_loop().create_task(read_live(stop))
-            slowest, started = 0.0, time.monotonic()
+            started = time.monotonic()
             for seq in range(FRAMES):
                 data = json.dumps({"seq": seq, "pad": "x" * PAD}).encode()
                 t0 = time.monotonic()
                 members = [cid for cid in (slow_id, live_id) if cid not in gone]  # a 410 deletes the record
                 await asyncio.to_thread(sender.broadcast, stack.callback_url, members, data)
                 slowest = max(slowest, time.monotonic() - t0)
-                figures["tried"] = seq + 1
+                tried = seq + 1
                 if time.monotonic() - started > GIVE_UP_S:
                     break
             deadline = time.monotonic() + 10
-            while sum(live_seen.values()) < int(figures["tried"]) and time.monotonic() < deadline:  # type: ignore[call-overload]
+            while sum(live_seen.values()) < tried and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             stop.set()
             await reader
-            return slowest
 
         try:
-            slowest = asyncio.run(run())
-            figures["slowest"] = f"{slowest * 1000:.0f} ms"
+            asyncio.run(run())
             payloads, close_code = slow.frames_until_closed(timeout=15)  # it reads again, at last
-            frames = [json.loads(p) for p in payloads]
-            seqs = Counter(f["seq"] for f in frames if "seq" in f)
-            figures.update(
-                delivered=len(seqs),
-                duplicated=sum(n - 1 for n in seqs.values()),
-                live_delivered=len(live_seen),
-                live_duplicated=sum(n - 1 for n in live_seen.values()),
-                close_code=str(close_code),
-                gone=len(gone),
-            )
+            seqs.update(f["seq"] for f in map(json.loads, payloads) if "seq" in f)
         finally:
             slow.close()
             live.close()
-            summary.record(
-                "slow-reader",
-                tried=int(figures["tried"]),  # type: ignore[call-overload]
-                delivered=int(figures.get("delivered", 0)),  # type: ignore[call-overload]
-                duplicated=int(figures.get("duplicated", 0)),  # type: ignore[call-overload]
-                live_delivered=int(figures.get("live_delivered", 0)),  # type: ignore[call-overload]
-            )
-            summary.note(
-                "slow-reader",
-                close_code=str(figures.get("close_code", "n/a")),
-                slowest=str(figures.get("slowest", "n/a")),
-            )
-    assert figures["duplicated"] == 0 and figures["live_duplicated"] == 0, figures
-    assert figures["live_delivered"] == FRAMES, figures  # every broadcast reached the live member
+            duplicated = sum(n - 1 for n in seqs.values())
+            summary.record("slow-reader", tried=tried, delivered=len(seqs), duplicated=duplicated)
+            summary.record("slow-reader", live_delivered=len(live_seen))
+            summary.note("slow-reader", close_code=str(close_code), slowest=f"{slowest * 1000:.0f} ms")
+    figures = dict(tried=tried, delivered=len(seqs), live=len(live_seen), close_code=close_code, gone=gone)
+    assert duplicated == 0 and sum(live_seen.values()) == len(live_seen), figures
+    assert len(live_seen) == FRAMES, figures  # every broadcast reached the live member
     assert slowest < HOSTAGE_S, figures  # and none waited for the slow one
-    assert figures["close_code"] == "1008" and gone == [slow_id], figures
+    assert close_code == 1008 and gone == [slow_id], figures

@@ -1,33 +1,29 @@
-"""Soak through the local stack: 50 clients x 50 messages sent concurrently (rooms of 5), one client of
-each room dropping its TCP connection (no close frame) half way and resuming, then a steady run with the
-gateway's and the workers' memory sampled.
+"""Soak through the local stack: 50 clients x 50 messages at once (rooms of 5), one client of each room
+dropping its TCP connection (no close frame) half way and resuming, then a steady run with the gateway's
+and the workers' memory sampled (``RELIABILITY_SOAK_SECONDS``, default 120 s).
 
 A client that drops reconnects, fetches ``getHistory`` ``after`` its last seen message until ``has_more``
 is false, and sends again what was not acknowledged with the same ``client_msg_id``; what each client saw
 live plus what it fetched, deduplicated by ``message_id``, must be every message of its room exactly once.
-
-``RELIABILITY_SOAK_SECONDS`` sets the steady run's length (default 120 s: the two minutes specified).
-Clients send at 4 messages a second each, under the per-user limit (10 a second, bursts of 20).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
 from local_stack.testing import StackProcess
-from local_stack.testing.ws import ChatClient
+from local_stack.testing.ws import ChatClient, until
 from tests.reliability import summary
-from tests.reliability.helpers import memory
+from tests.reliability.helpers import delivered, expected_for, gathered, losses, memory, settle
 
 ROOM_SIZE = 5
 SOAK_SECONDS = float(os.environ.get("RELIABILITY_SOAK_SECONDS", "120"))
@@ -44,51 +40,8 @@ WORKER_SLOPE_MB_PER_MIN = 2.0
 
 
 async def open_clients(stack: StackProcess, prefix: str, count: int) -> list[ChatClient]:
-    gate = asyncio.Semaphore(10)
-
-    async def one(i: int) -> ChatClient:
-        async with gate:
-            return await ChatClient.open(
-                stack.url(f"{prefix}{i}", f"{prefix}-{i // ROOM_SIZE}"), f"{prefix}{i}"
-            )
-
-    return list(await asyncio.gather(*(one(i) for i in range(count))))
-
-
-def expected_for(clients: list[ChatClient], sent: dict[int, list[str]]) -> dict[int, Counter[str]]:
-    """Every client should get every message of its room exactly once (its own included)."""
-    expected: dict[int, Counter[str]] = {}
-    for i in range(len(clients)):
-        room = i // ROOM_SIZE
-        members = [j for j in range(len(clients)) if j // ROOM_SIZE == room]
-        expected[i] = Counter(text for j in members for text in sent.get(j, []))
-    return expected
-
-
-async def drain(clients: list[ChatClient], expected: dict[int, Counter[str]], deadline: float) -> None:
-    total = sum(sum(e.values()) for e in expected.values())
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        got = sum(min(c.received[t], n) for i, c in enumerate(clients) for t, n in expected[i].items())
-        if got >= total:
-            return
-        if got != last:
-            last, last_change = got, time.monotonic()
-        elif time.monotonic() - last_change > DRAIN_STALL_SECONDS:
-            return
-        await asyncio.sleep(0.25)
-
-
-def losses(clients: list[ChatClient], expected: dict[int, Counter[str]]) -> tuple[int, int, int]:
-    """(lost, duplicated, foreign): foreign = frames from another room."""
-    lost = duplicated = foreign = 0
-    for i, client in enumerate(clients):
-        for text, n in expected[i].items():
-            got = client.received[text]
-            lost += max(0, n - got)
-            duplicated += max(0, got - n)
-        foreign += sum(n for text, n in client.received.items() if text not in expected[i])
-    return lost, duplicated, foreign
+    urls = [(stack.url(f"{prefix}{i}", f"{prefix}-{i // ROOM_SIZE}"), f"{prefix}{i}") for i in range(count)]
+    return await gathered((ChatClient.open(url, name) for url, name in urls), at_once=10)
 
 
 async def send_paced(client: ChatClient, texts: list[str], interval: float) -> None:
@@ -97,90 +50,74 @@ async def send_paced(client: ChatClient, texts: list[str], interval: float) -> N
         await asyncio.sleep(interval)
 
 
+def answers(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f for f in frames if f.get("action") in ("history", "error") or "action" not in f]
+
+
 @dataclass
 class ResumingClient:
     """A chat client that survives a dropped connection: acked sends, resume by history, dedupe by id."""
 
     url: str
-    ws: ClientConnection | None = None
-    by_id: dict[str, str] = field(default_factory=dict)  # message_id -> text: live and fetched, deduped
-    raw: Counter[str] = field(default_factory=Counter)  # text -> frames received live (before dedupe)
-    acked: set[str] = field(default_factory=set)
-    unacked: dict[str, str] = field(default_factory=dict)  # client_msg_id -> text
+    connections: list[ChatClient] = field(default_factory=list)  # one per (re)connect, the last one live
+    sent: dict[str, str] = field(default_factory=dict)  # client_msg_id -> text
+    history: dict[str, str] = field(default_factory=dict)  # message_id -> text, fetched by getHistory
     errors: Counter[str] = field(default_factory=Counter)
-    histories: asyncio.Queue[dict[str, object]] = field(default_factory=asyncio.Queue)
-    reader: asyncio.Task[None] | None = None
     drops: int = 0
     fetched: int = 0
 
     async def open(self) -> None:
-        self.ws = await connect(
-            self.url, open_timeout=60, close_timeout=5, max_queue=None, ping_interval=None
-        )
-        self.reader = asyncio.get_running_loop().create_task(self._read(self.ws))
+        self.connections.append(await ChatClient.open(self.url, ignore_presence=True))
 
-    async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(Exception):
-            async for data in ws:
-                frame = json.loads(data)
-                action = frame.get("action")
-                if action == "message":
-                    self.raw[frame["message"]] += 1
-                    self.by_id[frame["message_id"]] = frame["message"]
-                elif action == "ack":
-                    self.acked.add(frame["client_msg_id"])
-                    self.unacked.pop(frame["client_msg_id"], None)
-                elif action == "history":
-                    await self.histories.put(frame)
-                elif action in ("presence", "joined", "left", "typing"):
-                    continue  # room traffic the soak does not count
-                elif action == "error":
-                    self.errors[str(frame.get("code"))] += 1
-                    await self.histories.put(frame)  # it may answer the history request: ask again
-                else:
-                    self.errors[f"gateway: {frame.get('message')}"] += 1
-                    await self.histories.put(frame)  # e.g. "Endpoint request timed out": ask again
+    def of(self, action: str) -> list[dict[str, Any]]:
+        return [f for client in self.connections for f in client.of(action)]
+
+    @property
+    def by_id(self) -> dict[str, str]:
+        """message_id -> text of every message received live or fetched."""
+        return {**self.history, **{f["message_id"]: f["message"] for f in self.of("message")}}
+
+    @property
+    def unacked(self) -> dict[str, str]:
+        acked = {f["client_msg_id"] for f in self.of("ack")}
+        return {cid: text for cid, text in self.sent.items() if cid not in acked}
+
+    def all_errors(self) -> Counter[str]:
+        return sum((c.errors for c in self.connections), start=Counter(self.errors))
 
     async def send(self, text: str, client_msg_id: str) -> None:
-        self.unacked[client_msg_id] = text
-        assert self.ws is not None
+        self.sent[client_msg_id] = text
         with contextlib.suppress(Exception):  # a send on a dropped socket: resent after the resume
-            await self.ws.send(
-                json.dumps({"action": "sendMessage", "message": text, "client_msg_id": client_msg_id})
+            await self.connections[-1].send(
+                {"action": "sendMessage", "message": text, "client_msg_id": client_msg_id}
             )
 
     def drop(self) -> None:
         """Vanish without a close frame (a phone changing networks)."""
-        assert self.ws is not None
-        self.ws.transport.abort()
-        if self.reader is not None:
-            self.reader.cancel()
+        self.connections[-1].abort()
         self.drops += 1
 
     async def resume(self) -> None:
         await self.open()
-        after = max(self.by_id) if self.by_id else "0" * 26
+        client, after = self.connections[-1], max(self.by_id, default="0" * 26)
         for _ in range(1000):
-            assert self.ws is not None
-            await self.ws.send(json.dumps({"action": "getHistory", "after": after, "limit": 100}))
-            try:
-                # Past the 29 s integration timeout: every request is answered by then, if only by
-                # API Gateway's "Endpoint request timed out".
-                page = await asyncio.wait_for(self.histories.get(), 40)
-            except TimeoutError:
+            asked = len(client.frames)
+            await client.send({"action": "getHistory", "after": after, "limit": 100})
+            # Past the 29 s integration timeout every request is answered, if only by API Gateway's
+            # "Endpoint request timed out": an error or gateway frame, and the client asks again.
+            if not await until(lambda start=asked: answers(client.frames[start:]), 40):
                 self.errors["history request unanswered (asked again)"] += 1
                 continue
-            if page.get("action") != "history":
-                continue  # an error or gateway frame: a client asks again
-            messages = page["messages"]
-            assert isinstance(messages, list)
-            for message in messages:
-                self.by_id[message["message_id"]] = message["message"]
+            pages = [f for f in client.frames[asked:] if f.get("action") == "history"]
+            if not pages:
+                continue
+            messages = pages[0]["messages"]
+            self.history.update((m["message_id"], m["message"]) for m in messages)
             self.fetched += len(messages)
-            if not page["has_more"] or not messages:
+            if not pages[0]["has_more"] or not messages:
                 break
             after = messages[-1]["message_id"]
-        for client_msg_id, text in list(self.unacked.items()):
+        for client_msg_id, text in self.unacked.items():
             await self.send(text, client_msg_id)
 
     def seen(self) -> Counter[str]:
@@ -188,10 +125,7 @@ class ResumingClient:
         return Counter(self.by_id.values())
 
     async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self.reader is not None:
-            self.reader.cancel()
+        await self.connections[-1].close()
 
 
 async def send_with_a_drop(
@@ -210,13 +144,12 @@ async def send_with_a_drop(
 class BurstResult:
     lost: int
     duplicated: int
-    redelivered: int  # duplicates carrying one message_id: a post retried after it had been delivered
     foreign: int
     errors: Counter[str]
     workers: int
-    dropped: int = 0
-    fetched: int = 0
-    raw_duplicates: int = 0  # frames received twice live, before dedupe (a re-broadcast, a retried post)
+    dropped: int
+    fetched: int
+    raw_duplicates: int  # frames received twice live, before dedupe (a re-broadcast, a retried post)
 
     @property
     def timeouts(self) -> int:
@@ -229,20 +162,10 @@ class BurstResult:
 def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
     """50 clients x 50 messages at once, on a stack of its own with the per-user limit off: this run
     measures delivery (the limiter under contention is pinned by tests/reliability/test_rate_limit.py)."""
-    stack = StackProcess(
-        log_path=tmp_path_factory.mktemp("soak-stack") / "stack.log",
-        args=["--var", "rate_limit_per_second=0"],
-    ).start()
 
-    async def run() -> BurstResult:
-        gate = asyncio.Semaphore(10)
+    async def run(stack: StackProcess) -> BurstResult:
         clients = [ResumingClient(stack.url(f"soak{i}", f"soak-{i // ROOM_SIZE}")) for i in range(50)]
-
-        async def opened(client: ResumingClient) -> None:
-            async with gate:
-                await client.open()
-
-        await asyncio.gather(*(opened(c) for c in clients))
+        await gathered((c.open() for c in clients), at_once=10)
         sent = {i: [f"soak{i}:{k}" for k in range(50)] for i in range(50)}
         droppers = {i for i in range(50) if i % ROOM_SIZE == ROOM_SIZE - 1}  # one client of each room
         await asyncio.gather(
@@ -251,30 +174,33 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
                 for i, c in enumerate(clients)
             )
         )
-        expected = expected_by_room(sent)
-        await drain_seen(clients, expected, time.monotonic() + 300)
+        expected = expected_for(sent, ROOM_SIZE)
+        total = sum(len(wanted) for wanted in expected.values())
+
+        def seen() -> int:
+            return sum(len(set(c.by_id.values()) & set(expected[i])) for i, c in enumerate(clients))
+
+        await settle(seen, total, time.monotonic() + 300, DRAIN_STALL_SECONDS / 4)
         # A message still unacknowledged (its ack lost with the dropped socket) is sent again, then all
         # clients fetch what they may have missed while it went out.
         for client in clients:
-            for client_msg_id, text in list(client.unacked.items()):
+            for client_msg_id, text in client.unacked.items():
                 await client.send(text, client_msg_id)
-        await drain_seen(clients, expected, time.monotonic() + 60)
+        await settle(seen, total, time.monotonic() + 60, DRAIN_STALL_SECONDS / 4)
         lost = duplicated = foreign = 0
         for i, client in enumerate(clients):
-            seen, wanted = client.seen(), expected[i // ROOM_SIZE]
-            lost += sum(1 for text in wanted if text not in seen)
-            duplicated += sum(n - 1 for n in seen.values() if n > 1)
-            foreign += sum(1 for text in seen if text not in wanted)
-        raw_duplicates = sum(n - 1 for c in clients for n in c.raw.values() if n > 1)
-        errors = sum((c.errors for c in clients), start=Counter[str]())
-        workers = memory(stack.pid)[2]
+            texts, wanted = client.seen(), expected[i]
+            lost += sum(1 for text in wanted if text not in texts)
+            duplicated += sum(n - 1 for n in texts.values() if n > 1)
+            foreign += sum(1 for text in texts if text not in wanted)
+        live = [sum((conn.received for conn in c.connections), start=Counter[str]()) for c in clients]
+        raw_duplicates = sum(n - 1 for received in live for n in received.values() if n > 1)
         result = BurstResult(
             lost,
             duplicated,
-            raw_duplicates,
             foreign,
-            errors,
-            workers,
+            errors=sum((c.all_errors() for c in clients), start=Counter[str]()),
+            workers=memory(stack.pid)[2],
             dropped=sum(c.drops for c in clients),
             fetched=sum(c.fetched for c in clients),
             raw_duplicates=raw_duplicates,
@@ -282,10 +208,9 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstResult]:
         await asyncio.gather(*(c.close() for c in clients))
         return result
 
-    try:
-        result = asyncio.run(run())
-    finally:
-        stack.stop()
+    log_path = tmp_path_factory.mktemp("soak-stack") / "stack.log"
+    with StackProcess(log_path=log_path, args=["--var", "rate_limit_per_second=0"]) as stack:
+        result = asyncio.run(run(stack))
     summary.record("soak", clients=50, messages=50, lost=result.lost, duplicated=result.duplicated)
     summary.note(
         "soak",
@@ -308,30 +233,8 @@ def test_soak_50_clients_x_50_messages_none_lost(burst: BurstResult) -> None:
 @pytest.mark.timeout(600)
 def test_soak_50_clients_x_50_messages_none_duplicated(burst: BurstResult) -> None:
     # After dedupe by message_id: no message was stored twice, whatever was re-sent after a drop.
-    assert burst.duplicated == 0, f"{burst.duplicated} duplicated ({burst.redelivered} live repeats)"
+    assert burst.duplicated == 0, f"{burst.duplicated} duplicated ({burst.raw_duplicates} live repeats)"
     assert burst.dropped == 10 and burst.fetched > 0
-
-
-def expected_by_room(sent: dict[int, list[str]]) -> dict[int, set[str]]:
-    rooms: dict[int, set[str]] = {}
-    for i, texts in sent.items():
-        rooms.setdefault(i // ROOM_SIZE, set()).update(texts)
-    return rooms
-
-
-async def drain_seen(clients: list[ResumingClient], expected: dict[int, set[str]], deadline: float) -> None:
-    total = sum(len(expected[i // ROOM_SIZE]) for i in range(len(clients)))
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        seen = [set(c.by_id.values()) for c in clients]
-        got = sum(len(seen[i] & expected[i // ROOM_SIZE]) for i in range(len(clients)))
-        if got >= total:
-            return
-        if got != last:
-            last, last_change = got, time.monotonic()
-        elif time.monotonic() - last_change > DRAIN_STALL_SECONDS / 4:
-            return
-        await asyncio.sleep(0.25)
 
 
 @pytest.mark.timeout(int(SOAK_SECONDS) + 420)
@@ -350,8 +253,9 @@ def test_soak_steady_rate_memory_growth_is_bounded(stack_process: StackProcess) 
         stop = asyncio.Event()
         sampler = asyncio.get_running_loop().create_task(sample(stop))
         await asyncio.gather(*(send_paced(c, sent[i], 1.0) for i, c in enumerate(clients)))
-        expected = expected_for(clients, sent)
-        await drain(clients, expected, time.monotonic() + 300)
+        expected = expected_for(sent, ROOM_SIZE)
+        total = sum(sum(wanted.values()) for wanted in expected.values())
+        await settle(lambda: delivered(clients, expected), total, time.monotonic() + 300, DRAIN_STALL_SECONDS)
         stop.set()
         await sampler
         lost, duplicated, _ = losses(clients, expected)

@@ -10,6 +10,7 @@ import pytest
 from local_stack.testing import StackProcess
 from local_stack.testing.ws import ChatClient
 from tests.reliability import summary
+from tests.reliability.helpers import gathered
 from tests.support.records import table_client, table_items
 
 CLIENTS = 200
@@ -36,15 +37,8 @@ def test_storm_200_clients_closing_at_once_leave_no_record_within_10_s(stack_pro
     db = table_client(stack_process.dynamodb_endpoint)
 
     async def run() -> tuple[int, int, float]:
-        gate = asyncio.Semaphore(20)
-
-        async def one(i: int) -> ChatClient:
-            async with gate:
-                return await ChatClient.open(
-                    stack_process.url(f"storm{i}", f"storm-{i % ROOMS}"), f"storm{i}"
-                )
-
-        clients = list(await asyncio.gather(*(one(i) for i in range(CLIENTS))))
+        urls = [(stack_process.url(f"storm{i}", f"storm-{i % ROOMS}"), f"storm{i}") for i in range(CLIENTS)]
+        clients = await gathered((ChatClient.open(url, name) for url, name in urls), at_once=20)
         stored = await asyncio.to_thread(storm_records, db)
         started = time.monotonic()
         await asyncio.gather(*(c.close() for c in clients))

@@ -1,14 +1,12 @@
-"""Attacks on the token carried as a subprotocol (``["chat.v1", "bearer.<JWT>"]``) at ``$connect``.
-
-Refused offers get the contract status and store nothing; accepted ones never echo the bearer entry (that
-would put the token in a response header) and only ever echo a protocol the client offered.
-"""
+"""Attacks on the token carried as a subprotocol (``["chat.v1", "bearer.<JWT>"]``) at ``$connect``: refused
+offers get the contract status and store nothing; accepted ones only ever echo a protocol the client
+offered, never the bearer entry (that would put the token in a response header)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -31,72 +29,57 @@ def none_token() -> str:
     return unsigned({"alg": "none"}, {"sub": "bob", "exp": int(time.time()) + 600})
 
 
-# name -> (query without token, protocol header value(s), expected status)
-ATTACKS: dict[str, Callable[[], tuple[dict[str, str], dict[str, str], int]]] = {
-    "bearer-garbage": lambda: ({"room_id": "general"}, {HEADER: "chat.v1, bearer.garbage"}, 401),
-    "bearer-expired": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, bearer.{make_token(expires_in=-5)}"},
-        401,
+class Offer(NamedTuple):
+    """What ``$connect`` gets: the protocols offered (made when the test runs), the query besides
+    ``room_id=general``, the header's name; and the expected status (refused) or echo (accepted)."""
+
+    expected: int | str
+    protocols: Callable[[], str]
+    query: dict[str, str] = {}
+    header: str = HEADER
+
+
+ATTACKS: dict[str, Offer] = {
+    "bearer-garbage": Offer(401, lambda: "chat.v1, bearer.garbage"),
+    "bearer-expired": Offer(401, lambda: f"chat.v1, bearer.{make_token(expires_in=-5)}"),
+    "bearer-alg-none": Offer(401, lambda: f"chat.v1, bearer.{none_token()}"),
+    "bearer-wrong-secret": Offer(
+        401, lambda: f"chat.v1, bearer.{make_token(secret='another-secret-that-is-32-bytes-long!')}"
     ),
-    "bearer-alg-none": lambda: ({"room_id": "general"}, {HEADER: f"chat.v1, bearer.{none_token()}"}, 401),
-    "bearer-wrong-secret": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, bearer.{make_token(secret='another-secret-that-is-32-bytes-long!')}"},
-        401,
-    ),
-    "bearer-empty": lambda: ({"room_id": "general"}, {HEADER: "chat.v1, bearer."}, 401),
-    "only-bearer-garbage": lambda: ({"room_id": "general"}, {HEADER: "bearer.garbage"}, 401),
-    "only-bearer-alg-none": lambda: ({"room_id": "general"}, {HEADER: f"bearer.{none_token()}"}, 401),
-    "bearer-8kb": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, bearer.{make_token(pad='x' * 8200)}"},
-        401,
-    ),
-    "bearer-capitalised-is-not-a-bearer": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, Bearer.{good()}"},
-        401,
-    ),
-    "first-bearer-bad-second-good": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, bearer.garbage, bearer.{good()}"},
-        401,
-    ),
+    "bearer-empty": Offer(401, lambda: "chat.v1, bearer."),
+    "only-bearer-garbage": Offer(401, lambda: "bearer.garbage"),
+    "only-bearer-alg-none": Offer(401, lambda: f"bearer.{none_token()}"),
+    "bearer-8kb": Offer(401, lambda: f"chat.v1, bearer.{make_token(pad='x' * 8200)}"),
+    "bearer-capitalised-is-not-a-bearer": Offer(401, lambda: f"chat.v1, Bearer.{good()}"),
+    "first-bearer-bad-second-good": Offer(401, lambda: f"chat.v1, bearer.garbage, bearer.{good()}"),
     # A browser fails a handshake that chooses none of its offered subprotocols, and echoing the bearer
     # entry would echo the token: refuse before storing a record nobody can use.
-    "only-bearer-valid": lambda: ({"room_id": "general"}, {HEADER: f"bearer.{good()}"}, 400),
-    "bad-query-token-does-not-fall-back-to-bearer": lambda: (
-        {"room_id": "general", "token": "garbage"},
-        {HEADER: f"chat.v1, bearer.{good()}"},
-        401,
+    "only-bearer-valid": Offer(400, lambda: f"bearer.{good()}"),
+    "bad-query-token-does-not-fall-back-to-bearer": Offer(
+        401, lambda: f"chat.v1, bearer.{good()}", {"token": "garbage"}
     ),
-    "lowercase-header-bad-bearer": lambda: (
-        {"room_id": "general"},
-        {HEADER.lower(): "chat.v1, bearer.garbage"},
-        401,
+    "lowercase-header-bad-bearer": Offer(401, lambda: "chat.v1, bearer.garbage", header=HEADER.lower()),
+    "no-spaces-bad-bearer": Offer(401, lambda: "chat.v1,bearer.garbage"),
+    "bearer-valid-room-outside-rooms-claim": Offer(
+        403, lambda: f"chat.v1, bearer.{make_token('bob', rooms=['support'])}"
     ),
-    "no-spaces-bad-bearer": lambda: ({"room_id": "general"}, {HEADER: "chat.v1,bearer.garbage"}, 401),
-    "bearer-valid-room-outside-rooms-claim": lambda: (
-        {"room_id": "general"},
-        {HEADER: f"chat.v1, bearer.{make_token('bob', rooms=['support'])}"},
-        403,
+    "bearer-valid-user_id-other-than-sub": Offer(
+        403, lambda: f"chat.v1, bearer.{good()}", {"user_id": "mallory"}
     ),
-    "bearer-valid-user_id-other-than-sub": lambda: (
-        {"room_id": "general", "user_id": "mallory"},
-        {HEADER: f"chat.v1, bearer.{good()}"},
-        403,
-    ),
-    "bearer-valid-bad-room": lambda: ({"room_id": "bad room"}, {HEADER: f"chat.v1, bearer.{good()}"}, 400),
+    "bearer-valid-bad-room": Offer(400, lambda: f"chat.v1, bearer.{good()}", {"room_id": "bad room"}),
 }
 
 # Offers that must be accepted: the echo is a protocol the client offered, never the bearer entry.
-ACCEPTED: dict[str, Callable[[], tuple[dict[str, str], str | None]]] = {
-    "chat-then-bearer": lambda: ({HEADER: f"chat.v1, bearer.{good()}"}, "chat.v1"),
-    "bearer-then-chat": lambda: ({HEADER: f"bearer.{good()}, chat.v1"}, "chat.v1"),
-    "lowercase-header-name": lambda: ({HEADER.lower(): f"chat.v1, bearer.{good()}"}, "chat.v1"),
-    "bearer-and-another-protocol": lambda: ({HEADER: f"bearer.{good()}, other.v2"}, "other.v2"),
+ACCEPTED: dict[str, Offer] = {
+    "chat-then-bearer": Offer("chat.v1", lambda: f"chat.v1, bearer.{good()}"),
+    "bearer-then-chat": Offer("chat.v1", lambda: f"bearer.{good()}, chat.v1"),
+    "lowercase-header-name": Offer("chat.v1", lambda: f"chat.v1, bearer.{good()}", header=HEADER.lower()),
+    "bearer-and-another-protocol": Offer("other.v2", lambda: f"bearer.{good()}, other.v2"),
 }
+
+
+def handshake(offer: Offer) -> tuple[dict[str, str], dict[str, str]]:
+    return {"room_id": "general", **offer.query}, {offer.header: offer.protocols()}
 
 
 @pytest.fixture
@@ -113,7 +96,7 @@ def offered_tokens(query: dict[str, str], headers: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("name", list(ATTACKS))
 def test_subprotocol_attack_is_refused(connect: Any, dynamodb: Any, captured: Captured, name: str) -> None:
-    query, headers, status = ATTACKS[name]()
+    status, (query, headers) = ATTACKS[name].expected, handshake(ATTACKS[name])
     response = connect.handler(connect_event(query, headers=headers), FakeContext())
     stored = len(records(dynamodb))
     echoed = response.get("headers", {}).get(HEADER, "")
@@ -136,17 +119,15 @@ def test_subprotocol_attack_is_refused(connect: Any, dynamodb: Any, captured: Ca
 def test_subprotocol_accepted_offer_never_echoes_the_bearer(
     connect: Any, dynamodb: Any, captured: Captured, name: str
 ) -> None:
-    headers, expected = ACCEPTED[name]()
-    response = connect.handler(connect_event({"room_id": "general"}, headers=headers), FakeContext())
+    expected, (query, headers) = ACCEPTED[name].expected, handshake(ACCEPTED[name])
+    response = connect.handler(connect_event(query, headers=headers), FakeContext())
     echoed = response.get("headers", {}).get(HEADER)
     offered = [p.strip() for value in headers.values() for p in value.split(",")]
-    summary.record(
-        "subprotocol",
-        bearer_echoed=int(echoed is not None and "bearer" in echoed.lower()),
-        token_leaks=leaks(captured.lines(), offered_tokens({}, headers)),
-    )
+    leaked = leaks(captured.lines(), offered_tokens({}, headers))
+    bearer_echoed = int(echoed is not None and "bearer" in echoed.lower())
+    summary.record("subprotocol", bearer_echoed=bearer_echoed, token_leaks=leaked)
     assert response["statusCode"] == 200
     assert echoed == expected
     assert echoed is None or echoed in offered
     assert [r["user_id"]["S"] for r in records(dynamodb)] == ["bob"]
-    assert leaks(captured.lines(), offered_tokens({}, headers)) == 0
+    assert leaked == 0
