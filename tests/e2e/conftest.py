@@ -1,9 +1,6 @@
 """Browser tests: the chat client (web/) in Debian's Chromium, driven by Playwright, against the real local
-stack (``python -m local_stack up``) started once per session on free ports.
-
-Artifacts land in ``test-artifacts/e2e/`` (git-ignored): the stack's log, screenshots taken on every run, and
-a screenshot of every open page of a test that failed.
-"""
+stack started once on free ports. test-artifacts/e2e/ (git-ignored) gets the stack's log, screenshots of
+every run and of every open page of a test that failed."""
 
 from __future__ import annotations
 
@@ -22,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from local_stack import testing as kit
 from local_stack.testing import StackProcess
 from tests.support.records import table_client, table_items
 
@@ -78,9 +74,8 @@ def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
 
 @dataclass
 class Stack(StackProcess):
-    """The real local stack as a subprocess (the kit's), stopped as Ctrl-C in `make dev` stops it,
-    restartable on the same ports; plus the @connections API and the connection table, as an operator
-    would use them."""
+    """The kit's stack process, stopped as Ctrl-C stops `make dev`, with the @connections API and the
+    connection table as an operator would use them."""
 
     jwt_secret: str = JWT_SECRET
     env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": STAGE})
@@ -104,10 +99,6 @@ class Stack(StackProcess):
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)
-
-
-def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600) -> str:
-    return kit.make_token(sub, secret=JWT_SECRET, name=name, expires_in=expires_in)
 
 
 @pytest.fixture(scope="session")
