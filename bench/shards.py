@@ -90,17 +90,13 @@ class ShardedHarness:
     """The local stack running only ``fanout`` (its pool pre-warmed to the mapping's concurrency)."""
 
     def __init__(self, *, pool: int, max_concurrency: int) -> None:
-        from local_stack import StackConfig, StackThread
+        from local_stack import StackThread
+        from local_stack.testing import test_config
 
-        config = StackConfig(
-            ws_port=0,
-            web_port=None,
+        config = test_config(  # free ports, no web server, no reload, quiet, no reaper
             only_functions=("fanout",),
             min_workers=max_concurrency,
             max_workers=max_concurrency,
-            reload=False,
-            echo_logs=False,
-            ttl_reaper_interval_s=0,
             tf_vars={"fanout_max_concurrency": max_concurrency, "broadcast_concurrency": pool},
             function_settings={"BROADCAST_CONCURRENCY": str(pool)},
         )
