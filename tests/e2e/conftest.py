@@ -34,7 +34,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 JWT_SECRET = "e2e-local-only-secret-0123456789abcdef"
-STAGE = "dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 pytestmark = pytest.mark.browser
@@ -63,28 +62,23 @@ def intercept(page: Any, hold: Callable[[dict[str, Any], Callable[[dict[str, Any
     page.route_web_socket("**/*", route)
 
 
-def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @dataclass
 class Stack(StackProcess):
     """The kit's stack process, stopped as Ctrl-C stops `make dev`, with the @connections API and the
     connection table as an operator would use them."""
 
     jwt_secret: str = JWT_SECRET
-    env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": STAGE})
+    env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": "dev"})
     log_path: Path | None = ARTIFACTS / "stack.log"
     stop_signal: int = signal.SIGINT
 
     def delete_connection(self, connection_id: str) -> int:
-        status, _ = _http("DELETE", f"{self.callback_url}/@connections/{connection_id}")
-        return status
+        url = f"{self.callback_url}/@connections/{connection_id}"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=3) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
 
     def connection_ids(self, *, user_id: str, room_id: str | None = None, timeout: float = 10.0) -> list[str]:
         """Connection ids of a user, read from the stack's connection table (waits until there is one)."""
