@@ -41,22 +41,6 @@ class FanoutConfig:
 
 
 @dataclass(kw_only=True)
-class Run:
-    wall_s: float
-    query_s: float
-    fanout_s: float
-    fanout_cpu_s: float
-    pages: int
-    items: int
-    record_query_s: float
-    record_items: int
-    delivered: int
-    posts_seen: int
-    max_in_flight: int
-    connections: int
-
-
-@dataclass(kw_only=True)
 class Harness:
     """moto table + fake API + a loaded send_message module."""
 
@@ -105,7 +89,7 @@ class Harness:
             raise RuntimeError(f"send_message answered {response}")
         return wall
 
-    def invoke(self, n: int) -> Run:
+    def invoke(self, n: int) -> dict[str, Any]:
         assert self.query is not None and self.broadcast is not None
         self.query.reset()
         self.broadcast.reset()
@@ -116,20 +100,20 @@ class Harness:
         started = time.perf_counter()
         records = self.module.store.room_members(room)  # the read before rooms: the connections' index
         record_query_s = time.perf_counter() - started
-        return Run(
-            wall_s=wall,
-            query_s=self.query.calls[0],
-            fanout_s=self.broadcast.calls[0],
-            fanout_cpu_s=self.broadcast.cpu[0],
-            pages=members.pages,
-            items=members.items_read,
-            record_query_s=record_query_s,
-            record_items=records.items_read,
-            delivered=result.delivered,
-            posts_seen=stats["posts"],
-            max_in_flight=stats["max_in_flight"],
-            connections=stats["connections"],
-        )
+        return {
+            "wall_s": wall,
+            "query_s": self.query.calls[0],
+            "fanout_s": self.broadcast.calls[0],
+            "fanout_cpu_s": self.broadcast.cpu[0],
+            "pages": members.pages,
+            "items": members.items_read,
+            "record_query_s": record_query_s,
+            "record_items": records.items_read,
+            "delivered": result.delivered,
+            "posts_seen": stats["posts"],
+            "max_in_flight": stats["max_in_flight"],
+            "connections": stats["connections"],
+        }
 
     def sequential(self, n: int, posts: int) -> float:
         """The seed's loop: one boto3 client, one post_to_connection after another; seconds for ``posts``."""
@@ -178,10 +162,10 @@ def run(config: FanoutConfig) -> dict[str, Any]:
 
 
 def _row(
-    n: int, runs: list[Run], pool: int, latency: float, seq_s: float, seq_measured: int
+    n: int, runs: list[dict[str, Any]], pool: int, latency: float, seq_s: float, seq_measured: int
 ) -> dict[str, Any]:
-    wall = median([r.wall_s for r in runs])
-    fanout = median([r.fanout_s for r in runs])
+    wall = median([r["wall_s"] for r in runs])
+    fanout = median([r["fanout_s"] for r in runs])
     ideal = ideal_s(n, pool, latency)
     return {
         "recipients": n,
@@ -189,12 +173,12 @@ def _row(
         "latency_ms": latency * 1000,
         "repeats": len(runs),
         "handler_s": wall,
-        "handler_s_all": [r.wall_s for r in runs],
-        "query_s": median([r.query_s for r in runs]),
-        "record_query_s": median([r.record_query_s for r in runs]),
-        "record_items_read": runs[0].record_items,
+        "handler_s_all": [r["wall_s"] for r in runs],
+        "query_s": median([r["query_s"] for r in runs]),
+        "record_query_s": median([r["record_query_s"] for r in runs]),
+        "record_items_read": runs[0]["record_items"],
         "fanout_s": fanout,
-        "fanout_cpu_ms_per_post": median([r.fanout_cpu_s for r in runs]) * 1000 / n,
+        "fanout_cpu_ms_per_post": median([r["fanout_cpu_s"] for r in runs]) * 1000 / n,
         "ideal_s": ideal,
         "handler_over_ideal": wall / ideal,
         "fanout_over_ideal": fanout / ideal,
@@ -202,32 +186,32 @@ def _row(
         "sequential_measured_posts": seq_measured,
         "sequential_extrapolated": seq_measured < n,
         "sequential_over_handler": seq_s / wall,
-        "pages": runs[0].pages,
-        "items_read": runs[0].items,
-        "delivered": min(r.delivered for r in runs),
-        "posts_seen_by_api": min(r.posts_seen for r in runs),
-        "max_in_flight": max(r.max_in_flight for r in runs),
-        "api_connections": max(r.connections for r in runs),
+        "pages": runs[0]["pages"],
+        "items_read": runs[0]["items"],
+        "delivered": min(r["delivered"] for r in runs),
+        "posts_seen_by_api": min(r["posts_seen"] for r in runs),
+        "max_in_flight": max(r["max_in_flight"] for r in runs),
+        "api_connections": max(r["connections"] for r in runs),
         "within_29s": wall < 29.0,
     }
 
 
-def _sweep_row(config: FanoutConfig, pool: int, runs: list[Run], latency: float) -> dict[str, Any]:
+def _sweep_row(config: FanoutConfig, pool: int, runs: list[dict[str, Any]], latency: float) -> dict[str, Any]:
     n = config.sweep_recipients
-    fanout = median([r.fanout_s for r in runs])
+    fanout = median([r["fanout_s"] for r in runs])
     peak = pool / latency
     return {
         "pool": pool,
         "recipients": n,
-        "handler_s": median([r.wall_s for r in runs]),
+        "handler_s": median([r["wall_s"] for r in runs]),
         "fanout_s": fanout,
         "ideal_s": ideal_s(n, pool, latency),
         "fanout_over_ideal": fanout / ideal_s(n, pool, latency),
         "measured_rps": n / fanout,
         "peak_rps": peak,
         "within_throttle": peak <= config.throttle_rps and n / fanout <= config.throttle_rps,
-        "max_in_flight": max(r.max_in_flight for r in runs),
-        "cpu_ms_per_post": median([r.fanout_cpu_s for r in runs]) * 1000 / n,
+        "max_in_flight": max(r["max_in_flight"] for r in runs),
+        "cpu_ms_per_post": median([r["fanout_cpu_s"] for r in runs]) * 1000 / n,
     }
 
 
