@@ -1,18 +1,11 @@
-"""Section 3: cold start of each function.
-
-1. Import time in a fresh interpreter (the function's own environment and PYTHONPATH, as its image):
-   ``import app`` next to ``import boto3`` alone and ``boto3`` + one client, measured in the same rounds,
-   interleaved; plus the whole process (interpreter start to exit) for ``pass``.
-2. Through ``awslambdaric`` in local_stack's Lambda runtime (local_stack/runtime.py, one worker per
-   execution environment): init (spawn to the first answer, less that invocation's duration), the first
-   invocation, and warm invocations of the same process. DynamoDB is the stack's embedded moto; the
-   management API is the kit's fake without latency.
+"""Section 3: cold start of each function. ``import app`` in a fresh interpreter (the function's environment
+and PYTHONPATH, as its image) beside ``import boto3``, interleaved; then init (spawn to the first answer less
+its duration), first and warm invocations through awslambdaric in local_stack's Lambda runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import subprocess
@@ -23,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import LAMBDAS, MEMBERSHIPS_TABLE, ROOT, functions
-from bench.report import median, table
+from bench.report import Column, median, records_table
 
 PROBES = {
     "python (pass)": "pass",
     "import boto3": "import boto3",
     "boto3 + dynamodb client": "import boto3; boto3.client('dynamodb')",
 }
-# Imported by botocore.client/handlers/waiter and boto3.session/resources/dynamodb at module level (so by
-# ``import boto3`` alone): ~3 + ~1.7 ms of a function's ~240 ms import (bench/README.md). Keeping them out
-# would mean replacing private modules of both libraries in sys.modules; they are measured, not removed.
+# Loaded by ``import boto3`` alone (module-level imports of botocore and boto3): measured on their own, not
+# removed (bench/README.md, "botocore.docs stays").
 DETAILED = ("botocore.docs", "boto3.docs")
 TIMER = (
     "import time, json, sys, gc\n"
@@ -57,14 +49,13 @@ class ColdStartConfig:
 
 def function_env(name: str, *, callback_url: str, dynamodb_endpoint: str) -> dict[str, str]:
     """The function's environment as the local stack builds it from Terraform (local_stack.stack)."""
+    from bench.functions import terraform
     from local_stack.config import StackConfig
     from local_stack.stack import function_environment
-    from local_stack.terraform import load_model
 
-    config = StackConfig()
-    model = load_model(config.terraform_dirs)
+    model = terraform()
     env = function_environment(
-        config,
+        StackConfig(),
         model,
         model.functions[name],
         callback_url=callback_url,
@@ -159,32 +150,17 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
     )
 
 
-@functools.cache
-def _route_keys() -> dict[str, str | None]:
-    from local_stack.terraform import load_model
-
-    return {name: spec.route_key for name, spec in load_model([ROOT / "terraform"]).functions.items()}
-
-
 def _event(name: str, secret: str, seq: int) -> dict[str, Any]:
-    from bench.functions import connect_event, disconnect_event, message_event
+    """connect, disconnect and default: a new connection's event; every other function, a frame of its
+    route from a member of room "cold", with every field one of them reads."""
+    from bench.functions import gateway_event, routes
     from bench.seed import connection_id
-    from local_stack.testing import make_token
 
-    cid = f"COLD{seq:011d}="
-    if name == "connect":
-        return connect_event(
-            {"token": make_token("alice", secret=secret), "room_id": "cold"}, connection_id=cid
-        )
-    if name == "disconnect":
-        return disconnect_event(connection_id=cid)
-    if name == "default":
-        return message_event("not json", connection_id=cid, route="$default")
-    # every other function is a route named after its action (sendMessage, getHistory, join, ...): its
-    # frame from the sender, a member of room "cold"
-    route = _route_keys().get(name) or name
+    if name in ("connect", "disconnect", "default"):
+        return gateway_event(name, connection_id=f"COLD{seq:011d}=", body="not json", secret=secret)
+    route = routes().get(name, name)
     body = {"action": route, "room_id": "cold", "message": "hi", "to_user_id": "bob", "user_id": "bob"}
-    return message_event(body, connection_id=connection_id("cold", 0), route=route)
+    return gateway_event(route, body=body, connection_id=connection_id("cold", 0), secret=secret)
 
 
 def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
@@ -245,9 +221,8 @@ async def _environments(
                     )
                 finally:
                     await pool.close()
-                if (
-                    not first.ok
-                ):  # one function's failure (say, an event it does not take) is a row, not the end
+                # one function's failure (say, an event it does not take) is a row, not the end
+                if not first.ok:
                     failed[name] = f"{first.error_type}: {first.payload[:300]!r}"
                     break
                 samples.append(
@@ -280,36 +255,30 @@ def run(config: ColdStartConfig) -> dict[str, Any]:
     return out
 
 
+IMPORT_COLUMNS: list[Column] = [
+    ("what", "what"),
+    ("import ms", "import_ms"),
+    ("CPU ms", lambda r: r.get("import_cpu_ms")),
+    ("in gc ms", lambda r: r.get("gc_ms")),
+    ("process ms", "process_ms"),
+    ("over boto3 ms", "over_boto3_ms"),
+    ("x boto3", "vs_boto3"),
+    ("botocore.docs", lambda r: "loaded" if r.get("botocore_docs") else "-"),
+]
+RUNTIME_COLUMNS: list[Column] = [
+    ("function", "function"),
+    ("init ms", "init_ms"),
+    ("first invoke ms", "first_invoke_ms"),
+    ("spawn->answer ms", "cold_total_ms"),
+    ("warm invoke ms", "warm_invoke_ms"),
+    ("first/warm", lambda r: r["first_invoke_ms"] / r["warm_invoke_ms"] if r["warm_invoke_ms"] else None),
+]
+
+
 def render(result: dict[str, Any]) -> str:
     imports = result["imports"]
-    parts = [
-        table(
-            f"cold start: import in a fresh interpreter (median of {imports['rounds']}, interleaved)",
-            [
-                "what",
-                "import ms",
-                "CPU ms",
-                "in gc ms",
-                "process ms",
-                "over boto3 ms",
-                "x boto3",
-                "botocore.docs",
-            ],
-            [
-                [
-                    r["what"],
-                    r["import_ms"],
-                    r.get("import_cpu_ms"),
-                    r.get("gc_ms"),
-                    r["process_ms"],
-                    r["over_boto3_ms"],
-                    r["vs_boto3"],
-                    "loaded" if r.get("botocore_docs") else "-",
-                ]
-                for r in imports["rows"]
-            ],
-        )
-    ]
+    title = f"cold start: import in a fresh interpreter (median of {imports['rounds']}, interleaved)"
+    parts = [records_table(title, IMPORT_COLUMNS, imports["rows"])]
     tops = imports.get("top_imports") or {}
     if tops:
         parts.append(
@@ -321,32 +290,12 @@ def render(result: dict[str, Any]) -> str:
         )
     runtime = result.get("runtime")
     if runtime:
-        parts.append(
-            table(
-                "cold start through awslambdaric (median of "
-                f"{runtime['rows'][0]['rounds'] if runtime['rows'] else 0} "
-                f"environments; warm = median of {runtime['warm_invocations']})",
-                [
-                    "function",
-                    "init ms",
-                    "first invoke ms",
-                    "spawn->answer ms",
-                    "warm invoke ms",
-                    "first/warm",
-                ],
-                [
-                    [
-                        r["function"],
-                        r["init_ms"],
-                        r["first_invoke_ms"],
-                        r["cold_total_ms"],
-                        r["warm_invoke_ms"],
-                        r["first_invoke_ms"] / r["warm_invoke_ms"] if r["warm_invoke_ms"] else None,
-                    ]
-                    for r in runtime["rows"]
-                ],
-            )
+        rounds = runtime["rows"][0]["rounds"] if runtime["rows"] else 0
+        title = (
+            f"cold start through awslambdaric (median of {rounds} environments; warm = median of "
+            f"{runtime['warm_invocations']})"
         )
+        parts.append(records_table(title, RUNTIME_COLUMNS, runtime["rows"]))
         parts += [
             f"{name}: its first invocation failed ({why})" for name, why in runtime.get("failed", {}).items()
         ]

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.e2e import close_clients, open_clients
-from bench.report import median, percentile, table
+from bench.report import median, percentile, records_table
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,20 +57,17 @@ def run(config: ConnectConfig) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    return table(
+    return records_table(
         f"connect rate: {cfg['connections']} connections per row, $connect = HS256 verify + PutItem, "
         f"{cfg['workers']} workers, DynamoDB {cfg['dynamodb']} (API Gateway's quota: 500 new connections/s)",
-        ["at once", "accepted", "refused", "seconds", "connections/s", "handshake p50 ms", "p95 ms"],
         [
-            [
-                r["concurrency"],
-                r["accepted"],
-                r["refused"],
-                r["elapsed_s"],
-                r["per_s"],
-                r["handshake_p50_ms"],
-                r["handshake_p95_ms"],
-            ]
-            for r in result["rows"]
+            ("at once", "concurrency"),
+            ("accepted", "accepted"),
+            ("refused", "refused"),
+            ("seconds", "elapsed_s"),
+            ("connections/s", "per_s"),
+            ("handshake p50 ms", "handshake_p50_ms"),
+            ("p95 ms", "handshake_p95_ms"),
         ],
+        result["rows"],
     )

@@ -1,7 +1,5 @@
-"""Process-wide settings every benchmark needs: dummy AWS credentials, quiet Powertools, the repo on sys.path.
-
-Never reaches a real account: the credentials are fake and every endpoint is on 127.0.0.1 or moto.
-"""
+"""Process-wide settings every benchmark needs: fake AWS credentials (every endpoint is on 127.0.0.1 or
+moto: never a real account), quiet Powertools, the repo on sys.path."""
 
 from __future__ import annotations
 

@@ -1,23 +1,19 @@
-"""Section 1: fan-out of send_message to N recipients against a fake management API with latency L.
-
-For each N, in the same run: the handler's wall time (its real paginated Query of the room's memberships
-on moto, then the bounded-pool broadcast), the same room read the way it was before rooms (a Query of the
-connections table's ``room_id-index``), the seed article's sequential loop (one boto3 client,
-``post_to_connection`` per connection) on the same ids and the same fake, the ideal ceil(N / pool) x L,
-and the ratios. Then a sweep of pool sizes at one N, against the account's callback throttle (10,000 RPS).
+"""Section 1: send_message's fan-out to N recipients against a fake management API holding each post L ms:
+the handler (its paginated Query of the room's memberships on moto, then the bounded-pool broadcast) beside
+the room read from the connections' ``room_id-index`` as before rooms, the seed's sequential boto3 loop on
+the same ids and the ideal ceil(N / pool) x L; then a sweep of pool sizes against the 10,000 RPS throttle.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE
-from bench.functions import Timed, create_tables, message_event, quiet_stdout
-from bench.report import median, table
+from bench.env import MEMBERSHIPS_TABLE
+from bench.functions import Timed, gateway_event, moto_tables, quiet_stdout
+from bench.report import Column, ideal_s, median, ms, records_table
 from bench.seed import seed_room
 from local_stack.testing import FakeContext, FakeManagementApiProcess, load_function
 
@@ -42,22 +38,6 @@ class FanoutConfig:
     # "lean" is the code as shipped (shared/management_api.py, Sender's default client); "boto3" swaps in
     # the boto3 client the functions used before (bench/boto3_client.py), for comparison.
     clients: tuple[str, ...] = ("boto3", "lean")
-
-
-@dataclass(kw_only=True)
-class Run:
-    wall_s: float
-    query_s: float
-    fanout_s: float
-    fanout_cpu_s: float
-    pages: int
-    items: int
-    record_query_s: float
-    record_items: int
-    delivered: int
-    posts_seen: int
-    max_in_flight: int
-    connections: int
 
 
 @dataclass(kw_only=True)
@@ -96,41 +76,44 @@ class Harness:
         # Warm-up: the client, the thread pool and its kept-alive connections exist before measuring.
         self.invoke(warm_members)
 
-    def invoke(self, n: int) -> Run:
-        assert self.query is not None and self.broadcast is not None
-        room = self.room(n)
-        sender = self.rooms[n][SENDER_INDEX]
-        event = message_event(
-            {"action": "sendMessage", "room_id": room, "message": "hello room"}, connection_id=sender
-        )
+    def handle(self, n: int, **fields: Any) -> float:
+        """send_message's handler for a message from a member of the room of ``n``; its wall time."""
+        body = {"action": "sendMessage", "room_id": self.room(n), "message": "hello room", **fields}
+        event = gateway_event("sendMessage", body=body, connection_id=self.rooms[n][SENDER_INDEX])
         self.api.reset()
-        self.query.reset()
-        self.broadcast.reset()
         start = time.perf_counter()
         with quiet_stdout():
             response = self.module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
         wall = time.perf_counter() - start
         if response.get("statusCode") != 200:
             raise RuntimeError(f"send_message answered {response}")
+        return wall
+
+    def invoke(self, n: int) -> dict[str, Any]:
+        assert self.query is not None and self.broadcast is not None
+        self.query.reset()
+        self.broadcast.reset()
+        wall = self.handle(n)
+        room = self.room(n)
         stats = self.api.stats()
         members, result = self.query.last, self.broadcast.last
         started = time.perf_counter()
         records = self.module.store.room_members(room)  # the read before rooms: the connections' index
         record_query_s = time.perf_counter() - started
-        return Run(
-            wall_s=wall,
-            query_s=self.query.calls[0],
-            fanout_s=self.broadcast.calls[0],
-            fanout_cpu_s=self.broadcast.cpu[0],
-            pages=members.pages,
-            items=members.items_read,
-            record_query_s=record_query_s,
-            record_items=records.items_read,
-            delivered=result.delivered,
-            posts_seen=stats["posts"],
-            max_in_flight=stats["max_in_flight"],
-            connections=stats["connections"],
-        )
+        return {
+            "wall_s": wall,
+            "query_s": self.query.calls[0],
+            "fanout_s": self.broadcast.calls[0],
+            "fanout_cpu_s": self.broadcast.cpu[0],
+            "pages": members.pages,
+            "items": members.items_read,
+            "record_query_s": record_query_s,
+            "record_items": records.items_read,
+            "delivered": result.delivered,
+            "posts_seen": stats["posts"],
+            "max_in_flight": stats["max_in_flight"],
+            "connections": stats["connections"],
+        }
 
     def sequential(self, n: int, posts: int) -> float:
         """The seed's loop: one boto3 client, one post_to_connection after another; seconds for ``posts``."""
@@ -146,27 +129,11 @@ class Harness:
         return time.perf_counter() - start
 
 
-def ideal_s(n: int, pool: int, latency_s: float) -> float:
-    return math.ceil(n / pool) * latency_s
-
-
 def run(config: FanoutConfig) -> dict[str, Any]:
-    import boto3
-    from moto import mock_aws
-
-    from bench.env import TABLE
-
     latency = config.latency_ms / 1000
     pools = [p for p in config.sweep_pools if p <= MAX_CONFIG_POOL]
     out: dict[str, Any] = {"config": asdict(config), "rows": [], "sweep": []}
-    with FakeManagementApiProcess(latency=latency) as api, mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        create_tables(dynamodb)
-        os.environ["DYNAMO_TABLE_NAME_CHAT_CONNECTIONS"] = TABLE
-        os.environ["DYNAMO_TABLE_NAME_CHAT_MESSAGES"] = MESSAGES_TABLE
-        os.environ["DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS"] = MEMBERSHIPS_TABLE
-        os.environ["RATE_LIMIT_PER_SECOND"] = "0"  # one sender posting repeatedly: not what is measured
-        os.environ["WEBSOCKET_CALLBACK_URL"] = api.endpoint_url
+    with FakeManagementApiProcess(latency=latency) as api, moto_tables(api.endpoint_url) as dynamodb:
         harness = Harness(api=api, dynamodb=dynamodb)
         started = time.perf_counter()
         for n in config.recipients:
@@ -195,10 +162,10 @@ def run(config: FanoutConfig) -> dict[str, Any]:
 
 
 def _row(
-    n: int, runs: list[Run], pool: int, latency: float, seq_s: float, seq_measured: int
+    n: int, runs: list[dict[str, Any]], pool: int, latency: float, seq_s: float, seq_measured: int
 ) -> dict[str, Any]:
-    wall = median([r.wall_s for r in runs])
-    fanout = median([r.fanout_s for r in runs])
+    wall = median([r["wall_s"] for r in runs])
+    fanout = median([r["fanout_s"] for r in runs])
     ideal = ideal_s(n, pool, latency)
     return {
         "recipients": n,
@@ -206,12 +173,12 @@ def _row(
         "latency_ms": latency * 1000,
         "repeats": len(runs),
         "handler_s": wall,
-        "handler_s_all": [r.wall_s for r in runs],
-        "query_s": median([r.query_s for r in runs]),
-        "record_query_s": median([r.record_query_s for r in runs]),
-        "record_items_read": runs[0].record_items,
+        "handler_s_all": [r["wall_s"] for r in runs],
+        "query_s": median([r["query_s"] for r in runs]),
+        "record_query_s": median([r["record_query_s"] for r in runs]),
+        "record_items_read": runs[0]["record_items"],
         "fanout_s": fanout,
-        "fanout_cpu_ms_per_post": median([r.fanout_cpu_s for r in runs]) * 1000 / n,
+        "fanout_cpu_ms_per_post": median([r["fanout_cpu_s"] for r in runs]) * 1000 / n,
         "ideal_s": ideal,
         "handler_over_ideal": wall / ideal,
         "fanout_over_ideal": fanout / ideal,
@@ -219,32 +186,32 @@ def _row(
         "sequential_measured_posts": seq_measured,
         "sequential_extrapolated": seq_measured < n,
         "sequential_over_handler": seq_s / wall,
-        "pages": runs[0].pages,
-        "items_read": runs[0].items,
-        "delivered": min(r.delivered for r in runs),
-        "posts_seen_by_api": min(r.posts_seen for r in runs),
-        "max_in_flight": max(r.max_in_flight for r in runs),
-        "api_connections": max(r.connections for r in runs),
+        "pages": runs[0]["pages"],
+        "items_read": runs[0]["items"],
+        "delivered": min(r["delivered"] for r in runs),
+        "posts_seen_by_api": min(r["posts_seen"] for r in runs),
+        "max_in_flight": max(r["max_in_flight"] for r in runs),
+        "api_connections": max(r["connections"] for r in runs),
         "within_29s": wall < 29.0,
     }
 
 
-def _sweep_row(config: FanoutConfig, pool: int, runs: list[Run], latency: float) -> dict[str, Any]:
+def _sweep_row(config: FanoutConfig, pool: int, runs: list[dict[str, Any]], latency: float) -> dict[str, Any]:
     n = config.sweep_recipients
-    fanout = median([r.fanout_s for r in runs])
+    fanout = median([r["fanout_s"] for r in runs])
     peak = pool / latency
     return {
         "pool": pool,
         "recipients": n,
-        "handler_s": median([r.wall_s for r in runs]),
+        "handler_s": median([r["wall_s"] for r in runs]),
         "fanout_s": fanout,
         "ideal_s": ideal_s(n, pool, latency),
         "fanout_over_ideal": fanout / ideal_s(n, pool, latency),
         "measured_rps": n / fanout,
         "peak_rps": peak,
         "within_throttle": peak <= config.throttle_rps and n / fanout <= config.throttle_rps,
-        "max_in_flight": max(r.max_in_flight for r in runs),
-        "cpu_ms_per_post": median([r.fanout_cpu_s for r in runs]) * 1000 / n,
+        "max_in_flight": max(r["max_in_flight"] for r in runs),
+        "cpu_ms_per_post": median([r["fanout_cpu_s"] for r in runs]) * 1000 / n,
     }
 
 
@@ -257,97 +224,59 @@ def _best_pool(sweep: list[dict[str, Any]]) -> int | None:
     return min(r["pool"] for r in safe if r["fanout_s"] <= fastest * 1.05)
 
 
+def _sequential(row: dict[str, Any]) -> str:
+    measured = str(row["sequential_measured_posts"])
+    return ("extrap. from " if row["sequential_extrapolated"] else "all ") + measured
+
+
+COLUMNS: list[Column] = [
+    ("client", "client"),
+    ("N", "recipients"),
+    ("pages", "pages"),
+    ("items", "items_read"),
+    ("handler ms", ms("handler_s")),
+    ("query ms", ms("query_s")),
+    ("records ms", ms("record_query_s")),
+    ("fan-out ms", ms("fanout_s")),
+    ("ideal ms", ms("ideal_s")),
+    ("hdl/ideal", "handler_over_ideal"),
+    ("fo/ideal", "fanout_over_ideal"),
+    ("sequential ms", ms("sequential_s")),
+    ("sequential", _sequential),
+    ("seq/hdl", "sequential_over_handler"),
+    ("CPU ms/post", "fanout_cpu_ms_per_post"),
+    ("in flight", "max_in_flight"),
+    ("delivered", lambda r: f"{r['delivered']}/{r['recipients']}"),
+]
+SWEEP_COLUMNS: list[Column] = [
+    ("pool", "pool"),
+    ("fan-out ms", ms("fanout_s")),
+    ("ideal ms", ms("ideal_s")),
+    ("fo/ideal", "fanout_over_ideal"),
+    ("measured RPS", "measured_rps"),
+    ("peak RPS", "peak_rps"),
+    ("in throttle", "within_throttle"),
+    ("in flight", "max_in_flight"),
+    ("CPU ms/post", "cpu_ms_per_post"),
+]
+
+
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    rows = [
-        [
-            r["client"],
-            r["recipients"],
-            r["pages"],
-            r["items_read"],
-            r["handler_s"] * 1000,
-            r["query_s"] * 1000,
-            r["record_query_s"] * 1000,
-            r["fanout_s"] * 1000,
-            r["ideal_s"] * 1000,
-            r["handler_over_ideal"],
-            r["fanout_over_ideal"],
-            r["sequential_s"] * 1000,
-            ("extrap. from " if r["sequential_extrapolated"] else "all ")
-            + str(r["sequential_measured_posts"]),
-            r["sequential_over_handler"],
-            r["fanout_cpu_ms_per_post"],
-            r["max_in_flight"],
-            f"{r['delivered']}/{r['recipients']}",
-        ]
-        for r in result["rows"]
-    ]
-    parts = [
-        table(
-            "fan-out: send_message handler (lean = shared/management_api.py as shipped; boto3 = the previous "
-            "client), "
-            f"pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms "
-            f"(median of {cfg['repeats']}; query = the room's memberships, records = the same room read from "
-            "the connections' room_id-index as before rooms; both moto, not DynamoDB)",
-            [
-                "client",
-                "N",
-                "pages",
-                "items",
-                "handler ms",
-                "query ms",
-                "records ms",
-                "fan-out ms",
-                "ideal ms",
-                "hdl/ideal",
-                "fo/ideal",
-                "sequential ms",
-                "sequential",
-                "seq/hdl",
-                "CPU ms/post",
-                "in flight",
-                "delivered",
-            ],
-            rows,
-            digits=2,
-        )
-    ]
+    title = (
+        "fan-out: send_message handler (lean = shared/management_api.py as shipped; boto3 = the previous "
+        f"client), pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms (median of {cfg['repeats']}; query = the "
+        "room's memberships, records = the same room read from the connections' room_id-index as before "
+        "rooms; both moto, not DynamoDB)"
+    )
+    parts = [records_table(title, COLUMNS, result["rows"], digits=2)]
     if result.get("sweep"):
-        srows = [
-            [
-                r["pool"],
-                r["fanout_s"] * 1000,
-                r["ideal_s"] * 1000,
-                r["fanout_over_ideal"],
-                r["measured_rps"],
-                r["peak_rps"],
-                r["within_throttle"],
-                r["max_in_flight"],
-                r["cpu_ms_per_post"],
-                "<- best" if r["pool"] == result.get("best_pool") else "",
-            ]
-            for r in result["sweep"]
-        ]
-        parts.append(
-            table(
-                f"pool sweep: N = {cfg['sweep_recipients']}, L = {cfg['latency_ms']:g} ms, throttle "
-                f"{cfg['throttle_rps']:,} RPS (peak = pool / L, reached when CPU is not the limit)",
-                [
-                    "pool",
-                    "fan-out ms",
-                    "ideal ms",
-                    "fo/ideal",
-                    "measured RPS",
-                    "peak RPS",
-                    "in throttle",
-                    "in flight",
-                    "CPU ms/post",
-                    "",
-                ],
-                srows,
-                digits=2,
-            )
+        best = ("", lambda r: "<- best" if r["pool"] == result.get("best_pool") else "")
+        title = (
+            f"pool sweep: N = {cfg['sweep_recipients']}, L = {cfg['latency_ms']:g} ms, throttle "
+            f"{cfg['throttle_rps']:,} RPS (peak = pool / L, reached when CPU is not the limit)"
         )
+        parts.append(records_table(title, [*SWEEP_COLUMNS, best], result["sweep"], digits=2))
     parts.append(_targets(result))
     return "\n\n".join(parts)
 

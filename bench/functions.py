@@ -4,65 +4,75 @@ the events the local stack's gateway builds, the tables Terraform defines; and t
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from bench.env import ROOT, TABLE
-from local_stack import events
+from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE, ROOT, TABLE
+from local_stack.cli import generate_event
+from local_stack.config import StackConfig
+from local_stack.testing import SECRET
+
+
+@functools.cache
+def terraform() -> Any:
+    """terraform/ as the local stack reads it (``local_stack.terraform.load_model``)."""
+    from local_stack.terraform import load_model
+
+    return load_model([ROOT / "terraform"])
+
+
+@functools.cache
+def routes() -> dict[str, str]:
+    """Each function's route key (none for a function without a route: fanout, publish)."""
+    return {name: spec.route_key for name, spec in terraform().functions.items() if spec.route_key}
 
 
 def create_tables(client: Any) -> None:
     """Every table of terraform/ under its local name (chat_connections, chat_messages, ...)."""
     from local_stack.dynamodb import ensure_table, local_table_names
-    from local_stack.terraform import load_model
 
-    model = load_model([ROOT / "terraform"])
-    for resource, name in local_table_names(TABLE, model.tables).items():
-        ensure_table(client, name, model.tables[resource])
-
-
-def _connection(connection_id: str) -> events.ConnectionInfo:
-    return events.ConnectionInfo(
-        connection_id, events.now_ms(), "127.0.0.1", "bench", "127.0.0.1", "dev", "benchapi01"
-    )
+    tables = terraform().tables
+    for resource, name in local_table_names(TABLE, tables).items():
+        ensure_table(client, name, tables[resource])
 
 
-def message_event(
-    body: str | dict[str, Any], *, connection_id: str, route: str = "sendMessage"
+@contextlib.contextmanager
+def moto_tables(callback_url: str) -> Iterator[Any]:
+    """moto's DynamoDB with terraform/'s tables, the functions' variables naming them; its client."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        create_tables(client)
+        os.environ.update(
+            DYNAMO_TABLE_NAME_CHAT_CONNECTIONS=TABLE,
+            DYNAMO_TABLE_NAME_CHAT_MESSAGES=MESSAGES_TABLE,
+            DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS=MEMBERSHIPS_TABLE,
+            RATE_LIMIT_PER_SECOND="0",  # one sender posting repeatedly: not what is measured
+            WEBSOCKET_CALLBACK_URL=callback_url,
+        )
+        yield client
+
+
+def gateway_event(
+    route: str, *, connection_id: str, body: str | dict[str, Any] | None = None, secret: str = SECRET
 ) -> dict[str, Any]:
-    """A frame's event, as the local stack's gateway builds it."""
-    text = body if isinstance(body, str) else json.dumps(body)
-    return events.message_event(
-        _connection(connection_id),
-        route_key=route,
+    """The event the local stack's gateway sends ``route`` (a route key or a function name); a connect
+    event carries alice's token for room "cold", signed with ``secret`` (the stack's default)."""
+    text = body if body is None or isinstance(body, str) else json.dumps(body)
+    return generate_event(
+        route,
+        route_keys=routes(),
+        config=StackConfig(jwt_secret=secret),
+        room="cold",
         body=text,
-        request_id=events.new_id(),
-        message_id=events.new_id(),
-        request_ms=events.now_ms(),
-    )
-
-
-def connect_event(query: dict[str, str], *, connection_id: str) -> dict[str, Any]:
-    return events.connect_event(
-        _connection(connection_id),
-        headers=[("Host", "127.0.0.1")],
-        query=query.items(),
-        request_id=events.new_id(),
-        request_ms=events.now_ms(),
-        forwarded_port=443,
-    )
-
-
-def disconnect_event(*, connection_id: str) -> dict[str, Any]:
-    return events.disconnect_event(
-        _connection(connection_id),
-        status_code=1001,
-        reason="",
-        request_id=events.new_id(),
-        request_ms=events.now_ms(),
+        connection_id=connection_id,
     )
 
 

@@ -1,25 +1,22 @@
 """What storing messages costs: the store's share of a broadcast, and a history page through the stack.
 
-1. ``store``: send_message's handler for N recipients (moto tables, the fake management API holding each
-   post L ms), in the same run and interleaved: with the message store replaced by one that stores nothing
-   (the broadcast alone), as shipped without ``client_msg_id`` (one conditional ``PutItem``), and as shipped
-   with one (a ``TransactWriteItems`` plus the ack post). The ratios to the broadcast alone are the figure;
-   moto's write is slower than DynamoDB's single-digit milliseconds, so they are an upper bound.
-2. ``history``: ``getHistory`` round trips through the local stack (its own process, real WebSocket
-   clients): the newest page, a page ``before`` and a page ``after``, over a room of stored messages.
+1. ``store``: send_message's handler for N recipients (bench/fanout.py's harness), interleaved: with a store
+   that stores nothing (the broadcast alone), as shipped (one conditional ``PutItem``) and with a
+   ``client_msg_id`` (``TransactWriteItems`` plus the ack post). moto's write is slower than DynamoDB's, so
+   the ratios to the broadcast alone are an upper bound.
+2. ``history``: ``getHistory`` round trips (newest, ``before``, ``after``) through the local stack.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.fanout import SENDER_INDEX, Harness
-from bench.report import median, percentile, table
+from bench.fanout import Harness
+from bench.report import median, ms, percentile, records_table, table
 
 VARIANTS = ("broadcast only", "stored", "stored + client_msg_id")
 
@@ -64,24 +61,14 @@ class NoStore:
 
 
 def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
-    import boto3
-    from moto import mock_aws
-
-    from bench.env import MEMBERSHIPS_TABLE, MESSAGES_TABLE, TABLE
-    from bench.functions import create_tables, message_event, quiet_stdout
-    from local_stack.testing import FakeContext, FakeManagementApiProcess
+    from bench.functions import moto_tables
+    from local_stack.testing import FakeManagementApiProcess
 
     rows = []
-    with FakeManagementApiProcess(latency=config.latency_ms / 1000) as api, mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        create_tables(dynamodb)
-        os.environ.update(
-            DYNAMO_TABLE_NAME_CHAT_CONNECTIONS=TABLE,
-            DYNAMO_TABLE_NAME_CHAT_MESSAGES=MESSAGES_TABLE,
-            DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS=MEMBERSHIPS_TABLE,
-            RATE_LIMIT_PER_SECOND="0",
-            WEBSOCKET_CALLBACK_URL=api.endpoint_url,
-        )
+    with (
+        FakeManagementApiProcess(latency=config.latency_ms / 1000) as api,
+        moto_tables(api.endpoint_url) as dynamodb,
+    ):
         harness = Harness(api=api, dynamodb=dynamodb)
         harness.load(config.pool, None, config.pool)
         module = harness.module
@@ -92,22 +79,9 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
             nonlocal sequence
             sequence += 1
             module.service.messages = NoStore() if variant == VARIANTS[0] else shipped_store
-            body: dict[str, Any] = {
-                "action": "sendMessage",
-                "room_id": harness.room(n),
-                "message": "hello room",
-            }
             if variant == VARIANTS[2]:
-                body["client_msg_id"] = f"bench-{sequence}"
-            event = message_event(body, connection_id=harness.rooms[n][SENDER_INDEX])
-            api.reset()
-            start = time.perf_counter()
-            with quiet_stdout():
-                response = module.handler(event, FakeContext("bench", memory_limit_in_mb=1024))
-            elapsed = time.perf_counter() - start
-            if response.get("statusCode") != 200:
-                raise RuntimeError(f"send_message answered {response}")
-            return elapsed
+                return harness.handle(n, client_msg_id=f"bench-{sequence}")
+            return harness.handle(n)
 
         for n in config.recipients:
             for variant in VARIANTS:  # warm each path once
@@ -135,22 +109,18 @@ def _store_rows(config: HistoryBenchConfig) -> list[dict[str, Any]]:
 async def _history_rows(config: HistoryBenchConfig, stack: Any) -> list[dict[str, Any]]:
     from websockets.asyncio.client import connect
 
+    from local_stack.testing.ws import ChatClient
+
     def url(user: str) -> str:
         return str(stack.url(user, "bench-history"))
 
     ids: list[str] = []
     per_user = 15  # within the per-user rate limit's burst
     for start in range(0, config.stored_messages, per_user):
-        async with connect(url(f"seed{start // per_user}"), open_timeout=60) as ws:
-            for i in range(start, min(config.stored_messages, start + per_user)):
-                await ws.send(
-                    json.dumps({"action": "sendMessage", "message": f"m{i}", "client_msg_id": f"s{i}"})
-                )
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame.get("action") == "ack":
-                        ids.append(frame["message_id"])
-                        break
+        seeder = await ChatClient.open(url(f"seed{start // per_user}"))
+        for i in range(start, min(config.stored_messages, start + per_user)):
+            ids.append((await seeder.send_acked(f"m{i}", f"s{i}"))["message_id"])
+        await seeder.close()
     rows = []
     middle = ids[len(ids) // 2]
     async with connect(url("reader"), open_timeout=60) as ws:
@@ -200,22 +170,19 @@ def run(config: HistoryBenchConfig) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    store = table(
+    store = records_table(
         "store cost: send_message handler, broadcast only vs stored (PutItem) vs stored with client_msg_id "
         f"(TransactWriteItems + ack), pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms, "
         f"median of {cfg['repeats']} interleaved (moto: an upper bound on DynamoDB's write)",
-        ["N", "broadcast ms", "stored ms", "+ client_msg_id ms", "stored/broadcast", "cmid/broadcast"],
         [
-            [
-                r["recipients"],
-                r["broadcast_only_s"] * 1000,
-                r["stored_s"] * 1000,
-                r["stored_client_msg_id_s"] * 1000,
-                r["stored_over_broadcast"],
-                r["client_msg_id_over_broadcast"],
-            ]
-            for r in result["store"]
+            ("N", "recipients"),
+            ("broadcast ms", ms("broadcast_only_s")),
+            ("stored ms", ms("stored_s")),
+            ("+ client_msg_id ms", ms("stored_client_msg_id_s")),
+            ("stored/broadcast", "stored_over_broadcast"),
+            ("cmid/broadcast", "client_msg_id_over_broadcast"),
         ],
+        result["store"],
         digits=2,
     )
     history = table(

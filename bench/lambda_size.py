@@ -1,20 +1,9 @@
 """send_message's broadcast at Lambda memory sizes: the fan-out under the CPU share each size buys.
 
-Lambda gives a function CPU in proportion to its memory: 1,769 MB is one vCPU, linearly less below it
-(512 MB ~ 0.29 vCPU). Each size runs in its own child process placed in a cgroup v1 ``cpu`` group whose
-CFS quota is that share of one CPU (``cpu.cfs_quota_us = period x MB / 1,769``): the kernel then throttles the
-child exactly as Lambda's Firecracker VM throttles the function. The fake management API stays outside
-the group (in Lambda it is the network). The child runs ``shared.sender.Sender`` as shipped (its default
-client) to N ids, median of ``repeats``, and reports wall and CPU time; the group is removed afterwards.
-
-When no cgroup is writable (not root, cgroup v2 only, a container without the controller), the child runs
-unthrottled and the table says ``estimated``: wall = max(measured wall, CPU seconds / vCPU share), the time
-the same CPU work takes at that share if nothing else waits.
-
-Cost per million broadcasts = 10^6 x (billed ms / 1000 x GB x price per GB-s + price per request), billed ms
-= the broadcast's wall time rounded up to 1 ms (Lambda bills per ms; the GetItem and Query before it add
-~10-20 ms on DynamoDB and are left out). API Gateway's charge per message (one per recipient) is the same
-whatever the memory and is printed once for scale.
+Each size runs ``Sender`` as shipped in a child process in a cgroup v1 ``cpu`` group whose CFS quota is that
+size's share of one CPU (MB / 1,769), or unthrottled and ``estimated`` when no cgroup is writable; the fake
+management API stays outside. bench/README.md, "How `lambda` emulates a memory size", has the details and
+the cost formula (the broadcast's wall time billed; the GetItem and Query before it left out).
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.env import ROOT
-from bench.report import median, table
+from bench.report import Column, ideal_s, median, ms, records_table
 from local_stack.testing import FakeManagementApiProcess
 
 MB_PER_VCPU = 1769
@@ -58,10 +47,6 @@ class LambdaSizeConfig:
 
 def vcpu(memory_mb: int) -> float:
     return min(memory_mb, MB_PER_VCPU) / MB_PER_VCPU
-
-
-def ideal_s(n: int, pool: int, latency_s: float) -> float:
-    return math.ceil(n / pool) * latency_s
 
 
 def cost_per_million(wall_s: float, memory_mb: int) -> float:
@@ -191,10 +176,9 @@ def run(config: LambdaSizeConfig) -> dict[str, Any]:
 
 
 def shipped_memory_mb() -> int:
-    from local_stack.config import StackConfig
-    from local_stack.terraform import load_model
+    from bench.functions import terraform
 
-    return int(load_model(StackConfig().terraform_dirs).functions["send_message"].memory_size)
+    return int(terraform().functions["send_message"].memory_size)
 
 
 def _choice(rows: list[dict[str, Any]]) -> int | None:
@@ -205,41 +189,23 @@ def _choice(rows: list[dict[str, Any]]) -> int | None:
 
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    rows = [
-        [
-            r["memory_mb"],
-            r["vcpu"],
-            r["recipients"],
-            r["emulation"],
-            r["wall_s"] * 1000,
-            r["ideal_s"] * 1000,
-            r["over_ideal"],
-            r["cpu_ms_per_post"],
-            f"{r['delivered']}/{r['recipients']}",
-            r["cost_per_million_usd"],
-        ]
-        for r in result["rows"]
+    title = (
+        f"fan-out at Lambda sizes: Sender as shipped, pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms, "
+        f"CPU quota = MB / {MB_PER_VCPU} of one CPU (cgroup v1 cfs quota; median of {cfg['repeats']})"
+    )
+    columns: list[Column] = [
+        ("MB", "memory_mb"),
+        ("vCPU", "vcpu"),
+        ("N", "recipients"),
+        ("emulation", "emulation"),
+        ("wall ms", ms("wall_s")),
+        ("ideal ms", ms("ideal_s")),
+        ("x ideal", "over_ideal"),
+        ("CPU ms/post", "cpu_ms_per_post"),
+        ("delivered", lambda r: f"{r['delivered']}/{r['recipients']}"),
+        ("Lambda $ per 1M broadcasts", "cost_per_million_usd"),
     ]
-    lines = [
-        table(
-            f"fan-out at Lambda sizes: Sender as shipped, pool {cfg['pool']}, L = {cfg['latency_ms']:g} ms, "
-            f"CPU quota = MB / {MB_PER_VCPU} of one CPU (cgroup v1 cfs quota; median of {cfg['repeats']})",
-            [
-                "MB",
-                "vCPU",
-                "N",
-                "emulation",
-                "wall ms",
-                "ideal ms",
-                "x ideal",
-                "CPU ms/post",
-                "delivered",
-                "Lambda $ per 1M broadcasts",
-            ],
-            rows,
-            digits=2,
-        )
-    ]
+    sizes = records_table(title, columns, result["rows"], digits=2)
     notes = [
         f"price: x86_64 ${PRICE_PER_GB_S} per GB-s + ${PRICE_PER_REQUEST * 1e6:.2f} per 1M requests, "
         "billed ms = broadcast wall time (GetItem + Query left out)",
@@ -266,7 +232,7 @@ def render(result: dict[str, Any]) -> str:
             f"target (reported, not asserted): N=1,000 at the shipped {mb} MB: "
             f"{shipped[0]['over_ideal']:.2f}x ideal (target <= 1.5x)"
         )
-    return "\n\n".join([lines[0], "\n".join(notes)])
+    return "\n\n".join([sizes, "\n".join(notes)])
 
 
 if __name__ == "__main__":

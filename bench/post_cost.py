@@ -1,14 +1,9 @@
-"""CPU per PostToConnection on the sender's side, by client: boto3 (as the functions used it before,
-bench/boto3_client.py), the shipped SigV4 + urllib3 client (shared/management_api.py, what
-shared/sender.py builds) and an unsigned urllib3 POST (the floor), each sequential against the fake
-management API with no latency; then where each signed client's time goes (cProfile). Every client
-percent-encodes the connection id as boto3 does (real ids hold ``=``, ``+`` and ``/``; the ids here end
-in ``=``), so the floors send the same path: urllib3 re-checks a path holding ``%`` byte by byte (~40 us).
-
-Then the peers in a fan-out (N posts, pool P, the fake holding each post L ms), CPU of this process per post:
-the seed's sequential boto3 loop, boto3 + threads (``Sender`` given the previous client), an asyncio reference
-(aiohttp, one pooled session, botocore's SigV4Auth per request), ``Sender`` with an unsigned urllib3 client
-(the floor: same threads, same pool call, no signing) and ``Sender`` as shipped. Rounds are interleaved.
+"""CPU per PostToConnection by client, sequential against the fake management API with no latency: boto3 as
+the functions used it before (bench/boto3_client.py), the shipped SigV4 + urllib3 client and unsigned
+urllib3 floors; cProfile of each signed client. Then the peers in one fan-out (N posts, pool P, L ms per
+post): the seed's loop, boto3 + threads, asyncio + aiohttp, ``Sender`` unsigned (the floor) and as shipped.
+Every client percent-encodes the ids as boto3 does (real ids hold ``=``, ``+``, ``/``): urllib3 re-checks a
+path holding ``%`` byte by byte (~40 us), so the floors send the same path. Rounds are interleaved.
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ from urllib.parse import urlsplit
 from botocore.utils import percent_encode
 
 from bench.boto3_client import boto3_management_client
-from bench.report import median, table
+from bench.report import Column, median, records_table, table
 from local_stack.testing import FakeManagementApiProcess
 from shared.sender import management_client
 
@@ -155,7 +150,6 @@ def asyncio_fanout(endpoint: str, ids: list[str], pool: int) -> None:
     import botocore.session
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
-    from botocore.utils import percent_encode
 
     session = botocore.session.get_session()
     credentials = session.get_credentials()
@@ -266,47 +260,35 @@ def run(config: PostCostConfig) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    parts = [
-        table(
-            f"CPU per post_to_connection, sequential, no latency ({cfg['posts']} posts x {cfg['rounds']} "
-            "rounds, median)",
-            ["client", "wall ms/post", "CPU ms/post", "CPU vs boto3", "vs unsigned", "posts/s per core"],
-            [
-                [
-                    r["client"],
-                    r["wall_ms_per_post"],
-                    r["cpu_ms_per_post"],
-                    r["cpu_vs_boto3"],
-                    r.get("cpu_vs_floor", float("nan")),
-                    r["max_posts_per_s_one_core"],
-                ]
-                for r in result["rows"]
-            ],
-            digits=3,
-        )
+    title = (
+        f"CPU per post_to_connection, sequential, no latency ({cfg['posts']} posts x {cfg['rounds']} "
+        "rounds, median)"
+    )
+    columns: list[Column] = [
+        ("client", "client"),
+        ("wall ms/post", "wall_ms_per_post"),
+        ("CPU ms/post", "cpu_ms_per_post"),
+        ("CPU vs boto3", "cpu_vs_boto3"),
+        ("vs unsigned", lambda r: r.get("cpu_vs_floor", float("nan"))),
+        ("posts/s per core", "max_posts_per_s_one_core"),
     ]
+    parts = [records_table(title, columns, result["rows"], digits=3)]
     if result.get("fanout"):
-        parts.append(
-            table(
-                f"peers in a fan-out: N = {cfg['fanout_posts']:,}, pool {cfg['fanout_pool']}, L = "
-                f"{cfg['fanout_latency_ms']:g} ms, CPU of this process per post (median of "
-                f"{cfg['fanout_rounds']}, interleaved; the seed loop on {cfg['seed_loop_posts']} posts, its "
-                "N-post time extrapolated)",
-                ["client", "posts", "wall ms/post", "wall s for N", "CPU ms/post", "CPU vs floor"],
-                [
-                    [
-                        r["client"],
-                        r["posts"],
-                        r["wall_ms_per_post"],
-                        r["wall_s_for_n"],
-                        r["cpu_ms_per_post"],
-                        r["cpu_vs_floor"],
-                    ]
-                    for r in result["fanout"]
-                ],
-                digits=3,
-            )
+        title = (
+            f"peers in a fan-out: N = {cfg['fanout_posts']:,}, pool {cfg['fanout_pool']}, L = "
+            f"{cfg['fanout_latency_ms']:g} ms, CPU of this process per post (median of "
+            f"{cfg['fanout_rounds']}, interleaved; the seed loop on {cfg['seed_loop_posts']} posts, its "
+            "N-post time extrapolated)"
         )
+        columns = [
+            ("client", "client"),
+            ("posts", "posts"),
+            ("wall ms/post", "wall_ms_per_post"),
+            ("wall s for N", "wall_s_for_n"),
+            ("CPU ms/post", "cpu_ms_per_post"),
+            ("CPU vs floor", "cpu_vs_floor"),
+        ]
+        parts.append(records_table(title, columns, result["fanout"], digits=3))
     for key, name in (("profile", "the shipped client's"), ("profile_boto3", "boto3's")):
         profile = result.get(key)
         if profile:

@@ -10,11 +10,13 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# A column of a table of records: its header, and the record's key or a function of the record.
+Column = tuple[str, str | Callable[[dict[str, Any]], Any]]
 
 
 def machine() -> dict[str, Any]:
@@ -75,6 +77,23 @@ def table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]], dig
     out = [title, "  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True)), line]
     out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
     return "\n".join(out)
+
+
+def records_table(
+    title: str, columns: Sequence[Column], records: Iterable[dict[str, Any]], digits: int = 1
+) -> str:
+    cells = [[get(r) if callable(get) else r[get] for _, get in columns] for r in records]
+    return table(title, [header for header, _ in columns], cells, digits)
+
+
+def ms(key: str) -> Callable[[dict[str, Any]], float]:
+    """A column of a record's seconds, in milliseconds."""
+    return lambda record: record[key] * 1000
+
+
+def ideal_s(n: int, pool: int, latency_s: float) -> float:
+    """A broadcast to ``n`` with ``pool`` posts in flight, each ``latency_s``: ceil(n / pool) x latency."""
+    return math.ceil(n / pool) * latency_s
 
 
 def write(name: str, data: dict[str, Any], results_dir: Path | None = None) -> Path:

@@ -1,24 +1,10 @@
 """Sharded fan-out vs one invocation: time to the last delivery for N recipients, in the same run.
 
-Both post through the shipped ``Sender`` and client to the fake management API
-(``local_stack.testing.FakeManagementApiProcess``, its own process, L ms per post), which counts the
-posts per connection id (lost and duplicated are read from it).
-
-* **single**: one ``Sender.broadcast`` of the N ids with the shipped pool (``broadcast_concurrency``), in
-  this process: what one ``send_message`` invocation does below ``FANOUT_SHARD_SIZE``.
-* **sharded**: the jobs ``shared.shards.plan_shards`` cuts (``fanout_shard_size`` members each) put on the
-  local stack's fanout queue with the shipped ``FanoutQueue`` (what ``send_message`` does past the
-  threshold), posted by the real ``fanout`` function in awslambdaric workers, invoked by the local stack's
-  poller with the Terraform mapping's batch size and maximum concurrency. The stack runs in this process
-  (moto's SQS and the poller in a thread); each worker is a process of its own, like an execution
-  environment: the only way the shards really run in parallel here (threads would share one GIL). The
-  workers are pre-warmed: cold starts are not counted. The clock runs from the first enqueue to the last
-  post the fake API answers.
-
-Ideal times: single ``ceil(N / pool) * L``; sharded ``N / (max_concurrency * pool) * L``. Every process's
-CPU seconds are measured (``/proc``): on a machine with fewer cores than ``max_concurrency`` the sharded
-run is CPU-bound, and ``CPU s / cores`` is its floor there. The defaults come from the Terraform
-(``terraform/variables.tf``), never a second copy.
+**single** is one ``Sender.broadcast`` of the N ids in this process; **sharded** puts the jobs
+``shared.shards.plan_shards`` cuts on the local stack's fanout queue with ``FanoutQueue``, posted by the real
+``fanout`` function in pre-warmed awslambdaric workers (a process each) invoked by the stack's poller. Both
+post to the kit's fake management API, which counts posts per connection id (lost, duplicated). Defaults
+come from terraform/variables.tf; bench/README.md, "How `shards` runs", has the rest.
 """
 
 from __future__ import annotations
@@ -31,10 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import median, table
+from bench.report import Column, median, records_table
 from local_stack.testing import FakeManagementApiProcess
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,9 +33,9 @@ class ShardsConfig:
 
 
 def terraform_defaults() -> dict[str, int]:
-    from local_stack.terraform import load_model
+    from bench.functions import terraform
 
-    variables = load_model([ROOT / "terraform"]).module.defaults()
+    variables = terraform().module.defaults()
     names = ("broadcast_concurrency", "fanout_shard_size", "fanout_max_concurrency", "fanout_batch_size")
     return {name: int(variables[name]) for name in names}
 
@@ -106,17 +90,13 @@ class ShardedHarness:
     """The local stack running only ``fanout`` (its pool pre-warmed to the mapping's concurrency)."""
 
     def __init__(self, *, pool: int, max_concurrency: int) -> None:
-        from local_stack import StackConfig, StackThread
+        from local_stack import StackThread
+        from local_stack.testing import test_config
 
-        config = StackConfig(
-            ws_port=0,
-            web_port=None,
+        config = test_config(  # free ports, no web server, no reload, quiet, no reaper
             only_functions=("fanout",),
             min_workers=max_concurrency,
             max_workers=max_concurrency,
-            reload=False,
-            echo_logs=False,
-            ttl_reaper_interval_s=0,
             tf_vars={"fanout_max_concurrency": max_concurrency, "broadcast_concurrency": pool},
             function_settings={"BROADCAST_CONCURRENCY": str(pool)},
         )
@@ -272,30 +252,23 @@ def render(result: dict[str, Any]) -> str:
         f"(median of {cfg['repeats']}; {cfg['cores']} cores, load {result['load_average_start']:.2f} "
         f"-> {result['load_average_end']:.2f})"
     )
-    rows = [
-        [
-            r["recipients"],
-            r["shards"],
-            r["single_ms"],
-            r["single_ideal_ms"],
-            r["single_x_ideal"],
-            r["sharded_ms"],
-            r["sharded_ideal_ms"],
-            r["sharded_x_ideal"],
-            r["sharded_cpu_s"],
-            r["sharded_cpu_floor_ms"],
-            r["enqueue_ms"],
-            r["speedup"],
-            r["lost"],
-            r["duplicated"],
-        ]
-        for r in result["rows"]
+    columns: list[Column] = [
+        ("N", "recipients"),
+        ("shards", "shards"),
+        ("single ms", "single_ms"),
+        ("ideal ms", "single_ideal_ms"),
+        ("x ideal", "single_x_ideal"),
+        ("sharded ms", "sharded_ms"),
+        ("ideal ms", "sharded_ideal_ms"),
+        ("x ideal", "sharded_x_ideal"),
+        ("CPU s", "sharded_cpu_s"),
+        ("CPU floor ms", "sharded_cpu_floor_ms"),
+        ("enqueue ms", "enqueue_ms"),
+        ("speedup", "speedup"),
+        ("lost", "lost"),
+        ("dup", "duplicated"),
     ]
-    headers = [
-        "N", "shards", "single ms", "ideal ms", "x ideal", "sharded ms", "ideal ms", "x ideal",
-        "CPU s", "CPU floor ms", "enqueue ms", "speedup", "lost", "dup",
-    ]  # fmt: skip
-    out = [table(title, headers, rows, digits=2)]
+    out = [records_table(title, columns, result["rows"], digits=2)]
     c = result["crossover"]
     if c["interpolated_n"] is not None:
         where = f"N ~ {c['interpolated_n']:,.0f} (interpolated)"

@@ -1,9 +1,6 @@
 """Browser tests: the chat client (web/) in Debian's Chromium, driven by Playwright, against the real local
-stack (``python -m local_stack up``) started once per session on free ports.
-
-Artifacts land in ``test-artifacts/e2e/`` (git-ignored): the stack's log, screenshots taken on every run, and
-a screenshot of every open page of a test that failed.
-"""
+stack started once on free ports. test-artifacts/e2e/ (git-ignored) gets the stack's log, screenshots of
+every run and of every open page of a test that failed."""
 
 from __future__ import annotations
 
@@ -22,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from local_stack import testing as kit
 from local_stack.testing import StackProcess
 from tests.support.records import table_client, table_items
 
@@ -38,7 +34,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 JWT_SECRET = "e2e-local-only-secret-0123456789abcdef"
-STAGE = "dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 pytestmark = pytest.mark.browser
@@ -67,29 +62,23 @@ def intercept(page: Any, hold: Callable[[dict[str, Any], Callable[[dict[str, Any
     page.route_web_socket("**/*", route)
 
 
-def _http(method: str, url: str, timeout: float = 3.0) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @dataclass
 class Stack(StackProcess):
-    """The real local stack as a subprocess (the kit's), stopped as Ctrl-C in `make dev` stops it,
-    restartable on the same ports; plus the @connections API and the connection table, as an operator
-    would use them."""
+    """The kit's stack process, stopped as Ctrl-C stops `make dev`, with the @connections API and the
+    connection table as an operator would use them."""
 
     jwt_secret: str = JWT_SECRET
-    env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": STAGE})
+    env: Mapping[str, str] = field(default_factory=lambda: {"STAGE": "dev"})
     log_path: Path | None = ARTIFACTS / "stack.log"
     stop_signal: int = signal.SIGINT
 
     def delete_connection(self, connection_id: str) -> int:
-        status, _ = _http("DELETE", f"{self.callback_url}/@connections/{connection_id}")
-        return status
+        url = f"{self.callback_url}/@connections/{connection_id}"
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=3) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return error.code
 
     def connection_ids(self, *, user_id: str, room_id: str | None = None, timeout: float = 10.0) -> list[str]:
         """Connection ids of a user, read from the stack's connection table (waits until there is one)."""
@@ -104,10 +93,6 @@ class Stack(StackProcess):
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.2)
-
-
-def make_token(sub: str, *, name: str | None = None, expires_in: int = 3600) -> str:
-    return kit.make_token(sub, secret=JWT_SECRET, name=name, expires_in=expires_in)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import Pages, Stack, make_token
+from .conftest import Pages, Stack
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +24,14 @@ def join(page: Any, name: str, room_id: str) -> None:
     page.fill("#room", room_id)
     page.press("#room", "Enter")
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+
+
+def joined(pages: Pages, room_id: str, *names: str) -> list[Any]:
+    """A page for each name (labelled with it in lower case), then each joined to ``room_id`` as it."""
+    opened = [pages.open(name.lower()) for name in names]
+    for page, name in zip(opened, names, strict=True):
+        join(page, name, room_id)
+    return opened
 
 
 def join_remote(page: Any, stack: Stack, token: str, room_id: str) -> None:
@@ -103,10 +111,7 @@ def test_markup_is_rendered_as_text_and_runs_nothing(pages: Pages) -> None:
 
 
 def test_over_long_message_is_explained_and_not_broadcast(pages: Pages) -> None:
-    room_id = room()
-    alice, bob = pages.open("alice"), pages.open("bob")
-    join(alice, "Alice", room_id)
-    join(bob, "Bob", room_id)
+    alice, bob = joined(pages, room(), "Alice", "Bob")
     too_long = "é" * 2049  # 4,098 UTF-8 bytes: over the 4,096-byte limit though only 2,049 characters
     say(alice, too_long)
     error = alice.locator("#composer-error")
@@ -127,9 +132,7 @@ def test_over_long_message_is_explained_and_not_broadcast(pages: Pages) -> None:
 
 def test_server_side_delete_shows_reconnecting_and_recovers(pages: Pages, stack: Stack) -> None:
     room_id = room()
-    alice, bob = pages.open("alice"), pages.open("bob")
-    join(alice, "Alice", room_id)
-    join(bob, "Bob", room_id)
+    alice, bob = joined(pages, room_id, "Alice", "Bob")
     [connection_id] = stack.connection_ids(user_id="alice", room_id=room_id)
     assert stack.delete_connection(connection_id) == 204
     expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
@@ -143,10 +146,7 @@ def test_server_side_delete_shows_reconnecting_and_recovers(pages: Pages, stack:
 def test_stack_restart_shows_reconnecting_and_queued_message_is_sent(
     pages: Pages, stack: Stack, artifacts: Path
 ) -> None:
-    room_id = room()
-    alice, bob = pages.open("alice"), pages.open("bob")
-    join(alice, "Alice", room_id)
-    join(bob, "Bob", room_id)
+    alice, bob = joined(pages, room(), "Alice", "Bob")
     stack.stop()
     try:
         expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
@@ -171,12 +171,12 @@ def test_expired_token_is_explained(pages: Pages, stack: Stack, artifacts: Path)
     room_id = room()
     page = pages.open("dave", width=375, height=700)
     # Against a deployed API the user pastes a token; one that has expired is explained before connecting.
-    join_remote(page, stack, make_token("dave", name="Dave", expires_in=-600), room_id)
+    join_remote(page, stack, stack.token("dave", name="Dave", ttl_s=-600), room_id)
     expect(page.locator("#join-error")).to_contain_text("Your session expired")
 
     # One that expires while connected: the next handshake is refused (401, which a browser only sees
     # as a failed connection) and the page explains why instead of retrying forever.
-    join_remote(page, stack, make_token("dave", name="Dave", expires_in=3), room_id)
+    join_remote(page, stack, stack.token("dave", name="Dave", ttl_s=3), room_id)
     expect(page.locator("#status")).to_have_attribute("data-state", "connected")
     [connection_id] = stack.connection_ids(user_id="dave", room_id=room_id)
     time.sleep(3.2)  # let the token expire while connected

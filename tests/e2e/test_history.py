@@ -1,5 +1,4 @@
-"""The browser client and stored messages: history on join and reload, paging back, resume after a
-reconnect, acknowledged sends whose retry reuses the client_msg_id, and the UTF-8 byte counter."""
+"""The browser client and stored messages: history, paging back, resuming, acks, the byte counter."""
 
 from __future__ import annotations
 
@@ -11,19 +10,19 @@ import pytest
 from playwright.sync_api import expect
 from websockets.sync.client import connect
 
-from .conftest import Pages, Stack, intercept, make_token
-from .test_chat import expect_message, join, room, say, texts
+from .conftest import Pages, Stack, intercept
+from .test_chat import expect_message, join, joined, room, say, texts
 
 pytestmark = pytest.mark.browser
 
 
-def seed(stack: Stack, room_id: str, count: int, user: str = "seeder") -> None:
-    """``count`` stored messages from plain WebSocket clients, each acknowledged before the next (15 per
-    user: within the per-user rate limit's burst)."""
-    for start in range(0, count, 15):
-        sender = f"{user}{start // 15}" if count > 15 else user
-        with connect(f"{stack.ws_url}?token={make_token(sender)}&room_id={room_id}", open_timeout=15) as ws:
-            for i in range(start, min(count, start + 15)):
+def seed(stack: Stack, room_id: str, count: int, user: str = "seeder", first: int = 0) -> None:
+    """``count`` stored messages ("old {first:03d}" on) from plain WebSocket clients, each acknowledged
+    before the next (15 per user: within the per-user rate limit's burst)."""
+    for start in range(first, first + count, 15):
+        sender = f"{user}{(start - first) // 15}" if count > 15 else user
+        with connect(stack.url(sender, room_id), open_timeout=15) as ws:
+            for i in range(start, min(first + count, start + 15)):
                 body = {"action": "sendMessage", "message": f"old {i:03d}", "client_msg_id": f"s-{i}"}
                 ws.send(json.dumps(body))
                 while json.loads(ws.recv(timeout=15)).get("action") != "ack":
@@ -32,9 +31,7 @@ def seed(stack: Stack, room_id: str, count: int, user: str = "seeder") -> None:
 
 def test_reload_keeps_the_conversation(pages: Pages) -> None:
     room_id = room()
-    alice, bob = pages.open("alice"), pages.open("bob")
-    join(alice, "Alice", room_id)
-    join(bob, "Bob", room_id)
+    alice, bob = joined(pages, room_id, "Alice", "Bob")
     say(alice, "one")
     expect_message(bob, "one")
     say(bob, "two")
@@ -80,13 +77,7 @@ def test_reconnect_fetches_what_was_missed_once_and_in_order(pages: Pages, stack
     [connection_id] = stack.connection_ids(user_id="alice", room_id=room_id)
     assert stack.delete_connection(connection_id) == 204
     expect(alice.locator("#status")).to_have_attribute("data-state", "reconnecting", timeout=5_000)
-    with connect(f"{stack.ws_url}?token={make_token('bob')}&room_id={room_id}", open_timeout=15) as ws:
-        for i in range(1, 8):
-            ws.send(
-                json.dumps({"action": "sendMessage", "message": f"old {i:03d}", "client_msg_id": f"m-{i}"})
-            )
-            while json.loads(ws.recv(timeout=15)).get("action") != "ack":
-                pass
+    seed(stack, room_id, 7, user="bob", first=1)
     expect(alice.locator("#status")).to_have_attribute("data-state", "connected", timeout=20_000)
     expect(alice.locator("#messages .msg .text")).to_have_text([f"old {i:03d}" for i in range(8)])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import Stack, make_token
+from tests.e2e.conftest import Stack
 
 SEED_CLIENT = """
 // WebSocket接続
@@ -54,7 +54,7 @@ def test_seed_article_client_works_unchanged(browser: Any, stack: Stack) -> None
         # Run from a page the stack serves: Chromium's local-network-access checks block pages that are
         # not (even about:blank, or a route-fulfilled page) from opening sockets to 127.0.0.1.
         page.goto(stack.web_url)
-        script = SEED_CLIENT % {"token": make_token("user-456"), "ws_url": stack.ws_url}
+        script = SEED_CLIENT % {"token": stack.token("user-456"), "ws_url": stack.ws_url}
         with page.expect_console_message(lambda msg: msg.text == "WebSocket connection established"):
             page.add_script_tag(content=script)
         with page.expect_console_message(lambda msg: msg.text.startswith("Received message:")) as info:
