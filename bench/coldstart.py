@@ -150,12 +150,31 @@ def top_imports(env: dict[str, str], cwd: Path, limit: int = 8) -> list[tuple[st
     )
 
 
-def _event(name: str, secret: str, seq: int) -> dict[str, Any]:
-    """connect, disconnect and default: a new connection's event; every other function, a frame of its
-    route from a member of room "cold", with every field one of them reads."""
+def _event(name: str, secret: str, seq: int, endpoint: str) -> dict[str, Any]:
+    """connect, disconnect and default: a new connection's event; fanout: an SQS batch of one shard job
+    for a member of room "cold" on ``endpoint``; publish: a message to room "cold"; every other function,
+    a frame of its route from a member of room "cold", with every field one of them reads."""
     from bench.functions import gateway_event, routes
     from bench.seed import connection_id
+    from local_stack.queues import sqs_event_record
+    from shared.shards import ShardJob, ShardMember, encode_job
 
+    if name == "fanout":
+        member = ShardMember(connection_id("cold", 0), "u0", 0)
+        job = ShardJob(
+            endpoint=endpoint, room_id="cold", message_id=f"cold-{seq}", data="{}", members=(member,)
+        )
+        message = {"MessageId": f"cold-{seq}", "ReceiptHandle": f"cold-{seq}", "Body": encode_job(job)}
+        message |= {"MD5OfBody": "-", "Attributes": {"ApproximateReceiveCount": 1}}
+        return {
+            "Records": [
+                sqs_event_record(
+                    message, queue_arn="arn:aws:sqs:us-east-1:000000000000:cold", region="us-east-1"
+                )
+            ]
+        }
+    if name == "publish":  # invoked directly (IAM), not through a route
+        return {"room_id": "cold", "message": f"cold start {seq}", "user_id": "bench"}
     if name in ("connect", "disconnect", "default"):
         return gateway_event(name, connection_id=f"COLD{seq:011d}=", body="not json", secret=secret)
     route = routes().get(name, name)
@@ -185,7 +204,9 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
                 n: function_env(n, callback_url=api.endpoint_url, dynamodb_endpoint=endpoint) for n in names
             }
             failed: dict[str, str] = {}
-            rows = asyncio.run(_environments(LambdaRuntime, envs, secret, rounds, warm, failed))
+            rows = asyncio.run(
+                _environments(LambdaRuntime, envs, secret, rounds, warm, failed, api.endpoint_url)
+            )
     finally:
         embedded.stop()
     return {"rows": rows, "warm_invocations": warm, "failed": failed}
@@ -198,6 +219,7 @@ async def _environments(
     rounds: int,
     warm: int,
     failed: dict[str, str],
+    endpoint: str = "http://127.0.0.1:9/dev",
 ) -> list[dict[str, Any]]:
     runtime = runtime_class(log=lambda name, line: None)
     await runtime.start()
@@ -211,7 +233,7 @@ async def _environments(
                     name, task_root=LAMBDAS / name, env=env, timeout_s=30, max_workers=1, min_workers=0
                 )
                 try:
-                    events = [_event(name, secret, seq + i) for i in range(1 + warm)]
+                    events = [_event(name, secret, seq + i, endpoint) for i in range(1 + warm)]
                     seq += len(events)
                     spawned = time.perf_counter()
                     first = await pool.invoke(events[0])
@@ -221,9 +243,10 @@ async def _environments(
                     )
                 finally:
                     await pool.close()
-                # one function's failure (say, an event it does not take) is a row, not the end
-                if not first.ok:
-                    failed[name] = f"{first.error_type}: {first.payload[:300]!r}"
+                # one function's failure (say, an event it does not take) is a row, not the end; so is a
+                # refusal (publish answers {"ok": false}): it would time the error path, not the function
+                if not first.ok or b'"ok": false' in first.payload or b'"ok":false' in first.payload:
+                    failed[name] = f"{first.error_type or 'refused'}: {first.payload[:300]!r}"
                     break
                 samples.append(
                     {

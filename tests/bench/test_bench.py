@@ -141,6 +141,13 @@ def test_bench_coldstart_tiny(tmp_path: Path) -> None:
     check_written("coldstart", result, tmp_path)
 
 
+def test_coldstart_invokes_fanout_and_publish_with_events_they_take() -> None:
+    """fanout takes an SQS batch of shard jobs, publish a direct invocation: neither a gateway event."""
+    result = coldstart.runtime_times(["fanout", "publish"], rounds=1, warm=1)
+    assert result["failed"] == {}
+    assert [r["function"] for r in result["rows"]] == ["fanout", "publish"]
+
+
 def test_coldstart_goes_on_past_a_function_whose_first_invocation_fails() -> None:
     from local_stack.runtime import InvokeResult
 

@@ -159,8 +159,7 @@ def test_stack_restart_shows_reconnecting_and_queued_message_is_sent(
         stack.start()  # the stack is shared: never leave it down for the tests that follow
     for page in (alice, bob):
         expect(page.locator("#status")).to_have_attribute("data-state", "connected", timeout=45_000)
-    # The server's echo to the sender proves it was broadcast (Bob gets it only if he was back first:
-    # the contract keeps no history).
+    # The server's echo to the sender proves it was stored and broadcast.
     expect(alice.locator("#messages .msg.own .text")).to_have_text(["sent while the stack was down"])
     expect(alice.locator("#outbox .pending")).to_have_count(0)
     say(bob, "and we can talk again")
