@@ -164,8 +164,12 @@ def _event(name: str, secret: str, seq: int, endpoint: str) -> dict[str, Any]:
         job = ShardJob(
             endpoint=endpoint, room_id="cold", message_id=f"cold-{seq}", data="{}", members=(member,)
         )
-        message = {"MessageId": f"cold-{seq}", "ReceiptHandle": f"cold-{seq}", "Body": encode_job(job)}
-        message |= {"MD5OfBody": "-", "Attributes": {"ApproximateReceiveCount": 1}}
+        message: dict[str, Any] = {
+            "MessageId": f"cold-{seq}",
+            "ReceiptHandle": f"cold-{seq}",
+            "MD5OfBody": "-",
+        }
+        message |= {"Body": encode_job(job), "Attributes": {"ApproximateReceiveCount": 1}}
         return {
             "Records": [
                 sqs_event_record(
