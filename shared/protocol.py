@@ -65,29 +65,6 @@ def utc_timestamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def message_frame(
-    *,
-    room_id: str,
-    user_id: str,
-    message: str,
-    message_id: str,
-    timestamp: str,
-    name: str | None = None,
-    client_msg_id: str | None = None,
-) -> bytes:
-    return encode(
-        message_object(
-            room_id=room_id,
-            user_id=user_id,
-            message=message,
-            message_id=message_id,
-            timestamp=timestamp,
-            name=name,
-            client_msg_id=client_msg_id,
-        )
-    )
-
-
 def message_object(
     *,
     room_id: str,

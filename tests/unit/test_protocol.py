@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.protocol import ErrorCode, error_frame, is_valid_room_id, message_frame, utc_timestamp
+from shared.protocol import ErrorCode, encode, error_frame, is_valid_room_id, message_object, utc_timestamp
 
 
 def test_room_id_fullmatch_rejects_trailing_newline() -> None:
@@ -22,8 +22,10 @@ def test_error_frame_shape(code: ErrorCode) -> None:
 
 def test_message_frame_shape_and_utf8() -> None:
     frame = json.loads(
-        message_frame(
-            room_id="r", user_id="u", message="h\u00e9llo \U0001f600", message_id="m", timestamp="t"
+        encode(
+            message_object(
+                room_id="r", user_id="u", message="h\u00e9llo \U0001f600", message_id="m", timestamp="t"
+            )
         )
     )
     assert frame == {
