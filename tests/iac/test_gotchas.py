@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from local_stack.hcl import Evaluator, Module, expand_dynamic, instances
-from tests.iac import MODULE_DIR
+from tests.iac import MODULE_DIR, with_values
 from tests.iac.gotchas import (
     CHECKS,
     dashboard_metrics_are_metric_arrays,
@@ -70,8 +70,10 @@ def test_dashboard_check_catches_flattened_metrics() -> None:
 @pytest.mark.parametrize(
     "flags", [{}, {"create_api_gateway_account_role": True}, {"api_gateway_cloudwatch_role_configured": True}]
 )
-def test_access_logs_follow_the_account_role(flags: dict[str, bool], module: Module) -> None:
-    evaluator = Evaluator(module, {**module.defaults(), **flags})
+def test_access_logs_follow_the_account_role(
+    flags: dict[str, bool], module: Module, defaults: Evaluator
+) -> None:
+    evaluator = with_values(defaults, **flags)
     stage = module.resources["aws_apigatewayv2_stage.this"]
     inner = instances(module, evaluator, "aws_apigatewayv2_stage.this")[None]
     assert len(expand_dynamic(inner, stage, "access_log_settings")) == (1 if flags else 0)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local_stack.hcl import Evaluator, HclError, Module, instances, parse_file, references, unquote
-from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT
+from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT, with_values
 from tests.iac.gotchas import evaluated
 
 ALL_TF = sorted([*MODULE_DIR.glob("*.tf"), *EXAMPLE_DIR.glob("*.tf")])
@@ -167,8 +167,7 @@ def test_every_resource_and_output_evaluates(
     variables: str, module: Module, request: pytest.FixtureRequest
 ) -> None:
     if variables == "opt_ins":
-        complete: Evaluator = request.getfixturevalue("complete")
-        evaluator = Evaluator(module, {**complete.variables, **OPT_IN_VARIABLES})
+        evaluator = with_values(request.getfixturevalue("complete"), **OPT_IN_VARIABLES)
     else:
         evaluator = request.getfixturevalue(variables)
     optional = set() if variables == "opt_ins" else set(OPT_IN)
@@ -303,13 +302,11 @@ def test_the_fanout_mapping_reports_partial_batch_failures_within_its_inputs(def
 def test_the_plan_refuses_more_fanout_posts_than_the_account_limit(
     module: Module, defaults: Evaluator, concurrency: int, pool: int, ok: bool
 ) -> None:
-    evaluator = Evaluator(
-        module, {**defaults.variables, "fanout_max_concurrency": concurrency, "broadcast_concurrency": pool}
-    )
+    evaluator = with_values(defaults, fanout_max_concurrency=concurrency, broadcast_concurrency=pool)
     precondition = _mapping_precondition(module, "10,000")
     assert evaluator.value(precondition["condition"]) is ok
-    defaults_posts = defaults.local("fanout_posts_per_second")
-    assert defaults_posts <= 0.7 * 10_000  # the default leaves headroom for every other API of the account
+    # the default leaves headroom for every other API of the account
+    assert defaults.local("fanout_posts_per_second") <= 0.7 * 10_000
 
 
 def _mapping_precondition(module: Module, naming: str) -> dict[str, Any]:
@@ -333,8 +330,9 @@ def _mapping_precondition(module: Module, naming: str) -> dict[str, Any]:
 def test_the_plan_refuses_a_fanout_batch_that_cannot_finish_in_half_the_fanout_timeout(
     module: Module, defaults: Evaluator, batch: int, shard: int, pool: int, ok: bool
 ) -> None:
-    variables = {"fanout_batch_size": batch, "fanout_shard_size": shard, "broadcast_concurrency": pool}
-    evaluator = Evaluator(module, {**defaults.variables, **variables})
+    evaluator = with_values(
+        defaults, fanout_batch_size=batch, fanout_shard_size=shard, broadcast_concurrency=pool
+    )
     precondition = _mapping_precondition(module, "half of the fanout function's timeout")
     assert evaluator.value(precondition["condition"]) is ok
     timeout = defaults.local("functions")["fanout"]["timeout"]
