@@ -23,24 +23,10 @@ ACCEPTED = {"CKV_AWS_272", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_309", "CKV2_AW
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make checkov-venv` (make test installs it)"
+    command = [str(CHECKOV), "-d", str(MODULE_DIR), "--framework", "terraform", "--skip-download"]
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
     result = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(MODULE_DIR),
-            "--framework",
-            "terraform",
-            "--skip-download",
-            "-o",
-            "json",
-            "--compact",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
+        [*command, "-o", "json", "--compact"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.stdout.strip(), result.stderr[-3000:]
     parsed = json.loads(result.stdout)
