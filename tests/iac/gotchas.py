@@ -215,7 +215,8 @@ def dashboard_metrics_are_metric_arrays(module: Module, evaluator: Evaluator) ->
             properties = widget.get("properties", {})
             if widget.get("type") != "metric" or "metrics" not in properties:
                 continue
-            title, metrics = properties.get("title", "?"), properties["metrics"]
+            title = properties.get("title", "?")
+            metrics = properties["metrics"]
             if not isinstance(metrics, list) or not metrics:
                 yield f"{address}: widget {title!r} has no metrics list"
                 continue

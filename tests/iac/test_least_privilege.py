@@ -17,7 +17,10 @@ from tests.support.sqs import FANOUT_QUEUE
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Granted for the platform, not called through boto3 by the code: each is checked for its scope below.
 PLATFORM_ACTIONS = {
-    *("logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"),
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
     "kms:Decrypt",
 }
 # Called with the fanout function's role by its SQS event source mapping, not by its code: checked for

@@ -16,11 +16,22 @@ from tests.iac.gotchas import evaluated
 ALL_TF = sorted([*MODULE_DIR.glob("*.tf"), *EXAMPLE_DIR.glob("*.tf")])
 BUILTIN_ROOTS = {"each", "count", "path", "self", "terraform"}
 UNTAGGABLE = {
-    *("aws_kms_alias", "aws_sqs_queue_redrive_allow_policy", "aws_ecr_lifecycle_policy", "random_password"),
-    *("aws_iam_role_policy", "aws_iam_role_policy_attachment", "aws_lambda_permission"),
-    *("aws_apigatewayv2_integration", "aws_apigatewayv2_route", "aws_apigatewayv2_route_response"),
-    *("aws_apigatewayv2_deployment", "aws_apigatewayv2_api_mapping", "aws_api_gateway_account"),
-    *("aws_cloudwatch_dashboard", "aws_secretsmanager_secret_version", "aws_sns_topic_subscription"),
+    "aws_kms_alias",
+    "aws_sqs_queue_redrive_allow_policy",
+    "aws_ecr_lifecycle_policy",
+    "random_password",
+    "aws_iam_role_policy",
+    "aws_iam_role_policy_attachment",
+    "aws_lambda_permission",
+    "aws_apigatewayv2_integration",
+    "aws_apigatewayv2_route",
+    "aws_apigatewayv2_route_response",
+    "aws_apigatewayv2_deployment",
+    "aws_apigatewayv2_api_mapping",
+    "aws_api_gateway_account",
+    "aws_cloudwatch_dashboard",
+    "aws_secretsmanager_secret_version",
+    "aws_sns_topic_subscription",
 }
 
 
@@ -213,12 +224,24 @@ def test_variable_validations_accept_defaults(module: Module, defaults: Evaluato
 
 
 ROUTES = {
-    *("$connect", "$disconnect", "$default"),
-    *("sendMessage", "getHistory", "sendDirect", "typing", "join", "leave", "listMembers"),
+    "$connect",
+    "$disconnect",
+    "$default",
+    "sendMessage",
+    "getHistory",
+    "sendDirect",
+    "typing",
+    "join",
+    "leave",
+    "listMembers",
 }
 FUNCTION_KEYS = {
-    *("route_key", "timeout", "memory_size", "environment"),
-    *("dynamodb_actions", "manage_connections"),
+    "route_key",
+    "timeout",
+    "memory_size",
+    "environment",
+    "dynamodb_actions",
+    "manage_connections",
 }
 
 
