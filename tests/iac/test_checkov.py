@@ -48,12 +48,10 @@ def test_every_skip_is_inline_known_and_reasoned() -> None:
         if ".terraform" in path.parts:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            match = SKIP.search(line)
-            if match:
-                assert match.group(1) in ACCEPTED, (
-                    f"{path}:{number}: {match.group(1)} is not an accepted skip"
-                )
-                assert len((match.group(2) or "").strip()) > 20, f"{path}:{number}: skip without a reason"
+            if match := SKIP.search(line):
+                skip, reason = match.groups()
+                assert skip in ACCEPTED, f"{path}:{number}: {skip} is not an accepted skip"
+                assert len((reason or "").strip()) > 20, f"{path}:{number}: skip without a reason"
 
 
 def test_reported_skips_are_the_inline_ones(report: dict[str, Any]) -> None:
