@@ -20,7 +20,7 @@ from local_stack.dynamodb import dynamodb_client
 
 @pytest.fixture(autouse=True)
 def restore_environ() -> Iterator[None]:
-    """Benchmarks set the functions' variables in os.environ; other tests must not see them."""
+    # Benchmarks set the functions' variables in os.environ; other tests must not see them.
     saved = dict(os.environ)
     yield
     os.environ.clear()
@@ -52,20 +52,14 @@ def test_bench_fanout_tiny(tmp_path: Path) -> None:
         clients=("boto3", "lean"),
     )
     result = fanout.run(config)
-    assert [(r["client"], r["recipients"]) for r in result["rows"]] == [
-        ("boto3", 5),
-        ("boto3", 12),
-        ("lean", 5),
-        ("lean", 12),
-    ]
+    expected = [(client, n) for client in ("boto3", "lean") for n in (5, 12)]
+    assert [(r["client"], r["recipients"]) for r in result["rows"]] == expected
     for row in result["rows"]:
         assert row["delivered"] == row["posts_seen_by_api"] == row["recipients"]
         assert row["items_read"] == row["record_items_read"] == row["recipients"] and row["pages"] >= 1
         assert 1 <= row["max_in_flight"] <= 4
-        assert all(
-            finite(row[k])
-            for k in ("handler_s", "query_s", "record_query_s", "fanout_s", "ideal_s", "sequential_s")
-        )
+        timings = ("handler_s", "query_s", "record_query_s", "fanout_s", "ideal_s", "sequential_s")
+        assert all(finite(row[k]) for k in timings)
     assert [r["sequential_extrapolated"] for r in result["rows"][:2]] == [False, True]
     assert [r["pool"] for r in result["sweep"]] == [2, 4]
     assert result["best_pool"] in (2, 4)
@@ -103,12 +97,8 @@ def test_bench_lambda_size_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         memory_mb=(512, 1769), recipients=(3, 7), latency_ms=1, pool=2, repeats=1, shipped_mb=512
     )
     result = lambda_size.run(config)
-    assert [(r["memory_mb"], r["recipients"]) for r in result["rows"]] == [
-        (512, 3),
-        (512, 7),
-        (1769, 3),
-        (1769, 7),
-    ]
+    expected = [(memory, n) for memory in (512, 1769) for n in (3, 7)]
+    assert [(r["memory_mb"], r["recipients"]) for r in result["rows"]] == expected
     for row in result["rows"]:
         assert row["delivered"] == row["recipients"]
         assert all(finite(row[k]) for k in ("wall_s", "ideal_s", "over_ideal", "cost_per_million_usd"))
@@ -151,9 +141,15 @@ def test_coldstart_invokes_fanout_and_publish_with_events_they_take() -> None:
 def test_coldstart_goes_on_past_a_function_whose_first_invocation_fails() -> None:
     from local_stack.runtime import InvokeResult
 
-    class Pool:
-        def __init__(self, name: str) -> None:
+    class Fake:  # the runtime, and each function's pool
+        def __init__(self, name: str = "runtime", **kwargs: Any) -> None:
             self.name = name
+
+        async def start(self) -> None:
+            pass
+
+        async def add_function(self, name: str, **kwargs: Any) -> Fake:
+            return Fake(name)
 
         async def invoke(self, event: dict[str, Any]) -> InvokeResult:
             if self.name == "connect":
@@ -165,30 +161,13 @@ def test_coldstart_goes_on_past_a_function_whose_first_invocation_fails() -> Non
         async def close(self) -> None:
             pass
 
-    class Runtime:
-        def __init__(self, log: Any) -> None:
-            pass
-
-        async def start(self) -> None:
-            pass
-
-        async def add_function(self, name: str, **kwargs: Any) -> Pool:
-            return Pool(name)
-
-        async def close(self) -> None:
-            pass
-
     failed: dict[str, str] = {}
     envs: dict[str, dict[str, str]] = {"connect": {}, "disconnect": {}}
-    rows = asyncio.run(coldstart._environments(Runtime, envs, "secret", 2, 1, failed))
+    rows = asyncio.run(coldstart._environments(Fake, envs, "secret", 2, 1, failed))
     assert [r["function"] for r in rows] == ["disconnect"] and rows[0]["first_invoke_ms"] == 2.0
     assert list(failed) == ["connect"] and "Runtime.Unhandled" in failed["connect"]
-    rendered = coldstart.render(
-        {
-            "imports": {"rounds": 1, "rows": []},
-            "runtime": {"rows": rows, "warm_invocations": 1, "failed": failed},
-        }
-    )
+    runtime = {"rows": rows, "warm_invocations": 1, "failed": failed}
+    rendered = coldstart.render({"imports": {"rounds": 1, "rows": []}, "runtime": runtime})
     assert "connect: its first invocation failed (Runtime.Unhandled" in rendered
 
 
@@ -240,11 +219,8 @@ def test_bench_history_tiny(tmp_path: Path) -> None:
     for row in result["store"]:
         assert all(finite(row[k]) for k in ("broadcast_only_s", "stored_s", "stored_client_msg_id_s"))
         assert finite(row["stored_over_broadcast"]) and finite(row["client_msg_id_over_broadcast"])
-    assert [(r["page"], r["limit"]) for r in result["history"]] == [
-        ("newest", 10),
-        ("before", 10),
-        ("after", 10),
-    ]
+    pages = [(r["page"], r["limit"]) for r in result["history"]]
+    assert pages == [("newest", 10), ("before", 10), ("after", 10)]
     assert [r["messages"] for r in result["history"]] == [10, 10, 9]  # 20 stored; "after" the 11th: 9 left
     assert all(finite(r["p50_ms"]) for r in result["history"])
     assert "store cost" in history.render(result) and "history page latency" in history.render(result)

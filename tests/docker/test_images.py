@@ -5,7 +5,6 @@ These need a Docker engine; where none answers they skip, saying so. Nothing els
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import subprocess
@@ -15,8 +14,8 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "tests" / "events"
+from tests.support.events import connect_event, disconnect_event, message_event
+
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
 
 pytestmark = pytest.mark.docker
@@ -25,24 +24,15 @@ pytestmark = pytest.mark.docker
 def _engine_problem() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI on PATH"
+    version = ["docker", "version", "--format", "{{.Server.Version}}"]
     try:
-        result = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
+        result = subprocess.run(version, capture_output=True, text=True, timeout=20, check=False)
     except subprocess.TimeoutExpired:
         return "the Docker engine did not answer within 20 s"
     if result.returncode != 0 or not result.stdout.strip():
-        return (
-            "no Docker engine answers ("
-            + (result.stderr.strip().splitlines() or ["docker version failed"])[-1]
-            + ")"
-        )
-    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
-    if compose.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["docker version failed"])[-1]
+        return f"no Docker engine answers ({reason})"
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode != 0:
         return "the Docker engine answers but the docker compose plugin is missing"
     return None
 
@@ -82,10 +72,6 @@ def _invoke(services: Any, docker_ip: str, function: str, event: dict[str, Any])
         return json.loads(response.read())
 
 
-def _event(name: str) -> dict[str, Any]:
-    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
-
-
 # What botocore raises when the (deliberately unreachable) AWS endpoint refuses: the handler ran and got as
 # far as calling AWS, past import, init and event parsing.
 UNREACHABLE_AWS = {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"}
@@ -102,28 +88,24 @@ def _assert_handled(result: Any, statuses: set[int], *, may_raise_on_aws: bool =
 
 
 def test_connect_image_refuses_a_missing_token(functions: Any, docker_ip: str) -> None:
-    event = _event("connect")
-    event["queryStringParameters"].pop("token", None)
-    event.pop("multiValueQueryStringParameters", None)
-    result = _invoke(functions, docker_ip, "connect", event)
+    result = _invoke(functions, docker_ip, "connect", connect_event({"room_id": "general"}))
     assert result["statusCode"] == 401
 
 
 def test_disconnect_image_handles_a_captured_event(functions: Any, docker_ip: str) -> None:
     # store.delete lets DynamoDB errors through: with no DynamoDB, an unreachable endpoint is the one failure.
-    result = _invoke(functions, docker_ip, "disconnect", _event("disconnect"))
+    result = _invoke(functions, docker_ip, "disconnect", disconnect_event())
     _assert_handled(result, {200}, may_raise_on_aws=True)
 
 
 def test_send_message_image_handles_a_captured_event(functions: Any, docker_ip: str) -> None:
     # Every failure past parsing is caught: 500 (and an error frame) when DynamoDB is unreachable.
-    _assert_handled(_invoke(functions, docker_ip, "send_message", _event("message")), {200, 500})
+    event = message_event({"action": "sendMessage", "room_id": "general", "message": "Hello"})
+    _assert_handled(_invoke(functions, docker_ip, "send_message", event), {200, 500})
 
 
 def test_default_image_handles_a_captured_event(functions: Any, docker_ip: str) -> None:
-    event = _event("message")
-    event["requestContext"]["routeKey"] = "$default"
-    event["body"] = "not json"
+    event = message_event("not json", route="$default")
     # Refuses the frame with an error frame (whose delivery failure is logged, not raised) and returns 200.
     _assert_handled(_invoke(functions, docker_ip, "default", event), {200})
 
@@ -143,7 +125,7 @@ def test_default_image_handles_a_captured_event(functions: Any, docker_ip: str) 
 def test_assert_handled_accepts_only_a_status_or_unreachable_aws(
     result: Any, statuses: set[int], may_raise: bool, ok: bool
 ) -> None:
-    """Runs without a Docker engine: the check the image tests rely on is not itself vacuous."""
+    # Runs without a Docker engine: the check the image tests rely on is not itself vacuous.
     try:
         _assert_handled(result, statuses, may_raise_on_aws=may_raise)
     except AssertionError:
@@ -153,8 +135,6 @@ def test_assert_handled_accepts_only_a_status_or_unreachable_aws(
 
 
 def test_get_history_image_handles_a_captured_event(functions: Any, docker_ip: str) -> None:
-    event = _event("message")
-    event["requestContext"]["routeKey"] = "getHistory"
-    event["body"] = '{"action": "getHistory"}'
+    event = message_event('{"action": "getHistory"}', route="getHistory")
     # Every failure past parsing is caught: 500 (and an error frame) when DynamoDB is unreachable.
     _assert_handled(_invoke(functions, docker_ip, "get_history", event), {200, 500})

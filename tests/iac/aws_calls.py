@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -35,7 +36,7 @@ RECORDED_PARAMS = ("TableName", "IndexName", "SecretId", "ConnectionId", "QueueU
 _calls: dict[str, list[dict[str, Any]]] = defaultdict(list)
 _env_reads: dict[str, set[str]] = defaultdict(set)
 _local = threading.local()
-_undo: list[Callable[[], None]] = []
+_patches: list[Any] = []
 
 
 def _function_on_stack(frame: FrameType | None) -> str | None:
@@ -47,17 +48,9 @@ def _function_on_stack(frame: FrameType | None) -> str | None:
     return getattr(_local, "function", None)
 
 
-def _is_code(frame: FrameType | None) -> bool:
-    return frame is not None and frame.f_code.co_filename.startswith(CODE_DIRS)
-
-
 def _patch(owner: Any, name: str, replacement: Any) -> None:
-    if name in owner.__dict__:
-        original = owner.__dict__[name]
-        _undo.append(lambda: setattr(owner, name, original))
-    else:
-        _undo.append(lambda: delattr(owner, name))
-    setattr(owner, name, replacement)
+    _patches.append(mock.patch.object(owner, name, replacement))
+    _patches[-1].start()
 
 
 def _record(frame: FrameType | None, service: str, operation: str, api_params: dict[str, Any]) -> None:
@@ -84,8 +77,6 @@ def install() -> None:
         _record(sys._getframe(1), self.meta.service_model.service_name, operation_name, api_params)
         return make_api_call(self, operation_name, api_params)
 
-    _patch(botocore.client.BaseClient, "_make_api_call", recording_make_api_call)
-
     # The production management-API client signs and sends itself (no _make_api_call): record its posts
     # as the boto3 operation they replace, which IAM authorises as execute-api:ManageConnections.
     post_to_connection = ManagementApiClient.post_to_connection
@@ -93,8 +84,6 @@ def install() -> None:
     def recording_post_to_connection(self: Any, **api_params: Any) -> Any:
         _record(sys._getframe(1), "apigatewaymanagementapi", "PostToConnection", api_params)
         return post_to_connection(self, **api_params)
-
-    _patch(ManagementApiClient, "post_to_connection", recording_post_to_connection)
 
     submit = concurrent.futures.ThreadPoolExecutor.submit
 
@@ -111,11 +100,9 @@ def install() -> None:
 
         return submit(self, run, *args, **kwargs)
 
-    _patch(concurrent.futures.ThreadPoolExecutor, "submit", attributing_submit)
-
     environ_type = type(os.environ)
     getitem = environ_type.__getitem__
-    contains = getattr(environ_type, "__contains__")  # noqa: B009 - inherited from Mapping
+    contains = environ_type.__contains__
 
     def note(key: Any) -> None:
         # Only reads made by project code count; boto3's and Powertools' own reads are theirs.
@@ -124,10 +111,9 @@ def install() -> None:
             ("os.py", "_collections_abc.py", "<frozen os>", "<frozen _collections_abc>")
         ):
             caller = caller.f_back
-        if _is_code(caller):
-            function = _function_on_stack(caller)
-            if function is not None:
-                _env_reads[function].add(str(key))
+        in_code = caller is not None and caller.f_code.co_filename.startswith(CODE_DIRS)
+        if in_code and (function := _function_on_stack(caller)) is not None:
+            _env_reads[function].add(str(key))
 
     def recording_getitem(self: Any, key: Any) -> Any:
         note(key)
@@ -137,6 +123,9 @@ def install() -> None:
         note(key)
         return contains(self, key)
 
+    _patch(botocore.client.BaseClient, "_make_api_call", recording_make_api_call)
+    _patch(ManagementApiClient, "post_to_connection", recording_post_to_connection)
+    _patch(concurrent.futures.ThreadPoolExecutor, "submit", attributing_submit)
     _patch(environ_type, "__getitem__", recording_getitem)
     _patch(environ_type, "__contains__", recording_contains)
 
@@ -148,8 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     output = os.environ.get(OUTPUT_ENV)
-    while _undo:
-        _undo.pop()()
+    while _patches:
+        _patches.pop().stop()
     if output:
         record = {
             "calls": {name: calls for name, calls in sorted(_calls.items())},

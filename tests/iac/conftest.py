@@ -54,24 +54,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Run tests/unit (and the JWT_SECRET_ARN scenario) with the recorder plugin; return what it saw."""
     output = tmp_path_factory.mktemp("aws-calls") / "calls.json"
     env = {**os.environ, "AWS_CALLS_OUTPUT": str(output)}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "tests/unit",
-        "tests/iac/scenario_secret_arn.py",
-        "-q",
-        "-p",
-        "tests.iac.aws_calls",
-        "-p",
-        "no:cacheprovider",
-        "-x",
-    ]
-    result = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, (
-        "the recorded run failed:\n" + result.stdout[-4000:] + result.stderr[-2000:]
-    )
+    args = ["tests/unit", "tests/iac/scenario_secret_arn.py", "-q", "-x", "-p", "tests.iac.aws_calls"]
+    command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"the recorded run failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
     recorded: dict[str, Any] = json.loads(output.read_text())
     return recorded

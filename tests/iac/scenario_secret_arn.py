@@ -14,9 +14,9 @@ from moto import mock_aws
 from local_stack.testing import FakeContext, make_token
 from tests.conftest import load_function
 from tests.support.events import connect_event
+from tests.support.records import MEMBERSHIPS_TABLE, TABLE
 from tests.support.tables import create_connections_table, create_memberships_table
 
-TABLE = "chat_connections"
 SECRET = "scenario-secret-that-is-at-least-32-bytes-long"
 
 
@@ -24,12 +24,12 @@ SECRET = "scenario-secret-that-is-at-least-32-bytes-long"
 def secret_arn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with mock_aws():
         create_connections_table(boto3.client("dynamodb"), TABLE)
-        create_memberships_table(boto3.client("dynamodb"), "chat_memberships")
+        create_memberships_table(boto3.client("dynamodb"), MEMBERSHIPS_TABLE)
         arn = boto3.client("secretsmanager").create_secret(Name="chat-jwt", SecretString=SECRET)["ARN"]
         for name in ("JWT_SECRET", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_CONNECTIONS", TABLE)
-        monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS", "chat_memberships")
+        monkeypatch.setenv("DYNAMO_TABLE_NAME_CHAT_MEMBERSHIPS", MEMBERSHIPS_TABLE)
         monkeypatch.setenv("JWT_SECRET_ARN", arn)
         monkeypatch.setenv("JWT_ALGORITHMS", "HS256")
         yield arn

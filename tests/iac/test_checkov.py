@@ -23,24 +23,10 @@ ACCEPTED = {"CKV_AWS_272", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_309", "CKV2_AW
 @pytest.fixture(scope="module")
 def report() -> dict[str, Any]:
     assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make checkov-venv` (make test installs it)"
+    command = [str(CHECKOV), "-d", str(MODULE_DIR), "--framework", "terraform", "--skip-download"]
+    env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
     result = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(MODULE_DIR),
-            "--framework",
-            "terraform",
-            "--skip-download",
-            "-o",
-            "json",
-            "--compact",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"},
+        [*command, "-o", "json", "--compact"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.stdout.strip(), result.stderr[-3000:]
     parsed = json.loads(result.stdout)
@@ -62,12 +48,10 @@ def test_every_skip_is_inline_known_and_reasoned() -> None:
         if ".terraform" in path.parts:
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            match = SKIP.search(line)
-            if match:
-                assert match.group(1) in ACCEPTED, (
-                    f"{path}:{number}: {match.group(1)} is not an accepted skip"
-                )
-                assert len((match.group(2) or "").strip()) > 20, f"{path}:{number}: skip without a reason"
+            if match := SKIP.search(line):
+                skip, reason = match.groups()
+                assert skip in ACCEPTED, f"{path}:{number}: {skip} is not an accepted skip"
+                assert len((reason or "").strip()) > 20, f"{path}:{number}: skip without a reason"
 
 
 def test_reported_skips_are_the_inline_ones(report: dict[str, Any]) -> None:

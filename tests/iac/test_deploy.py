@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from local_stack.hcl import Evaluator, Module, expand_dynamic, instances
-from tests.iac import ROOT
+from tests.iac import ROOT, readme_section, with_values
 from tests.iac.gotchas import evaluated
 
+STAGE = "aws_apigatewayv2_stage.this"
 REGION = "${data.aws_region.current.region}"  # how the evaluator renders the unknown region
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab"
 JWKS = {
@@ -20,10 +21,6 @@ JWKS = {
     "jwt_jwks_url": "https://idp.example/.well-known/jwks.json",
     "jwt_algorithms": ["RS256"],
 }
-
-
-def with_values(complete: Evaluator, **changes: Any) -> Evaluator:
-    return Evaluator(complete.module, {**complete.variables, **changes})
 
 
 def failed_preconditions(module: Module, evaluator: Evaluator, address: str) -> list[str]:
@@ -38,22 +35,14 @@ def failed_preconditions(module: Module, evaluator: Evaluator, address: str) -> 
     return messages
 
 
-# --- the example applies on a new account --------------------------------------------------------------
-
-
 def test_example_reserves_no_concurrency(example: Module) -> None:
     # A reservation must leave 100 unreserved executions; a new account often has 10 in all.
     assert "reserved_concurrency" not in example.modules["chat"]
 
 
 def test_readme_says_when_to_reserve_concurrency() -> None:
-    readme = (ROOT / "terraform" / "README.md").read_text()
-    section = re.search(r"^## Reserved concurrency\n(.*?)(?=^## )", readme, re.MULTILINE | re.DOTALL)
-    assert section, "terraform/README.md has no 'Reserved concurrency' section"
-    assert "100" in section.group(1) and "reserved_concurrency" in section.group(1)
-
-
-# --- alarms page on errors, not on refused handshakes ----------------------------------------------------
+    section = readme_section("## Reserved concurrency")
+    assert "100" in section and "reserved_concurrency" in section
 
 
 def alarms(module: Module, evaluator: Evaluator) -> list[dict[str, Any]]:
@@ -97,24 +86,17 @@ def test_functions_and_execution_errors_still_page(module: Module, complete: Eva
     assert {("AWS/ApiGateway", "ExecutionError"), ("AWS/Lambda", "Errors")} <= metrics
 
 
-# --- logging needs the account's CloudWatch role: fail at plan ----------------------------------------
-
-
 @pytest.mark.parametrize("level", ["ERROR", "INFO"])
 def test_execution_logging_without_the_role_fails_at_plan(
     module: Module, complete: Evaluator, level: str
 ) -> None:
     without = with_values(complete, execution_logging_level=level)
-    [message] = failed_preconditions(module, without, "aws_apigatewayv2_stage.this")
-    assert (
-        "create_api_gateway_account_role" in message and "api_gateway_cloudwatch_role_configured" in message
-    )
-    for role in ("create_api_gateway_account_role", "api_gateway_cloudwatch_role_configured"):
-        assert (
-            failed_preconditions(module, with_values(without, **{role: True}), "aws_apigatewayv2_stage.this")
-            == []
-        )
-    assert failed_preconditions(module, complete, "aws_apigatewayv2_stage.this") == []
+    [message] = failed_preconditions(module, without, STAGE)
+    roles = ("create_api_gateway_account_role", "api_gateway_cloudwatch_role_configured")
+    assert all(role in message for role in roles)
+    for role in roles:
+        assert failed_preconditions(module, with_values(without, **{role: True}), STAGE) == []
+    assert failed_preconditions(module, complete, STAGE) == []
 
 
 @pytest.mark.parametrize("create", [False, True])
@@ -125,12 +107,10 @@ def test_access_logs_are_on_exactly_when_the_role_is(
     evaluator = with_values(
         complete, create_api_gateway_account_role=create, api_gateway_cloudwatch_role_configured=configured
     )
-    [stage] = instances(module, evaluator, "aws_apigatewayv2_stage.this").values()
-    body = module.resources["aws_apigatewayv2_stage.this"]
-    assert bool(expand_dynamic(stage, body, "access_log_settings")) == (create or configured)
-
-
-# --- names that are account-wide carry the region ------------------------------------------------------
+    [stage] = instances(module, evaluator, STAGE).values()
+    assert bool(expand_dynamic(stage, module.resources[STAGE], "access_log_settings")) == (
+        create or configured
+    )
 
 
 def test_iam_role_names_carry_the_region(module: Module, complete: Evaluator) -> None:
@@ -145,9 +125,8 @@ def test_dashboard_name_carries_the_region(module: Module, complete: Evaluator) 
     assert REGION in str(dashboard["dashboard_name"])
 
 
-def test_role_names_fit_iam_with_the_longest_name_and_region(module: Module, complete: Evaluator) -> None:
-    longest = "a" * 32  # var.name's validation allows 32 characters
-    evaluator = with_values(complete, name=longest)
+def test_role_names_fit_iam_with_the_longest_name_and_region(complete: Evaluator) -> None:
+    evaluator = with_values(complete, name="a" * 32)  # var.name's validation allows 32 characters
     for key, name in evaluator.local("role_names").items():
         real = str(name).replace(REGION, "ap-southeast-2")  # 14 characters, the longest region names
         assert len(real) <= 64, f"{key}: {real}"
@@ -156,9 +135,6 @@ def test_role_names_fit_iam_with_the_longest_name_and_region(module: Module, com
 def test_role_name_precondition_catches_an_overlong_name(module: Module, complete: Evaluator) -> None:
     evaluator = with_values(complete, name="a" * 60)  # past var.name's validation, to see the guard
     assert failed_preconditions(module, evaluator, "aws_iam_role.function")
-
-
-# --- a JWKS needs issuer and audience ------------------------------------------------------------------
 
 
 def test_jwks_without_issuer_or_audience_fails_at_plan(module: Module, complete: Evaluator) -> None:
@@ -184,9 +160,6 @@ def test_blank_issuer_or_audience_is_refused(module: Module, defaults: Evaluator
     [validation] = module.variables[name]["validation"]
     assert not with_values(defaults, **{name: "  "}).value(validation["condition"])
     assert with_values(defaults, **{name: "x"}).value(validation["condition"])
-
-
-# --- optional custom domain ------------------------------------------------------------------------------
 
 
 def test_custom_domain_is_off_by_default(module: Module, complete: Evaluator) -> None:
@@ -240,9 +213,6 @@ def test_custom_domain_inputs_are_validated(
 
 
 def test_readme_documents_hosting_the_web_client() -> None:
-    readme = (ROOT / "terraform" / "README.md").read_text()
-    section = re.search(r"^## Host the browser client\n(.*?)(?=^## )", readme, re.MULTILINE | re.DOTALL)
-    assert section, "terraform/README.md has no 'Host the browser client' section"
-    text = section.group(1)
+    section = readme_section("## Host the browser client")
     for needed in ("S3", "CloudFront", "websocket_url", "custom_domain_websocket_url", "token"):
-        assert needed in text, needed
+        assert needed in section, needed

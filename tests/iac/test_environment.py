@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from local_stack.hcl import Evaluator
-from tests.iac import MODULE_DIR, ROOT, function_keys
+from tests.iac import ROOT, function_keys, readme_section, with_values
 
 FUNCTIONS = function_keys()  # local.functions in terraform/functions.tf
 # Read by Powertools for AWS Lambda itself, for every function.
@@ -19,13 +19,9 @@ ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
 
 
 def documented_unset() -> set[str]:
-    """The backticked names under the README heading 'Read by the code, not set by Terraform'."""
-    text = (MODULE_DIR / "README.md").read_text()
-    match = re.search(
-        r"^#+ Read by the code, not set by Terraform\n(.*?)(?=^#)", text, re.MULTILINE | re.DOTALL
-    )
-    assert match, "terraform/README.md has no 'Read by the code, not set by Terraform' section"
-    return set(re.findall(r"^\| `([A-Z0-9_]+)`", match.group(1), re.MULTILINE))
+    """The backticked names of the table under the README heading 'Read by the code, not set by Terraform'."""
+    section = readme_section("### Read by the code, not set by Terraform")
+    return set(re.findall(r"^\| `([A-Z0-9_]+)`", section, re.MULTILINE))
 
 
 # Declared in local.functions but dropped from local.function_env (what Lambda gets) while unset: the code
@@ -106,16 +102,11 @@ def test_only_optional_variables_are_left_unset(
 
 
 def test_optional_variables_reach_lambda_when_set(complete: Evaluator) -> None:
-    configured = Evaluator(
-        complete.module,
-        {
-            **complete.variables,
-            "jwt_jwks_url": "https://auth.example.com/.well-known/jwks.json",
-            "jwt_issuer": "https://auth.example.com/",
-            "jwt_audience": "ws-chat",
-        },
+    idp = "https://auth.example.com/"
+    jwks = with_values(
+        complete, jwt_jwks_url=f"{idp}.well-known/jwks.json", jwt_issuer=idp, jwt_audience="ws-chat"
     )
-    deployed = set().union(*terraform_env(configured).values())
+    deployed = set().union(*terraform_env(jwks).values())
     assert deployed >= OPTIONAL
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from local_stack.hcl import Evaluator, Module, expand_dynamic, instances
-from tests.iac import MODULE_DIR
+from tests.iac import MODULE_DIR, with_values
 from tests.iac.gotchas import (
     CHECKS,
     dashboard_metrics_are_metric_arrays,
@@ -69,8 +70,10 @@ def test_dashboard_check_catches_flattened_metrics() -> None:
 @pytest.mark.parametrize(
     "flags", [{}, {"create_api_gateway_account_role": True}, {"api_gateway_cloudwatch_role_configured": True}]
 )
-def test_access_logs_follow_the_account_role(flags: dict[str, bool], module: Module) -> None:
-    evaluator = Evaluator(module, {**module.defaults(), **flags})
+def test_access_logs_follow_the_account_role(
+    flags: dict[str, bool], module: Module, defaults: Evaluator
+) -> None:
+    evaluator = with_values(defaults, **flags)
     stage = module.resources["aws_apigatewayv2_stage.this"]
     inner = instances(module, evaluator, "aws_apigatewayv2_stage.this")[None]
     assert len(expand_dynamic(inner, stage, "access_log_settings")) == (1 if flags else 0)
@@ -97,59 +100,50 @@ def _policy_module(actions: list[str], resource: str) -> Module:
     return policy
 
 
-@pytest.mark.parametrize(
-    ("actions", "resource"),
-    [
-        (["dynamodb:GetItem"], "*"),
-        (["dynamodb:Query"], "arn:aws:dynamodb:us-east-1:123456789012:table/t/index/*"),
-        (["dynamodb:GetItem"], "arn:aws:dynamodb:us-east-1:123456789012:table/*"),
-        (["kms:Decrypt"], "*"),
-        (["secretsmanager:GetSecretValue"], "arn:aws:secretsmanager:us-east-1:123456789012:secret:*"),
-        (["xray:PutTraceSegments", "dynamodb:GetItem"], "*"),
-        (["execute-api:ManageConnections"], "arn:aws:execute-api:us-east-1:123456789012:api/*"),
-        (
-            ["execute-api:ManageConnections"],
-            "arn:aws:execute-api:us-east-1:123456789012:api/*/POST/@connections/*",
-        ),
-        (["dynamodb:GetItem"], "arn:aws:execute-api:us-east-1:123456789012:api/prod/POST/@connections/*"),
-        (["logs:PutLogEvents"], "*"),
-    ],
-)
-def test_wildcard_check_rejects_unneeded_wildcards(actions: list[str], resource: str) -> None:
-    policy = _policy_module(actions, resource)
-    assert iam_grants_no_scan_or_wildcards(policy, Evaluator(policy, {})) != []
+ACCOUNT = "us-east-1:123456789012"
+API = f"arn:aws:execute-api:{ACCOUNT}:api"
 
 
 @pytest.mark.parametrize(
-    ("actions", "resource"),
+    ("actions", "resource", "needed"),
     [
-        (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*"),
-        (
-            ["execute-api:ManageConnections"],
-            "arn:aws:execute-api:us-east-1:123456789012:api/prod/POST/@connections/*",
-        ),
+        (["dynamodb:GetItem"], "*", False),
+        (["dynamodb:Query"], f"arn:aws:dynamodb:{ACCOUNT}:table/t/index/*", False),
+        (["dynamodb:GetItem"], f"arn:aws:dynamodb:{ACCOUNT}:table/*", False),
+        (["kms:Decrypt"], "*", False),
+        (["secretsmanager:GetSecretValue"], f"arn:aws:secretsmanager:{ACCOUNT}:secret:*", False),
+        (["xray:PutTraceSegments", "dynamodb:GetItem"], "*", False),
+        (["execute-api:ManageConnections"], f"{API}/*", False),
+        (["execute-api:ManageConnections"], f"{API}/*/POST/@connections/*", False),
+        (["dynamodb:GetItem"], f"{API}/prod/POST/@connections/*", False),
+        (["logs:PutLogEvents"], "*", False),
+        (["xray:PutTraceSegments", "xray:PutTelemetryRecords"], "*", True),
+        (["execute-api:ManageConnections"], f"{API}/prod/POST/@connections/*", True),
         (
             ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/f:*",
+            f"arn:aws:logs:{ACCOUNT}:log-group:/aws/lambda/f:*",
+            True,
         ),
     ],
 )
-def test_wildcard_check_accepts_the_needed_wildcards(actions: list[str], resource: str) -> None:
+def test_wildcard_check_accepts_only_the_needed_wildcards(
+    actions: list[str], resource: str, needed: bool
+) -> None:
     policy = _policy_module(actions, resource)
-    assert iam_grants_no_scan_or_wildcards(policy, Evaluator(policy, {})) == []
+    assert (iam_grants_no_scan_or_wildcards(policy, Evaluator(policy, {})) == []) is needed
+
+
+def _statement(module: Module, sid: str) -> dict[str, Any]:
+    """The content of the dynamic statement ``sid`` of the functions' policy document."""
+    document = module.data["aws_iam_policy_document.function"]
+    [statement] = [d["statement"] for d in document["dynamic"] if d["statement"]["content"][0]["sid"] == sid]
+    return statement["content"][0]
 
 
 def test_wildcard_check_catches_a_table_wildcard_in_the_module(complete: Evaluator) -> None:
     widened = Module.load(MODULE_DIR)
-    document = widened.data["aws_iam_policy_document.function"]
-    items = next(
-        d["statement"]
-        for d in document["dynamic"]
-        if d["statement"]["content"][0]["sid"] == '"${local.dynamodb_tables[statement.key].sid}Items"'
-    )
-    items["content"][0]["resources"] = ['"*"']
-    evaluator = Evaluator(widened, complete.variables)
-    problems = iam_grants_no_scan_or_wildcards(widened, evaluator)
+    _statement(widened, '"${local.dynamodb_tables[statement.key].sid}Items"')["resources"] = ['"*"']
+    problems = iam_grants_no_scan_or_wildcards(widened, Evaluator(widened, complete.variables))
     assert any("dynamodb:DeleteItem" in p and p.endswith(" *") for p in problems), problems
 
 
@@ -180,11 +174,5 @@ def test_permission_check_requires_the_full_route_arn(source_arn: str, complete:
 )
 def test_manage_connections_check_requires_the_stage_arn(resource: str, complete: Evaluator) -> None:
     changed = Module.load(MODULE_DIR)
-    document = changed.data["aws_iam_policy_document.function"]
-    post = next(
-        d["statement"]
-        for d in document["dynamic"]
-        if d["statement"]["content"][0]["sid"] == '"PostToConnections"'
-    )
-    post["content"][0]["resources"] = [resource]
+    _statement(changed, '"PostToConnections"')["resources"] = [resource]
     assert manage_connections_is_post_on_the_stage(changed, Evaluator(changed, complete.variables)) != []

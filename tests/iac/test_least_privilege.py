@@ -1,9 +1,5 @@
-"""Each function's IAM policy allows every AWS call its code makes, and grants nothing it never calls.
-
-The calls are recorded while tests/unit runs (tests/iac/aws_calls.py hooks botocore), attributed to the
-function whose handler was on the stack; the policies are evaluated from terraform/ with the values of a
-real deployment (image digests, a JWT secret in Secrets Manager, an alarm topic).
-"""
+"""Each function's IAM policy allows every AWS call its code makes (recorded while tests/unit runs, by
+tests/iac/aws_calls.py), and grants nothing it never calls, with the variables of a real deployment."""
 
 from __future__ import annotations
 
@@ -47,12 +43,7 @@ def _statements(module: Module, evaluator: Evaluator, function: str) -> list[dic
 # The unit tests' table names (tests/support/records.py) and the Terraform table each one stands for.
 TEST_TABLES = {TABLE: "connections", MESSAGES_TABLE: "messages", MEMBERSHIPS_TABLE: "memberships"}
 # TransactWriteItems is authorised per item, as the action the item performs.
-TRANSACT_ACTIONS = {
-    "Put": "PutItem",
-    "Update": "UpdateItem",
-    "Delete": "DeleteItem",
-    "ConditionCheck": "ConditionCheckItem",
-}
+TRANSACT_ACTIONS = {kind: f"{kind}Item" for kind in ("Put", "Update", "Delete", "ConditionCheck")}
 
 
 def _table_arn(name: str, evaluator: Evaluator) -> str:
@@ -98,6 +89,10 @@ def _iam_requests(call: dict[str, Any], evaluator: Evaluator) -> list[tuple[str,
     raise AssertionError(f"no IAM mapping for {service}:{operation}: add one to this test")
 
 
+def _requests(recording: dict[str, Any], function: str, evaluator: Evaluator) -> list[tuple[str, str]]:
+    return [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, evaluator)]
+
+
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_function_calls_were_recorded(function: str, recording: dict[str, Any]) -> None:
     assert recording["calls"].get(function), (
@@ -110,8 +105,7 @@ def test_policy_allows_every_recorded_call(
     function: str, recording: dict[str, Any], module: Module, complete: Evaluator
 ) -> None:
     statements = _statements(module, complete, function)
-    requests = [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, complete)]
-    for action, resource in requests:
+    for action, resource in _requests(recording, function, complete):
         assert any(
             action in s["actions"] and any(_glob(p, resource) for p in s["resources"]) for s in statements
         ), f"{function} calls {action} on {resource}, which its policy does not allow"
@@ -121,7 +115,7 @@ def test_policy_allows_every_recorded_call(
 def test_policy_grants_nothing_never_called(
     function: str, recording: dict[str, Any], module: Module, complete: Evaluator
 ) -> None:
-    requests = [r for call in recording["calls"].get(function, []) for r in _iam_requests(call, complete)]
+    requests = _requests(recording, function, complete)
     for statement in _statements(module, complete, function):
         for action in statement["actions"]:
             if action in PLATFORM_ACTIONS or action in MAPPING_ACTIONS:

@@ -16,7 +16,6 @@ from local_stack.hcl import Module, unquote
 from tests.iac import ROOT
 
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "lambdas").glob("*/app.py"))
-
 PREFIX = "$(TF_TARGET_PREFIX)"
 
 
@@ -59,15 +58,8 @@ def test_no_arn_hard_codes_the_aws_partition(module: Module, example: Module) ->
 
 
 def _make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=ROOT,
-        env=env if env is not None else dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    command = ["make", "--no-print-directory", *args]  # env None: this process's environment
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_make_dev_installs_the_local_lock_and_make_test_the_dev_lock() -> None:

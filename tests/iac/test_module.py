@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from local_stack.hcl import Evaluator, HclError, Module, parse_file, references, unquote
-from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT
+from local_stack.hcl import Evaluator, HclError, Module, instances, parse_file, references, unquote
+from tests.iac import EXAMPLE_DIR, MODULE_DIR, ROOT, with_values
 from tests.iac.gotchas import evaluated
 
 ALL_TF = sorted([*MODULE_DIR.glob("*.tf"), *EXAMPLE_DIR.glob("*.tf")])
@@ -19,6 +19,7 @@ UNTAGGABLE = {
     "aws_kms_alias",
     "aws_sqs_queue_redrive_allow_policy",
     "aws_ecr_lifecycle_policy",
+    "random_password",
     "aws_iam_role_policy",
     "aws_iam_role_policy_attachment",
     "aws_lambda_permission",
@@ -27,11 +28,10 @@ UNTAGGABLE = {
     "aws_apigatewayv2_route_response",
     "aws_apigatewayv2_deployment",
     "aws_apigatewayv2_api_mapping",
-    "aws_cloudwatch_dashboard",
     "aws_api_gateway_account",
+    "aws_cloudwatch_dashboard",
     "aws_secretsmanager_secret_version",
     "aws_sns_topic_subscription",
-    "random_password",
 }
 
 
@@ -69,22 +69,20 @@ def _dynamic_iterators(body: Any) -> set[str]:
     return names
 
 
-def _providers(module: Module) -> list[Any]:
-    return [block for parsed in module.files.values() for block in parsed.get("provider", [])]
+def _blocks(module: Module) -> dict[str, Any]:
+    """Every body but the variables' that can hold references, by "<kind> <name>"."""
+    providers = [block for parsed in module.files.values() for block in parsed.get("provider", [])]
+    tables = {"resource": module.resources, "data": module.data, "output": module.outputs}
+    tables |= {"module": module.modules, "local": module.locals, "provider": dict(enumerate(providers))}
+    return {f"{kind} {name}": body for kind, table in tables.items() for name, body in table.items()}
 
 
 def _unresolved(module: Module, child_outputs: dict[str, set[str]]) -> list[str]:
     problems = []
-    blocks: dict[str, Any] = {
-        **{f"resource {k}": v for k, v in module.resources.items()},
-        **{f"data {k}": v for k, v in module.data.items()},
-        **{f"output {k}": v for k, v in module.outputs.items()},
-        **{f"module {k}": v for k, v in module.modules.items()},
-        **{f"local {k}": v for k, v in module.locals.items()},
-        **{f"variable {k}": {n: x for n, x in v.items() if n != "type"} for k, v in module.variables.items()},
-        **{f"provider {i}": p for i, p in enumerate(_providers(module))},
+    variables = {
+        f"variable {k}": {n: x for n, x in v.items() if n != "type"} for k, v in module.variables.items()
     }
-    for where, body in blocks.items():
+    for where, body in {**_blocks(module), **variables}.items():
         bound = _dynamic_iterators(body)
         for path in references(body):
             root = path[0]
@@ -132,21 +130,9 @@ def test_example_passes_only_declared_variables_and_all_required_ones(
 
 
 @pytest.mark.parametrize("which", ["module", "example"])
-def test_every_variable_is_used(which: str, module: Module, example: Module) -> None:
-    target = module if which == "module" else example
-    used = {
-        path[1]
-        for address, body in [
-            *target.resources.items(),
-            *target.data.items(),
-            *target.outputs.items(),
-            *target.modules.items(),
-            *target.locals.items(),
-            *enumerate(_providers(target)),
-        ]
-        for path in references(body)
-        if path[0] == "var"
-    }
+def test_every_variable_is_used(which: str, request: pytest.FixtureRequest) -> None:
+    target: Module = request.getfixturevalue(which)
+    used = {path[1] for body in _blocks(target).values() for path in references(body) if path[0] == "var"}
     assert set(target.variables) - used == set()
 
 
@@ -157,12 +143,7 @@ def test_variables_are_typed_and_described(module: Module) -> None:
 
 
 def test_variables_that_can_be_wrong_are_validated(module: Module) -> None:
-    free_form = {
-        "tags",
-        "deletion_protection",
-        "ecr_force_delete",
-        "create_api_gateway_account_role",
-    }
+    free_form = {"tags", "deletion_protection", "ecr_force_delete", "create_api_gateway_account_role"}
     for name, body in module.variables.items():
         if name in free_form or "bool" in str(body.get("type")):
             continue
@@ -197,8 +178,7 @@ def test_every_resource_and_output_evaluates(
     variables: str, module: Module, request: pytest.FixtureRequest
 ) -> None:
     if variables == "opt_ins":
-        complete: Evaluator = request.getfixturevalue("complete")
-        evaluator = Evaluator(module, {**complete.variables, **OPT_IN_VARIABLES})
+        evaluator = with_values(request.getfixturevalue("complete"), **OPT_IN_VARIABLES)
     else:
         evaluator = request.getfixturevalue(variables)
     optional = set() if variables == "opt_ins" else set(OPT_IN)
@@ -213,7 +193,7 @@ def test_every_resource_and_output_evaluates(
         evaluator.value(body["value"])
 
 
-def test_every_taggable_resource_is_tagged(module: Module, example: Module, complete: Evaluator) -> None:
+def test_every_taggable_resource_is_tagged(module: Module, example: Module) -> None:
     for address, body in module.resources.items():
         if address.split(".")[0] not in UNTAGGABLE:
             assert "tags" in body, f"{address} has no tags"
@@ -227,8 +207,6 @@ def test_image_digest_precondition_guards_the_functions(
 ) -> None:
     body = module.resources["aws_lambda_function.this"]
     preconditions = body["lifecycle"][0]["precondition"]
-    from local_stack.hcl import instances
-
     for key, inner in instances(module, complete, "aws_lambda_function.this").items():
         assert all(inner.value(p["condition"]) for p in preconditions), key
     for key, inner in instances(module, defaults, "aws_lambda_function.this").items():
@@ -245,6 +223,28 @@ def test_variable_validations_accept_defaults(module: Module, defaults: Evaluato
             assert ok, f"the default of var.{name} fails its own validation"
 
 
+ROUTES = {
+    "$connect",
+    "$disconnect",
+    "$default",
+    "sendMessage",
+    "getHistory",
+    "sendDirect",
+    "typing",
+    "join",
+    "leave",
+    "listMembers",
+}
+FUNCTION_KEYS = {
+    "route_key",
+    "timeout",
+    "memory_size",
+    "environment",
+    "dynamodb_actions",
+    "manage_connections",
+}
+
+
 def test_functions_map_matches_lambdas_and_dockerfile(defaults: Evaluator) -> None:
     functions = defaults.local("functions")
     folders = {p.parent.name for p in (ROOT / "lambdas").glob("*/app.py")}
@@ -253,29 +253,9 @@ def test_functions_map_matches_lambdas_and_dockerfile(defaults: Evaluator) -> No
     routes = [fn["route_key"] for fn in functions.values() if fn["route_key"] is not None]
     unrouted = {name for name, fn in functions.items() if fn["route_key"] is None}
     assert unrouted == {"fanout", "publish"}  # invoked by the SQS mapping / by a backend with IAM
-    assert sorted(routes) == sorted(
-        {
-            "$connect",
-            "$disconnect",
-            "sendMessage",
-            "getHistory",
-            "join",
-            "leave",
-            "listMembers",
-            "typing",
-            "sendDirect",
-            "$default",
-        }
-    )
+    assert sorted(routes) == sorted(ROUTES)
     for name, fn in functions.items():
-        assert set(fn) >= {
-            "route_key",
-            "timeout",
-            "memory_size",
-            "dynamodb_actions",
-            "manage_connections",
-            "environment",
-        }, name
+        assert set(fn) >= FUNCTION_KEYS, name
         if fn["route_key"] is not None:
             assert 1 <= fn["timeout"] <= 29, f"{name}: API Gateway gives an integration 29 s"
         assert 1 <= fn["timeout"] <= 900, f"{name}: Lambda runs a function 15 minutes at most"
@@ -291,9 +271,7 @@ def test_every_table_and_index_has_throttle_alarms(module: Module, complete: Eva
     """GSI throttles are reported under TableName + GlobalSecondaryIndexName only: one alarm pair each."""
     tables = dict(evaluated(module, complete, "aws_dynamodb_table"))
     assert set(tables) == {
-        "aws_dynamodb_table.connections",
-        "aws_dynamodb_table.messages",
-        "aws_dynamodb_table.memberships",
+        f"aws_dynamodb_table.{name}" for name in ("connections", "messages", "memberships")
     }
     connections_indexes = {
         gsi["name"] for gsi in tables["aws_dynamodb_table.connections"]["global_secondary_index"]
@@ -347,13 +325,11 @@ def test_the_fanout_mapping_reports_partial_batch_failures_within_its_inputs(def
 def test_the_plan_refuses_more_fanout_posts_than_the_account_limit(
     module: Module, defaults: Evaluator, concurrency: int, pool: int, ok: bool
 ) -> None:
-    evaluator = Evaluator(
-        module, {**defaults.variables, "fanout_max_concurrency": concurrency, "broadcast_concurrency": pool}
-    )
+    evaluator = with_values(defaults, fanout_max_concurrency=concurrency, broadcast_concurrency=pool)
     precondition = _mapping_precondition(module, "10,000")
     assert evaluator.value(precondition["condition"]) is ok
-    defaults_posts = defaults.local("fanout_posts_per_second")
-    assert defaults_posts <= 0.7 * 10_000  # the default leaves headroom for every other API of the account
+    # the default leaves headroom for every other API of the account
+    assert defaults.local("fanout_posts_per_second") <= 0.7 * 10_000
 
 
 def _mapping_precondition(module: Module, naming: str) -> dict[str, Any]:
@@ -377,14 +353,8 @@ def _mapping_precondition(module: Module, naming: str) -> dict[str, Any]:
 def test_the_plan_refuses_a_fanout_batch_that_cannot_finish_in_half_the_fanout_timeout(
     module: Module, defaults: Evaluator, batch: int, shard: int, pool: int, ok: bool
 ) -> None:
-    evaluator = Evaluator(
-        module,
-        {
-            **defaults.variables,
-            "fanout_batch_size": batch,
-            "fanout_shard_size": shard,
-            "broadcast_concurrency": pool,
-        },
+    evaluator = with_values(
+        defaults, fanout_batch_size=batch, fanout_shard_size=shard, broadcast_concurrency=pool
     )
     precondition = _mapping_precondition(module, "half of the fanout function's timeout")
     assert evaluator.value(precondition["condition"]) is ok

@@ -68,8 +68,7 @@ def put_membership(
 
 
 def table_client(endpoint: str, region: str = "us-east-1") -> Any:
-    """A DynamoDB client for a local endpoint (the stack's embedded DynamoDB), as the stack makes its own."""
-    return dynamodb_client(endpoint, region)
+    return dynamodb_client(endpoint, region)  # as the stack makes its own
 
 
 def table_items(client: Any, table: str = TABLE, **scan: Any) -> Iterator[dict[str, Any]]:
@@ -88,9 +87,8 @@ def records(dynamodb: Any) -> list[dict[str, Any]]:
 
 
 def record_ids(dynamodb: Any) -> set[str]:
-    return {item["connection_id"]["S"] for item in records(dynamodb)}
+    return {item["connection_id"]["S"] for item in table_items(dynamodb)}
 
 
 def table_ids(client: Any) -> set[str]:
-    """The connection ids in the connections table behind ``client``."""
-    return {item["connection_id"]["S"] for item in table_items(client)}
+    return record_ids(client)

@@ -26,18 +26,10 @@ def create_fanout_queues(
 ) -> tuple[str, str]:
     """(queue URL, DLQ URL), the queue redriving to the DLQ as terraform/sqs.tf sets it up."""
     dlq_url = client.create_queue(QueueName=FANOUT_DLQ)["QueueUrl"]
-    dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = client.create_queue(
-        QueueName=FANOUT_QUEUE,
-        Attributes={
-            "VisibilityTimeout": str(visibility),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}
-            ),
-        },
-    )["QueueUrl"]
+    dlq = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": max_receive_count}
+    attributes = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+    queue_url = client.create_queue(QueueName=FANOUT_QUEUE, Attributes=attributes)["QueueUrl"]
     return queue_url, dlq_url
 
 
