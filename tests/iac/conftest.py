@@ -56,7 +56,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {**os.environ, "AWS_CALLS_OUTPUT": str(output)}
     args = ["tests/unit", "tests/iac/scenario_secret_arn.py", "-q", "-x", "-p", "tests.iac.aws_calls"]
     command = [sys.executable, "-m", "pytest", *args, "-p", "no:cacheprovider"]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # A hang guard, not a speed check: the run takes ~5 min on 2 idle cores and took 605 s once under load.
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, f"the recorded run failed:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
     recorded: dict[str, Any] = json.loads(output.read_text())
     return recorded
