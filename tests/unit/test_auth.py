@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -40,9 +41,12 @@ def rs_token(key: RsaKey, sub: str = "alice", **claims: object) -> str:
 
 
 def hs_raw(**claims: object) -> str:
-    """A token of exactly these claims (``...``: left out) over a valid ``sub`` and ``exp``."""
-    payload = {"sub": "alice", "exp": int(time.time()) + 600, **claims}
-    return jwt.encode({k: v for k, v in payload.items() if v is not ...}, SECRET, algorithm="HS256")
+    """A token of exactly these claims (``...``: left out; a timedelta: that long from now, when the token is
+    made) over a valid ``sub`` and ``exp``."""
+    now = time.time()
+    payload = {"sub": "alice", "exp": int(now) + 600, **claims}
+    timed = {k: int(now + v.total_seconds()) if isinstance(v, timedelta) else v for k, v in payload.items()}
+    return jwt.encode({k: v for k, v in timed.items() if v is not ...}, SECRET, algorithm="HS256")
 
 
 def segment(part: dict[str, Any]) -> bytes:
@@ -247,7 +251,7 @@ CLAIM_SHAPES = {
     "exp-numeric-string": {"exp": str(int(time.time()) + 600)},
     "exp-bool": {"exp": True},
     "nbf-numeric-string": {"nbf": str(int(time.time()) - 60)},
-    "nbf-in-the-future": {"nbf": int(time.time()) + 600},
+    "nbf-in-the-future": {"nbf": timedelta(minutes=10)},  # from when the row runs, not from collection
     "iat-numeric-string": {"iat": str(int(time.time()))},
     "rooms-null": {"rooms": None},
     "rooms-object": {"rooms": {"general": True}},

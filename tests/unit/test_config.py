@@ -22,6 +22,17 @@ JWKS = {**JWKS_URL, "JWT_ISSUER": "https://x/", "JWT_AUDIENCE": "chat"}
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/ws-chat-fanout"
 
 
+def case_id(value: Any) -> str | None:
+    """A row's id: the config's name, then the variables it is given (``jwks+``: over JWKS)."""
+    if isinstance(value, type):
+        return value.__name__
+    if not isinstance(value, dict):
+        return None
+    over_jwks = JWKS.items() <= value.items()
+    given = {k: v for k, v in value.items() if not (over_jwks and JWKS.get(k) == v)}
+    return ("jwks+" if over_jwks else "") + (",".join(f"{k}={v!r}" for k, v in given.items()) or "{}")
+
+
 @pytest.mark.parametrize(
     ("config", "env", "match"),
     [
@@ -67,6 +78,7 @@ QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/ws-chat-fanout"
         # Its one default is Terraform's (fanout_shard_size), which always sets it.
         (FanoutConfig, {"FANOUT_QUEUE_URL": QUEUE}, "FANOUT_SHARD_SIZE is required"),
     ],
+    ids=case_id,
 )
 def test_config_errors_name_the_variable(config: Any, env: dict[str, str], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
@@ -105,6 +117,19 @@ def test_config_errors_name_the_variable(config: Any, env: dict[str, str], match
             {"FANOUT_QUEUE_URL": QUEUE, "FANOUT_SHARD_SIZE": "50"},
             {"queue_url": QUEUE, "shard_size": 50},
         ),
+    ],
+    ids=[
+        "secret-algorithms-default-hs256",
+        "jwks-algorithms-default-rs256",
+        "algorithms-as-listed",
+        "jwks-unsafe-opt-out-is-explicit",
+        "secret-needs-no-issuer-or-audience",
+        "messaging-defaults",
+        "deadline-margin-default",
+        "deadline-margin-0",
+        "deadline-margin-1500ms",
+        "fanout-without-a-queue",
+        "fanout-with-a-queue",
     ],
 )
 def test_config_values_and_defaults(config: Any, env: dict[str, str], expected: dict[str, Any]) -> None:

@@ -12,7 +12,13 @@ from tests.conftest import load_function
 from tests.support.events import connect_event
 from tests.support.records import TABLE, records
 
-TOKEN = make_token("alice")
+
+def day_token(sub: Any = "alice", **claims: Any) -> str:
+    """A token made at collection, valid a day: however long the suite runs before its row."""
+    return make_token(sub, expires_in=24 * 3600, **claims)
+
+
+TOKEN = day_token()
 
 
 @pytest.fixture
@@ -60,17 +66,17 @@ def bad_room(room: str | None, id: str) -> Any:
         refusal({"token": "not.a.jwt", "room_id": "general"}, 401, "invalid token", "malformed"),
         refusal({"token": "garbage", "room_id": "general"}, 401, "invalid token", "garbage"),
         refusal(
-            {"token": make_token(secret="another-secret-of-at-least-32-bytes!!"), "room_id": "general"},
+            {"token": day_token(secret="another-secret-of-at-least-32-bytes!!"), "room_id": "general"},
             401,
             "invalid",
             "bad-signature",
         ),
         refusal({"token": make_token(expires_in=-10), "room_id": "general"}, 401, "expired", "expired"),
-        refusal({"token": make_token(sub=None), "room_id": "general"}, 401, "invalid", "no-sub"),
-        refusal({"token": make_token(sub=""), "room_id": "general"}, 401, "invalid", "empty-sub"),
-        refusal({"token": make_token(algorithm="HS512"), "room_id": "general"}, 401, "invalid", "wrong-alg"),
+        refusal({"token": day_token(None), "room_id": "general"}, 401, "invalid", "no-sub"),
+        refusal({"token": day_token(""), "room_id": "general"}, 401, "invalid", "empty-sub"),
+        refusal({"token": day_token(algorithm="HS512"), "room_id": "general"}, 401, "invalid", "wrong-alg"),
         # A lone surrogate passes JSON decoding but not UTF-8 encoding: it used to fail the write (a 502).
-        refusal({"token": make_token("alice\ud800"), "room_id": "general"}, 401, "invalid", "sub-unstorable"),
+        refusal({"token": day_token("alice\ud800"), "room_id": "general"}, 401, "invalid", "sub-unstorable"),
         refusal(None, 401, "missing token", "no-query-string"),
         bad_room(None, "room-absent"),
         bad_room("", "room-empty"),
@@ -82,7 +88,7 @@ def bad_room(room: str | None, id: str) -> Any:
         bad_room("<script>", "room-markup"),
         refusal({"token": TOKEN, "room_id": "general", "user_id": "mallory"}, 403, "user_id", "other-user"),
         refusal(
-            {"token": make_token("alice", rooms=["support"]), "room_id": "general"},
+            {"token": day_token(rooms=["support"]), "room_id": "general"},
             403,
             "does not grant this room",
             "room-outside-rooms-claim",
@@ -109,7 +115,7 @@ def test_connect_refusal_has_its_status_and_reason_and_stores_nothing(
         (TOKEN, "a"),
         (TOKEN, "x" * 64),
         (TOKEN, "team-1.dev:ops_2"),
-        (make_token("alice", rooms=["support"]), "support"),
+        (day_token(rooms=["support"]), "support"),
     ],
     ids=["general", "one-char", "64-chars", "every-punctuation", "granted-by-rooms-claim"],
 )

@@ -55,7 +55,7 @@ def test_jobs_go_in_batches_of_ten(sqs: Any) -> None:
 )
 def test_a_batch_holds_at_most_ten_jobs_and_256_kib(jobs: list[str], sizes: list[int]) -> None:
     client = ScriptedSqs()
-    assert queue(client).enqueue(jobs) == len(jobs)
+    assert queue(client).enqueue(iter(jobs)) == len(jobs)  # any iterable, read once (a generator too)
     assert sorted(len(call) for call in client.calls) == sizes
 
 
