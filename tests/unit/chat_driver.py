@@ -129,7 +129,7 @@ def requeue(sqs: Any, jobs: list[dict[str, Any]]) -> None:
         sqs.client.send_message(QueueUrl=sqs.url, MessageBody=json.dumps(job))
 
 
-def jam(module: Any, client: Any) -> None:
+def queue_through(module: Any, client: Any) -> None:
     """``module``'s fanout queue sends its batches through ``client`` (a failing double), retrying at once."""
     module.service.fanout._client = client
     module.service.fanout._sleep = lambda seconds: None

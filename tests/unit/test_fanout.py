@@ -23,7 +23,7 @@ from tests.support.sqs import (
     receive,
     sqs_event,
 )
-from tests.unit.chat_driver import Chat, cid, jam, member_ids, requeue
+from tests.unit.chat_driver import Chat, cid, member_ids, queue_through, requeue
 
 SENDER = cid("sender")
 ROOM = "live"
@@ -228,7 +228,7 @@ def test_a_body_that_is_not_a_job_fails_alone(chat: Chat, sqs: Any, fanout: Any)
 def test_shards_that_cannot_be_queued_are_told_to_the_sender_and_a_retry_completes_the_fan_out(
     chat: Chat, sqs: Any, room: list[str], fanout: Any
 ) -> None:
-    jam(chat.function("send_message"), DropsFirstEntry(sqs.client))
+    queue_through(chat.function("send_message"), DropsFirstEntry(sqs.client))
     assert send(chat, "m", client_msg_id="c1")["statusCode"] == 500
     [error] = chat.frames(SENDER)  # no ack: not every member will get it
     assert error["action"] == "error" and error["code"] == "internal"

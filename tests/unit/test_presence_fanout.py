@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from shared.fanout_queue import EnqueueFailed
 from shared.messages import StoreUnavailable
 from tests.support.sqs import DropsFirstEntry, bodies, deliver, fanout_context, receive
-from tests.unit.chat_driver import Chat, cid, jam, requeue
+from tests.unit.chat_driver import Chat, cid, queue_through, requeue
 
 ROOM = "stadium"
 NEWCOMER = cid("newcomer")
@@ -93,7 +93,7 @@ def test_up_to_the_shard_size_presence_is_posted_by_the_handler(chat: Chat, sqs:
 def test_connect_whose_online_cannot_be_queued_is_refused_and_leaves_nothing(
     chat: Chat, sqs: Any, crowd: list[str]
 ) -> None:
-    jam(chat.function("connect"), failing_queue())
+    queue_through(chat.function("connect"), failing_queue())
     with pytest.raises(EnqueueFailed):  # Lambda's error: API Gateway refuses the handshake
         change(chat, "connect")
     assert NEWCOMER not in chat.record_ids()
@@ -108,7 +108,7 @@ def test_connect_whose_online_cannot_be_queued_is_refused_and_leaves_nothing(
 def test_connect_whose_online_was_partly_queued_sends_those_members_offline_after_it(
     chat: Chat, sqs: Any, crowd: list[str]
 ) -> None:
-    jam(chat.function("connect"), DropsFirstEntry(sqs.client))
+    queue_through(chat.function("connect"), DropsFirstEntry(sqs.client))
     with pytest.raises(EnqueueFailed):
         change(chat, "connect")
     assert NEWCOMER not in chat.record_ids()
@@ -129,7 +129,7 @@ def test_join_whose_online_cannot_be_queued_is_undone_with_an_error_frame(
     chat: Chat, sqs: Any, crowd: list[str]
 ) -> None:
     chat.put(NEWCOMER, "lobby", "newcomer")
-    jam(chat.function("join"), failing_queue())
+    queue_through(chat.function("join"), failing_queue())
     assert change(chat, "join") == 500
     [error] = chat.frames(NEWCOMER)  # no "joined"
     assert (error["action"], error["code"]) == ("error", "internal")
@@ -146,7 +146,7 @@ def test_join_whose_online_cannot_be_queued_is_undone_with_an_error_frame(
 
 def test_leave_whose_offline_cannot_be_queued_still_leaves(chat: Chat, sqs: Any, crowd: list[str]) -> None:
     chat.put(NEWCOMER, ROOM, "newcomer", rooms=("lobby",))
-    jam(chat.function("leave"), failing_queue())
+    queue_through(chat.function("leave"), failing_queue())
     assert change(chat, "leave") == 200
     assert [f["action"] for f in chat.frames(NEWCOMER)] == ["left"]
     assert chat.rooms_of(NEWCOMER) == {"lobby"}
@@ -159,7 +159,7 @@ def test_disconnect_removes_every_membership_before_announcing_and_a_failed_room
     chat.put(NEWCOMER, ROOM, "newcomer", rooms=("tiny",), live=False)
     chat.put(FRIEND, "tiny", "friend")
     module = chat.function("disconnect")
-    jam(module, failing_queue())
+    queue_through(module, failing_queue())
     # What the handler did, in order: the calls of both, recorded by one parent mock.
     steps = Mock()
     module.service.memberships.remove = steps.remove = Mock(wraps=module.service.memberships.remove)
