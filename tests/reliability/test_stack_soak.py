@@ -50,6 +50,11 @@ async def send_paced(client: ChatClient, texts: list[str], interval: float) -> N
         await asyncio.sleep(interval)
 
 
+# What a soak client may receive besides errors (counted by ChatClient): its room's messages, its acks,
+# history pages, and room traffic it does not count.
+EXPECTED_ACTIONS = {"message", "ack", "history", "error", "presence", "joined", "left", "typing"}
+
+
 def answers(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f for f in frames if f.get("action") in ("history", "error") or "action" not in f]
 
@@ -83,7 +88,15 @@ class ResumingClient:
         return {cid: text for cid, text in self.sent.items() if cid not in acked}
 
     def all_errors(self) -> Counter[str]:
-        return sum((c.errors for c in self.connections), start=Counter(self.errors))
+        """Error codes and gateway frames of every connection, and any frame of an action a client in this
+        soak never gets (room traffic it does not count is not one)."""
+        unexpected = Counter(
+            f"unexpected action: {f['action']}"
+            for client in self.connections
+            for f in client.frames
+            if "action" in f and f["action"] not in EXPECTED_ACTIONS
+        )
+        return sum((c.errors for c in self.connections), start=self.errors + unexpected)
 
     async def send(self, text: str, client_msg_id: str) -> None:
         self.sent[client_msg_id] = text
