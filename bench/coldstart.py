@@ -216,6 +216,14 @@ def runtime_times(names: list[str], rounds: int, warm: int) -> dict[str, Any]:
     return {"rows": rows, "warm_invocations": warm, "failed": failed}
 
 
+def _refused(payload: bytes) -> bool:
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("ok") is False
+
+
 async def _environments(
     runtime_class: Any,
     envs: dict[str, dict[str, str]],
@@ -249,7 +257,7 @@ async def _environments(
                     await pool.close()
                 # one function's failure (say, an event it does not take) is a row, not the end; so is a
                 # refusal (publish answers {"ok": false}): it would time the error path, not the function
-                if not first.ok or b'"ok": false' in first.payload or b'"ok":false' in first.payload:
+                if not first.ok or _refused(first.payload):
                     failed[name] = f"{first.error_type or 'refused'}: {first.payload[:300]!r}"
                     break
                 samples.append(
