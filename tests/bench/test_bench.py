@@ -156,16 +156,19 @@ def test_coldstart_goes_on_past_a_function_whose_first_invocation_fails() -> Non
                 return InvokeResult(
                     b'{"errorMessage": "no such event"}', "Runtime.Unhandled", duration_ms=1.0
                 )
+            if self.name == "publish":  # answered, but a refusal: its time is not the function's
+                return InvokeResult(b'{"ok": false, "error": {"code": "invalid_request"}}', duration_ms=1.0)
             return InvokeResult(b"{}", duration_ms=2.0)
 
         async def close(self) -> None:
             pass
 
     failed: dict[str, str] = {}
-    envs: dict[str, dict[str, str]] = {"connect": {}, "disconnect": {}}
+    envs: dict[str, dict[str, str]] = {"connect": {}, "publish": {}, "disconnect": {}}
     rows = asyncio.run(coldstart._environments(Fake, envs, "secret", 2, 1, failed))
     assert [r["function"] for r in rows] == ["disconnect"] and rows[0]["first_invoke_ms"] == 2.0
-    assert list(failed) == ["connect"] and "Runtime.Unhandled" in failed["connect"]
+    assert list(failed) == ["connect", "publish"] and "Runtime.Unhandled" in failed["connect"]
+    assert failed["publish"].startswith("refused: ")
     runtime = {"rows": rows, "warm_invocations": 1, "failed": failed}
     rendered = coldstart.render({"imports": {"rounds": 1, "rows": []}, "runtime": runtime})
     assert "connect: its first invocation failed (Runtime.Unhandled" in rendered
