@@ -205,6 +205,28 @@ class _KeepAliveHandler(WSGIRequestHandler):
 _FRAMING_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
 
 
+def _moto_app() -> Any:
+    """moto's WSGI application (every service, chosen per request), remembering which service a host is.
+
+    moto's dispatcher looks the service up on every request: a walk over moto's package folder (some 50
+    ``stat`` calls) and its URL patterns, about a third of a small ``PutItem``'s CPU. The answer depends on
+    the host alone (the one inferred from the signature's credential scope), so it is kept.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        def get_backend_for_host(self, host: str | None) -> Any:
+            known: dict[str | None, Any] = self.__dict__.setdefault("_known", {})
+            if host in known:
+                return known[host]
+            backend = super().get_backend_for_host(host)
+            if len(known) < 256:
+                known[host] = backend
+            return backend
+
+    return Dispatcher(create_backend_app)
+
+
 class _KeepAliveServer(ThreadedWSGIServer):
     """A thread per connection (werkzeug's threaded server), its open connections known so that
     :meth:`close_connections` can end the threads of kept-alive connections at stop."""
@@ -244,12 +266,10 @@ class EmbeddedDynamoDB:
     _count_lock = threading.Lock()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
         make_moto_dynamodb_atomic()
 
         self._host, self._port = host, port
-        self._app = DomainDispatcherApplication(create_backend_app)
+        self._app = _moto_app()
         self._server: _KeepAliveServer | None = None
         self._thread: threading.Thread | None = None
         self.endpoint = ""

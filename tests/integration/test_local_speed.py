@@ -141,3 +141,25 @@ def test_stop_closes_kept_alive_connections() -> None:
         embedded.stop()
     with sock:
         assert sock.recv(1) == b""  # the server's thread for it ended instead of waiting for a next request
+
+
+def test_moto_looks_up_the_service_of_a_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's dispatcher walked its package folder and URL patterns on every request (~0.4 ms each)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lookups: list[str | None] = []
+    real = DomainDispatcherApplication.get_backend_for_host
+
+    def counted(self: Any, host: str | None) -> Any:
+        lookups.append(host)
+        return real(self, host)
+
+    monkeypatch.setattr(DomainDispatcherApplication, "get_backend_for_host", counted)
+    embedded = EmbeddedDynamoDB()
+    try:
+        db = dynamodb_client(embedded.start(), "us-east-1")
+        for _ in range(10):
+            assert db.list_tables()["TableNames"] == []
+    finally:
+        embedded.stop()
+    assert len(lookups) == 2 and lookups[0] is None  # the first request only: no host, then the inferred one
