@@ -163,3 +163,83 @@ def test_moto_looks_up_the_service_of_a_host_once(monkeypatch: pytest.MonkeyPatc
     finally:
         embedded.stop()
     assert len(lookups) == 2 and lookups[0] is None  # the first request only: no host, then the inferred one
+
+
+QUERIES: list[dict[str, Any]] = [
+    {"KeyConditionExpression": "room_id = :r", "ExpressionAttributeValues": {":r": {"S": "r1"}}},
+    {"KeyConditionExpression": "room_id = :r", "ExpressionAttributeValues": {":r": {"S": "nobody"}}},
+    {
+        "KeyConditionExpression": "room_id = :r AND begins_with(#m, :u)",
+        "ExpressionAttributeNames": {"#m": "member"},
+        "ExpressionAttributeValues": {":r": {"S": "r1"}, ":u": {"S": "u1"}},
+        "ScanIndexForward": False,
+    },
+    {
+        "KeyConditionExpression": "room_id = :r AND #m > :m",
+        "FilterExpression": "#n <> :n",
+        "ProjectionExpression": "#m, #n",
+        "ExpressionAttributeNames": {"#m": "member", "#n": "name"},
+        "ExpressionAttributeValues": {":r": {"S": "r2"}, ":m": {"S": "u05"}, ":n": {"S": "name 7"}},
+    },
+]
+
+
+def _all_pages(db: Any, table: str, query: dict[str, Any], limit: int | None) -> list[list[dict[str, Any]]]:
+    pages, start = [], None
+    for _ in range(100):
+        page = db.query(
+            TableName=table,
+            **query,
+            **({"Limit": limit} if limit else {}),
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        pages.append(page["Items"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+    raise AssertionError("no last page")
+
+
+def test_a_query_answers_what_moto_answers_and_reads_only_its_partition(
+    server: EmbeddedDynamoDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.models import Table
+
+    from tests.support.tables import create_connections_table, create_memberships_table
+
+    db = dynamodb_client(server.endpoint, "us-east-1")
+    create_memberships_table(db, "speed_members")
+    create_connections_table(db, "speed_connections")
+    for room in ("r1", "r2", "r3"):
+        for i in range(12):
+            item = {"room_id": {"S": room}, "member": {"S": f"u{i:02d}#c{i}"}, "name": {"S": f"name {i}"}}
+            db.put_item(TableName="speed_members", Item=item)
+    for i in range(5):
+        db.put_item(TableName="speed_connections", Item={"connection_id": {"S": f"c{i}"}, "n": {"N": str(i)}})
+    cases = [("speed_members", q, limit) for q in QUERIES for limit in (None, 5)]
+    cases.append(
+        (
+            "speed_connections",
+            {
+                "KeyConditionExpression": "connection_id = :c",
+                "ExpressionAttributeValues": {":c": {"S": "c3"}},
+            },
+            None,
+        )
+    )
+    ours = [_all_pages(db, *case) for case in cases]
+
+    # moto's own query, through the table's original method (kept in the wrapper's closure)
+    patched = Table.query
+    original = next(c.cell_contents for c in patched.__closure__ if callable(c.cell_contents))
+    monkeypatch.setattr(Table, "query", original)
+    assert [_all_pages(db, *case) for case in cases] == ours
+    assert [sum(len(page) for page in pages) for pages in ours[:4]] == [12, 12, 0, 0]
+
+    # the partition alone: moto's all_items (every item of the table, sorted) is not called
+    monkeypatch.setattr(Table, "query", patched)
+    read_all: list[str] = []
+    real_all_items = Table.all_items
+    monkeypatch.setattr(Table, "all_items", lambda self: read_all.append(self.name) or real_all_items(self))
+    assert _all_pages(db, *cases[0]) == ours[0]
+    assert read_all == []
