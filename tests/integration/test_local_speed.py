@@ -243,3 +243,20 @@ def test_a_query_answers_what_moto_answers_and_reads_only_its_partition(
     monkeypatch.setattr(Table, "all_items", lambda self: read_all.append(self.name) or real_all_items(self))
     assert _all_pages(db, *cases[0]) == ours[0]
     assert read_all == []
+
+
+def test_the_e2e_bench_times_moto_s_query_of_a_room(server: EmbeddedDynamoDB) -> None:
+    from bench.e2e import query_times
+    from bench.env import MEMBERSHIPS_TABLE
+    from tests.support.tables import create_memberships_table
+
+    db = dynamodb_client(server.endpoint, "us-east-1")
+    create_memberships_table(db, MEMBERSHIPS_TABLE)
+    for i in range(3):
+        db.put_item(
+            TableName=MEMBERSHIPS_TABLE, Item={"room_id": {"S": "bench"}, "member": {"S": f"u{i}#c{i}"}}
+        )
+    db.put_item(TableName=MEMBERSHIPS_TABLE, Item={"room_id": {"S": "other"}, "member": {"S": "u9#c9"}})
+    timed = query_times(server.endpoint, "bench", repeats=2)
+    assert timed["items"] == 3 and timed["repeats"] == 2
+    assert timed["http_ms"] > 0 and timed["botocore_ms"] > 0
