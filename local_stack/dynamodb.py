@@ -67,6 +67,7 @@ def make_moto_dynamodb_atomic() -> None:
     and, when the transaction is cancelled, puts that copy back — slower with every item stored (the
     messages table grows all day under ``make dev``) and erasing whatever other requests wrote meanwhile.
     Here every call is serialized by one lock, and a transaction backs up and restores only its own items.
+    Under the same lock a table's Query reads its partition only (:func:`_query_reads_its_partition`).
     Idempotent; in-process only (an external ``DYNAMODB_ENDPOINT`` is not touched).
     """
     global _atomic_installed
