@@ -184,9 +184,59 @@ def summarise(deliveries: Deliveries, span_s: float, k: int) -> dict[str, Any]:
     }
 
 
+def query_times(endpoint: str, room: str, repeats: int = 5) -> dict[str, Any]:
+    """The Query of ``room``'s memberships (one page) on the stack's DynamoDB, ``repeats`` times: the HTTP
+    round trip alone (moto's work and the wire, the answer left unparsed) and the botocore call a function
+    makes (the same plus botocore parsing every item, which a function pays against DynamoDB too)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from bench.env import MEMBERSHIPS_TABLE, REGION
+    from local_stack.dynamodb import dynamodb_client
+
+    params = {
+        "TableName": MEMBERSHIPS_TABLE,
+        "KeyConditionExpression": "room_id = :r",
+        "ExpressionAttributeValues": {":r": {"S": room}},
+    }
+    client = dynamodb_client(endpoint, REGION)
+    items = len(client.query(**params)["Items"])  # also opens the client's connection
+    parts = urlsplit(endpoint)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    headers = {
+        "Content-Type": "application/x-amz-json-1.0",
+        "X-Amz-Target": "DynamoDB_20120810.Query",
+        "Authorization": f"AWS4-HMAC-SHA256 Credential=local/20260101/{REGION}/dynamodb/aws4_request, "
+        "SignedHeaders=host, Signature=0",
+    }
+    body = json.dumps(params)
+    raw: list[float] = []
+    parsed: list[float] = []
+    try:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            conn.request("POST", "/", body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            raw.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            client.query(**params)
+            parsed.append((time.perf_counter() - start) * 1000)
+    finally:
+        conn.close()
+    return {"items": items, "http_ms": median(raw), "botocore_ms": median(parsed), "repeats": repeats}
+
+
 async def _measure(
-    urls: list[str], config: E2EConfig, tag: str, *, messages: int, senders: int
+    urls: list[str],
+    config: E2EConfig,
+    tag: str,
+    *,
+    messages: int,
+    senders: int,
+    probe: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """One K: connect, broadcast, then (clients still connected) ``probe``, then close."""
     started = time.perf_counter()
     conns, handshakes, refused = await open_clients(
         urls, concurrency=config.connect_concurrency, timeout_s=config.timeout_s
@@ -203,12 +253,14 @@ async def _measure(
             frame=lambda key: {"action": "sendMessage", "message": key},
             tag=tag,
         )
+        probed = probe() if probe is not None else None
     finally:
         await close_clients(conns)
     return {
         **summarise(deliveries, span, len(urls)),
         "connect_s": connect_s,
         "handshake_p50_ms": median(handshakes) * 1000,
+        **({"query": probed} if probed else {}),
     }
 
 
@@ -265,6 +317,7 @@ def run(config: E2EConfig) -> dict[str, Any]:
                         f"s{tag}{k}",
                         messages=messages,
                         senders=senders,
+                        probe=(lambda: query_times(stack.dynamodb_endpoint, room)) if tag == "t" else None,
                     )
                 )
             finally:
@@ -388,6 +441,13 @@ def render(result: dict[str, Any]) -> str:
             f"{target['floor']['completion_ms']:.1f} ms = {target['completion_ratio']:.1f}x the floor "
             f"(target <= 15x; p50 {target['p50_ratio']:.1f}x; lost {target['stack']['lost']})"
         )
+        query = target["stack"].get("query")
+        if query:
+            text += (
+                f"\nmoto's Query of the room's {query['items']} memberships, median of {query['repeats']}: "
+                f"{query['http_ms']:.1f} ms HTTP round trip (moto's work, answer unparsed), "
+                f"{query['botocore_ms']:.1f} ms through botocore (items parsed, as the function does)"
+            )
     profiles = [r["profile"] for r in result["rows"] if r.get("profile")]
     if profiles:
         from bench.profile_summary import render_summary

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -13,6 +15,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from werkzeug.exceptions import InternalServerError
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from .terraform import TableSpec
 
@@ -49,6 +53,7 @@ _MUTATING_AND_READING = (
     "batch_write_item",
     "batch_get_item",
     "transact_get_items",
+    "execute_statement",  # PartiQL reads every table's items: never while a Query narrows one (below)
 )
 _atomic_lock = threading.RLock()
 _atomic_installed = False
@@ -62,6 +67,7 @@ def make_moto_dynamodb_atomic() -> None:
     and, when the transaction is cancelled, puts that copy back — slower with every item stored (the
     messages table grows all day under ``make dev``) and erasing whatever other requests wrote meanwhile.
     Here every call is serialized by one lock, and a transaction backs up and restores only its own items.
+    Under the same lock a table's Query reads its partition only (:func:`_query_reads_its_partition`).
     Idempotent; in-process only (an external ``DYNAMODB_ENDPOINT`` is not touched).
     """
     global _atomic_installed
@@ -131,12 +137,156 @@ def make_moto_dynamodb_atomic() -> None:
                     models.copy = copy
 
         backend_class.transact_write_items = transact_write_items  # type: ignore[method-assign]
+        _query_reads_its_partition(models.Table)
         _atomic_installed = True
+
+
+def _query_reads_its_partition(table_class: Any) -> None:
+    """moto's Query of a table (not an index) sorts every item of the table, then keeps the partition's:
+    a third of a 200-member room's Query once the table holds other rooms. The partition's items are the
+    same list without the sort (the Query sorts them by range key itself), so ``all_items`` is narrowed to
+    them for that call. Safe because the backend's ``query``, ``scan`` and ``execute_statement`` (every
+    caller of ``all_items`` the stack can reach) hold :data:`_atomic_lock`."""
+    import inspect
+
+    original = table_class.query
+    signature = inspect.signature(original)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        hash_key = arguments.get("hash_key")
+        if arguments.get("index_name") or hash_key is None:
+            return original(self, *args, **kwargs)
+        entry = self.items.get(hash_key)  # {range key: item}, or the item of a table without a range key
+        partition = [] if entry is None else list(entry.values()) if self.range_key_attr else [entry]
+        self.all_items = lambda: partition
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    query.__doc__ = original.__doc__
+    table_class.query = query
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    """werkzeug's request handler with HTTP/1.1 keep-alive, so botocore's pool reuses its connections.
+
+    werkzeug's own ``run_wsgi`` always answers ``Connection: close`` (and then drains the socket, which
+    would swallow the next request of a kept-alive connection), so every DynamoDB call of a function paid a
+    new TCP connection and a new server thread. Here a request's body is read whole (by its
+    ``Content-Length``) before moto sees it, so the next request starts exactly where this one ends, and the
+    answer always carries a ``Content-Length``. A request without a length (chunked; botocore never sends
+    one) or a ``HEAD`` goes to werkzeug's own path, which closes the connection after it.
+    """
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: Nagle would hold the body for an ACK
+    server: _KeepAliveServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
+    def run_wsgi(self) -> None:
+        length_header = self.headers.get("Content-Length", "0")
+        if self.command == "HEAD" or "Transfer-Encoding" in self.headers or not length_header.isdigit():
+            super().run_wsgi()
+            return
+        body = self.rfile.read(int(length_header))
+        environ = self.make_environ()
+        environ["wsgi.input"] = io.BytesIO(body)
+        chunks: list[bytes] = []
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            chunks.clear()  # nothing is sent before the app returns: an error page replaces a started body
+            started[:] = [status, headers]
+            return chunks.append
+
+        try:
+            result = self.server.app(environ, start_response)
+            try:
+                chunks.extend(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            logging.getLogger("werkzeug").exception("Error on request %s %s", self.command, self.path)
+            started.clear()
+            chunks[:] = list(InternalServerError()(environ, start_response))
+        status, headers = started
+        code, _, reason = status.partition(" ")
+        payload = b"".join(chunks)
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            if name.lower() not in _FRAMING_HEADERS:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+_FRAMING_HEADERS = frozenset({"content-length", "connection", "transfer-encoding", "keep-alive"})
+
+
+def _moto_app() -> Any:
+    """moto's WSGI application (every service, chosen per request), remembering which service a host is.
+
+    moto's dispatcher looks the service up on every request: a walk over moto's package folder (some 50
+    ``stat`` calls) and its URL patterns, about a third of a small ``PutItem``'s CPU. The answer depends on
+    the host alone (the one inferred from the signature's credential scope), so it is kept.
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    class Dispatcher(DomainDispatcherApplication):
+        def get_backend_for_host(self, host: str | None) -> Any:
+            known: dict[str | None, Any] = self.__dict__.setdefault("_known", {})
+            if host in known:
+                return known[host]
+            backend = super().get_backend_for_host(host)
+            if len(known) < 256:
+                known[host] = backend
+            return backend
+
+    return Dispatcher(create_backend_app)
+
+
+class _KeepAliveServer(ThreadedWSGIServer):
+    """A thread per connection (werkzeug's threaded server), its open connections known so that
+    :meth:`close_connections` can end the threads of kept-alive connections at stop."""
+
+    def __init__(self, host: str, port: int, app: Any) -> None:
+        super().__init__(host, port, app, _KeepAliveHandler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        self.accepted = 0  # TCP connections accepted since start (a test counts reuse with it)
+
+    def track(self, conn: socket.socket, opened: bool) -> None:
+        with self._open_lock:
+            if opened:
+                self._open.add(conn)
+                self.accepted += 1
+            else:
+                self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class EmbeddedDynamoDB:
     """moto's server on a free 127.0.0.1 port, in a thread of this process (made atomic:
-    :func:`make_moto_dynamodb_atomic`).
+    :func:`make_moto_dynamodb_atomic`), with HTTP/1.1 keep-alive (:class:`_KeepAliveHandler`).
 
     moto keeps its data in module-level backends that every server of the process shares, so when the
     last embedded server of the process stops, its DynamoDB data is dropped: the next stack started in
@@ -147,28 +297,44 @@ class EmbeddedDynamoDB:
     _count_lock = threading.Lock()
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        from moto.server import ThreadedMotoServer
-
         make_moto_dynamodb_atomic()
 
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._host, self._port = host, port
+        self._app = _moto_app()
+        self._server: _KeepAliveServer | None = None
+        self._thread: threading.Thread | None = None
         self.endpoint = ""
+
+    @property
+    def accepted_connections(self) -> int:
+        """TCP connections the server accepted since it started."""
+        return self._server.accepted if self._server is not None else 0
 
     def start(self) -> str:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per request
-        self._server.start()
+        self._server = _KeepAliveServer(self._host, self._port, self._app)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="embedded-dynamodb", daemon=True
+        )
+        self._thread.start()
         with EmbeddedDynamoDB._count_lock:
             EmbeddedDynamoDB._running += 1
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        host, port = self._server.server_address[:2]
+        self.endpoint = f"http://{host!s}:{port}"
         return self.endpoint
 
     def stop(self) -> None:
         if not self.endpoint:
             return
         self.endpoint = ""
-        with contextlib.suppress(Exception):
-            self._server.stop()
+        server, thread = self._server, self._thread
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.shutdown()
+                server.server_close()
+            server.close_connections()
+        if thread is not None:
+            thread.join(5)
         with EmbeddedDynamoDB._count_lock:
             EmbeddedDynamoDB._running -= 1
             if EmbeddedDynamoDB._running == 0:

@@ -1,0 +1,262 @@
+"""The embedded DynamoDB keeps connections alive: a function's botocore pool reuses them."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from local_stack.dynamodb import EmbeddedDynamoDB, dynamodb_client
+from tests.support.tables import create_messages_table
+
+pytestmark = pytest.mark.timeout(60)
+
+TABLE = "speed_messages"
+
+
+@pytest.fixture
+def server() -> Iterator[EmbeddedDynamoDB]:
+    embedded = EmbeddedDynamoDB()
+    embedded.start()
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture
+def db(server: EmbeddedDynamoDB) -> Any:
+    client = dynamodb_client(server.endpoint, "us-east-1")
+    create_messages_table(client, TABLE)
+    return client
+
+
+def _raw_request(target: str, body: dict[str, Any], *, chunked: bool = False) -> bytes:
+    payload = json.dumps(body).encode()
+    head = [
+        "POST / HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/x-amz-json-1.0",
+        f"X-Amz-Target: DynamoDB_20120810.{target}",
+        "Authorization: AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/dynamodb/aws4_request, "
+        "SignedHeaders=host, Signature=0",
+    ]
+    if chunked:
+        head.append("Transfer-Encoding: chunked")
+        payload = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+    else:
+        head.append(f"Content-Length: {len(payload)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+def _read_responses(sock: socket.socket, count: int) -> list[tuple[str, dict[str, str], bytes]]:
+    """``count`` HTTP responses framed by their Content-Length, read from one socket."""
+    buffer = b""
+    responses = []
+    while len(responses) < count:
+        while b"\r\n\r\n" not in buffer:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(responses)} of {count} responses"
+            buffer += chunk
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        status, *lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        length = int(headers["content-length"])
+        while len(buffer) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed inside a body"
+            buffer += chunk
+        responses.append((status, headers, buffer[:length]))
+        buffer = buffer[length:]
+    return responses
+
+
+def test_a_client_reuses_one_connection_for_many_calls(server: EmbeddedDynamoDB, db: Any) -> None:
+    # werkzeug's own handler answers "Connection: close": every call was a new TCP connection and thread
+    for i in range(20):
+        db.put_item(TableName=TABLE, Item={"room_id": {"S": "r"}, "message_id": {"S": f"m{i}"}})
+        assert db.get_item(TableName=TABLE, Key={"room_id": {"S": "r"}, "message_id": {"S": f"m{i}"}})["Item"]
+    assert server.accepted_connections == 1  # the table's creation, 20 puts and 20 gets
+
+
+def test_errors_and_large_pages_keep_the_connection_usable(server: EmbeddedDynamoDB, db: Any) -> None:
+    big = "x" * 300_000
+    for i in range(5):
+        db.put_item(
+            TableName=TABLE, Item={"room_id": {"S": "big"}, "message_id": {"S": f"m{i}"}, "v": {"S": big}}
+        )
+    with pytest.raises(ClientError) as refused:
+        db.put_item(
+            TableName=TABLE,
+            Item={"room_id": {"S": "big"}, "message_id": {"S": "m0"}},
+            ConditionExpression="attribute_not_exists(room_id)",
+        )
+    assert refused.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    with pytest.raises(ClientError) as invalid:
+        db.get_item(TableName=TABLE, Key={"room_id": {"S": "big"}})
+    assert invalid.value.response["Error"]["Code"] == "ValidationException"
+    pages = list(
+        db.get_paginator("query").paginate(
+            TableName=TABLE,
+            KeyConditionExpression="room_id = :r",
+            ExpressionAttributeValues={":r": {"S": "big"}},
+        )
+    )
+    assert sum(len(p["Items"]) for p in pages) == 5 and len(pages) == 2  # 1 MB pages
+    assert all(item["v"]["S"] == big for p in pages for item in p["Items"])
+    assert server.accepted_connections == 1
+
+
+def test_two_requests_sent_back_to_back_get_two_answers(server: EmbeddedDynamoDB, db: Any) -> None:
+    # werkzeug's handler drains the socket after each answer and closes it: the second request was lost
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(_raw_request("ListTables", {}) + _raw_request("DescribeTable", {"TableName": TABLE}))
+        (first, _, listed), (second, _, described) = _read_responses(sock, 2)
+    assert first.endswith("200 OK") and json.loads(listed)["TableNames"] == [TABLE]
+    assert second.endswith("200 OK") and json.loads(described)["Table"]["TableName"] == TABLE
+
+
+def test_a_chunked_request_is_answered_and_its_connection_closed(server: EmbeddedDynamoDB, db: Any) -> None:
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(_raw_request("ListTables", {}, chunked=True))
+        ((status, headers, body),) = _read_responses(sock, 1)
+        assert status.endswith("200 OK") and json.loads(body)["TableNames"] == [TABLE]
+        assert headers.get("connection") == "close"
+        assert sock.recv(1) == b""
+
+
+def test_stop_closes_kept_alive_connections() -> None:
+    embedded = EmbeddedDynamoDB()
+    host, port = embedded.start().removeprefix("http://").split(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=10)
+        sock.sendall(_raw_request("ListTables", {}))
+        ((status, _, _),) = _read_responses(sock, 1)
+        assert status.endswith("200 OK")
+    finally:
+        embedded.stop()
+    with sock:
+        assert sock.recv(1) == b""  # the server's thread for it ended instead of waiting for a next request
+
+
+def test_moto_looks_up_the_service_of_a_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's dispatcher walked its package folder and URL patterns on every request (~0.4 ms each)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    lookups: list[str | None] = []
+    real = DomainDispatcherApplication.get_backend_for_host
+
+    def counted(self: Any, host: str | None) -> Any:
+        lookups.append(host)
+        return real(self, host)
+
+    monkeypatch.setattr(DomainDispatcherApplication, "get_backend_for_host", counted)
+    embedded = EmbeddedDynamoDB()
+    try:
+        db = dynamodb_client(embedded.start(), "us-east-1")
+        for _ in range(10):
+            assert db.list_tables()["TableNames"] == []
+    finally:
+        embedded.stop()
+    assert len(lookups) == 2 and lookups[0] is None  # the first request only: no host, then the inferred one
+
+
+QUERIES: list[dict[str, Any]] = [
+    {"KeyConditionExpression": "room_id = :r", "ExpressionAttributeValues": {":r": {"S": "r1"}}},
+    {"KeyConditionExpression": "room_id = :r", "ExpressionAttributeValues": {":r": {"S": "nobody"}}},
+    {
+        "KeyConditionExpression": "room_id = :r AND begins_with(#m, :u)",
+        "ExpressionAttributeNames": {"#m": "member"},
+        "ExpressionAttributeValues": {":r": {"S": "r1"}, ":u": {"S": "u1"}},
+        "ScanIndexForward": False,
+    },
+    {
+        "KeyConditionExpression": "room_id = :r AND #m > :m",
+        "FilterExpression": "#n <> :n",
+        "ProjectionExpression": "#m, #n",
+        "ExpressionAttributeNames": {"#m": "member", "#n": "name"},
+        "ExpressionAttributeValues": {":r": {"S": "r2"}, ":m": {"S": "u05"}, ":n": {"S": "name 7"}},
+    },
+]
+
+
+def _all_pages(db: Any, table: str, query: dict[str, Any], limit: int | None) -> list[list[dict[str, Any]]]:
+    pages, start = [], None
+    for _ in range(100):
+        page = db.query(
+            TableName=table,
+            **query,
+            **({"Limit": limit} if limit else {}),
+            **({"ExclusiveStartKey": start} if start else {}),
+        )
+        pages.append(page["Items"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return pages
+    raise AssertionError("no last page")
+
+
+def test_a_query_answers_what_moto_answers_and_reads_only_its_partition(
+    server: EmbeddedDynamoDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.models import Table
+
+    from tests.support.tables import create_connections_table, create_memberships_table
+
+    db = dynamodb_client(server.endpoint, "us-east-1")
+    create_memberships_table(db, "speed_members")
+    create_connections_table(db, "speed_connections")
+    for room in ("r1", "r2", "r3"):
+        for i in range(12):
+            item = {"room_id": {"S": room}, "member": {"S": f"u{i:02d}#c{i}"}, "name": {"S": f"name {i}"}}
+            db.put_item(TableName="speed_members", Item=item)
+    for i in range(5):
+        db.put_item(TableName="speed_connections", Item={"connection_id": {"S": f"c{i}"}, "n": {"N": str(i)}})
+    cases = [("speed_members", q, limit) for q in QUERIES for limit in (None, 5)]
+    cases.append(
+        (
+            "speed_connections",
+            {
+                "KeyConditionExpression": "connection_id = :c",
+                "ExpressionAttributeValues": {":c": {"S": "c3"}},
+            },
+            None,
+        )
+    )
+    ours = [_all_pages(db, *case) for case in cases]
+
+    # moto's own query, through the table's original method (kept in the wrapper's closure)
+    patched = Table.query
+    original = next(c.cell_contents for c in patched.__closure__ if callable(c.cell_contents))
+    monkeypatch.setattr(Table, "query", original)
+    assert [_all_pages(db, *case) for case in cases] == ours
+    assert [sum(len(page) for page in pages) for pages in ours[:4]] == [12, 12, 0, 0]
+
+    # the partition alone: moto's all_items (every item of the table, sorted) is not called
+    monkeypatch.setattr(Table, "query", patched)
+    read_all: list[str] = []
+    real_all_items = Table.all_items
+    monkeypatch.setattr(Table, "all_items", lambda self: read_all.append(self.name) or real_all_items(self))
+    assert _all_pages(db, *cases[0]) == ours[0]
+    assert read_all == []
+
+
+def test_the_e2e_bench_times_moto_s_query_of_a_room(server: EmbeddedDynamoDB) -> None:
+    from bench.e2e import query_times
+    from bench.env import MEMBERSHIPS_TABLE
+    from tests.support.tables import create_memberships_table
+
+    db = dynamodb_client(server.endpoint, "us-east-1")
+    create_memberships_table(db, MEMBERSHIPS_TABLE)
+    for i in range(3):
+        db.put_item(
+            TableName=MEMBERSHIPS_TABLE, Item={"room_id": {"S": "bench"}, "member": {"S": f"u{i}#c{i}"}}
+        )
+    db.put_item(TableName=MEMBERSHIPS_TABLE, Item={"room_id": {"S": "other"}, "member": {"S": "u9#c9"}})
+    timed = query_times(server.endpoint, "bench", repeats=2)
+    assert timed["items"] == 3 and timed["repeats"] == 2
+    assert timed["http_ms"] > 0 and timed["botocore_ms"] > 0
