@@ -45,8 +45,11 @@ def run(config: ConnectConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"config": asdict(config), "rows": []}
     with local_stack(config.workers, config.dynamodb) as stack:
         for concurrency in config.concurrency:
+            # a room each: in one shared room every join tells everyone already there (N^2/2 presence posts),
+            # which measures presence fan-out, not $connect
             urls = [
-                stack.url(f"c{concurrency}u{i}", f"connect-{concurrency}") for i in range(config.connections)
+                stack.url(f"c{concurrency}u{i}", f"connect-{concurrency}-{i}")
+                for i in range(config.connections)
             ]
             out["rows"].append(asyncio.run(_attempt(urls, concurrency, config.timeout_s)))
             out["rows"][-1]["records_left_after_disconnect"] = wait_for_disconnects(
@@ -58,7 +61,8 @@ def run(config: ConnectConfig) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     return records_table(
-        f"connect rate: {cfg['connections']} connections per row, $connect = HS256 verify + PutItem, "
+        f"connect rate: {cfg['connections']} connections per row, each into a room of its own, "
+        "$connect = HS256 verify + PutItem + its room's presence, "
         f"{cfg['workers']} workers, DynamoDB {cfg['dynamodb']} (API Gateway's quota: 500 new connections/s)",
         [
             ("at once", "concurrency"),
