@@ -115,7 +115,8 @@ def test_two_requests_sent_back_to_back_get_two_answers(server: EmbeddedDynamoDB
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(_raw_request("ListTables", {}) + _raw_request("DescribeTable", {"TableName": TABLE}))
         (first, _, listed), (second, _, described) = _read_responses(sock, 2)
-    assert first.endswith("200 OK") and json.loads(listed)["TableNames"] == [TABLE]
+    # other stacks of this process may be up: moto's tables are per process, so TABLE is among theirs
+    assert first.endswith("200 OK") and TABLE in json.loads(listed)["TableNames"]
     assert second.endswith("200 OK") and json.loads(described)["Table"]["TableName"] == TABLE
 
 
@@ -124,7 +125,7 @@ def test_a_chunked_request_is_answered_and_its_connection_closed(server: Embedde
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(_raw_request("ListTables", {}, chunked=True))
         ((status, headers, body),) = _read_responses(sock, 1)
-        assert status.endswith("200 OK") and json.loads(body)["TableNames"] == [TABLE]
+        assert status.endswith("200 OK") and TABLE in json.loads(body)["TableNames"]
         assert headers.get("connection") == "close"
         assert sock.recv(1) == b""
 
@@ -159,7 +160,7 @@ def test_moto_looks_up_the_service_of_a_host_once(monkeypatch: pytest.MonkeyPatc
     try:
         db = dynamodb_client(embedded.start(), "us-east-1")
         for _ in range(10):
-            assert db.list_tables()["TableNames"] == []
+            assert isinstance(db.list_tables()["TableNames"], list)
     finally:
         embedded.stop()
     assert len(lookups) == 2 and lookups[0] is None  # the first request only: no host, then the inferred one
