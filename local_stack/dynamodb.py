@@ -192,12 +192,28 @@ class _KeepAliveHandler(WSGIRequestHandler):
         self.server.track(self.connection, False)
         super().finish()
 
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, read a MiB at a time (``rfile.read(n)`` allocates ``n`` bytes before it reads, so a
+        lying length was a ``MemoryError``); ``None`` when the connection ends before ``length`` bytes."""
+        parts: list[bytes] = []
+        while length > 0:
+            part = self.rfile.read(min(length, 1 << 20))
+            if not part:
+                return None
+            parts.append(part)
+            length -= len(part)
+        return b"".join(parts)
+
     def run_wsgi(self) -> None:
         length_header = self.headers.get("Content-Length", "0")
-        if self.command == "HEAD" or "Transfer-Encoding" in self.headers or not length_header.isdigit():
+        framed = length_header.isascii() and length_header.isdigit()
+        if self.command == "HEAD" or "Transfer-Encoding" in self.headers or not framed:
             super().run_wsgi()
             return
-        body = self.rfile.read(int(length_header))
+        body = self._read_body(int(length_header))
+        if body is None:  # the client went away inside its body: what came is not a request
+            self.close_connection = True
+            return
         environ = self.make_environ()
         environ["wsgi.input"] = io.BytesIO(body)
         chunks: list[bytes] = []
@@ -228,6 +244,10 @@ class _KeepAliveHandler(WSGIRequestHandler):
             if name.lower() not in _FRAMING_HEADERS:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
+        if self.close_connection:  # the client sent "Connection: close", or is HTTP/1.0 without keep-alive
+            self.send_header("Connection", "close")
+        elif self.request_version == "HTTP/1.0":  # its keep-alive holds only if the answer says so
+            self.send_header("Connection", "keep-alive")
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()

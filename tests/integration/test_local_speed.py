@@ -261,3 +261,56 @@ def test_the_e2e_bench_times_moto_s_query_of_a_room(server: EmbeddedDynamoDB) ->
     timed = query_times(server.endpoint, "bench", repeats=2)
     assert timed["items"] == 3 and timed["repeats"] == 2
     assert timed["http_ms"] > 0 and timed["botocore_ms"] > 0
+
+
+def _connect(server: EmbeddedDynamoDB) -> socket.socket:
+    host, port = server.endpoint.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_a_client_s_connection_close_is_answered_with_close(server: EmbeddedDynamoDB, db: Any) -> None:
+    request = _raw_request("ListTables", {}).replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+    with _connect(server) as sock:
+        sock.sendall(request)
+        ((status, headers, _),) = _read_responses(sock, 1)
+        assert status.endswith("200 OK") and headers.get("connection") == "close"
+        assert sock.recv(1) == b""
+
+
+def test_an_http_1_0_client_asking_keep_alive_is_told_it_is_kept(server: EmbeddedDynamoDB, db: Any) -> None:
+    # without "Connection: keep-alive" in the answer an HTTP/1.0 client takes it as closed after it
+    request = (
+        _raw_request("ListTables", {})
+        .replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+        .replace(b"\r\n\r\n", b"\r\nConnection: keep-alive\r\n\r\n", 1)
+    )
+    with _connect(server) as sock:
+        sock.sendall(request + request)
+        answers = _read_responses(sock, 2)
+    assert [headers.get("connection") for _, headers, _ in answers] == ["keep-alive", "keep-alive"]
+
+
+def test_a_body_shorter_than_its_length_is_not_run(server: EmbeddedDynamoDB, db: Any) -> None:
+    # the client died inside its body: what arrived must not reach moto (it was answered as a request)
+    item = {"room_id": {"S": "r"}, "message_id": {"S": "cut"}}
+    request = _raw_request("PutItem", {"TableName": TABLE, "Item": item})
+    head, body = request.split(b"\r\n\r\n", 1)
+    head = head.replace(b"Content-Length: %d" % len(body), b"Content-Length: %d" % (len(body) + 50))
+    with _connect(server) as sock:
+        sock.sendall(head + b"\r\n\r\n" + body)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1) == b""
+    assert "Item" not in db.get_item(TableName=TABLE, Key=item)
+
+
+def test_a_huge_content_length_is_not_allocated_up_front(
+    server: EmbeddedDynamoDB, db: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rfile.read(n) allocates n bytes first: a lying length was a MemoryError traceback (or gigabytes held)
+    request = _raw_request("ListTables", {}).replace(b"Content-Length: 2", b"Content-Length: 100000000000000")
+    with _connect(server) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(1) == b""
+    assert db.list_tables()["TableNames"]  # the server still answers
+    assert "MemoryError" not in capsys.readouterr().err
