@@ -287,17 +287,22 @@ class _KeepAliveServer(ThreadedWSGIServer):
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         self.accepted = 0  # TCP connections accepted since start (a test counts reuse with it)
+        self._closing = False
 
     def track(self, conn: socket.socket, opened: bool) -> None:
         with self._open_lock:
             if opened:
                 self._open.add(conn)
                 self.accepted += 1
+                if self._closing:  # accepted before the stop, its thread started after it
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)
             else:
                 self._open.discard(conn)
 
     def close_connections(self) -> None:
         with self._open_lock:
+            self._closing = True
             conns = list(self._open)
         for conn in conns:
             with contextlib.suppress(OSError):

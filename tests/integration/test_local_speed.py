@@ -314,3 +314,30 @@ def test_a_huge_content_length_is_not_allocated_up_front(
         assert sock.recv(1) == b""
     assert db.list_tables()["TableNames"]  # the server still answers
     assert "MemoryError" not in capsys.readouterr().err
+
+
+def test_a_connection_accepted_as_the_server_stops_is_closed_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stop() closed the connections known then: one whose thread had not yet reached setup() was kept open
+    import threading
+
+    from local_stack import dynamodb
+
+    entered, release = threading.Event(), threading.Event()
+    real_setup = dynamodb._KeepAliveHandler.setup
+
+    def late_setup(self: Any) -> None:
+        entered.set()
+        release.wait(10)
+        real_setup(self)
+
+    monkeypatch.setattr(dynamodb._KeepAliveHandler, "setup", late_setup)
+    embedded = EmbeddedDynamoDB()
+    host, port = embedded.start().removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=3)
+    try:
+        assert entered.wait(10)
+        embedded.stop()
+    finally:
+        release.set()
+    with sock:
+        assert sock.recv(1) == b""  # not a thread waiting for this connection's first request
