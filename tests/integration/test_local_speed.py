@@ -342,3 +342,22 @@ def test_a_connection_accepted_as_the_server_stops_is_closed_too(monkeypatch: py
         release.set()
     with sock:
         assert sock.recv(1) == b""  # not a thread waiting for this connection's first request
+
+
+def test_an_exception_in_moto_is_a_500_and_the_connection_stays_usable(
+    server: EmbeddedDynamoDB, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.dynamodb.responses import DynamoHandler
+
+    def broken(self: Any) -> str:
+        raise RuntimeError("moto broke")
+
+    with _connect(server) as sock:
+        monkeypatch.setattr(DynamoHandler, "list_tables", broken)
+        sock.sendall(_raw_request("ListTables", {}))
+        ((status, _, _),) = _read_responses(sock, 1)
+        monkeypatch.undo()
+        sock.sendall(_raw_request("ListTables", {}))
+        ((again, _, listed),) = _read_responses(sock, 1)
+    assert status.startswith("HTTP/1.1 500") and again.endswith("200 OK")
+    assert TABLE in json.loads(listed)["TableNames"]
