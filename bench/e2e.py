@@ -217,8 +217,10 @@ def query_times(endpoint: str, room: str, repeats: int = 5) -> dict[str, Any]:
             start = time.perf_counter()
             conn.request("POST", "/", body=body, headers=headers)
             response = conn.getresponse()
-            response.read()
+            answer = response.read()
             raw.append((time.perf_counter() - start) * 1000)
+            if response.status != 200:  # never time an error answer as the Query
+                raise RuntimeError(f"Query answered {response.status}: {answer[:300]!r}")
             start = time.perf_counter()
             client.query(**params)
             parsed.append((time.perf_counter() - start) * 1000)

@@ -264,6 +264,28 @@ def test_the_e2e_bench_times_moto_s_query_of_a_room(server: EmbeddedDynamoDB) ->
     assert timed["http_ms"] > 0 and timed["botocore_ms"] > 0
 
 
+def test_the_e2e_bench_query_probe_never_times_an_error_answer(
+    server: EmbeddedDynamoDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.client
+
+    from bench.e2e import query_times
+    from bench.env import MEMBERSHIPS_TABLE
+    from tests.support.tables import create_memberships_table
+
+    create_memberships_table(dynamodb_client(server.endpoint, "us-east-1"), MEMBERSHIPS_TABLE)
+    real_request = http.client.HTTPConnection.request
+
+    def missing_table(self: Any, method: str, url: str, body: Any = None, headers: Any = None) -> None:
+        real_request(
+            self, method, url, body=body.replace(MEMBERSHIPS_TABLE, "no_such_table"), headers=headers
+        )
+
+    monkeypatch.setattr(http.client.HTTPConnection, "request", missing_table)  # the raw probe's only
+    with pytest.raises(RuntimeError, match=r"Query answered 400.*ResourceNotFound"):
+        query_times(server.endpoint, "bench", repeats=1)
+
+
 def _connect(server: EmbeddedDynamoDB) -> socket.socket:
     host, port = server.endpoint.removeprefix("http://").split(":")
     return socket.create_connection((host, int(port)), timeout=10)
