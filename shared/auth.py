@@ -18,6 +18,7 @@ import jwt
 
 from shared import deadline
 from shared.config import AuthConfig
+from shared.protocol import encodes_to_utf8
 
 # A token is a URL query parameter or a subprotocol entry; anything this large is not ours.
 MAX_TOKEN_BYTES = 8192
@@ -196,11 +197,7 @@ def _is_clean_text(value: object, max_length: int) -> TypeGuard[str]:
     """A non-blank string of printable characters that UTF-8 can encode (no lone surrogates)."""
     if not isinstance(value, str) or not value.strip() or len(value) > max_length or not value.isprintable():
         return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return encodes_to_utf8(value)
 
 
 def _identity(claims: dict[str, Any]) -> Identity:

@@ -221,8 +221,11 @@ def room_to_join(frame: dict[str, Any]) -> str:
 def is_user_text(value: object) -> TypeGuard[str]:
     """A user id or a display name: 1 to 128 characters, no control characters, and text that encodes to
     UTF-8 (a lone surrogate such as ``"\\ud800"`` is valid JSON but no store or frame can carry it)."""
-    if not isinstance(value, str) or USER_ID_PATTERN.fullmatch(value) is None:
-        return False
+    return isinstance(value, str) and USER_ID_PATTERN.fullmatch(value) is not None and encodes_to_utf8(value)
+
+
+def encodes_to_utf8(value: str) -> bool:
+    """False for text with a lone surrogate (``"\\ud800"``), which no store or frame can carry."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
