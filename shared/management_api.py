@@ -1,14 +1,19 @@
-"""The API Gateway management API's ``PostToConnection``, signed with SigV4 and sent with urllib3.
+"""The API Gateway management API's ``PostToConnection``, signed with SigV4 and sent with libcurl (pycurl).
 
 Why not ``boto3.client("apigatewaymanagementapi")``: fan-out is CPU-bound (every post holds the GIL while
-it builds, signs and parses), and boto3 spends 0.68 ms of CPU per post against 0.24 ms for this client,
-an unsigned urllib3 POST 0.27 ms (``python -m bench post``, bench/README.md; 0.72 vs 0.25 ms inside a
-1,000-recipient fan-out): parameter validation, event hooks, endpoint rules, serialisation, response
-parsing and the retry handler all run per call, and botocore's signer derives its key with four HMACs
-per request where this one derives it once a day. This client keeps only what reaches the wire, so AWS
-sees the same request: ``POST {endpoint}/@connections/{id}`` with the raw bytes, the id percent-encoded
-as botocore encodes it, SigV4 for service ``execute-api`` signed exactly as botocore's ``SigV4Auth``
-signs it (tests compare the headers), botocore's credential chain. It raises what boto3 raises, so
+it builds, signs and parses; a 512 MB Lambda has about 0.29 vCPU), and boto3 spends several times this
+client's CPU per post (``python -m bench post``, bench/README.md): parameter validation, event hooks,
+endpoint rules, serialisation, response parsing and the retry handler all run per call, and botocore's
+signer derives its key with four HMACs per request where this one derives it once a day.
+Why libcurl rather than urllib3: urllib3 and http.client parse every answer in Python (``email.parser``
+for the headers) and take and drop the GIL at every socket call; pycurl's ``perform`` sends, waits and
+parses in C with the GIL released, so a post costs a fraction of urllib3's CPU and 32 threads posting at
+once do not queue on the GIL (measured side by side in bench/README.md, "CPU per post").
+
+This client keeps only what reaches the wire, so AWS sees the same request: ``POST
+{endpoint}/@connections/{id}`` over HTTP/1.1 with the raw bytes, the id percent-encoded as botocore encodes
+it, SigV4 for service ``execute-api`` signed exactly as botocore's ``SigV4Auth`` signs it (tests compare the
+headers), botocore's credential chain and CA bundle. It raises what boto3 raises, so
 ``shared.sender.classify`` cannot tell them apart:
 
 - a non-2xx answer: ``botocore.exceptions.ClientError`` for operation ``PostToConnection``, its response
@@ -16,11 +21,15 @@ signs it (tests compare the headers), botocore's credential chain. It raises wha
   ``code``/``__type``, else the status; ``ResponseMetadata.HTTPStatusCode`` and lower-cased
   ``HTTPHeaders``). Only the typed subclasses (``client.exceptions.GoneException``) are not raised: nothing
   here catches them, and loading the service model to build them would cost the cold start what boto3 does.
-- a network failure or timeout: the ``BotoCoreError`` subclass botocore's HTTP layer raises
-  (``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError``...).
+- a network failure or timeout: the ``BotoCoreError`` subclass botocore's HTTP layer raises for it
+  (``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError``,
+  ``SSLError``), from libcurl's error code.
 
-Backpressure: one connection pool of ``pool_size`` kept-alive connections that blocks (never opens an extra
-connection) when all are busy; no retries here (``shared.sender.RetryPolicy`` retries).
+Timeouts: at most ``connect_timeout`` to connect, and ``connect_timeout + read_timeout`` for the whole post
+(libcurl's transfer timeout); a post that timed out once connected is a ``ReadTimeoutError``.
+Backpressure: ``pool_size`` curl handles, each keeping one connection alive; a caller waits for a free
+handle when all are busy (never an extra connection); no retries here (``shared.sender.RetryPolicy``
+retries). Proxies named in the environment are not used (libcurl would read them; it is told not to).
 """
 
 from __future__ import annotations
@@ -28,15 +37,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import io
 import json
+import queue
 import re
-import socket
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import botocore.auth
 import botocore.session
-import urllib3
+import pycurl
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -50,7 +60,6 @@ from botocore.exceptions import (
 )
 from botocore.httpsession import get_cert_path
 from botocore.utils import normalize_url_path, percent_encode
-from urllib3.connection import HTTPConnection
 
 from shared import runtime
 
@@ -96,19 +105,30 @@ class ManagementApiClient:
         self._origin = f"{parts.scheme}://{parts.netloc}"
         self._path = parts.path
         self._signer = _SigV4(self.region, botocore.auth._host_from_url(self.endpoint_url))
-        socket_options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-        tls: dict[str, Any] = {}
+        self._curl_options: list[tuple[int, Any]] = [
+            (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1),  # as botocore speaks to AWS
+            (pycurl.NOSIGNAL, 1),  # required with threads: no SIGALRM for timeouts
+            (pycurl.CONNECTTIMEOUT_MS, round(connect_timeout * 1000)),
+            (pycurl.TIMEOUT_MS, round((connect_timeout + read_timeout) * 1000)),
+            (pycurl.TCP_KEEPALIVE, 1),
+            (pycurl.TCP_NODELAY, 1),
+            (pycurl.MAXCONNECTS, 1),  # each handle keeps one connection: pool_size connections in all
+            (pycurl.PROXY, ""),
+            (pycurl.USERAGENT, f"ws-chat-backend {pycurl.version.split()[0]}"),
+        ]
         if parts.scheme == "https":
-            tls = {"ca_certs": session.get_config_variable("ca_bundle") or get_cert_path(True)}
-        self._pool = urllib3.connection_from_url(
-            self.endpoint_url,
-            maxsize=pool_size,
-            block=True,  # a busy pool makes callers wait: at most pool_size connections, all reused
-            retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            socket_options=socket_options,
-            **tls,
-        )
+            ca_bundle = session.get_config_variable("ca_bundle") or get_cert_path(True)
+            self._curl_options.append((pycurl.CAINFO, ca_bundle))
+        # LIFO: the handle used last (its connection surely alive and warm) is taken first.
+        self._handles: queue.LifoQueue[pycurl.Curl] = queue.LifoQueue()
+        for _ in range(pool_size):
+            self._handles.put(self._new_handle())
+
+    def _new_handle(self) -> pycurl.Curl:
+        handle = pycurl.Curl()
+        for option, value in self._curl_options:
+            handle.setopt(option, value)
+        return handle
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
         if isinstance(Data, str):  # boto3 accepts text for a blob too
@@ -117,26 +137,44 @@ class ManagementApiClient:
         if self._credentials is None:
             raise NoCredentialsError()
         headers = self._signer.headers(self._credentials.get_frozen_credentials(), path, Data)
+        status, response_headers, body = self._send(path, headers, Data)
+        if not 200 <= status < 300:
+            raise ClientError(_error_response(status, response_headers, body), OPERATION)
+
+    def _send(self, path: str, headers: dict[str, str], data: bytes) -> tuple[int, dict[str, str], bytes]:
+        """One POST on a pooled handle: (status, headers lower-cased, body). Network errors raise as
+        botocore's."""
+        url = self._origin + path
+        lines = [f"Host: {self._signer.host}", *(f"{name}: {value}" for name, value in headers.items())]
+        lines += ["Content-Type:", "Accept:", "Expect:"]  # curl's defaults, not part of this request
+        handle = self._handles.get()
         try:
-            response = self._pool.urlopen(
-                "POST",
-                path,
-                body=Data,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError as error:
-            raise _network_error(error, self._origin + path) from error
-        except OSError as error:  # e.g. socket.gaierror
-            raise EndpointConnectionError(endpoint_url=self._origin + path, error=error) from error
-        if not 200 <= response.status < 300:
-            raise ClientError(_error_response(response.status, response.headers, response.data), OPERATION)
+            answer = _Answer()
+            handle.setopt(pycurl.URL, url)
+            handle.setopt(pycurl.HTTPHEADER, lines)
+            handle.setopt(pycurl.POSTFIELDSIZE, len(data))
+            handle.setopt(pycurl.POSTFIELDS, data)
+            handle.setopt(pycurl.HEADERFUNCTION, answer.header_line)
+            handle.setopt(pycurl.WRITEFUNCTION, answer.body.write)
+            try:
+                handle.perform()
+            except pycurl.error as error:
+                raise _network_error(error, url) from None
+            return handle.getinfo(pycurl.RESPONSE_CODE), answer.headers, answer.body.getvalue()
+        finally:
+            self._handles.put(handle)
 
     def close(self) -> None:
-        self._pool.close()
+        """Close every idle handle's connection (the handles stay usable: a later post reconnects)."""
+        handles = []
+        while True:
+            try:
+                handles.append(self._handles.get_nowait())
+            except queue.Empty:
+                break
+        for handle in handles:
+            handle.close()
+            self._handles.put(self._new_handle())
 
 
 class _SigV4:
@@ -147,7 +185,7 @@ class _SigV4:
 
     def __init__(self, region: str, host: str) -> None:
         self._scope = f"{region}/{SERVICE}/aws4_request"
-        self._host = host
+        self.host = host  # the Host header signed (and sent)
         self._region = region
         self._key: tuple[str, str, bytes] = ("", "", b"")  # (secret key, yyyymmdd, signing key)
 
@@ -168,11 +206,11 @@ class _SigV4:
         if token:
             signed = "host;x-amz-date;x-amz-security-token"
             canonical_headers = (
-                f"host:{self._host}\nx-amz-date:{timestamp}\nx-amz-security-token:{' '.join(token.split())}\n"
+                f"host:{self.host}\nx-amz-date:{timestamp}\nx-amz-security-token:{' '.join(token.split())}\n"
             )
         else:
             signed = "host;x-amz-date"
-            canonical_headers = f"host:{self._host}\nx-amz-date:{timestamp}\n"
+            canonical_headers = f"host:{self.host}\nx-amz-date:{timestamp}\n"
         canonical_request = (
             f"POST\n{quote(normalize_url_path(path), safe='/~')}\n\n{canonical_headers}\n{signed}\n"
             f"{hashlib.sha256(data).hexdigest()}"
@@ -198,19 +236,50 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
-def _network_error(error: urllib3.exceptions.HTTPError, url: str) -> Exception:
-    """The exception botocore's ``URLLib3Session.send`` raises for the same urllib3 error."""
-    errors = urllib3.exceptions
-    if isinstance(error, errors.SSLError):
-        return SSLError(endpoint_url=url, error=error)
-    if isinstance(error, errors.NewConnectionError):  # a ConnectTimeoutError subclass: test it first
+class _Answer:
+    """What libcurl hands back for one request: the last response's status line onwards."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.body = io.BytesIO()
+
+    def header_line(self, line: bytes) -> None:
+        text = line.decode("iso-8859-1")
+        if text.startswith("HTTP/"):  # a new response (after a 100 Continue): its headers only
+            self.headers = {}
+            return
+        name, colon, value = text.partition(":")
+        if colon:
+            name, value = name.strip().lower(), value.strip()
+            # repeated headers joined as urllib3 (and so botocore) joins them
+            self.headers[name] = f"{self.headers[name]}, {value}" if name in self.headers else value
+
+
+_CONNECT_FAILED = frozenset(
+    {pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_RESOLVE_PROXY}
+)
+_CLOSED = frozenset({pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_PARTIAL_FILE})
+_TLS = frozenset(
+    getattr(pycurl, name)
+    for name in dir(pycurl)
+    if name.startswith("E_SSL_") or name in ("E_PEER_FAILED_VERIFICATION", "E_USE_SSL_FAILED")
+)
+
+
+def _network_error(error: pycurl.error, url: str) -> Exception:
+    """The exception botocore's ``URLLib3Session.send`` raises for the same failure."""
+    code, message = error.args
+    if code in _CONNECT_FAILED:
         return EndpointConnectionError(endpoint_url=url, error=error)
-    if isinstance(error, errors.ConnectTimeoutError):
-        return ConnectTimeoutError(endpoint_url=url, error=error)
-    if isinstance(error, errors.ReadTimeoutError):
-        return ReadTimeoutError(endpoint_url=url, error=error)
-    if isinstance(error, errors.ProtocolError):
-        return ConnectionClosedError(endpoint_url=url, error=error)
+    if code == pycurl.E_OPERATION_TIMEDOUT:
+        # libcurl's one timeout code; its message names the phase ("Operation timed out after ..." once
+        # connected). No timing info tells them apart: a reused connection reports a connect time of 0.
+        connecting = str(message).startswith(("Connection timed out", "Resolving timed out"))
+        return (ConnectTimeoutError if connecting else ReadTimeoutError)(endpoint_url=url, error=error)
+    if code in _TLS:
+        return SSLError(endpoint_url=url, error=error)
+    if code in _CLOSED:
+        return ConnectionClosedError(endpoint_url=url)
     return HTTPClientError(error=error)
 
 

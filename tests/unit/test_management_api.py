@@ -1,4 +1,4 @@
-"""The production management-API client (SigV4 + urllib3) against boto3's: the same bytes on the wire, the
+"""The production management-API client (SigV4 + libcurl) against boto3's: the same bytes on the wire, the
 same exceptions, a bounded pool, timeouts as BotoCoreError."""
 
 from __future__ import annotations
@@ -129,13 +129,12 @@ def test_signature_equals_boto3s_for_an_execute_api_host(
     client = our_client(endpoint)
     assert client.region == "eu-west-2"
 
-    urlopen = Mock(return_value=HTTPResponse(body=b"{}", status=200))
-    monkeypatch.setattr(client._pool, "urlopen", urlopen)
+    send = Mock(return_value=(200, {}, b"{}"))
+    monkeypatch.setattr(client, "_send", send)
     post(client)
 
     boto_url, boto_headers = sent["boto3"]
-    [(_, lean_path), sent_with] = urlopen.call_args
-    lean_headers, lean_body = sent_with["headers"], sent_with["body"]
+    [(lean_path, lean_headers, lean_body), _] = send.call_args
     assert boto_url == endpoint.removesuffix("/prod") + lean_path
     assert lean_body == DATA
     for name in ("Authorization", "X-Amz-Date", "X-Amz-Security-Token"):
@@ -278,20 +277,28 @@ def test_200_concurrent_posts_never_exceed_the_pool(management_api: FakeManageme
         list(executor.map(lambda cid: post(client, cid, b"{}"), ids))
     assert sorted(cid for cid, _ in management_api.delivered) == ids
     assert 1 < management_api.max_in_flight <= 8
-    assert client._pool.num_connections <= 8  # block=True: callers waited, no throw-away connections
+    assert len(management_api.peers) <= 8  # callers waited for a handle: no throw-away connections
 
 
 def test_connections_are_kept_alive(scripted: FakeManagementApi) -> None:
     client = our_client(scripted.endpoint_url, pool_size=2)
     for i in range(5):
         post(client, f"K{i}", b"{}")
-    assert client._pool.num_connections == 1
+    assert len(scripted.peers) == 1
     assert len(scripted.seen) == 5
 
 
-def test_read_timeout_is_a_retried_botocore_error(scripted: FakeManagementApi) -> None:
+@pytest.mark.parametrize("reused", [False, True], ids=["new-connection", "kept-alive-connection"])
+def test_read_timeout_is_a_retried_botocore_error(scripted: FakeManagementApi, reused: bool) -> None:
+    """A post gets connect_timeout + read_timeout in all; past it, once connected, a read timeout."""
+    client = our_client(scripted.endpoint_url, connect_timeout=0.05, read_timeout=0.05)
+    if reused:
+        post(client)
     scripted.latency = 0.3
-    assert_fails_retried(ReadTimeoutError, scripted.endpoint_url, read_timeout=0.05)
+    with pytest.raises(ReadTimeoutError) as raised:
+        post(client)
+    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert len(scripted.peers) == 1
 
 
 @pytest.fixture

@@ -136,7 +136,9 @@ def test_retries_after_read_timeouts_are_counted_apart_and_logged(
         pool_size=2,
         on_gone=lambda cid: None,
         retry=FAST_RETRY,
-        client_factory=lambda url: ManagementApiClient(url, pool_size=2, read_timeout=0.1),
+        client_factory=lambda url: ManagementApiClient(
+            url, pool_size=2, connect_timeout=0.05, read_timeout=0.05
+        ),
     )
     with caplog.at_level(logging.WARNING):
         slow = sender.broadcast(management_api.endpoint_url, ["SLOWxxxxxxxxxx0="], b"{}")
