@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -383,3 +384,81 @@ def test_an_exception_in_moto_is_a_500_and_the_connection_stays_usable(
         ((again, _, listed),) = _read_responses(sock, 1)
     assert status.startswith("HTTP/1.1 500") and again.endswith("200 OK")
     assert TABLE in json.loads(listed)["TableNames"]
+
+
+CAPACITY_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("PutItem", {"Item": {"room_id": {"S": "r"}, "message_id": {"S": "1"}, "n": {"N": "1.50"}}}),
+    (
+        "PutItem",
+        {
+            "Item": {"room_id": {"S": "r"}, "message_id": {"S": "1"}, "s": {"SS": ["b", "a"]}},
+            "ReturnValues": "ALL_OLD",
+        },
+    ),
+    ("GetItem", {"Key": {"room_id": {"S": "r"}, "message_id": {"S": "1"}}}),
+    (
+        "UpdateItem",
+        {
+            "Key": {"room_id": {"S": "r"}, "message_id": {"S": "1"}},
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+            "ReturnValues": "ALL_NEW",
+        },
+    ),
+    ("Query", {"KeyConditionExpression": "room_id = :r", "ExpressionAttributeValues": {":r": {"S": "r"}}}),
+    ("Scan", {}),
+    ("DeleteItem", {"Key": {"room_id": {"S": "r"}, "message_id": {"S": "1"}}, "ReturnValues": "ALL_OLD"}),
+    ("GetItem", {"Key": {"room_id": {"S": "r"}, "message_id": {"S": "1"}}}),
+]
+
+
+def _answers(server: EmbeddedDynamoDB, calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, bytes]]:
+    """The answers to ``calls``, sent on one connection after the item they touch is deleted."""
+    sock = _connect(server)
+    try:
+        for target, body in [
+            ("DeleteItem", {"Key": {"room_id": {"S": "r"}, "message_id": {"S": "1"}}}),
+            *calls,
+        ]:
+            sock.sendall(_raw_request(target, {"TableName": TABLE, **body}))
+        return [(status, body) for status, _, body in _read_responses(sock, len(calls) + 1)[1:]]
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("capacity", [None, "NONE", "TOTAL", "INDEXES", "SOME"])
+def test_an_answer_is_moto_s_own_without_parsing_it_twice(
+    server: EmbeddedDynamoDB, db: Any, monkeypatch: pytest.MonkeyPatch, capacity: str | None
+) -> None:
+    """Asked for no consumed capacity, moto's answer is sent as its operation built it, not parsed and
+    serialised again; the bytes are the same as through moto's own decorator, which still answers a
+    request that asks for capacity (or names a wrong value)."""
+    from moto.dynamodb import responses
+
+    calls = [(t, {**b, "ReturnConsumedCapacity": capacity} if capacity else b) for t, b in CAPACITY_CALLS]
+    parsed: list[int] = []
+    real_json = responses.json
+
+    class CountingJson:
+        dumps = staticmethod(real_json.dumps)
+
+        @staticmethod
+        def loads(text: Any, **kwargs: Any) -> Any:
+            if sys._getframe(1).f_code.co_qualname.startswith("include_consumed_capacity."):
+                parsed.append(len(text))  # the decorator parsing an answer (not a request's body)
+            return real_json.loads(text, **kwargs)
+
+    monkeypatch.setattr(responses, "json", CountingJson)
+    ours = _answers(server, calls)
+    # the round trip runs only for a request that asks (a wrong value is refused before it)
+    assert bool(parsed) is (capacity in ("TOTAL", "INDEXES"))
+    for name, method in list(vars(responses.DynamoHandler).items()):
+        if getattr(method, "__kwdefaults__", None) and "_decorated" in method.__kwdefaults__:
+            monkeypatch.setattr(responses.DynamoHandler, name, method.__kwdefaults__["_decorated"])
+    monkeypatch.setattr(responses, "json", real_json)
+    assert _answers(server, calls) == ours  # moto's own path, the same table state again
+    if capacity in ("TOTAL", "INDEXES"):
+        assert all(b'"ConsumedCapacity"' in body for _, body in ours)
+    if capacity == "SOME":  # refused by moto's decorator; UpdateItem, which it does not wrap, is answered
+        refused = [status.split()[1] == "400" and b"ValidationException" in body for status, body in ours]
+        assert refused == [target != "UpdateItem" for target, _ in calls]
