@@ -1,9 +1,16 @@
 """CPU per PostToConnection by client, sequential against the fake management API with no latency: boto3 as
-the functions used it before (bench/boto3_client.py), the shipped SigV4 + urllib3 client and unsigned
-urllib3 floors; cProfile of each signed client. Then the peers in one fan-out (N posts, pool P, L ms per
-post): the seed's loop, boto3 + threads, asyncio + aiohttp, ``Sender`` unsigned (the floor) and as shipped.
-Every client percent-encodes the ids as boto3 does (real ids hold ``=``, ``+``, ``/``): urllib3 re-checks a
-path holding ``%`` byte by byte (~40 us), so the floors send the same path. Rounds are interleaved.
+the functions used it before (bench/boto3_client.py), the shipped SigV4 + libcurl client, the SigV4 +
+urllib3 client it replaced (bench/urllib3_client.py), and unsigned floors on both transports; cProfile of
+each signed client. Then the peers in one fan-out (N posts, pool P, L ms per post): the seed's loop, boto3
++ threads, asyncio + aiohttp, ``Sender`` with the urllib3 client, unsigned on each transport (the floors)
+and as shipped.
+
+Two floors, two ratios: ``raw urllib3, unsigned`` (and the unsigned urllib3 ``Sender`` in the fan-out) is
+the reference the target is set against (CPU per post within 1.15x of it); ``unsigned libcurl`` is the
+shipped client's own pycurl call without the SigV4 headers, so signing's cost is the difference on the same
+transport. Every client percent-encodes the ids as boto3 does (real ids hold ``=``, ``+``, ``/``): urllib3
+re-checks a path holding ``%`` byte by byte (~40 us), so the floors send the same path. Rounds are
+interleaved.
 """
 
 from __future__ import annotations
@@ -21,10 +28,18 @@ from botocore.utils import percent_encode
 
 from bench.boto3_client import boto3_management_client
 from bench.report import Column, median, records_table, table
+from bench.urllib3_client import Urllib3ManagementApiClient
 from local_stack.testing import FakeManagementApiProcess
+from shared.management_api import ManagementApiClient
 from shared.sender import management_client
 
-LEAN = "lean: shared.management_api"
+LEAN = "ours: SigV4 + libcurl (shipped)"
+URLLIB3 = "before libcurl: SigV4 + urllib3"
+RAW_URLLIB3 = "raw urllib3, unsigned"
+UNSIGNED_SAME_CALL = "unsigned urllib3, same urlopen call"
+UNSIGNED_CURL = "unsigned libcurl, shipped pycurl call"
+FANOUT_URLLIB3_FLOOR = "floor: unsigned urllib3 + threads (Sender)"
+FANOUT_CURL_FLOOR = "floor: unsigned libcurl + threads (Sender)"
 DATA = b'{"action": "message", "room_id": "general", "user_id": "alice", "message": "hello room"}'
 
 
@@ -45,23 +60,37 @@ def _clients(endpoint: str) -> dict[str, Callable[[str], Any]]:
 
     boto = boto3_management_client(endpoint, pool_size=1)
     lean = management_client(endpoint, pool_size=1)
+    before = Urllib3ManagementApiClient(endpoint, pool_size=1)
     raw = urllib3.PoolManager(maxsize=1, retries=False)
     same_call = UnsignedClient(endpoint, pool_size=1)
+    curl = UnsignedCurlClient(endpoint, pool_size=1)
     return {
         "boto3": lambda cid: boto.post_to_connection(ConnectionId=cid, Data=DATA),
         LEAN: lambda cid: lean.post_to_connection(ConnectionId=cid, Data=DATA),
-        "raw urllib3, unsigned": lambda cid: raw.request(
+        URLLIB3: lambda cid: before.post_to_connection(ConnectionId=cid, Data=DATA),
+        RAW_URLLIB3: lambda cid: raw.request(
             "POST", f"{endpoint}/@connections/{percent_encode(cid)}", body=DATA, retries=False
         ),
         UNSIGNED_SAME_CALL: lambda cid: same_call.post_to_connection(ConnectionId=cid, Data=DATA),
+        UNSIGNED_CURL: lambda cid: curl.post_to_connection(ConnectionId=cid, Data=DATA),
     }
 
 
-UNSIGNED_SAME_CALL = "unsigned, shipped pool call"
+class UnsignedCurlClient(ManagementApiClient):
+    """The shipped client's pycurl call (same handle pool, options and Host header) without the SigV4
+    headers: the libcurl floor, so what signing costs on the shipped transport is the difference."""
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
+        status, _headers, _body = self._send(
+            f"{self._path}/@connections/{percent_encode(ConnectionId)}", {}, Data
+        )
+        if status != 200:
+            raise RuntimeError(f"fake API answered {status}")
 
 
 class UnsignedClient:
-    """The shipped client's urllib3 call without SigV4 (the floor: what signing costs is the difference)."""
+    """The urllib3 client's ``urlopen`` call without SigV4 (bench/urllib3_client.py; what signing cost on
+    urllib3 is the difference)."""
 
     def __init__(self, endpoint_url: str, *, pool_size: int) -> None:
         import urllib3
@@ -108,11 +137,13 @@ def _fanout_peers(api: Any, config: PostCostConfig) -> list[dict[str, Any]]:
         "seed loop (boto3, sequential)": (seed_loop, min(n, config.seed_loop_posts)),
         "boto3 + threads (Sender)": (sender(boto3_factory(pool)), n),
         "asyncio + aiohttp + botocore SigV4": (lambda: asyncio_fanout(endpoint, ids, pool), n),
-        "floor: unsigned urllib3 + threads (Sender)": (
-            sender(lambda url: UnsignedClient(url, pool_size=pool)),
+        "before libcurl: SigV4 + urllib3 + threads (Sender)": (
+            sender(lambda url: Urllib3ManagementApiClient(url, pool_size=pool)),
             n,
         ),
-        "ours: Sender as shipped": (sender(), n),
+        FANOUT_URLLIB3_FLOOR: (sender(lambda url: UnsignedClient(url, pool_size=pool)), n),
+        FANOUT_CURL_FLOOR: (sender(lambda url: UnsignedCurlClient(url, pool_size=pool)), n),
+        "ours: Sender as shipped (SigV4 + libcurl)": (sender(), n),
     }
     for run, _ in peers.values():  # warm: clients, threads and kept-alive connections exist before timing
         run()
@@ -124,7 +155,8 @@ def _fanout_peers(api: Any, config: PostCostConfig) -> list[dict[str, Any]]:
             samples[name].append(
                 ((time.perf_counter() - start) / posts, (time.process_time() - start_cpu) / posts)
             )
-    floor = median([c for _, c in samples["floor: unsigned urllib3 + threads (Sender)"]])
+    floor = median([c for _, c in samples[FANOUT_URLLIB3_FLOOR]])
+    curl_floor = median([c for _, c in samples[FANOUT_CURL_FLOOR]])
     rows = []
     for name, (_, posts) in peers.items():
         cpu = median([c for _, c in samples[name]])
@@ -137,6 +169,7 @@ def _fanout_peers(api: Any, config: PostCostConfig) -> list[dict[str, Any]]:
                 "wall_s_for_n": wall * n,
                 "cpu_ms_per_post": cpu * 1000,
                 "cpu_vs_floor": cpu / floor,
+                "cpu_vs_curl_floor": cpu / curl_floor,
             }
         )
     return rows
@@ -196,7 +229,7 @@ def _area(filename: str) -> str:
 
 def profile_client(client: Any, n: int) -> dict[str, Any]:
     client.post_to_connection(ConnectionId="warmup=", Data=DATA)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)  # CPU, not wall: libcurl waits for the answer in C
     profiler.enable()
     for i in range(n):
         client.post_to_connection(ConnectionId=f"p{i:014d}=", Data=DATA)
@@ -232,7 +265,8 @@ def run(config: PostCostConfig) -> dict[str, Any]:
             for name, post in clients.items():
                 samples[name].append(_measure(post, config.posts))
         boto_cpu = median([cpu for _, cpu in samples["boto3"]])
-        floor_cpu = median([cpu for _, cpu in samples["raw urllib3, unsigned"]])
+        floor_cpu = median([cpu for _, cpu in samples[RAW_URLLIB3]])
+        curl_floor_cpu = median([cpu for _, cpu in samples[UNSIGNED_CURL]])
         for name, values in samples.items():
             cpu = median([c for _, c in values])
             out["rows"].append(
@@ -242,6 +276,7 @@ def run(config: PostCostConfig) -> dict[str, Any]:
                     "cpu_ms_per_post": cpu * 1000,
                     "cpu_vs_boto3": cpu / boto_cpu,
                     "cpu_vs_floor": cpu / floor_cpu,
+                    "cpu_vs_curl_floor": cpu / curl_floor_cpu,
                     "max_posts_per_s_one_core": 1 / cpu,
                 }
             )
@@ -252,10 +287,23 @@ def run(config: PostCostConfig) -> dict[str, Any]:
             out["profile"] = profile_client(
                 management_client(api.endpoint_url, pool_size=1), config.profile_posts
             )
+            out["profile_urllib3"] = profile_client(
+                Urllib3ManagementApiClient(api.endpoint_url, pool_size=1), config.profile_posts
+            )
             out["profile_boto3"] = profile_client(
                 boto3_management_client(api.endpoint_url, pool_size=1), config.profile_posts
             )
     return out
+
+
+SEQUENTIAL_NOTE = (
+    f"vs raw urllib3 = CPU / '{RAW_URLLIB3}' (the target's floor: ours within 1.15x); vs unsigned libcurl = "
+    f"CPU / '{UNSIGNED_CURL}' (what signing costs on the shipped transport)"
+)
+FANOUT_NOTE = (
+    f"CPU vs urllib3 floor = CPU / '{FANOUT_URLLIB3_FLOOR}' (the target's floor); CPU vs libcurl floor = "
+    f"CPU / '{FANOUT_CURL_FLOOR}' (signing's cost on the shipped transport)"
+)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -269,10 +317,11 @@ def render(result: dict[str, Any]) -> str:
         ("wall ms/post", "wall_ms_per_post"),
         ("CPU ms/post", "cpu_ms_per_post"),
         ("CPU vs boto3", "cpu_vs_boto3"),
-        ("vs unsigned", lambda r: r.get("cpu_vs_floor", float("nan"))),
+        ("vs raw urllib3", lambda r: r.get("cpu_vs_floor", float("nan"))),
+        ("vs unsigned libcurl", lambda r: r.get("cpu_vs_curl_floor", float("nan"))),
         ("posts/s per core", "max_posts_per_s_one_core"),
     ]
-    parts = [records_table(title, columns, result["rows"], digits=3)]
+    parts = [records_table(title, columns, result["rows"], digits=3) + "\n" + SEQUENTIAL_NOTE]
     if result.get("fanout"):
         title = (
             f"peers in a fan-out: N = {cfg['fanout_posts']:,}, pool {cfg['fanout_pool']}, L = "
@@ -286,16 +335,23 @@ def render(result: dict[str, Any]) -> str:
             ("wall ms/post", "wall_ms_per_post"),
             ("wall s for N", "wall_s_for_n"),
             ("CPU ms/post", "cpu_ms_per_post"),
-            ("CPU vs floor", "cpu_vs_floor"),
+            ("CPU vs urllib3 floor", "cpu_vs_floor"),
+            ("CPU vs libcurl floor", lambda r: r.get("cpu_vs_curl_floor", float("nan"))),
         ]
-        parts.append(records_table(title, columns, result["fanout"], digits=3))
-    for key, name in (("profile", "the shipped client's"), ("profile_boto3", "boto3's")):
+        parts.append(records_table(title, columns, result["fanout"], digits=3) + "\n" + FANOUT_NOTE)
+    profiles = (
+        ("profile", "the shipped (libcurl) client's"),
+        ("profile_urllib3", "the urllib3 client's (before libcurl)"),
+        ("profile_boto3", "boto3's"),
+    )
+    for key, name in profiles:
         profile = result.get(key)
         if profile:
             parts.append(
                 table(
-                    f"where {name} post_to_connection spends CPU (cProfile, {profile['posts']} posts; "
-                    f"profiled total {profile['total_ms_per_post']:.3f} ms/post)",
+                    f"where {name} post_to_connection spends CPU (cProfile on this thread's CPU clock, "
+                    f"{profile['posts']} posts; profiled total {profile['total_ms_per_post']:.3f} ms/post, "
+                    "the profiler's own cost included: compare shares)",
                     ["area (self time)", "ms/post"],
                     list(profile["by_area_ms_per_post"].items()),
                     digits=3,

@@ -67,7 +67,8 @@ def test_bench_fanout_tiny(tmp_path: Path) -> None:
     check_written("fanout", result, tmp_path)
 
 
-def test_bench_post_cost_tiny(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def post_cost_tiny() -> dict[str, Any]:
     config = post_cost.PostCostConfig(
         posts=5,
         rounds=1,
@@ -78,15 +79,53 @@ def test_bench_post_cost_tiny(tmp_path: Path) -> None:
         fanout_rounds=1,
         seed_loop_posts=3,
     )
-    result = post_cost.run(config)
+    return post_cost.run(config)
+
+
+def test_bench_post_cost_tiny(post_cost_tiny: dict[str, Any], tmp_path: Path) -> None:
+    result = post_cost_tiny
     assert result["rows"][0]["client"] == "boto3"
     assert all(finite(r["cpu_ms_per_post"]) for r in result["rows"])
-    assert [r["posts"] for r in result["fanout"]] == [3, 6, 6, 6, 6]
+    assert [r["posts"] for r in result["fanout"]] == [3, 6, 6, 6, 6, 6, 6]
     assert all(finite(r["cpu_vs_floor"]) for r in result["fanout"])
     assert "peers in a fan-out" in post_cost.render(result)
     assert result["profile"]["by_area_ms_per_post"]
     assert "CPU per post_to_connection" in post_cost.render(result)
     check_written("post", result, tmp_path)
+
+
+def test_bench_post_cost_has_both_transports_signed_and_unsigned(post_cost_tiny: dict[str, Any]) -> None:
+    # The shipped client is libcurl: the urllib3 client it replaced and an unsigned floor on each
+    # transport are rows of both tables, and each floor column divides by the row it names.
+    result = post_cost_tiny
+    sequential = {r["client"]: r for r in result["rows"]}
+    assert list(sequential) == [
+        "boto3",
+        post_cost.LEAN,
+        post_cost.URLLIB3,
+        post_cost.RAW_URLLIB3,
+        post_cost.UNSIGNED_SAME_CALL,
+        post_cost.UNSIGNED_CURL,
+    ]
+    assert sequential[post_cost.RAW_URLLIB3]["cpu_vs_floor"] == 1.0
+    assert sequential[post_cost.UNSIGNED_CURL]["cpu_vs_curl_floor"] == 1.0
+    assert all(finite(r["cpu_vs_curl_floor"]) for r in result["rows"])
+    fanout_rows = {r["client"]: r for r in result["fanout"]}
+    for name in (
+        "before libcurl: SigV4 + urllib3 + threads (Sender)",
+        post_cost.FANOUT_URLLIB3_FLOOR,
+        post_cost.FANOUT_CURL_FLOOR,
+        "ours: Sender as shipped (SigV4 + libcurl)",
+    ):
+        assert name in fanout_rows
+    assert fanout_rows[post_cost.FANOUT_URLLIB3_FLOOR]["cpu_vs_floor"] == 1.0
+    assert fanout_rows[post_cost.FANOUT_CURL_FLOOR]["cpu_vs_curl_floor"] == 1.0
+    assert all(finite(r["cpu_vs_curl_floor"]) for r in result["fanout"])
+    assert result["profile_urllib3"]["by_area_ms_per_post"]
+    text = post_cost.render(result)
+    for header in ("vs raw urllib3", "vs unsigned libcurl", "CPU vs urllib3 floor", "CPU vs libcurl floor"):
+        assert header in text
+    assert "the urllib3 client's (before libcurl)" in text
 
 
 @pytest.mark.parametrize("cgroup", [True, False])
