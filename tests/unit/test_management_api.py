@@ -3,9 +3,12 @@ same exceptions, a bounded pool, timeouts as BotoCoreError."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
+import itertools
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -393,3 +396,120 @@ def test_signing_key_is_derived_once_per_day(monkeypatch: pytest.MonkeyPatch) ->
         client._signer.headers(credentials, "/prod/@connections/A", DATA)
     scope = ["us-east-1", "execute-api", "aws4_request"]
     assert derivations == ["20261129", *scope, "20261130", *scope]
+
+
+class RawServer:
+    """HTTP/1.1 on a bare socket, for what aiohttp will not do. ``plan[n]`` lists what the n-th connection
+    does with each request it reads in full: ``"200"`` (answer, keep alive), ``"answer-and-close"``,
+    ``"close"`` (close unanswered), ``"reset"`` (abort unanswered: RST); past its plan, or past the plan's
+    connections, every request is answered. ``requests``: (connection number, request line, body)."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, plan: list[list[str]]) -> None:
+        self.plan = plan
+        self.requests: list[tuple[int, str, bytes]] = []
+        self.closed = threading.Event()  # a connection ended by the plan
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.endpoint_url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/prod"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for number in itertools.count():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            steps = self.plan[number] if number < len(self.plan) else []
+            threading.Thread(target=self._serve, args=(conn, number, steps), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int, steps: list[str]) -> None:
+        conn.settimeout(10)
+        with conn, contextlib.suppress(OSError):  # the client gone, or 10 s of silence: done
+            for step in itertools.chain(steps, itertools.repeat("200")):
+                request = self._read(conn)
+                if request is None:
+                    return
+                self.requests.append((number, *request))
+                if step in ("200", "answer-and-close"):
+                    conn.sendall(self.ANSWER)
+                if step == "200":
+                    continue
+                if step == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                self.closed.set()
+                return
+
+    @staticmethod
+    def _read(conn: socket.socket) -> tuple[str, bytes] | None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            (int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        return lines[0], body
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    servers: list[RawServer] = []
+
+    def start(plan: list[list[str]]) -> RawServer:
+        servers.append(RawServer(plan))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("drop", ["close", "reset"])
+def test_a_post_the_server_read_on_a_kept_alive_connection_is_never_sent_again(
+    raw_server: Any, drop: str
+) -> None:
+    """The server reads the second post in full and drops the connection unanswered: the post may have been
+    delivered. libcurl would resend it on a fresh connection by itself (an unlogged, uncounted duplicate);
+    instead it fails as urllib3 failed it, and the sender's counted, logged retry decides."""
+    server = raw_server([["200", drop]])
+    client = our_client(server.endpoint_url)
+    post(client, "FIRST")
+    with pytest.raises(ConnectionClosedError) as raised:
+        post(client, "SECOND")
+    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert [line for _, line, _ in server.requests] == [
+        "POST /prod/@connections/FIRST HTTP/1.1",
+        "POST /prod/@connections/SECOND HTTP/1.1",
+    ]
+    post(client, "THIRD")  # the client recovers: a new connection
+    assert [number for number, _, _ in server.requests] == [0, 0, 1]
+
+
+def test_an_idle_kept_alive_connection_the_server_closed_is_replaced_without_an_error(
+    raw_server: Any,
+) -> None:
+    """As API Gateway closes an idle connection: the next post opens a new one, sent once, no error."""
+    server = raw_server([["answer-and-close"]])
+    client = our_client(server.endpoint_url)
+    post(client, "FIRST")
+    assert server.closed.wait(5)
+    post(client, "SECOND")
+    assert [(number, line) for number, line, _ in server.requests] == [
+        (0, "POST /prod/@connections/FIRST HTTP/1.1"),
+        (1, "POST /prod/@connections/SECOND HTTP/1.1"),
+    ]
