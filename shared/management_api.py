@@ -29,7 +29,10 @@ Timeouts: at most ``connect_timeout`` to connect, and ``connect_timeout + read_t
 (libcurl's transfer timeout); a post that timed out once connected is a ``ReadTimeoutError``.
 Backpressure: ``pool_size`` curl handles, each keeping one connection alive; a caller waits for a free
 handle when all are busy (never an extra connection); no retries here (``shared.sender.RetryPolicy``
-retries). Proxies named in the environment are not used (libcurl would read them; it is told not to).
+retries). As with urllib3, a kept-alive connection the server has closed is replaced before a post is sent
+on it, and one that dies after the post was sent is a ``ConnectionClosedError``: libcurl's own silent resend
+of that post (the server may have read it) is refused. Proxies named in the environment are not used
+(libcurl would read them; it is told not to).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import io
 import json
 import queue
 import re
+import select
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -150,10 +154,17 @@ class ManagementApiClient:
         handle = self._handles.get()
         try:
             answer = _Answer()
+            # libcurl reuses a connection used in the last second unchecked, counting on that resend: check
+            # it as urllib3 did. Readable while idle: closed by the server (or stray bytes), so not reused.
+            handle.setopt(pycurl.FRESH_CONNECT, _dropped(handle.getinfo(pycurl.ACTIVESOCKET)))
             handle.setopt(pycurl.URL, url)
             handle.setopt(pycurl.HTTPHEADER, lines)
+            handle.setopt(pycurl.POST, 1)
             handle.setopt(pycurl.POSTFIELDSIZE, len(data))
-            handle.setopt(pycurl.POSTFIELDS, data)
+            # Read once, never rewound: libcurl resends a request by itself when a reused connection dies
+            # unanswered, but the server may have read it (delivered the frame). It fails instead, as
+            # urllib3 failed it, and the sender's counted retry decides.
+            handle.setopt(pycurl.READFUNCTION, io.BytesIO(data).read)
             handle.setopt(pycurl.HEADERFUNCTION, answer.header_line)
             handle.setopt(pycurl.WRITEFUNCTION, answer.body.write)
             try:
@@ -236,6 +247,15 @@ def _hmac(key: bytes, message: str) -> bytes:
     return hmac.new(key, message.encode(), hashlib.sha256).digest()
 
 
+def _dropped(fd: int) -> bool:
+    """Whether the idle kept-alive connection on ``fd`` (-1: none) is readable, i.e. not fit for a request."""
+    if fd == -1:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Answer:
     """What libcurl hands back for one request: the last response's status line onwards."""
 
@@ -258,7 +278,16 @@ class _Answer:
 _CONNECT_FAILED = frozenset(
     {pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_HOST, pycurl.E_COULDNT_RESOLVE_PROXY}
 )
-_CLOSED = frozenset({pycurl.E_GOT_NOTHING, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_PARTIAL_FILE})
+_CLOSED = frozenset(
+    {
+        pycurl.E_GOT_NOTHING,
+        pycurl.E_RECV_ERROR,
+        pycurl.E_SEND_ERROR,
+        pycurl.E_PARTIAL_FILE,
+        pycurl.E_SEND_FAIL_REWIND,  # a reused connection died after the body was sent: not sent again
+        pycurl.E_READ_ERROR,  # ... or a resend needing no rewind: the body, read once, is not there again
+    }
+)
 _TLS = frozenset(
     getattr(pycurl, name)
     for name in dir(pycurl)

@@ -3,9 +3,14 @@ same exceptions, a bounded pool, timeouts as BotoCoreError."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
+import ipaddress
+import itertools
 import socket
+import ssl
+import struct
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,8 +34,13 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
     ReadTimeoutError,
+    SSLError,
 )
 from botocore.utils import percent_encode
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from urllib3 import HTTPResponse
 
 from local_stack.testing import FakeManagementApi
@@ -393,3 +403,251 @@ def test_signing_key_is_derived_once_per_day(monkeypatch: pytest.MonkeyPatch) ->
         client._signer.headers(credentials, "/prod/@connections/A", DATA)
     scope = ["us-east-1", "execute-api", "aws4_request"]
     assert derivations == ["20261129", *scope, "20261130", *scope]
+
+
+class RawServer:
+    """HTTP/1.1 on a bare socket, for what aiohttp will not do. ``plan[n]`` lists what the n-th connection
+    does with each request it reads in full: ``"200"`` (answer, keep alive), ``"answer-and-close"``,
+    ``"close"`` (close unanswered), ``"reset"`` (abort unanswered: RST); past its plan, or past the plan's
+    connections, every request is answered. ``requests``: (connection number, request line, body)."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, plan: list[list[str]], tls: ssl.SSLContext | None = None) -> None:
+        self.plan = plan
+        self.tls = tls
+        self.requests: list[tuple[int, str, bytes]] = []
+        self.closed = threading.Event()  # a connection ended by the plan
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        scheme = "https" if tls else "http"
+        self.endpoint_url = f"{scheme}://127.0.0.1:{self.listener.getsockname()[1]}/prod"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        for number in itertools.count():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            steps = self.plan[number] if number < len(self.plan) else []
+            threading.Thread(target=self._serve, args=(conn, number, steps), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, number: int, steps: list[str]) -> None:
+        conn.settimeout(10)
+        with conn, contextlib.suppress(OSError):  # the client gone, 10 s of silence, a failed handshake: done
+            if self.tls:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            for step in itertools.chain(steps, itertools.repeat("200")):
+                request = self._read(conn)
+                if request is None:
+                    return
+                self.requests.append((number, *request))
+                if step in ("200", "answer-and-close"):
+                    conn.sendall(self.ANSWER)
+                if step == "200":
+                    continue
+                if step == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                self.closed.set()
+                return
+
+    @staticmethod
+    def _read(conn: socket.socket) -> tuple[str, bytes] | None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            (int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length"), 0
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+        return lines[0], body
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        self.listener.close()
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Any]:
+    servers: list[RawServer] = []
+
+    def start(plan: list[list[str]], tls: ssl.SSLContext | None = None) -> RawServer:
+        servers.append(RawServer(plan, tls))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize("drop", ["close", "reset"])
+def test_a_post_the_server_read_on_a_kept_alive_connection_is_never_sent_again(
+    raw_server: Any, drop: str
+) -> None:
+    """The server reads the second post in full and drops the connection unanswered: the post may have been
+    delivered. libcurl would resend it on a fresh connection by itself (an unlogged, uncounted duplicate);
+    instead it fails as urllib3 failed it, and the sender's counted, logged retry decides."""
+    server = raw_server([["200", drop]])
+    client = our_client(server.endpoint_url)
+    post(client, "FIRST")
+    with pytest.raises(ConnectionClosedError) as raised:
+        post(client, "SECOND")
+    assert classify(raised.value) == (Outcome.FAILED, True)
+    assert [line for _, line, _ in server.requests] == [
+        "POST /prod/@connections/FIRST HTTP/1.1",
+        "POST /prod/@connections/SECOND HTTP/1.1",
+    ]
+    post(client, "THIRD")  # the client recovers: a new connection
+    assert [number for number, _, _ in server.requests] == [0, 0, 1]
+
+
+def test_an_idle_kept_alive_connection_the_server_closed_is_replaced_without_an_error(
+    raw_server: Any,
+) -> None:
+    """As API Gateway closes an idle connection: the next post opens a new one, sent once, no error."""
+    server = raw_server([["answer-and-close"]])
+    client = our_client(server.endpoint_url)
+    post(client, "FIRST")
+    assert server.closed.wait(5)
+    post(client, "SECOND")
+    assert [(number, line) for number, line, _ in server.requests] == [
+        (0, "POST /prod/@connections/FIRST HTTP/1.1"),
+        (1, "POST /prod/@connections/SECOND HTTP/1.1"),
+    ]
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    ca: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None,
+    san: x509.GeneralName | None = None,
+) -> x509.Certificate:
+    """A certificate for ``subject`` signed by ``ca`` (name, key), or a self-signed CA when there is none."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = ca or (name, key)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca is None, path_length=None), critical=True)
+    )
+    if san is not None:
+        builder = builder.add_extension(x509.SubjectAlternativeName([san]), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """PEM files: ``ca``, a CA's certificate; ``{label}_cert`` / ``{label}_key``, a server certificate it
+    signed for 127.0.0.1 (``ip``) or for another name (``other``)."""
+    folder = tmp_path_factory.mktemp("tls")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _certificate("test CA", ca_key)
+    (folder / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    files = {"ca": str(folder / "ca.pem")}
+    sans = {"ip": x509.IPAddress(ipaddress.ip_address("127.0.0.1")), "other": x509.DNSName("other.example")}
+    for label, san in sans.items():
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(label, key, (ca_cert.subject, ca_key), san)
+        pem_key = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        for suffix, pem in (("cert", cert.public_bytes(serialization.Encoding.PEM)), ("key", pem_key)):
+            (folder / f"{label}_{suffix}.pem").write_bytes(pem)
+            files[f"{label}_{suffix}"] = str(folder / f"{label}_{suffix}.pem")
+    return files
+
+
+def _server_tls(files: dict[str, str], label: str) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files[f"{label}_cert"], files[f"{label}_key"])
+    context.set_alpn_protocols(["h2", "http/1.1"])  # as AWS offers both: the client must pick HTTP/1.1
+    return context
+
+
+def test_https_trusts_the_sessions_ca_bundle_and_speaks_http_1_1(
+    raw_server: Any, tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production is HTTPS: botocore's CA bundle setting (AWS_CA_BUNDLE here) is the one libcurl trusts."""
+    monkeypatch.setenv("AWS_CA_BUNDLE", tls_files["ca"])
+    server = raw_server([], tls=_server_tls(tls_files, "ip"))
+    client = our_client(server.endpoint_url)
+    post(client, "A")
+    post(client, "B")
+    assert [(number, line) for number, line, _ in server.requests] == [
+        (
+            0,
+            "POST /prod/@connections/A HTTP/1.1",
+        ),  # not HTTP/2 (whose preface would be read here); kept alive
+        (0, "POST /prod/@connections/B HTTP/1.1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("label", "trusted"), [("ip", False), ("other", True)], ids=["unknown-ca", "name-mismatch"]
+)
+def test_https_certificate_failures_are_retried_ssl_errors(
+    raw_server: Any, tls_files: dict[str, str], monkeypatch: pytest.MonkeyPatch, label: str, trusted: bool
+) -> None:
+    """Verification is on: a certificate from a CA outside the bundle, or for another name, is refused."""
+    if trusted:
+        monkeypatch.setenv("AWS_CA_BUNDLE", tls_files["ca"])
+    server = raw_server([], tls=_server_tls(tls_files, label))
+    assert_fails_retried(SSLError, server.endpoint_url)
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"\x00nul\x00bytes\x00", bytes(range(256)) * 512], ids=["empty", "nul-bytes", "128-KiB"]
+)
+def test_the_request_carries_exactly_the_body_and_only_these_headers(
+    scripted: FakeManagementApi, signing: None, body: bytes
+) -> None:
+    """None of curl's defaults (Content-Type: application/x-www-form-urlencoded, Accept: */*,
+    Expect: 100-continue, chunked encoding) reach API Gateway; the body arrives byte for byte."""
+    post(our_client(scripted.endpoint_url), "A", body)
+    [seen] = scripted.seen
+    assert seen.body == body
+    assert sorted(seen.headers) == sorted([*SIGNED, "Content-Length", "User-Agent"])
+    assert seen.headers["Content-Length"] == str(len(body))
+
+
+def test_a_timed_out_post_leaves_no_late_answer_for_the_next(management_api: FakeManagementApi) -> None:
+    """The late 200 of a timed-out post is never read as the answer to the next one: a new connection."""
+    management_api.live.add("SLOW")
+    management_api.latencies["SLOW"] = 0.3
+    client = our_client(management_api.endpoint_url, connect_timeout=0.05, read_timeout=0.05)
+    with pytest.raises(ReadTimeoutError):
+        post(client, "SLOW")
+    with pytest.raises(ClientError) as raised:
+        post(client, "gone-A")  # not live: 410
+    assert classify(raised.value) == (Outcome.GONE, False)
+    assert len(management_api.peers) == 2
+
+
+def test_proxies_named_in_the_environment_are_not_used(
+    management_api: FakeManagementApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As before (urllib3 read none): the management API is posted to directly."""
+    for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens: a proxy used would be refused
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    management_api.live.add("A")
+    post(our_client(management_api.endpoint_url), "A", b"{}")
+    assert management_api.delivered == [("A", b"{}")]
