@@ -289,9 +289,8 @@ _CLOSED = frozenset(
     }
 )
 _TLS = frozenset(
-    getattr(pycurl, name)
-    for name in dir(pycurl)
-    if name.startswith("E_SSL_") or name in ("E_PEER_FAILED_VERIFICATION", "E_USE_SSL_FAILED")
+    {pycurl.E_PEER_FAILED_VERIFICATION, pycurl.E_USE_SSL_FAILED}
+    | {getattr(pycurl, name) for name in dir(pycurl) if name.startswith("E_SSL_")}
 )
 
 
