@@ -1,5 +1,5 @@
 """The management-API client shipped before libcurl, kept as a peer for comparison: SigV4 + urllib3, as
-``shared/management_api.py`` was up to commit e129c8b (one ``urllib3.HTTPConnectionPool`` of ``pool_size``
+``shared/management_api.py`` was before commit e129c8b (one ``urllib3.HTTPConnectionPool`` of ``pool_size``
 kept-alive connections that blocks when all are busy, no retries, 2 s / 5 s timeouts, TCP keep-alive).
 
 Only the transport is this module's: the SigV4 signer and the error parsing are the shipped ones
