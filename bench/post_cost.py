@@ -9,8 +9,8 @@ Two floors, two ratios: ``raw urllib3, unsigned`` (and the unsigned urllib3 ``Se
 the reference the target is set against (CPU per post within 1.15x of it); ``unsigned libcurl`` is the
 shipped client's own pycurl call without the SigV4 headers, so signing's cost is the difference on the same
 transport. Every client percent-encodes the ids as boto3 does (real ids hold ``=``, ``+``, ``/``): urllib3
-re-checks a path holding ``%`` byte by byte (~40 us), so the floors send the same path. Rounds are
-interleaved.
+re-checks a path holding ``%`` byte by byte (its cost: bench/README.md), so the floors send the same path.
+Rounds are interleaved.
 """
 
 from __future__ import annotations
