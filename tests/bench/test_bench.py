@@ -128,6 +128,35 @@ def test_bench_post_cost_has_both_transports_signed_and_unsigned(post_cost_tiny:
     assert "the urllib3 client's (before libcurl)" in text
 
 
+def test_bench_unsigned_libcurl_floor_is_the_shipped_call_without_signing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The floor is worth its label only if it sends through the shipped client's own _send (same handle
+    # pool, options, Host header, path and body) and differs by the SigV4 headers alone.
+    from shared.management_api import ManagementApiClient
+    from shared.sender import management_client
+
+    sent: list[tuple[str, dict[str, str], bytes]] = []
+
+    def send(self: Any, path: str, headers: dict[str, str], data: bytes) -> tuple[int, dict[str, str], bytes]:
+        sent.append((path, headers, data))
+        return 200, {}, b""
+
+    monkeypatch.setattr(ManagementApiClient, "_send", send)
+    endpoint = "http://127.0.0.1:9/dev"  # never reached: _send is replaced
+    management_client(endpoint, pool_size=1).post_to_connection(ConnectionId="a=b", Data=post_cost.DATA)
+    post_cost.UnsignedCurlClient(endpoint, pool_size=1).post_to_connection(
+        ConnectionId="a=b", Data=post_cost.DATA
+    )
+    (shipped_path, shipped_headers, shipped_data), (floor_path, floor_headers, floor_data) = sent
+    assert (
+        (floor_path, floor_data)
+        == (shipped_path, shipped_data)
+        == ("/dev/@connections/a%3Db", post_cost.DATA)
+    )
+    assert floor_headers == {} and "Authorization" in shipped_headers
+
+
 @pytest.mark.parametrize("cgroup", [True, False])
 def test_bench_lambda_size_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cgroup: bool) -> None:
     if not cgroup:  # no writable cgroup: the run falls back to an estimate and says so
