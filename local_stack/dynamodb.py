@@ -176,9 +176,9 @@ def _no_capacity_round_trip(handler_class: Any) -> None:
     """moto's ``include_consumed_capacity`` wraps PutItem, GetItem, DeleteItem, Query and Scan: it parses
     the JSON answer the operation built, adds ``ConsumedCapacity`` when the request asked for it, and
     serialises it again. For a request that did not ask (``ReturnConsumedCapacity`` absent or ``NONE``:
-    every call the functions make) that round trip changes nothing, and it was about a tenth of a Query of
-    a 200-member room (in process, with botocore parsing the answer). Such a request now gets the
-    operation's own answer; one that asks keeps moto's path."""
+    every call the functions make) that round trip changes nothing but costs a share of every Query of a
+    room (bench/README.md). Such a request now gets the operation's own answer; one that asks keeps moto's
+    path."""
     for name, method in list(vars(handler_class).items()):
         code = getattr(method, "__code__", None)
         if code is None or not code.co_qualname.startswith("include_consumed_capacity."):

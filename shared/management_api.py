@@ -7,8 +7,9 @@ endpoint rules, serialisation, response parsing and the retry handler all run pe
 signer derives its key with four HMACs per request where this one derives it once a day.
 Why libcurl rather than urllib3: urllib3 and http.client parse every answer in Python (``email.parser``
 for the headers) and take and drop the GIL at every socket call; pycurl's ``perform`` sends, waits and
-parses in C with the GIL released, so a post costs a fraction of urllib3's CPU and 32 threads posting at
-once do not queue on the GIL (measured side by side in bench/README.md, "CPU per post").
+frames the answer in C with the GIL released (only the body and the header lines come back through small
+callbacks), so a post costs a fraction of urllib3's CPU and 32 threads posting at once do not queue on the
+GIL (measured side by side in bench/README.md, "CPU per post").
 
 This client keeps only what reaches the wire, so AWS sees the same request: ``POST
 {endpoint}/@connections/{id}`` over HTTP/1.1 with the raw bytes, the id percent-encoded as botocore encodes

@@ -89,7 +89,8 @@ def management_client(endpoint_url: str, *, pool_size: int) -> ManagementApiClie
     CPU per post is the broadcast's speed; libcurl posts with the GIL released). Measured against boto3 and
     the urllib3 client it replaced in bench/README.md, "What the figures say". Same request on the wire,
     same exceptions (shared/management_api.py). Pool of ``pool_size`` handles, one kept-alive connection
-    each; connect timeout 2 s, read timeout 5 s, no retries of its own (RetryPolicy retries)."""
+    each; connect timeout 2 s, 7 s per attempt in all (connect + read timeout 5 s), no retries of its own
+    (RetryPolicy retries)."""
     return ManagementApiClient(endpoint_url, pool_size=pool_size, connect_timeout=2, read_timeout=5)
 
 
