@@ -22,7 +22,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from botocore.utils import percent_encode
 
@@ -76,9 +75,11 @@ def _clients(endpoint: str) -> dict[str, Callable[[str], Any]]:
     }
 
 
-class UnsignedCurlClient(ManagementApiClient):
-    """The shipped client's pycurl call (same handle pool, options and Host header) without the SigV4
-    headers: the libcurl floor, so what signing costs on the shipped transport is the difference."""
+class _Unsigned:
+    """``post_to_connection`` without the SigV4 headers, on a client's own ``_send`` (its transport)."""
+
+    _path: str  # annotations only (the client class after this one in the MRO has them)
+    _send: Callable[[str, dict[str, str], bytes], tuple[int, dict[str, str], bytes]]
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
         status, _headers, _body = self._send(
@@ -88,30 +89,14 @@ class UnsignedCurlClient(ManagementApiClient):
             raise RuntimeError(f"fake API answered {status}")
 
 
-class UnsignedClient:
+class UnsignedCurlClient(_Unsigned, ManagementApiClient):
+    """The shipped client's pycurl call (same handle pool, options and Host header) without the SigV4
+    headers: the libcurl floor, so what signing costs on the shipped transport is the difference."""
+
+
+class UnsignedClient(_Unsigned, Urllib3ManagementApiClient):
     """The urllib3 client's ``urlopen`` call without SigV4 (bench/urllib3_client.py; what signing cost on
     urllib3 is the difference)."""
-
-    def __init__(self, endpoint_url: str, *, pool_size: int) -> None:
-        import urllib3
-
-        self._path = urlsplit(endpoint_url).path.rstrip("/")
-        self._pool = urllib3.connection_from_url(
-            endpoint_url, maxsize=pool_size, block=True, retries=False, timeout=urllib3.Timeout(2, read=5)
-        )
-
-    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> None:
-        response = self._pool.urlopen(
-            "POST",
-            f"{self._path}/@connections/{percent_encode(ConnectionId)}",
-            body=Data,
-            retries=False,
-            redirect=False,
-            assert_same_host=False,
-            preload_content=True,
-        )
-        if response.status != 200:
-            raise RuntimeError(f"fake API answered {response.status}")
 
 
 def _fanout_peers(api: Any, config: PostCostConfig) -> list[dict[str, Any]]:

@@ -157,6 +157,34 @@ def test_bench_unsigned_libcurl_floor_is_the_shipped_call_without_signing(
     assert floor_headers == {} and "Authorization" in shipped_headers
 
 
+def test_bench_urllib3_peer_posts_and_fails_as_the_shipped_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pre-libcurl peer is a working client: it delivers, and a 410 or a refused connection raise what
+    the shipped client raises (the sender would treat its rows' outcomes alike)."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from bench.urllib3_client import Urllib3ManagementApiClient
+    from local_stack.testing import FakeManagementApi
+    from shared.sender import classify, management_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    with FakeManagementApi() as api:
+        api.live.add("LIVE=")
+        peer = Urllib3ManagementApiClient(api.endpoint_url, pool_size=1)
+        peer.post_to_connection(ConnectionId="LIVE=", Data=b"{}")
+        assert api.delivered == [("LIVE=", b"{}")]
+        assert "Authorization" in api.seen[0].headers
+        for client in (peer, management_client(api.endpoint_url, pool_size=1)):
+            with pytest.raises(ClientError) as gone:
+                client.post_to_connection(ConnectionId="GONE=", Data=b"{}")
+            assert gone.value.response["Error"]["Code"] == "GoneException"
+    for client in (Urllib3ManagementApiClient("http://127.0.0.1:9/dev", pool_size=1),
+                   management_client("http://127.0.0.1:9/dev", pool_size=1)):  # fmt: skip
+        with pytest.raises(EndpointConnectionError) as refused:
+            client.post_to_connection(ConnectionId="A=", Data=b"{}")
+        assert classify(refused.value) == classify(EndpointConnectionError(endpoint_url="x"))
+
+
 @pytest.mark.parametrize("cgroup", [True, False])
 def test_bench_lambda_size_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cgroup: bool) -> None:
     if not cgroup:  # no writable cgroup: the run falls back to an estimate and says so
